@@ -1,0 +1,12 @@
+"""Train a multi-agent policy: `python examples/train.py --algo mappo --arch nops --env mamujoco`.
+
+See `--list` for the registered algorithms, architectures and environments, and the README for
+the config system, run folders and resuming.
+"""
+
+import sys
+
+from harl.cli import train
+
+if __name__ == "__main__":
+    sys.exit(train())

@@ -1,0 +1,62 @@
+"""MAPPO: every agent's PPO step at once (simultaneous update) against a per-agent centralised critic."""
+
+from __future__ import annotations
+
+import torch
+
+from harl.algos.ppo_base import OnPolicyLearner, PPOConfig, agent_metrics
+from harl.buffers.rollout import RolloutBuffer
+from harl.registry import AlgoEntry, register_algorithm
+
+
+class MAPPO(OnPolicyLearner):
+    """Multi-agent PPO. The joint objective is the sum of the agents' clipped surrogates, so each
+    agent's own parameters get exactly its own PPO gradient, and shared parameters the sum."""
+
+    def __init__(self, spec, cfg, arch, device):
+        kind = ALGO.actor_kind[spec.action_type]
+        super().__init__(spec, cfg, arch, device, kind)
+
+    def train(self, buffer: RolloutBuffer, next_values: torch.Tensor) -> dict[str, float]:
+        # ALGO LOGIC: advantages, then the critic, then all actors together.
+        advantages = self.prepare(buffer, next_values)  # (T·E, N)
+        metrics = self.train_critic(buffer)
+        obs, actions, avail = buffer.flat("obs"), buffer.flat("actions"), buffer.flat("avail")
+        old_log_probs = buffer.flat("log_probs")  # (T·E, N)
+        sums = {k: torch.zeros(self.n_agents, device=self.device) for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac")}
+        grad_norms, updates = [], 0
+        for _ in range(self.cfg.ppo_epoch):
+            for idx in buffer.minibatches(self.cfg.actor_num_mini_batch, self.generator):
+                surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(
+                    obs[idx], actions[idx], None if avail is None else avail[idx], old_log_probs[idx], advantages[idx]
+                )
+                per_agent_loss = -surrogate.mean(0)  # (N,)
+                per_agent_entropy = entropy.mean(0)  # (N,)
+                loss = (per_agent_loss - self.cfg.entropy_coef * per_agent_entropy).sum()
+                self.actor_optimizer.zero_grad()
+                loss.backward()
+                grad_norms.append(self._clip(self.actor, self.actor_optimizer))
+                self.actor_optimizer.step()
+                for key, value in (("policy_loss", per_agent_loss), ("entropy", per_agent_entropy),
+                                   ("ratio", ratio.mean(0)), ("approx_kl", approx_kl.mean(0)), ("clip_frac", clipped.mean(0))):
+                    sums[key] += value.detach()
+                updates += 1
+        for key, total in sums.items():
+            metrics.update(agent_metrics(self.spec.agent_ids, key, total / updates))
+        metrics["losses/actor/grad_norm"] = torch.stack(grad_norms).mean().item()
+        return metrics
+
+
+ALGO = register_algorithm(
+    AlgoEntry(
+        name="mappo",
+        learner_cls=MAPPO,
+        config_cls=PPOConfig,
+        on_policy=True,
+        sequential=False,
+        discrete=True,
+        continuous=True,
+        actor_kind={"continuous": "gaussian", "discrete": "categorical"},
+        description="multi-agent PPO, simultaneous update, per-agent centralised V critic",
+    )
+)

@@ -1,0 +1,193 @@
+"""What MAPPO and HAPPO share: the PPO config, the actor and per-agent critic, the critic update.
+
+The per-agent actor update (the part where MAPPO and HAPPO differ) lives in `mappo.py` and
+`happo.py`, each readable top to bottom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from harl.buffers.rollout import RolloutBuffer
+from harl.config import ExperimentConfig, non_negative, positive
+from harl.envs.spec import EnvSpec
+from harl.errors import ConfigError
+from harl.models.policies import ON_POLICY_ACTORS, AgentValueCritic
+from harl.optim import AgentAdam, clip_grad_norm_agentwise, grad_norms_agentwise
+from harl.registry import ArchEntry
+from harl.utils.value_norm import ValueNorm
+
+
+@dataclass
+class PPOConfig:
+    """Hyper-parameters of MAPPO/HAPPO (HARL's names and defaults)."""
+
+    episode_length: int = 200
+    """Vector steps per rollout (the rollout holds episode_length × n_rollout_threads samples)."""
+    lr: float = 5e-4
+    """Actor learning rate."""
+    critic_lr: float = 5e-4
+    """Critic learning rate."""
+    opti_eps: float = 1e-5
+    """Adam epsilon."""
+    ppo_epoch: int = 5
+    """Actor epochs per rollout."""
+    critic_epoch: int = 5
+    """Critic epochs per rollout."""
+    actor_num_mini_batch: int = 1
+    """Actor minibatches per epoch."""
+    critic_num_mini_batch: int = 1
+    """Critic minibatches per epoch."""
+    clip_param: float = 0.2
+    """PPO ratio clip (also the value clip)."""
+    entropy_coef: float = 0.01
+    """Entropy bonus weight."""
+    value_loss_coef: float = 1.0
+    """Critic loss weight."""
+    use_clipped_value_loss: bool = True
+    """Clip value updates around the rollout's values."""
+    use_huber_loss: bool = True
+    """Huber instead of squared value error."""
+    huber_delta: float = 10.0
+    """Huber loss threshold."""
+    use_valuenorm: bool = True
+    """Normalise value targets with a running per-agent mean/std."""
+    max_grad_norm: float = 10.0
+    """Gradient-norm clip (per agent for per-agent parameters; 0 disables)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE λ."""
+
+    def validate(self) -> None:
+        positive(self, "episode_length", "lr", "critic_lr", "opti_eps", "ppo_epoch", "critic_epoch",
+                 "actor_num_mini_batch", "critic_num_mini_batch", "clip_param", "huber_delta")
+        non_negative(self, "entropy_coef", "value_loss_coef", "max_grad_norm")
+        if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
+            raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
+
+
+class OnPolicyLearner:
+    """Actor (all agents), per-agent critic, their optimisers and the value normaliser.
+
+    Subclasses implement `train(buffer, next_values)`: the actor update.
+    """
+
+    def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, actor_kind: str):
+        self.spec, self.device = spec, device
+        self.cfg: PPOConfig = cfg.algo
+        self.n_agents = spec.n_agents
+        self.actor = ON_POLICY_ACTORS[actor_kind](spec, arch, cfg.model, cfg.arch).to(device)
+        self.critic = AgentValueCritic(spec, arch, cfg.model, cfg.arch).to(device)
+        self.actor_optimizer = AgentAdam(self.actor.parameters(), lr=self.cfg.lr, eps=self.cfg.opti_eps)
+        self.critic_optimizer = AgentAdam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=self.cfg.opti_eps)
+        self.value_norm = ValueNorm((spec.n_agents,)).to(device) if self.cfg.use_valuenorm else None
+        self.generator = torch.Generator().manual_seed(cfg.run.seed)
+
+    # ------------------------------------------------------------------ acting
+
+    @torch.no_grad()
+    def act(self, obs, state, avail, deterministic: bool = False):
+        """Returns env-ready actions (E, N, A), stored actions (E, N, A) and their log-probs (E, N)."""
+        actions, log_probs = self.actor.act(obs, avail, deterministic)
+        return self.actor.env_actions(actions), actions, log_probs
+
+    @torch.no_grad()
+    def values(self, state: torch.Tensor) -> torch.Tensor:
+        """Denormalised per-agent values (E, N) of states (E, S)."""
+        values = self.critic(state)
+        return self.value_norm.denormalize(values) if self.value_norm is not None else values
+
+    # ------------------------------------------------------------------ learning
+
+    def prepare(self, buffer: RolloutBuffer, next_values: torch.Tensor) -> torch.Tensor:
+        """GAE, then advantages normalised over the whole batch. Returns (T·E, N) advantages."""
+        buffer.compute_gae(next_values, self.cfg.gamma, self.cfg.gae_lambda)
+        advantages = buffer.flat("advantages")
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-5)
+
+    def train_critic(self, buffer: RolloutBuffer) -> dict[str, float]:
+        """Clipped, Huber value loss on (normalised) returns for every agent's value head."""
+        states, old_values, returns = buffer.flat("state"), buffer.flat("values"), buffer.flat("returns")
+        if self.value_norm is not None:
+            self.value_norm.update(returns)
+            targets = self.value_norm.normalize(returns)
+            old_values = self.value_norm.normalize(old_values)
+        else:
+            targets = returns
+        losses, norms = [], []
+        for _ in range(self.cfg.critic_epoch):
+            for idx in buffer.minibatches(self.cfg.critic_num_mini_batch, self.generator):
+                values = self.critic(states[idx])  # (B, N)
+                error = targets[idx] - values
+                loss = self._value_error(error)
+                if self.cfg.use_clipped_value_loss:
+                    clipped = old_values[idx] + (values - old_values[idx]).clamp(-self.cfg.clip_param, self.cfg.clip_param)
+                    loss = torch.maximum(loss, self._value_error(targets[idx] - clipped))
+                loss = loss.mean() * self.cfg.value_loss_coef
+                self.critic_optimizer.zero_grad()
+                loss.backward()
+                norms.append(self._clip(self.critic, self.critic_optimizer))
+                self.critic_optimizer.step()
+                losses.append(loss.detach())
+        return {
+            "losses/critic/value_loss": torch.stack(losses).mean().item(),
+            "losses/critic/grad_norm": torch.stack(norms).mean().item(),
+            "values/mean_value": buffer.values[:-1].mean().item(),
+            "values/mean_return": returns.mean().item(),
+        }
+
+    def _value_error(self, error: torch.Tensor) -> torch.Tensor:
+        if self.cfg.use_huber_loss:
+            return F.huber_loss(error, torch.zeros_like(error), reduction="none", delta=self.cfg.huber_delta)
+        return 0.5 * error.pow(2)
+
+    def _clip(self, module: torch.nn.Module, optimizer: AgentAdam) -> torch.Tensor:
+        """Agent-wise gradient clipping; returns the total gradient norm before clipping."""
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if self.cfg.max_grad_norm > 0:
+            per_agent, shared = clip_grad_norm_agentwise(params, self.cfg.max_grad_norm, self.n_agents)
+        else:
+            per_agent, shared = grad_norms_agentwise(params, self.n_agents)
+        return (per_agent.pow(2).sum() + shared.pow(2)).sqrt().detach()
+
+    def ppo_surrogate(self, obs, actions, avail, old_log_probs, advantages, agents=None):
+        """Clipped surrogate terms, entropy and diagnostics for the selected agents: all (B, k)."""
+        log_probs, entropy = self.actor.evaluate(obs, actions, avail, agents)
+        ratio = torch.exp(log_probs - old_log_probs)
+        surrogate = torch.minimum(
+            ratio * advantages, ratio.clamp(1 - self.cfg.clip_param, 1 + self.cfg.clip_param) * advantages
+        )
+        with torch.no_grad():
+            approx_kl = (ratio - 1) - (log_probs - old_log_probs)
+            clipped = ((ratio - 1).abs() > self.cfg.clip_param).float()
+        return surrogate, entropy, ratio.detach(), approx_kl, clipped
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "value_norm": self.value_norm.state_dict() if self.value_norm is not None else None,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        if self.value_norm is not None:
+            self.value_norm.load_state_dict(state["value_norm"])
+        self.generator.set_state(state["generator"])
+
+
+def agent_metrics(agent_ids, name: str, values: torch.Tensor) -> dict[str, float]:
+    """`losses/<agent>/<name>` for a (N,) tensor of per-agent values."""
+    return {f"losses/{agent}/{name}": float(v) for agent, v in zip(agent_ids, values.tolist())}

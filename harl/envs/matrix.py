@@ -1,0 +1,109 @@
+"""The paper's n-agent Specialisation and Synchronisation games (one-step, stateless).
+
+Each of n agents picks one of n food items. With k_i the number of agents that picked agent i's
+item, agent i's payoff is 1/k_i in the Specialisation game (spread out) and k_i/n in the
+Synchronisation game (all pick the same). The team reward, given to every agent, is the mean
+payoff. Observations and the state are a constant vector, so only the architecture can break
+the agents' symmetry. Natively vectorised in torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from harl.config import positive
+from harl.envs.spec import EnvSpec, StepOutput
+from harl.errors import ConfigError
+from harl.registry import EnvEntry, register_environment
+
+GAMES = ("specialisation", "synchronisation")
+
+
+@dataclass
+class MatrixConfig:
+    """Options of the matrix games."""
+
+    game: str = "specialisation"
+    """specialisation (optimum: all agents on different items) or synchronisation (all on one item)."""
+    n_agents: int = 4
+    """Number of agents (and of food items / actions)."""
+
+    def validate(self) -> None:
+        if self.game not in GAMES:
+            raise ConfigError(f"unknown matrix game {self.game!r}; valid: {', '.join(GAMES)}")
+        positive(self, "n_agents")
+        if self.n_agents < 2:
+            raise ConfigError("env.n_agents must be at least 2")
+
+    def scenario_name(self) -> str:
+        return f"{self.game}-{self.n_agents}"
+
+
+class MatrixGameVecEnv:
+    """`n_envs` simultaneous one-step matrix games on `device`."""
+
+    def __init__(self, game: Literal["specialisation", "synchronisation"], n_agents: int, n_envs: int, device):
+        self.game, self.n_envs, self.device = game, n_envs, torch.device(device)
+        n = n_agents
+        self.spec = EnvSpec(
+            agent_ids=tuple(f"agent_{i}" for i in range(n)),
+            obs_dims=(1,) * n,
+            state_dim=1,
+            action_type="discrete",
+            act_dims=(n,) * n,
+            act_low=np.zeros((n, n), dtype=np.float32),
+            act_high=np.ones((n, n), dtype=np.float32),
+            episode_limit=1,
+        )
+        self._obs = torch.ones(n_envs, n, 1, device=self.device)  # (E, N, 1)
+        self._state = torch.ones(n_envs, 1, device=self.device)  # (E, 1)
+
+    def payoffs(self, actions: torch.Tensor) -> torch.Tensor:
+        """Per-agent payoffs (E, N) of joint actions (E, N) of item indices."""
+        n = self.spec.n_agents
+        counts = torch.nn.functional.one_hot(actions, n).sum(1)  # (E, n_items)
+        k = counts.gather(1, actions).float()  # (E, N): agents sharing each agent's item
+        return 1.0 / k if self.game == "specialisation" else k / n
+
+    def _output(self, reward: torch.Tensor, done: bool) -> StepOutput:
+        e = self.n_envs
+        flag = torch.full((e,), done, dtype=torch.bool, device=self.device)
+        team = reward.mean(1)
+        return StepOutput(
+            obs=self._obs, state=self._state, avail_actions=None, reward=reward,
+            terminated=flag, truncated=torch.zeros_like(flag), final_obs=self._obs, final_state=self._state,
+            episode_return=team if done else torch.full((e,), float("nan"), device=self.device),
+            episode_length=torch.full((e,), int(done), device=self.device),
+        )
+
+    def reset(self, seed: int) -> StepOutput:
+        return self._output(torch.zeros(self.n_envs, self.spec.n_agents, device=self.device), done=False)
+
+    def step(self, actions: torch.Tensor) -> StepOutput:
+        team = self.payoffs(actions[..., 0].long().to(self.device)).mean(1, keepdim=True)  # (E, 1)
+        return self._output(team.expand(-1, self.spec.n_agents), done=True)
+
+    def render(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def make(env_cfg: MatrixConfig, n_envs: int, seed: int, device, for_eval: bool, n_workers: int) -> MatrixGameVecEnv:
+    return MatrixGameVecEnv(env_cfg.game, env_cfg.n_agents, n_envs, device)
+
+
+register_environment(
+    EnvEntry(
+        name="matrix",
+        config_cls=MatrixConfig,
+        make=make,
+        scenarios=lambda: [f"{g} (n_agents >= 2)" for g in GAMES],
+        description="the paper's n-agent Specialisation / Synchronisation matrix games",
+    )
+)

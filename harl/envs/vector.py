@@ -1,0 +1,451 @@
+"""Batching single `MultiAgentEnv`s into a `VecEnv`, in-process or in worker processes.
+
+`SerialVecEnv` steps every env in the calling process. `SubprocVecEnv` splits the envs into
+contiguous chunks, one per worker process; each step sends every worker its chunk of actions as
+one numpy array and gets back one message of stacked numpy arrays. Both share `_EnvGroup`, which
+steps a group of envs sequentially, auto-resets finished episodes and keeps the per-env episode
+return and length, so single envs stay simple.
+
+Seeding: `reset(seed)` seeds env k with `seed + k`; auto-resets after that pass `seed=None`, so
+each env's own RNG continues and a run is reproducible from the initial seed alone.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+
+from harl.envs.spec import EnvSpec, MultiAgentEnv, StepOutput, VecEnv
+from harl.errors import EnvWorkerError, UserError
+
+EnvFn = Callable[[], MultiAgentEnv]
+
+# "forkserver": workers fork from a clean server process (never from a parent that already runs
+# torch threads or a MuJoCo renderer), and the modules preloaded there are imported only once.
+_MP_CONTEXT = "forkserver"
+
+
+@dataclass
+class _Batch:
+    """The numpy twin of `StepOutput` for a contiguous group of `n` envs."""
+
+    obs: np.ndarray  # (n, n_agents, obs_dim_max) float32
+    state: np.ndarray  # (n, state_dim) float32
+    avail_actions: np.ndarray | None  # (n, n_agents, act_dim_max) bool
+    reward: np.ndarray  # (n, n_agents) float32
+    terminated: np.ndarray  # (n,) bool
+    truncated: np.ndarray  # (n,) bool
+    final_obs: np.ndarray  # (n, n_agents, obs_dim_max) float32
+    final_state: np.ndarray  # (n, state_dim) float32
+    episode_return: np.ndarray  # (n,) float32, NaN where not done
+    episode_length: np.ndarray  # (n,) float32, 0 where not done
+    info: dict[str, np.ndarray] = field(default_factory=dict)  # key -> (n,) float32, NaN where not done
+
+    @staticmethod
+    def concatenate(batches: Sequence[_Batch]) -> _Batch:
+        """Join the batches of consecutive env groups along the env dimension."""
+        if len(batches) == 1:
+            return batches[0]
+        info = {}
+        for key in dict.fromkeys(k for b in batches for k in b.info):
+            info[key] = np.concatenate(
+                [b.info.get(key, np.full(len(b.terminated), np.nan, np.float32)) for b in batches]
+            )
+
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([getattr(b, name) for b in batches])
+
+        return _Batch(
+            obs=cat("obs"),
+            state=cat("state"),
+            avail_actions=None if batches[0].avail_actions is None else cat("avail_actions"),
+            reward=cat("reward"),
+            terminated=cat("terminated"),
+            truncated=cat("truncated"),
+            final_obs=cat("final_obs"),
+            final_state=cat("final_state"),
+            episode_return=cat("episode_return"),
+            episode_length=cat("episode_length"),
+            info=info,
+        )
+
+    def to_step_output(self, device: torch.device) -> StepOutput:
+        """Wrap the arrays as CPU tensors (no copy), then move them to `device` once if it is not the CPU."""
+        out = StepOutput(
+            obs=torch.from_numpy(self.obs),
+            state=torch.from_numpy(self.state),
+            avail_actions=None if self.avail_actions is None else torch.from_numpy(self.avail_actions),
+            reward=torch.from_numpy(self.reward),
+            terminated=torch.from_numpy(self.terminated),
+            truncated=torch.from_numpy(self.truncated),
+            final_obs=torch.from_numpy(self.final_obs),
+            final_state=torch.from_numpy(self.final_state),
+            episode_return=torch.from_numpy(self.episode_return),
+            episode_length=torch.from_numpy(self.episode_length),
+            info={k: torch.from_numpy(v) for k, v in self.info.items()},
+        )
+        if device.type == "cpu":
+            return out
+        return StepOutput(
+            obs=out.obs.to(device),
+            state=out.state.to(device),
+            avail_actions=None if out.avail_actions is None else out.avail_actions.to(device),
+            reward=out.reward.to(device),
+            terminated=out.terminated.to(device),
+            truncated=out.truncated.to(device),
+            final_obs=out.final_obs.to(device),
+            final_state=out.final_state.to(device),
+            episode_return=out.episode_return.to(device),
+            episode_length=out.episode_length.to(device),
+            info={k: v.to(device) for k, v in out.info.items()},
+        )
+
+
+def _scalar(value: Any) -> float | None:
+    """`value` as a float if it is a number (bool, int, float, numpy scalar or 0-d array), else None."""
+    if isinstance(value, (bool, int, float, np.number, np.bool_)) or (
+        isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf"
+    ):
+        return float(value)
+    return None
+
+
+class _EnvGroup:
+    """Envs stepped one after another, with auto-reset and per-env episode bookkeeping.
+
+    Used in-process by `SerialVecEnv` and inside every `SubprocVecEnv` worker.
+    """
+
+    def __init__(self, env_fns: Sequence[EnvFn]):
+        self.envs = [fn() for fn in env_fns]
+        self.spec: EnvSpec = self.envs[0].spec
+        n = len(self.envs)
+        self._returns = np.zeros(n, dtype=np.float64)  # (n,) team return of the running episodes
+        self._lengths = np.zeros(n, dtype=np.int64)  # (n,) steps of the running episodes
+
+    def reset(self, seed: int) -> _Batch:
+        """Reset env k with `seed + k`; returns zero rewards and no finished episodes."""
+        results = [env.reset(seed + k) for k, env in enumerate(self.envs)]
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        n, n_agents = len(self.envs), self.spec.n_agents
+        obs = np.stack([r[0] for r in results]).astype(np.float32, copy=False)
+        state = np.stack([r[1] for r in results]).astype(np.float32, copy=False)
+        no = np.zeros(n, dtype=bool)
+        return _Batch(
+            obs=obs,
+            state=state,
+            avail_actions=None if results[0][2] is None else np.stack([r[2] for r in results]).astype(bool),
+            reward=np.zeros((n, n_agents), dtype=np.float32),
+            terminated=no,
+            truncated=no.copy(),
+            final_obs=obs.copy(),
+            final_state=state.copy(),
+            episode_return=np.full(n, np.nan, dtype=np.float32),
+            episode_length=np.zeros(n, dtype=np.float32),
+        )
+
+    def step(self, actions: np.ndarray) -> _Batch:
+        """Step every env with its actions (n, n_agents, action_shape); reset the finished ones (seed None)."""
+        n = len(self.envs)
+        obs, state, avail, reward, final_obs, final_state = [], [], [], [], [], []
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        episode_return = np.full(n, np.nan, dtype=np.float32)
+        episode_length = np.zeros(n, dtype=np.float32)
+        info: dict[str, np.ndarray] = {}
+        for k, env in enumerate(self.envs):
+            o, s, av, r, term, trunc, step_info = env.step(actions[k])
+            self._returns[k] += float(np.mean(r))
+            self._lengths[k] += 1
+            final_obs.append(o)
+            final_state.append(s)
+            reward.append(r)
+            if term or trunc:
+                terminated[k], truncated[k] = bool(term), bool(trunc) and not term
+                episode_return[k] = self._returns[k]
+                episode_length[k] = self._lengths[k]
+                for key, value in step_info.items():
+                    number = _scalar(value)
+                    if number is not None:
+                        info.setdefault(key, np.full(n, np.nan, dtype=np.float32))[k] = number
+                self._returns[k] = 0.0
+                self._lengths[k] = 0
+                o, s, av = env.reset(None)
+            obs.append(o)
+            state.append(s)
+            avail.append(av)
+        return _Batch(
+            obs=np.stack(obs).astype(np.float32, copy=False),
+            state=np.stack(state).astype(np.float32, copy=False),
+            avail_actions=None if avail[0] is None else np.stack(avail).astype(bool),
+            reward=np.stack(reward).astype(np.float32, copy=False),
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=np.stack(final_obs).astype(np.float32, copy=False),
+            final_state=np.stack(final_state).astype(np.float32, copy=False),
+            episode_return=episode_return,
+            episode_length=episode_length,
+            info=info,
+        )
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _actions_to_numpy(actions: torch.Tensor, n_envs: int, n_agents: int) -> np.ndarray:
+    """(n_envs, n_agents, action_shape) tensor on any device -> numpy array on the CPU."""
+    if tuple(actions.shape[:2]) != (n_envs, n_agents):
+        raise ValueError(f"actions must have shape ({n_envs}, {n_agents}, action_shape), got {tuple(actions.shape)}")
+    return actions.detach().cpu().numpy()
+
+
+class SerialVecEnv:
+    """Steps `len(env_fns)` envs one after another in the calling process.
+
+    Args:
+        env_fns: callables building one `MultiAgentEnv` each.
+        device: where the returned tensors live.
+    """
+
+    def __init__(self, env_fns: Sequence[EnvFn], device: torch.device | str = "cpu"):
+        if not env_fns:
+            raise ValueError("SerialVecEnv needs at least one env")
+        self._group = _EnvGroup(env_fns)
+        self.spec = self._group.spec
+        self.n_envs = len(env_fns)
+        self.device = torch.device(device)
+        self._closed = False
+
+    def reset(self, seed: int) -> StepOutput:
+        """Reset env k with `seed + k`."""
+        return self._group.reset(seed).to_step_output(self.device)
+
+    def step(self, actions: torch.Tensor) -> StepOutput:
+        """Step with actions (n_envs, n_agents, action_shape), auto-resetting finished episodes."""
+        batch = self._group.step(_actions_to_numpy(actions, self.n_envs, self.spec.n_agents))
+        return batch.to_step_output(self.device)
+
+    def render(self) -> None:
+        """Render env 0."""
+        self._group.envs[0].render()
+
+    def close(self) -> None:
+        """Close every env (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._group.close()
+
+
+def _worker(conn: Connection, env_fns: Sequence[EnvFn]) -> None:
+    """Worker process loop: build the envs, then answer ("reset", seed) / ("step", actions) / ("close", None).
+
+    Every answer is ("ok", payload) or, once, ("error", traceback text) before the worker exits.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent, which closes the workers
+    group = None
+    try:
+        group = _EnvGroup(env_fns)
+        conn.send(("ok", group.spec))
+        while True:
+            try:
+                command, data = conn.recv()
+            except EOFError:  # the parent is gone
+                return
+            if command == "step":
+                conn.send(("ok", group.step(data)))
+            elif command == "reset":
+                conn.send(("ok", group.reset(data)))
+            elif command == "close":
+                return
+            else:
+                raise ValueError(f"unknown worker command {command!r}")
+    except BaseException:
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except OSError:
+            pass
+    finally:
+        if group is not None:
+            group.close()
+        conn.close()
+
+
+def _shutdown(processes: list[BaseProcess], conns: list[Connection]) -> None:
+    """Ask the workers to exit, then terminate (and finally kill) the ones still running."""
+    for conn, proc in zip(conns, processes):
+        if proc.is_alive():
+            try:
+                conn.send(("close", None))
+            except OSError:
+                pass
+    deadline = time.monotonic() + 2.0
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(1.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
+    for conn in conns:
+        conn.close()
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "stopped answering"
+    if exitcode < 0:
+        try:
+            return f"died with exit code {exitcode} ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            return f"died with exit code {exitcode}"
+    return f"exited with exit code {exitcode}"
+
+
+class SubprocVecEnv:
+    """Steps `len(env_fns)` envs in `n_workers` worker processes, each owning a contiguous chunk of envs.
+
+    Each call sends one message per worker (its chunk of actions as one numpy array) and receives
+    one message per worker (stacked numpy arrays); the results are joined and turned into tensors
+    in the parent. A worker that dies, raises or stops answering for `timeout` seconds makes the
+    call raise `EnvWorkerError` (after closing every worker) instead of hanging.
+
+    Args:
+        env_fns: picklable callables building one `MultiAgentEnv` each (e.g. `functools.partial`
+            of a module-level class), run inside the workers.
+        n_workers: number of worker processes (at most `len(env_fns)`).
+        device: where the returned tensors live.
+        timeout: seconds to wait for a worker's answer before declaring it hung.
+    """
+
+    def __init__(
+        self,
+        env_fns: Sequence[EnvFn],
+        n_workers: int,
+        device: torch.device | str = "cpu",
+        timeout: float = 300.0,
+    ):
+        if not 1 <= n_workers <= len(env_fns):
+            raise ValueError(f"n_workers must be in [1, {len(env_fns)}], got {n_workers}")
+        self.n_envs = len(env_fns)
+        self.device = torch.device(device)
+        self._timeout = timeout
+        bounds = np.linspace(0, self.n_envs, n_workers + 1).round().astype(int)
+        self._starts = bounds[:-1].tolist()  # first env index of each worker's chunk
+        self._slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        ctx = mp.get_context(_MP_CONTEXT)
+        ctx.set_forkserver_preload(["__main__", __name__])
+        self._conns: list[Connection] = []
+        self._processes: list[BaseProcess] = []
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _shutdown, self._processes, self._conns)
+        for index, chunk in enumerate(self._slices):
+            parent_conn, child_conn = ctx.Pipe()
+            proc = ctx.Process(
+                target=_worker, args=(child_conn, list(env_fns[chunk])), name=f"harl-env-worker-{index}", daemon=True
+            )
+            proc.start()
+            child_conn.close()
+            self._conns.append(parent_conn)
+            self._processes.append(proc)
+        specs = [self._receive(i) for i in range(n_workers)]
+        self.spec: EnvSpec = specs[0]
+
+    @property
+    def pids(self) -> list[int | None]:
+        """Process ids of the workers."""
+        return [proc.pid for proc in self._processes]
+
+    def _fail(self, message: str) -> NoReturn:
+        self.close()
+        raise EnvWorkerError(message)
+
+    def _send(self, index: int, message: tuple[str, Any]) -> None:
+        try:
+            self._conns[index].send(message)
+        except OSError:
+            proc = self._processes[index]
+            proc.join(1.0)
+            self._fail(f"env worker {index} (pid {proc.pid}) {_describe_exit(proc.exitcode)}")
+
+    def _receive(self, index: int) -> Any:
+        """Wait for worker `index`'s answer, checking that it is still alive; raise EnvWorkerError otherwise."""
+        conn, proc = self._conns[index], self._processes[index]
+        deadline = time.monotonic() + self._timeout
+        while not conn.poll(1.0):
+            if not proc.is_alive():
+                break
+            if time.monotonic() > deadline:
+                self._fail(f"env worker {index} (pid {proc.pid}) did not answer within {self._timeout:g} s")
+        try:
+            status, payload = conn.recv()
+        except (EOFError, OSError):
+            proc.join(1.0)
+            self._fail(f"env worker {index} (pid {proc.pid}) {_describe_exit(proc.exitcode)}")
+        if status == "error":
+            self._fail(f"env worker {index} (pid {proc.pid}) raised an exception:\n{payload}")
+        return payload
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EnvWorkerError("the vectorised environment is closed")
+
+    def reset(self, seed: int) -> StepOutput:
+        """Reset env k with `seed + k`."""
+        self._check_open()
+        for index, start in enumerate(self._starts):
+            self._send(index, ("reset", seed + start))
+        batches = [self._receive(index) for index in range(len(self._processes))]
+        return _Batch.concatenate(batches).to_step_output(self.device)
+
+    def step(self, actions: torch.Tensor) -> StepOutput:
+        """Step with actions (n_envs, n_agents, action_shape), auto-resetting finished episodes."""
+        self._check_open()
+        acts = _actions_to_numpy(actions, self.n_envs, self.spec.n_agents)
+        for index, chunk in enumerate(self._slices):
+            self._send(index, ("step", acts[chunk]))
+        batches = [self._receive(index) for index in range(len(self._processes))]
+        return _Batch.concatenate(batches).to_step_output(self.device)
+
+    def render(self) -> None:
+        raise UserError("rendering needs in-process environments: use --n_workers 0")
+
+    def close(self) -> None:
+        """Stop every worker (idempotent; also runs at interpreter exit)."""
+        if not self._closed:
+            self._closed = True
+            self._finalizer()
+
+
+def make_vec_env(env_fns: Sequence[EnvFn], n_workers: int, device: torch.device | str = "cpu") -> VecEnv:
+    """Batch `env_fns` into a `SerialVecEnv` (n_workers 0) or a `SubprocVecEnv`.
+
+    Args:
+        env_fns: callables building one `MultiAgentEnv` each (picklable when n_workers != 0).
+        n_workers: 0: in-process; k > 0: `min(k, n_envs)` worker processes; -1: one per available
+            core, capped by the number of envs (in-process when there is a single env).
+        device: where the returned tensors live.
+    """
+    n_envs = len(env_fns)
+    if n_workers < -1:
+        raise ValueError(f"n_workers must be -1, 0 or positive, got {n_workers}")
+    if n_workers == -1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        n_workers = 0 if n_envs == 1 else min(cores, n_envs)
+    if n_workers == 0:
+        return SerialVecEnv(env_fns, device)
+    return SubprocVecEnv(env_fns, min(n_workers, n_envs), device)

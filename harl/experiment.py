@@ -1,0 +1,126 @@
+"""Assemble a run's configuration from the registries and YAML layers, and make its run folder."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+from harl.config import (
+    PACKAGE_CONFIG_DIR,
+    ExperimentConfig,
+    ModelConfig,
+    RunConfig,
+    apply_overrides,
+    env_layer,
+    read_yaml,
+    split_main,
+    tuned_config_path,
+)
+from harl.errors import ConfigError, UserError
+from harl.registry import check_compatible, get_algorithm, get_architecture, get_environment
+
+
+def default_config(algo: str, arch: str, env: str) -> ExperimentConfig:
+    """Dataclass defaults for this algo/arch/env, before any YAML."""
+    algo_entry, arch_entry, env_entry = get_algorithm(algo), get_architecture(arch), get_environment(env)
+    check_compatible(algo_entry, arch_entry)
+    return ExperimentConfig(
+        algo_name=algo, arch_name=arch, env_name=env,
+        run=RunConfig(), algo=algo_entry.config_cls(), env=env_entry.config_cls(),
+        model=ModelConfig(), arch=arch_entry.config_cls(),
+    )
+
+
+def build_config(
+    algo: str | None,
+    arch: str | None,
+    env: str | None,
+    overrides: dict[str, Any] | None = None,
+    load_config: str | Path | None = None,
+    use_tuned: bool = True,
+) -> tuple[ExperimentConfig, list[str]]:
+    """Resolve a configuration: defaults < algo YAML < env YAML < tuned config < CLI overrides.
+
+    `load_config` replaces the automatic choice of a tuned config (the file under
+    `tuned_configs/<env>/<scenario>/` named `<algo>-<arch>.yaml` or `<algo>.yaml`). A config file's
+    `main:` block supplies algo/arch/env names the caller left out and must agree with the others.
+    Returns the config and the list of files applied, in order.
+    """
+    overrides = dict(overrides or {})
+    loaded: dict[str, Any] = {}
+    if load_config is not None:
+        main, loaded = split_main(read_yaml(Path(load_config)), load_config)
+        names = {"algo": algo, "arch": arch, "env": env}
+        for key, value in main.items():
+            if names[key] is None:
+                names[key] = value
+            elif names[key] != value:
+                raise ConfigError(f"--{key} {names[key]} conflicts with {key}: {value} in {load_config}")
+        algo, arch, env = names["algo"], names["arch"], names["env"]
+    missing = [flag for flag, value in (("--algo", algo), ("--arch", arch), ("--env", env)) if value is None]
+    if missing:
+        raise UserError(f"missing {', '.join(missing)} (see --list for the registered names)")
+    cfg = default_config(algo, arch, env)
+    on_policy = get_algorithm(algo).on_policy
+    sources: list[str] = []
+    for path, layer in (
+        (PACKAGE_CONFIG_DIR / "algos" / f"{algo}.yaml", None),
+        (PACKAGE_CONFIG_DIR / "envs" / f"{env}.yaml", on_policy),
+    ):
+        if path.is_file():
+            data = read_yaml(path)
+            apply_overrides(cfg, env_layer(data, layer) if layer is not None else data, str(path))
+            sources.append(str(path))
+    if load_config is not None:
+        apply_overrides(cfg, loaded, str(load_config))
+        sources.append(str(load_config))
+    elif use_tuned:
+        probe = copy.deepcopy(cfg)
+        apply_overrides(probe, overrides, "command line")
+        _validate_env(probe)
+        tuned = tuned_config_path(env, probe.env.scenario_name(), algo, arch)
+        if tuned is not None:
+            main, data = split_main(read_yaml(tuned), tuned)
+            apply_overrides(cfg, data, str(tuned))
+            sources.append(str(tuned))
+    apply_overrides(cfg, overrides, "command line")
+    cfg.validate()
+    return cfg, sources
+
+
+def _validate_env(cfg: ExperimentConfig) -> None:
+    cfg.env.validate()
+
+
+def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Rebuild a saved config (a run's `config.yaml` or a checkpoint's `config`), then apply overrides."""
+    main, sections = split_main(data, "saved config")
+    if set(main) != {"algo", "arch", "env"}:
+        raise ConfigError("saved config lacks main: {algo, arch, env}")
+    cfg = default_config(main["algo"], main["arch"], main["env"])
+    apply_overrides(cfg, sections, "saved config")
+    apply_overrides(cfg, overrides or {}, "command line")
+    cfg.validate()
+    return cfg
+
+
+def run_folder(cfg: ExperimentConfig) -> Path:
+    """`<log_dir>/<env>/<scenario>/<algo>-<arch>/<exp_name>/seed-<k>-<timestamp>/` (made unique)."""
+    base = (
+        Path(cfg.run.log_dir) / cfg.env_name / cfg.env.scenario_name() / f"{cfg.algo_name}-{cfg.arch_name}"
+        / cfg.run.exp_name
+    )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = base / f"seed-{cfg.run.seed}-{stamp}"
+    suffix = 1
+    while folder.exists():
+        suffix += 1
+        folder = base / f"seed-{cfg.run.seed}-{stamp}-{suffix}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def check_env_compatible(cfg: ExperimentConfig, action_type: str) -> None:
+    check_compatible(get_algorithm(cfg.algo_name), get_architecture(cfg.arch_name), action_type)

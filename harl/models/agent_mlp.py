@@ -1,0 +1,187 @@
+"""Batched per-agent MLPs: all agents in one forward, whatever the parameterisation.
+
+An `AgentMLP` maps (B, k, in_dim) to (B, k, out_dim) for k agents at once. Where its weights
+come from is a `LayerParams` source:
+
+- `StackedParams` (NoPS): per-agent weights stacked as (n_agents, in, out), applied with `baddbmm`.
+- `SharedParams` (FuPS / FuPS+ID): one (in, out) weight for everybody, applied with one matmul.
+- hypernetworks (`hypermarl_ext`): weights generated per agent, applied with `baddbmm`.
+
+A source returns, for a selection of agents, one `(weight, bias)` per layer where the weight is
+either (k, in, out) (per agent) or (in, out) (shared) and the bias (k, out) or (out,).
+Per-agent trainable tensors are tagged with `mark_per_agent` so that `harl.optim.AgentAdam` and
+`clip_grad_norm_agentwise` treat their leading dimension as the agent dimension.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "silu": nn.SiLU,
+}
+
+
+def activation_gain(name: str) -> float:
+    """Orthogonal-init gain of hidden layers for an activation (√2 for ReLU, 5/3 for tanh...)."""
+    return nn.init.calculate_gain({"elu": "relu", "silu": "relu"}.get(name, name))
+
+
+def mark_per_agent(param: nn.Parameter) -> nn.Parameter:
+    """Tag a parameter whose dim 0 indexes agents (used by AgentAdam and agent-wise clipping)."""
+    param.per_agent = True
+    return param
+
+
+def is_per_agent(param: torch.Tensor) -> bool:
+    return getattr(param, "per_agent", False)
+
+
+def orthogonal_stack(n: int, fan_in: int, fan_out: int, gain: float) -> torch.Tensor:
+    """(n, fan_in, fan_out): n independent orthogonal matrices scaled by `gain`."""
+    weight = torch.empty(n, fan_out, fan_in)
+    for i in range(n):  # init only, once per agent
+        nn.init.orthogonal_(weight[i], gain=gain)
+    return weight.transpose(1, 2).contiguous()
+
+
+def layer_dims(in_dim: int, hidden_sizes: list[int], out_dim: int) -> list[tuple[int, int]]:
+    sizes = [in_dim, *hidden_sizes, out_dim]
+    return list(zip(sizes[:-1], sizes[1:]))
+
+
+def layer_gains(n_layers: int, activation: str, out_gain: float) -> list[float]:
+    return [activation_gain(activation)] * (n_layers - 1) + [out_gain]
+
+
+class LayerParams(nn.Module, ABC):
+    """Source of the weights of an `AgentMLP`'s linear layers."""
+
+    @abstractmethod
+    def layers(self, agents: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One (weight, bias) per layer for the selected agents (all when None)."""
+
+
+class StackedParams(LayerParams):
+    """Independent parameters per agent (NoPS), stored stacked along the agent dimension."""
+
+    def __init__(self, n_agents: int, dims: list[tuple[int, int]], gains: list[float]) -> None:
+        super().__init__()
+        self.weights = nn.ParameterList(
+            [mark_per_agent(nn.Parameter(orthogonal_stack(n_agents, i, o, g))) for (i, o), g in zip(dims, gains)]
+        )
+        self.biases = nn.ParameterList([mark_per_agent(nn.Parameter(torch.zeros(n_agents, o))) for _, o in dims])
+
+    def layers(self, agents: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if agents is None:
+            return list(zip(self.weights, self.biases))
+        return [(w[agents], b[agents]) for w, b in zip(self.weights, self.biases)]
+
+
+class SharedParams(LayerParams):
+    """One set of parameters shared by every agent (FuPS)."""
+
+    def __init__(self, dims: list[tuple[int, int]], gains: list[float]) -> None:
+        super().__init__()
+        self.weights = nn.ParameterList([nn.Parameter(orthogonal_stack(1, i, o, g)[0]) for (i, o), g in zip(dims, gains)])
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(o)) for _, o in dims])
+
+    def layers(self, agents: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return list(zip(self.weights, self.biases))
+
+
+def agent_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Apply a per-agent or shared linear layer. x: (B, k, in) -> (B, k, out)."""
+    if weight.dim() == 2:
+        return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], -1)
+    # (k, B, in) @ (k, in, out) + (k, 1, out) -> (k, B, out)
+    out = torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), weight)
+    return out.transpose(0, 1)
+
+
+def masked_layer_norm(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """LayerNorm over each agent's real entries only; padded entries stay zero.
+
+    x: (B, k, d); mask: (k, d) float with 1 where the entry is real.
+    """
+    count = mask.sum(-1, keepdim=True).clamp(min=1.0)  # (k, 1)
+    mean = (x * mask).sum(-1, keepdim=True) / count
+    var = (((x - mean) * mask) ** 2).sum(-1, keepdim=True) / count
+    return (x - mean) * torch.rsqrt(var + eps) * mask
+
+
+class AgentMLP(nn.Module):
+    """MLP evaluated for many agents at once; the `LayerParams` decides how agents share weights.
+
+    Args:
+        params: where each linear layer's weights come from.
+        n_agents: total number of agents.
+        in_mask: (n_agents, in_dim) bool, the real entries of each agent's input.
+        activation: hidden activation name.
+        layer_norm: LayerNorm (no affine) after each hidden activation.
+        feature_norm: masked LayerNorm of the input.
+        append_id: concatenate a one-hot agent id to the (normalised) input (FuPS+ID).
+    """
+
+    def __init__(
+        self,
+        params: LayerParams,
+        n_agents: int,
+        in_mask: torch.Tensor,
+        activation: str,
+        layer_norm: bool,
+        feature_norm: bool,
+        append_id: bool = False,
+    ) -> None:
+        super().__init__()
+        self.params = params
+        self.n_agents = n_agents
+        self.register_buffer("in_mask", in_mask.float())  # (n_agents, in_dim)
+        self.activation = ACTIVATIONS[activation]()
+        self.layer_norm = layer_norm
+        self.feature_norm = feature_norm
+        self.append_id = append_id
+
+    def forward(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, k, in_dim) for the k selected agents (all when `agents` is None) -> (B, k, out_dim)."""
+        mask = self.in_mask if agents is None else self.in_mask[agents]  # (k, in_dim)
+        h = masked_layer_norm(x, mask) if self.feature_norm else x * mask
+        if self.append_id:
+            ids = torch.arange(self.n_agents, device=x.device) if agents is None else agents
+            one_hot = F.one_hot(ids, self.n_agents).to(h.dtype)  # (k, n_agents)
+            h = torch.cat([h, one_hot.expand(h.shape[0], -1, -1)], dim=-1)
+        layers = self.params.layers(agents)
+        for weight, bias in layers[:-1]:
+            h = self.activation(agent_linear(h, weight, bias))
+            if self.layer_norm:
+                h = F.layer_norm(h, h.shape[-1:])
+        weight, bias = layers[-1]
+        return agent_linear(h, weight, bias)
+
+
+class AgentParam(nn.Module):
+    """A state-independent (n_agents, width) parameter, per agent or shared (e.g. Gaussian log-std)."""
+
+    def __init__(self, n_agents: int, width: int, init_value: float, per_agent: bool) -> None:
+        super().__init__()
+        self.n_agents = n_agents
+        shape = (n_agents, width) if per_agent else (width,)
+        self.value = nn.Parameter(torch.full(shape, float(init_value)))
+        if per_agent:
+            mark_per_agent(self.value)
+
+    def forward(self, agents: torch.Tensor | None = None) -> torch.Tensor:
+        """Returns (k, width) for the selected agents."""
+        if self.value.dim() == 1:
+            k = self.n_agents if agents is None else agents.numel()
+            return self.value.expand(k, -1)
+        return self.value if agents is None else self.value[agents]
+

@@ -1,0 +1,76 @@
+"""The built-in architectures: NoPS, FuPS and FuPS+ID.
+
+Each registers an `ArchEntry` whose `build_net` returns an `AgentMLP` serving all agents and
+whose `build_agent_param` returns per-agent or shared state-independent parameters. Learners
+only ever see these two builders, so a new architecture (e.g. `hypermarl_ext`) plugs in the
+same way and works with every learner.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harl.config import EmptyConfig, ModelConfig
+from harl.models.agent_mlp import AgentMLP, AgentParam, SharedParams, StackedParams, layer_dims, layer_gains
+from harl.registry import ArchEntry, register_architecture
+
+
+def _build(per_agent: bool, append_id: bool):
+    def build_net(
+        n_agents: int,
+        in_dim: int,
+        out_dim: int,
+        hidden_sizes: list[int],
+        out_gain: float,
+        in_mask: torch.Tensor,
+        role: str,
+        model_cfg: ModelConfig,
+        arch_cfg: EmptyConfig,
+    ) -> AgentMLP:
+        dims = layer_dims(in_dim + (n_agents if append_id else 0), hidden_sizes, out_dim)
+        gains = layer_gains(len(dims), model_cfg.activation, out_gain)
+        params = StackedParams(n_agents, dims, gains) if per_agent else SharedParams(dims, gains)
+        return AgentMLP(
+            params, n_agents, in_mask, model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm, append_id
+        )
+
+    def build_agent_param(n_agents: int, width: int, init_value: float, role: str, arch_cfg: EmptyConfig) -> AgentParam:
+        return AgentParam(n_agents, width, init_value, per_agent=per_agent)
+
+    return build_net, build_agent_param
+
+
+_nops = _build(per_agent=True, append_id=False)
+_fups = _build(per_agent=False, append_id=False)
+_fups_id = _build(per_agent=False, append_id=True)
+
+register_architecture(
+    ArchEntry(
+        name="nops",
+        config_cls=EmptyConfig,
+        build_net=_nops[0],
+        build_agent_param=_nops[1],
+        shares_parameters=False,
+        description="no parameter sharing: independent networks per agent (stacked weights, one bmm per layer)",
+    )
+)
+register_architecture(
+    ArchEntry(
+        name="fups",
+        config_cls=EmptyConfig,
+        build_net=_fups[0],
+        build_agent_param=_fups[1],
+        shares_parameters=True,
+        description="full parameter sharing: one network for all agents, no agent id",
+    )
+)
+register_architecture(
+    ArchEntry(
+        name="fups_id",
+        config_cls=EmptyConfig,
+        build_net=_fups_id[0],
+        build_agent_param=_fups_id[1],
+        shares_parameters=True,
+        description="full parameter sharing with a one-hot agent id appended to the input",
+    )
+)

@@ -1,0 +1,162 @@
+"""The three registries everything composes through: algorithms, architectures, environments.
+
+Registries are plain dicts filled where each thing is defined (`register_*` at import time).
+Extensions (such as `hypermarl_ext`) add entries through the same functions; they are found
+through the `harl.extensions` entry-point group (declared in setup.py) or the comma-separated
+`HARL_EXTENSIONS` environment variable, and imported by `load_extensions()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from harl.errors import UserError
+
+
+@dataclass(frozen=True)
+class AlgoEntry:
+    """A learner and what it can do.
+
+    Attributes:
+        name: registry key (`--algo`).
+        learner_cls: class with `__init__(spec, cfg, arch, device)` (see `harl.algos.base.Learner`).
+        config_cls: dataclass of the algorithm's hyper-parameters (the `algo` config section).
+        on_policy: True for PPO-style learners (rollout buffer), False for replay-buffer learners.
+        sequential: True for heterogeneous-agent (HA) learners that update agents one after another.
+        discrete: supports discrete action spaces.
+        continuous: supports continuous action spaces.
+        actor_kind: the actor distribution it needs per action type, e.g. {"continuous": "gaussian"}.
+        description: one line for `--list`.
+    """
+
+    name: str
+    learner_cls: type
+    config_cls: type
+    on_policy: bool
+    sequential: bool
+    discrete: bool
+    continuous: bool
+    actor_kind: dict[str, str]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ArchEntry:
+    """A way of parameterising the per-agent networks (NoPS, FuPS, HyperMARL, ...).
+
+    Attributes:
+        name: registry key (`--arch`).
+        config_cls: dataclass of the architecture's options (the `arch` config section).
+        build_net: `(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg, arch_cfg)
+            -> AgentNet`, a module mapping (B, n_agents, in_dim) to (B, n_agents, out_dim) for all agents at once.
+        build_agent_param: `(n_agents, width, init_value, role, arch_cfg) -> AgentParam`, a module returning a
+            (n_agents, width) tensor (per agent or shared), used for state-independent log-stds.
+        shares_parameters: True when agents' networks share trainable parameters (FuPS, hypernetworks).
+        supports: `(algo_entry) -> str | None`, a reason the pairing is impossible, or None.
+        description: one line for `--list`.
+    """
+
+    name: str
+    config_cls: type
+    build_net: Callable[..., Any]
+    build_agent_param: Callable[..., Any]
+    shares_parameters: bool
+    supports: Callable[[AlgoEntry], str | None] = lambda algo: None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """An environment family.
+
+    Attributes:
+        name: registry key (`--env`).
+        config_cls: dataclass of the env options (the `env` config section); must define
+            `scenario_name() -> str` (used for run folders and tuned configs) and `validate()`.
+        make: `(env_cfg, n_envs, seed, device, for_eval) -> VecEnv`.
+        scenarios: `() -> list[str]`, the valid scenario names, for `--list` and error messages.
+        description: one line for `--list`.
+    """
+
+    name: str
+    config_cls: type
+    make: Callable[..., Any]
+    scenarios: Callable[[], list[str]]
+    description: str = ""
+
+
+ALGORITHMS: dict[str, AlgoEntry] = {}
+ARCHITECTURES: dict[str, ArchEntry] = {}
+ENVIRONMENTS: dict[str, EnvEntry] = {}
+
+
+def _register(registry: dict, entry: Any) -> Any:
+    if entry.name in registry and registry[entry.name] != entry:
+        raise ValueError(f"{entry.name!r} is already registered")
+    registry[entry.name] = entry
+    return entry
+
+
+def register_algorithm(entry: AlgoEntry) -> AlgoEntry:
+    return _register(ALGORITHMS, entry)
+
+
+def register_architecture(entry: ArchEntry) -> ArchEntry:
+    return _register(ARCHITECTURES, entry)
+
+
+def register_environment(entry: EnvEntry) -> EnvEntry:
+    return _register(ENVIRONMENTS, entry)
+
+
+_loaded = False
+
+
+def load_extensions() -> None:
+    """Import harl's built-in modules and every registered extension (idempotent)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    importlib.import_module("harl.envs")
+    importlib.import_module("harl.models.architectures")
+    importlib.import_module("harl.algos")
+    names = [ep.value for ep in entry_points(group="harl.extensions")]
+    names += [n.strip() for n in os.environ.get("HARL_EXTENSIONS", "").split(",") if n.strip()]
+    for module in dict.fromkeys(names):
+        importlib.import_module(module)
+
+
+def _lookup(registry: dict, kind: str, name: str) -> Any:
+    load_extensions()
+    if name not in registry:
+        raise UserError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def get_algorithm(name: str) -> AlgoEntry:
+    return _lookup(ALGORITHMS, "algorithm", name)
+
+
+def get_architecture(name: str) -> ArchEntry:
+    return _lookup(ARCHITECTURES, "architecture", name)
+
+
+def get_environment(name: str) -> EnvEntry:
+    return _lookup(ENVIRONMENTS, "environment", name)
+
+
+def check_compatible(algo: AlgoEntry, arch: ArchEntry, action_type: str | None = None) -> None:
+    """Refuse an impossible algorithm × architecture (× action type) combination with a clear message."""
+    reason = arch.supports(algo)
+    if reason:
+        raise UserError(f"--algo {algo.name} cannot use --arch {arch.name}: {reason}")
+    if action_type == "discrete" and not algo.discrete:
+        raise UserError(f"--algo {algo.name} supports continuous actions only; this environment's are discrete")
+    if action_type == "continuous" and not algo.continuous:
+        raise UserError(f"--algo {algo.name} supports discrete actions only; this environment's are continuous")

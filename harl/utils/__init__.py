@@ -1,0 +1,1 @@
+"""Run utilities: logging, checkpoints, seeding, normalisers."""

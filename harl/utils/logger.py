@@ -1,0 +1,84 @@
+"""Run logging: tensorboard scalars and one wide `progress.csv`, both against env steps."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+FIXED_COLUMNS = ["env_steps", "train/episode_return", "eval/episode_return"]
+CSV_ALIASES = {"charts/episode_return": "train/episode_return"}
+
+
+class RunLogger:
+    """Writes scalars to `tb/` and rows to `progress.csv` in the run folder.
+
+    A row gathers every scalar logged for one env-step count; `write_row` appends it. When a new
+    metric appears, the CSV is rewritten with the extended header (files stay small). On resume,
+    rows and tensorboard events past the checkpoint's step are dropped, so the logs continue
+    exactly where the checkpoint left off.
+    """
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
+        self.csv_path = Path(run_dir) / "progress.csv"
+        self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=resume_step)
+        self.columns = list(FIXED_COLUMNS)
+        self.rows: list[dict[str, float]] = []
+        if resume_step is not None and self.csv_path.exists():
+            with self.csv_path.open() as f:
+                reader = csv.DictReader(f)
+                self.columns = list(reader.fieldnames or FIXED_COLUMNS)
+                self.rows = [
+                    {k: float(v) for k, v in row.items() if v not in ("", None)}
+                    for row in reader
+                    if float(row["env_steps"]) <= resume_step
+                ]
+            self._rewrite()
+        self.pending: dict[str, float] = {}
+        self.pending_step: int | None = None
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Record scalars at `step` (tensorboard now, CSV at the next `write_row`)."""
+        if self.pending_step is not None and step != self.pending_step:
+            self.write_row()
+        self.pending_step = step
+        for key, value in metrics.items():
+            value = float(value)
+            if math.isfinite(value):
+                self.writer.add_scalar(key, value, step)
+            self.pending[CSV_ALIASES.get(key, key)] = value
+
+    def write_row(self) -> None:
+        if self.pending_step is None:
+            return
+        row = {"env_steps": float(self.pending_step), **self.pending}
+        self.pending, self.pending_step = {}, None
+        self.rows.append(row)
+        new = [k for k in row if k not in self.columns]
+        if new or not self.csv_path.exists():
+            self.columns += new
+            self._rewrite()
+        else:
+            with self.csv_path.open("a", newline="") as f:
+                csv.DictWriter(f, self.columns).writerow(self._format(row))
+        self.writer.flush()
+
+    def _format(self, row: dict[str, float]) -> dict[str, str]:
+        return {k: (str(int(v)) if k == "env_steps" else repr(v)) for k, v in row.items()}
+
+    def _rewrite(self) -> None:
+        tmp = self.csv_path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, self.columns)
+            writer.writeheader()
+            writer.writerows(self._format(r) for r in self.rows)
+        tmp.replace(self.csv_path)
+
+    def text(self, tag: str, text: str) -> None:
+        self.writer.add_text(tag, text)
+
+    def close(self) -> None:
+        self.write_row()
+        self.writer.close()
