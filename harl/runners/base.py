@@ -145,11 +145,12 @@ class Runner(ABC):
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters per network of the learner (target copies excluded)."""
-        return {
+        counts = {
             f"model/{name}_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad)
             for name, module in self.learner_modules().items()
             if not name.startswith("target")
         }
+        return {key: count for key, count in counts.items() if count > 0}
 
     def diagnostics(self) -> dict[str, float]:
         """Scalars exposed by any sub-module with a `diagnostics()` method (e.g. hypernetwork embeddings)."""
