@@ -266,7 +266,8 @@ def resolve_key(cfg: ExperimentConfig, key: str) -> tuple[str, str]:
         section, name = leaves[key][0].split(".")
         return section, name
     candidates = cfg.full_keys() + list(leaves)
-    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
+    matches = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
+    close = list(dict.fromkeys(full for m in matches for full in (leaves.get(m) or [m])))
     hint = f"; closest valid keys: {', '.join(close)}" if close else "; see --list_keys"
     raise ConfigError(f"unknown config key {key!r} for this algo/arch/env{hint}")
 

@@ -387,8 +387,9 @@ class SubprocVecEnv:
         conn, proc = self._conns[index], self._processes[index]
         deadline = time.monotonic() + self._timeout
         while not conn.poll(1.0):
-            if not proc.is_alive():
-                break
+            if not proc.is_alive() and not conn.poll(0):
+                proc.join(1.0)
+                self._fail(f"env worker {index} (pid {proc.pid}) {_describe_exit(proc.exitcode)}")
             if time.monotonic() > deadline:
                 self._fail(f"env worker {index} (pid {proc.pid}) did not answer within {self._timeout:g} s")
         try:

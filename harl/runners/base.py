@@ -92,7 +92,8 @@ class Runner(ABC):
         )
         counts = self.parameter_counts()
         print("trainable parameters: " + ", ".join(f"{k.split('/')[1]} {v:,}" for k, v in counts.items()))
-        self.logger.log(self.env_steps, counts)
+        if self.env_steps == 0:
+            self.logger.log(self.env_steps, counts)
         start_time, start_steps = time.perf_counter(), self.env_steps
         try:
             while self.env_steps < run.num_env_steps:

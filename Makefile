@@ -1,0 +1,33 @@
+# Two commands do all set-up: `make train` (the main job) and `make test` (the test suite).
+# Both create .venv on first use (torch==2.13.0 first, so pip never pulls a CUDA build), then reuse it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+TRAIN_ARGS ?=
+
+.PHONY: install train test test-all lint bench clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job: MAPPO with NoPS on MaMuJoCo HalfCheetah 2x3 (the embedded default env), a short budget.
+train: install
+	$(PY) examples/train.py --algo mappo --arch nops --env mamujoco --exp_name quickstart \
+		--num_env_steps 200000 --eval_interval 50000 --save_interval 50000 $(TRAIN_ARGS)
+
+# The default suite (< 10 minutes on 2 cores).
+test: install
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
+
+lint: install
+	$(PY) -m ruff check harl hypermarl_ext examples tests bench
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,99 @@
+"""The CLI contract: listing, bad input (exit 2, one line, no traceback), run folders and logs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harl.cli import evaluate_cli, train
+from harl.registry import ALGORITHMS, load_extensions
+
+from .conftest import read_progress, run_script
+
+load_extensions()
+MATRIX_TINY = ["--env", "matrix", "--num_env_steps", "200", "--n_rollout_threads", "10", "--eval_episodes", "5"]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--algo", "mapo", "--arch", "nops", "--env", "matrix"], "unknown algorithm 'mapo'; valid: "),
+        (["--algo", "mappo", "--arch", "hyper", "--env", "matrix"], "unknown architecture 'hyper'"),
+        (["--algo", "mappo", "--arch", "nops", "--env", "smac"], "unknown environment 'smac'"),
+        (["--algo", "mappo", "--arch", "nops", "--env", "mamujoco", "--scenario", "Dog"], "unknown mamujoco scenario 'Dog'; valid: Ant"),
+        (["--algo", "mappo", "--arch", "nops", "--env", "mamujoco", "--agent_conf", "5x7"], "agent_conf"),
+        (["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--game", "poker"], "valid: specialisation"),
+        (["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--learning_rate", "1"], "unknown config key"),
+        (["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--seed", "x"], "expects an integer"),
+        (["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--seed"], "--seed needs a value"),
+        (["--algo", "mappo", "--arch", "nops"], "missing --env"),
+        (["--resume", "/nonexistent/run"], "not a run folder"),
+        (["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--load_config", "/nope.yaml"], "not found"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
+    assert train([*argv, "--log_dir", str(tmp_path)]) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_missing_cuda_is_a_clear_error(capsys, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert train(["--algo", "mappo", "--arch", "nops", *MATRIX_TINY, "--device", "cuda", "--log_dir", str(tmp_path)]) == 2
+    assert "CUDA is not available" in one_line_error(capsys)
+
+
+def test_impossible_combination_is_refused(capsys, tmp_path):
+    continuous_only = [name for name, entry in ALGORITHMS.items() if not entry.discrete]
+    if not continuous_only:
+        pytest.skip("every registered algorithm supports discrete actions")
+    assert train(["--algo", continuous_only[0], "--arch", "nops", *MATRIX_TINY, "--log_dir", str(tmp_path)]) == 2
+    assert "continuous actions only" in one_line_error(capsys)
+
+
+def test_exit_status_in_a_real_process(tmp_path):
+    result = run_script("train.py", "--algo", "mappo", "--arch", "nops", "--env", "matrix", "--lrr", "1",
+                        "--log_dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown config key 'lrr' for this algo/arch/env; closest valid keys: algo.lr (in command line)"
+    ]
+
+
+def test_list_shows_every_registry(capsys):
+    assert train(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mappo", "happo", "nops", "fups", "fups_id", "mamujoco", "matrix", "HalfCheetah-2x3"):
+        assert name in out
+
+
+def test_run_folder_logs_and_evaluation(train_run, capsys):
+    run_dir = train_run("--algo", "mappo", "--arch", "fups_id", *MATRIX_TINY, "--exp_name", "cli", "--seed", "3")
+    parts = run_dir.relative_to(run_dir.parents[4]).parts
+    assert parts[:4] == ("matrix", "specialisation-4", "mappo-fups_id", "cli") and parts[4].startswith("seed-3-")
+    assert (run_dir / "config.yaml").is_file() and any((run_dir / "tb").iterdir())
+    rows = read_progress(run_dir)
+    assert list(rows[0])[:3] == ["env_steps", "train/episode_return", "eval/episode_return"]
+    assert rows[-1]["env_steps"] == "200" and rows[-1]["eval/episode_return"] != ""
+    assert {"charts/SPS", "losses/agent_0/policy_loss", "losses/critic/value_loss"} <= set(rows[-1])
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_200.pt"]
+    capsys.readouterr()
+    assert evaluate_cli(["--checkpoint", str(run_dir), "--episodes", "7"]) == 0
+    assert "episode return over 7 episodes: mean" in capsys.readouterr().out
+
+
+def test_corrupt_checkpoint_is_refused(train_run, capsys, tmp_path):
+    run_dir = train_run("--algo", "mappo", "--arch", "nops", *MATRIX_TINY)
+    (ckpt,) = (run_dir / "checkpoints").iterdir()
+    ckpt.write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert evaluate_cli(["--checkpoint", str(ckpt)]) == 2
+    assert "corrupt or not a harl checkpoint" in one_line_error(capsys)
+    assert train(["--resume", str(run_dir)]) == 2
+    assert "corrupt" in one_line_error(capsys)

@@ -1,0 +1,93 @@
+"""Strict, typed, layered configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from harl.config import ExperimentConfig, ModelConfig, RunConfig, apply_overrides, parse_value
+from harl.errors import ConfigError
+from harl.experiment import build_config
+
+
+def test_leaf_and_dotted_keys_are_parsed_by_type():
+    cfg, _ = build_config("mappo", "nops", "matrix", {"seed": "7", "algo.lr": "1e-3", "hidden_sizes": "[32, 16]",
+                                                      "layer_norm": "true", "num_env_steps": "1e6"})
+    assert cfg.run.seed == 7 and cfg.algo.lr == 1e-3 and cfg.model.hidden_sizes == [32, 16]
+    assert cfg.model.layer_norm is True and cfg.run.num_env_steps == 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("sed", "1", "closest valid keys: run.seed"),
+        ("algo.lrr", "1", "closest valid keys"),
+        ("seed", "one", "expects an integer"),
+        ("lr", "fast", "expects a number"),
+        ("layer_norm", "maybe", "expects true/false"),
+        ("activation", "sigmoid", "must be one of"),
+        ("game", "chess", "unknown matrix game"),
+        ("num_env_steps", "0", "must be > 0"),
+    ],
+)
+def test_bad_overrides_name_the_key(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config("mappo", "nops", "matrix", {key: value})
+
+
+def test_ambiguous_leaf_is_refused():
+    @dataclass
+    class WithSeed:
+        seed: int = 0
+
+        def validate(self):
+            return None
+
+    cfg = ExperimentConfig("a", "b", "c", RunConfig(), WithSeed(), WithSeed(), ModelConfig(), WithSeed())
+    with pytest.raises(ConfigError, match="ambiguous key 'seed'"):
+        apply_overrides(cfg, {"seed": 3})
+    apply_overrides(cfg, {"algo.seed": 3})
+    assert cfg.algo.seed == 3 and cfg.run.seed == 1
+
+
+def test_values_are_never_evaluated():
+    @dataclass
+    class Holder:
+        names: list[str] = field(default_factory=list)
+
+    with pytest.raises(ConfigError):
+        parse_value("run.seed", int, "__import__('os').getpid()")
+    assert parse_value("x", list[str], "a,b") == ["a", "b"]
+
+
+def test_layers_apply_in_order(tmp_path):
+    cfg, sources = build_config("mappo", "nops", "matrix", {})
+    assert cfg.run.num_env_steps == 120_000  # env YAML over the algo YAML's and dataclass defaults
+    assert cfg.algo.episode_length == 10  # the env YAML's on_policy block
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text("main: {algo: mappo}\nrun: {num_env_steps: 5000, seed: 3}\n")
+    cfg, sources = build_config(None, "nops", "matrix", {"seed": "4"}, load_config=tuned)
+    assert cfg.algo_name == "mappo" and cfg.run.num_env_steps == 5000 and cfg.run.seed == 4
+    assert sources[-1] == str(tuned)
+
+
+def test_load_config_conflicts_and_unknown_keys(tmp_path):
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text("main: {algo: happo}\n")
+    with pytest.raises(ConfigError, match="conflicts"):
+        build_config("mappo", "nops", "matrix", {}, load_config=tuned)
+    tuned.write_text("algo: {learning_rate: 0.1}\n")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        build_config("mappo", "nops", "matrix", {}, load_config=tuned)
+    tuned.write_text("algo: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        build_config("mappo", "nops", "matrix", {}, load_config=tuned)
+
+
+def test_saved_config_round_trips():
+    from harl.experiment import config_from_dict
+
+    cfg, _ = build_config("happo", "fups_id", "matrix", {"seed": "9", "hidden_sizes": "8"})
+    again = config_from_dict(cfg.to_dict())
+    assert again.to_dict() == cfg.to_dict()

@@ -1,0 +1,26 @@
+"""Learning on the 4-agent Specialisation game with the matrix env's default config (fixed seeds).
+
+NoPS and FuPS+ID can specialise; FuPS (one shared network, no id) cannot beat the shared-policy
+bound 1-(1-1/n)^n ≈ 0.684 (sampled) and its deterministic evaluation collapses to 1/n.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import read_progress, run_train
+
+
+@pytest.mark.parametrize(("algo", "arch", "low", "high"), [
+    ("mappo", "nops", 0.95, 1.0),
+    ("mappo", "fups_id", 0.95, 1.0),
+    ("mappo", "fups", 0.0, 0.76),
+])
+def test_specialisation_4_agents(algo, arch, low, high, tmp_path):
+    run_dir = run_train(tmp_path, "--algo", algo, "--arch", arch, "--env", "matrix",
+                        "--game", "specialisation", "--n_agents", "4", "--seed", "1")
+    last = read_progress(run_dir)[-1]
+    assert last["eval/episode_return"] != ""
+    assert low < float(last["eval/episode_return"]) <= high
+    if arch == "fups":
+        assert float(last["train/episode_return"]) <= 0.76

@@ -1,0 +1,124 @@
+"""Batched agent networks, masked distributions and the agent-aware optimiser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harl.config import EmptyConfig, ModelConfig
+from harl.envs.spec import EnvSpec
+from harl.models.agent_mlp import agent_linear
+from harl.models.policies import CategoricalActor, GaussianActor
+from harl.optim import AgentAdam, clip_grad_norm_agentwise
+from harl.registry import get_architecture
+
+
+def hetero_spec(discrete: bool = False) -> EnvSpec:
+    """Three agents with observation sizes 5, 3, 4 and action sizes 2, 3, 1."""
+    act_dims = (2, 3, 1)
+    low = -np.ones((3, 3), dtype=np.float32) * np.array([[1.0], [0.4], [2.0]], dtype=np.float32)
+    return EnvSpec(
+        agent_ids=("a", "b", "c"), obs_dims=(5, 3, 4), state_dim=6,
+        action_type="discrete" if discrete else "continuous", act_dims=act_dims,
+        act_low=low, act_high=-low, episode_limit=10,
+    )
+
+
+def model_cfg() -> ModelConfig:
+    return ModelConfig(hidden_sizes=[16, 16])
+
+
+def test_stacked_linear_equals_per_agent_matmul():
+    x = torch.randn(7, 4, 5)  # (B, N, in)
+    w, b = torch.randn(4, 5, 3), torch.randn(4, 3)
+    expected = torch.stack([x[:, i] @ w[i] + b[i] for i in range(4)], dim=1)
+    torch.testing.assert_close(agent_linear(x, w, b), expected)
+    torch.testing.assert_close(agent_linear(x, w[0], b[0]), x @ w[0] + b[0])
+
+
+@pytest.mark.parametrize("arch", ["nops", "fups", "fups_id"])
+def test_agent_outputs_ignore_padding_and_other_agents(arch):
+    torch.manual_seed(0)
+    spec = hetero_spec()
+    actor = GaussianActor(spec, get_architecture(arch), model_cfg(), EmptyConfig())
+    obs = torch.randn(8, 3, 5) * torch.as_tensor(spec.obs_mask)
+    mean = actor.net(obs)
+    noisy = obs.clone()
+    noisy[:, 1, 3:] = 100.0  # agent 1's padding
+    noisy[:, 0] += 1.0  # agent 0's real entries
+    moved = actor.net(noisy)
+    torch.testing.assert_close(moved[:, 1:], mean[:, 1:])  # agents 1, 2 unaffected
+    actions, log_probs = actor.act(obs)
+    assert (actions[:, 2, 1:] == 0).all() and (actions[:, 1, 3:] == 0).all()  # padded dims never sampled
+    env_actions = actor.env_actions(actions * 10)
+    assert env_actions[:, 1].abs().max() <= 0.4 + 1e-6 and env_actions[:, 2].abs().max() <= 2.0 + 1e-6
+
+
+def test_gaussian_log_prob_covers_own_dims_only():
+    torch.manual_seed(0)
+    spec = hetero_spec()
+    actor = GaussianActor(spec, get_architecture("nops"), model_cfg(), EmptyConfig())
+    obs = torch.randn(6, 3, 5) * torch.as_tensor(spec.obs_mask)
+    actions, log_probs = actor.act(obs)
+    lp, entropy = actor.evaluate(obs, actions)
+    torch.testing.assert_close(lp, log_probs)
+    mean, log_std = actor._params(obs, None)
+    for i, dims in enumerate(spec.act_dims):
+        dist = torch.distributions.Normal(mean[:, i, :dims], log_std[:, i, :dims].exp())
+        torch.testing.assert_close(lp[:, i], dist.log_prob(actions[:, i, :dims]).sum(-1))
+        torch.testing.assert_close(entropy[:, i], dist.entropy().sum(-1))
+
+
+def test_categorical_respects_own_actions_and_avail_masks():
+    torch.manual_seed(0)
+    spec = hetero_spec(discrete=True)
+    actor = CategoricalActor(spec, get_architecture("fups_id"), model_cfg(), EmptyConfig())
+    obs = torch.randn(500, 3, 5) * torch.as_tensor(spec.obs_mask)
+    avail = torch.ones(500, 3, 3, dtype=torch.bool)
+    avail[:, 1, 0] = False
+    actions, _ = actor.act(obs, avail)
+    assert actions[:, 0].max() <= 1 and (actions[:, 2] == 0).all() and (actions[:, 1] != 0).all()
+    probs = actor.probs(obs, avail)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(500, 3))
+    _, entropy = actor.evaluate(obs, actions, avail)
+    assert torch.isfinite(entropy).all() and (entropy[:, 2] == 0).all()
+
+
+def test_agent_adam_moves_only_selected_rows_and_matches_adam():
+    torch.manual_seed(0)
+    spec = hetero_spec()
+    actor = GaussianActor(spec, get_architecture("nops"), model_cfg(), EmptyConfig())
+    reference = GaussianActor(spec, get_architecture("nops"), model_cfg(), EmptyConfig())
+    reference.load_state_dict(actor.state_dict())
+    ours, theirs = AgentAdam(actor.parameters(), lr=1e-2), torch.optim.Adam(reference.parameters(), lr=1e-2)
+    obs = torch.randn(4, 3, 5) * torch.as_tensor(spec.obs_mask)
+    for _ in range(3):
+        for model, opt in ((actor, ours), (reference, theirs)):
+            opt.zero_grad()
+            model.net(obs).pow(2).sum().backward()
+            opt.step()
+    for p, q in zip(actor.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q)
+    before = [p.detach().clone() for p in actor.parameters()]
+    ours.zero_grad()
+    actor.net(obs).pow(2).sum().backward()  # every agent has a gradient...
+    ours.step(agents=torch.tensor([1]))  # ...but only agent 1 moves
+    for p, old in zip(actor.parameters(), before):
+        if p.grad is None:  # the log-std gets no gradient from the mean
+            continue
+        assert not torch.equal(p[1], old[1])
+        torch.testing.assert_close(p[[0, 2]], old[[0, 2]], rtol=0, atol=0)
+
+
+def test_agentwise_clipping_clips_each_agent_separately():
+    a = torch.nn.Parameter(torch.zeros(2, 3))
+    a.per_agent = True
+    shared = torch.nn.Parameter(torch.zeros(4))
+    a.grad = torch.tensor([[3.0, 4.0, 0.0], [0.3, 0.4, 0.0]])
+    shared.grad = torch.tensor([0.0, 0.0, 6.0, 8.0])
+    per_agent, shared_norm = clip_grad_norm_agentwise([a, shared], 1.0, n_agents=2)
+    torch.testing.assert_close(per_agent, torch.tensor([5.0, 0.5]))
+    torch.testing.assert_close(a.grad.norm(dim=1), torch.tensor([1.0, 0.5]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.grad.norm(), torch.tensor(1.0), atol=1e-5, rtol=0)
+    assert shared_norm.item() == pytest.approx(10.0)

@@ -1,0 +1,176 @@
+"""The vector layer: episode bookkeeping, seeding, Serial == Subproc, dead or failing workers, worker counts."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from harl.envs.mamujoco import MaMuJoCoConfig, MaMuJoCoEnv
+from harl.envs.spec import EnvSpec, StepOutput
+from harl.envs.vector import SerialVecEnv, SubprocVecEnv, make_vec_env
+from harl.errors import EnvWorkerError, UserError
+
+
+class CountdownEnv:
+    """A toy discrete env: episodes of `length` steps, reward = action index, "win" at the end when the last actions
+    were all 1; agent 1 has only 2 of the 3 actions."""
+
+    def __init__(self, length: int):
+        self.length = length
+        self.spec = EnvSpec(
+            agent_ids=("a", "b"),
+            obs_dims=(2, 1),
+            state_dim=1,
+            action_type="discrete",
+            act_dims=(3, 2),
+            act_low=np.zeros((2, 3), dtype=np.float32),
+            act_high=np.ones((2, 3), dtype=np.float32),
+            episode_limit=length,
+            has_avail_actions=True,
+        )
+        self.t = 0
+        self.resets: list[int | None] = []
+
+    def _observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        obs = np.array([[self.t, 1.0], [self.t, 0.0]], dtype=np.float32)
+        return obs, np.array([self.t], dtype=np.float32), np.array([[1, 1, 1], [1, 1, 0]], dtype=bool)
+
+    def reset(self, seed):
+        self.resets.append(seed)
+        self.t = 0
+        return self._observe()
+
+    def step(self, actions):
+        self.t += 1
+        reward = actions[:, 0].astype(np.float32)
+        done = self.t == self.length
+        info = {"win": float(np.all(actions == 1)), "label": "text is skipped"} if done else {}
+        return (*self._observe(), reward, False, done, info)
+
+    def render(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _mamujoco_fns(n: int, **kwargs) -> list:
+    return [functools.partial(MaMuJoCoEnv, MaMuJoCoConfig(**kwargs)) for _ in range(n)]
+
+
+def _assert_same(a: StepOutput, b: StepOutput) -> None:
+    for name in ("obs", "state", "reward", "terminated", "truncated", "final_obs", "final_state", "episode_length"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    torch.testing.assert_close(a.episode_return, b.episode_return, equal_nan=True)
+
+
+def test_serial_episode_bookkeeping_and_info():
+    venv = SerialVecEnv([functools.partial(CountdownEnv, 2), functools.partial(CountdownEnv, 3)])
+    out = venv.reset(10)
+    assert [env.resets for env in venv._group.envs] == [[10], [11]]
+    assert out.avail_actions.shape == (2, 2, 3) and out.avail_actions.dtype == torch.bool
+    assert out.reward.shape == (2, 2) and not out.done.any() and torch.isnan(out.episode_return).all()
+    actions = torch.tensor([[[1], [1]], [[2], [0]]])  # (n_envs, n_agents, 1)
+    out = venv.step(actions)
+    assert not out.done.any() and out.info == {}
+    out = venv.step(actions)  # env 0 ends after 2 steps
+    assert out.truncated.tolist() == [True, False] and not out.terminated.any()
+    assert out.episode_return[0].item() == 2.0 and torch.isnan(out.episode_return[1])
+    assert out.episode_length.tolist() == [2.0, 0.0]
+    assert set(out.info) == {"win"} and out.info["win"][0].item() == 1.0 and torch.isnan(out.info["win"][1])
+    assert out.final_obs[0, 0, 0].item() == 2.0 and out.obs[0, 0, 0].item() == 0.0  # auto-reset
+    assert torch.equal(out.final_obs[1], out.obs[1])
+    out = venv.step(actions)  # env 1 ends after 3 steps: team return 3 * mean(2, 0)
+    assert out.done.tolist() == [False, True] and out.episode_return[1].item() == 3.0
+    assert out.info["win"][1].item() == 0.0
+    assert [env.resets for env in venv._group.envs] == [[10, None], [11, None]]
+    venv.close()
+    venv.close()
+
+
+def test_serial_and_subproc_agree_across_auto_resets():
+    fns = _mamujoco_fns(3, episode_limit=4)
+    serial, subproc = SerialVecEnv(fns), SubprocVecEnv(fns, 2)
+    try:
+        _assert_same(serial.reset(5), subproc.reset(5))
+        generator = torch.Generator().manual_seed(0)
+        ends = []
+        for t in range(9):
+            actions = torch.rand(3, 2, 3, generator=generator) * 2 - 1
+            out = serial.step(actions)
+            _assert_same(out, subproc.step(actions))
+            if out.truncated.all():
+                ends.append(t)
+        assert ends == [3, 7]
+    finally:
+        serial.close()
+        subproc.close()
+
+
+def test_same_seed_same_rollout():
+    def rollout(seed: int) -> torch.Tensor:
+        venv = SerialVecEnv(_mamujoco_fns(2))
+        frames = [venv.reset(seed).obs]
+        generator = torch.Generator().manual_seed(0)
+        frames += [venv.step(torch.rand(2, 2, 3, generator=generator) * 2 - 1).obs for _ in range(3)]
+        venv.close()
+        return torch.stack(frames)
+
+    first = rollout(1)
+    assert torch.equal(first, rollout(1)) and not torch.equal(first, rollout(2))
+    assert not torch.equal(first[:, 0], first[:, 1])  # env k is seeded with seed + k
+
+
+def test_killed_worker_raises_instead_of_hanging():
+    venv = SubprocVecEnv(_mamujoco_fns(4), 2)
+    venv.reset(0)
+    pids = venv.pids
+    os.kill(pids[1], signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(EnvWorkerError, match=r"worker 1 .*SIGKILL"):
+        venv.step(torch.zeros(4, 2, 3))
+    assert time.monotonic() - start < 5.0
+    assert not any(proc.is_alive() for proc in venv._processes)  # the other worker was stopped too
+    with pytest.raises(EnvWorkerError, match="closed"):
+        venv.step(torch.zeros(4, 2, 3))
+    venv.close()
+
+
+def test_worker_exception_is_reported():
+    venv = SubprocVecEnv(_mamujoco_fns(2), 2)
+    venv.reset(0)
+    actions = torch.zeros(2, 2, 3)
+    actions[1, 0, 0] = float("nan")  # the library refuses undefined actions with an AssertionError
+    with pytest.raises(EnvWorkerError, match=r"(?s)worker 1 .*raised.*AssertionError"):
+        venv.step(actions)
+    venv.close()
+
+
+def test_subproc_render_and_bad_actions_are_refused():
+    venv = SubprocVecEnv(_mamujoco_fns(2), 1)
+    try:
+        with pytest.raises(UserError, match="n_workers 0"):
+            venv.render()
+        with pytest.raises(ValueError, match="shape"):
+            venv.step(torch.zeros(3, 2, 3))
+    finally:
+        venv.close()
+
+
+def test_make_vec_env_worker_counts():
+    fns = [functools.partial(CountdownEnv, 2)] * 3
+    assert isinstance(make_vec_env(fns, 0), SerialVecEnv)
+    assert isinstance(make_vec_env(fns[:1], -1), SerialVecEnv)
+    with pytest.raises(ValueError):
+        make_vec_env(fns, -2)
+    venv = make_vec_env(_mamujoco_fns(2), 5)
+    try:
+        assert isinstance(venv, SubprocVecEnv) and len(venv.pids) == 2
+    finally:
+        venv.close()
