@@ -1,4 +1,4 @@
-"""The MaMuJoCo adapter: specs of homogeneous and heterogeneous splits, observation modes, episode ends, config errors."""
+"""The MaMuJoCo adapter: specs of (heterogeneous) splits, observation modes, episode ends, config errors."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from harl.envs.mamujoco import AGENT_CONFS, MaMuJoCoConfig, MaMuJoCoEnv, make, scenarios
+from harl.envs.mamujoco import AGENT_CONFS, MaMuJoCoConfig, MaMuJoCoEnv, _mamujoco, make, scenarios
 from harl.envs.vector import SerialVecEnv
-from harl.errors import ConfigError
+from harl.errors import ConfigError, UserError
 from harl.registry import ENVIRONMENTS
 
 
@@ -79,12 +79,10 @@ def test_one_actuator_per_agent_splits(scenario, agent_conf, n_agents):
 
 
 def test_one_actuator_splits_match_the_library_robot_graphs():
-    from gymnasium_robotics.envs.multiagent_mujoco.obsk import get_parts_and_edges
-
     for scenario, confs in AGENT_CONFS.items():
         for conf in confs:
             if conf.endswith("x1"):
-                (nodes,), _, _ = get_parts_and_edges(scenario, None)
+                (nodes,), _, _ = _mamujoco().get_parts_and_edges(scenario, None)
                 assert int(conf[:-2]) == len(nodes), (scenario, conf)
 
 
@@ -166,8 +164,16 @@ def test_scenario_names():
     humanoid = MaMuJoCoConfig(scenario="Humanoid", agent_conf="9|8")
     assert humanoid.scenario_name() == "Humanoid-9_8"
     MaMuJoCoConfig(scenario="Humanoid", agent_conf="9_8").validate()  # the folder spelling is accepted
-    names = scenarios()
-    assert {"HalfCheetah-2x3", "HalfCheetah-6x1", "Humanoid-9_8", "Humanoid-17x1", "Walker2d-6x1", "Ant-8x1"} <= set(names)
+    expected = {"HalfCheetah-2x3", "HalfCheetah-6x1", "Humanoid-9_8", "Humanoid-17x1", "Walker2d-6x1", "Ant-8x1"}
+    assert expected <= set(scenarios())
+
+
+def test_render_without_display_is_a_user_error(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    with pytest.raises(UserError, match="display"):
+        _env().render()
 
 
 def test_registered_make_builds_a_vec_env():

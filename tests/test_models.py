@@ -33,7 +33,7 @@ def test_stacked_linear_equals_per_agent_matmul():
     x = torch.randn(7, 4, 5)  # (B, N, in)
     w, b = torch.randn(4, 5, 3), torch.randn(4, 3)
     expected = torch.stack([x[:, i] @ w[i] + b[i] for i in range(4)], dim=1)
-    torch.testing.assert_close(agent_linear(x, w, b), expected)
+    torch.testing.assert_close(agent_linear(x.transpose(0, 1), w, b).transpose(0, 1), expected)
     torch.testing.assert_close(agent_linear(x, w[0], b[0]), x @ w[0] + b[0])
 
 

@@ -58,12 +58,16 @@ _N_ACTUATORS: dict[str, int] = {
     "Swimmer": 2,
     "Walker2d": 6,
 }
-AGENT_CONFS: dict[str, tuple[str, ...]] = {
-    scenario: confs + tuple(
-        conf for conf in ([f"{_N_ACTUATORS[scenario]}x1"] if scenario in _N_ACTUATORS else []) if conf not in confs
-    )
-    for scenario, confs in _LIBRARY_CONFS.items()
-}
+
+
+def _valid_confs(scenario: str) -> tuple[str, ...]:
+    """The library's splits of `scenario`, plus one actuator per agent where the robot graph allows it."""
+    confs = _LIBRARY_CONFS[scenario]
+    one_each = f"{_N_ACTUATORS[scenario]}x1" if scenario in _N_ACTUATORS else None
+    return confs if one_each is None or one_each in confs else (*confs, one_each)
+
+
+AGENT_CONFS: dict[str, tuple[str, ...]] = {scenario: _valid_confs(scenario) for scenario in _LIBRARY_CONFS}
 """Valid agent_conf values of every scenario."""
 
 

@@ -286,7 +286,7 @@ def _worker(conn: Connection, env_fns: Sequence[EnvFn]) -> None:
 
 def _shutdown(processes: list[BaseProcess], conns: list[Connection]) -> None:
     """Ask the workers to exit, then terminate (and finally kill) the ones still running."""
-    for conn, proc in zip(conns, processes):
+    for conn, proc in zip(conns, processes, strict=True):
         if proc.is_alive():
             try:
                 conn.send(("close", None))
@@ -346,7 +346,7 @@ class SubprocVecEnv:
         self._timeout = timeout
         bounds = np.linspace(0, self.n_envs, n_workers + 1).round().astype(int)
         self._starts = bounds[:-1].tolist()  # first env index of each worker's chunk
-        self._slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        self._slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         ctx = mp.get_context(_MP_CONTEXT)
         ctx.set_forkserver_preload(["__main__", __name__])
         self._conns: list[Connection] = []

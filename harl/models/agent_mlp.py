@@ -99,18 +99,17 @@ class SharedParams(LayerParams):
 
 
 def agent_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Apply a per-agent or shared linear layer. x: (B, k, in) -> (B, k, out)."""
+    """Apply a per-agent or shared linear layer in agent-major layout. x: (k, B, in) -> (k, B, out)."""
     if weight.dim() == 2:
         return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], -1)
     # (k, B, in) @ (k, in, out) + (k, 1, out) -> (k, B, out)
-    out = torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), weight)
-    return out.transpose(0, 1)
+    return torch.baddbmm(bias.unsqueeze(1), x, weight)
 
 
 def masked_layer_norm(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """LayerNorm over each agent's real entries only; padded entries stay zero.
 
-    x: (B, k, d); mask: (k, d) float with 1 where the entry is real.
+    x: (k, B, d); mask: (k, 1, d) float with 1 where the entry is real.
     """
     count = mask.sum(-1, keepdim=True).clamp(min=1.0)  # (k, 1)
     mean = (x * mask).sum(-1, keepdim=True) / count
@@ -145,6 +144,7 @@ class AgentMLP(nn.Module):
         self.params = params
         self.n_agents = n_agents
         self.register_buffer("in_mask", in_mask.float())  # (n_agents, in_dim)
+        self.full_input = bool(in_mask.all())  # no padding: plain LayerNorm, no masking
         self.activation = ACTIVATIONS[activation]()
         self.layer_norm = layer_norm
         self.feature_norm = feature_norm
@@ -152,19 +152,23 @@ class AgentMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, k, in_dim) for the k selected agents (all when `agents` is None) -> (B, k, out_dim)."""
-        mask = self.in_mask if agents is None else self.in_mask[agents]  # (k, in_dim)
-        h = masked_layer_norm(x, mask) if self.feature_norm else x * mask
+        h = x.transpose(0, 1)  # (k, B, in_dim): agent-major for batched matmuls
+        if self.full_input:
+            h = F.layer_norm(h, h.shape[-1:]) if self.feature_norm else h
+        else:
+            mask = (self.in_mask if agents is None else self.in_mask[agents]).unsqueeze(1)  # (k, 1, in_dim)
+            h = masked_layer_norm(h, mask) if self.feature_norm else h * mask
         if self.append_id:
             ids = torch.arange(self.n_agents, device=x.device) if agents is None else agents
             one_hot = F.one_hot(ids, self.n_agents).to(h.dtype)  # (k, n_agents)
-            h = torch.cat([h, one_hot.expand(h.shape[0], -1, -1)], dim=-1)
+            h = torch.cat([h, one_hot.unsqueeze(1).expand(-1, h.shape[1], -1)], dim=-1)
         layers = self.params.layers(agents)
         for weight, bias in layers[:-1]:
             h = self.activation(agent_linear(h, weight, bias))
             if self.layer_norm:
                 h = F.layer_norm(h, h.shape[-1:])
         weight, bias = layers[-1]
-        return agent_linear(h, weight, bias)
+        return agent_linear(h, weight, bias).transpose(0, 1)  # (B, k, out_dim)
 
 
 class AgentParam(nn.Module):

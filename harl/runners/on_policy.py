@@ -22,6 +22,11 @@ class OnPolicyRunner(Runner):
         return obs, state, avail
 
     def iterate(self) -> dict[str, float]:
+        next_values = self.collect()
+        return self.learner.train(self.buffer, next_values)
+
+    def collect(self) -> torch.Tensor:
+        """Fill the buffer with one rollout; returns the values (E, N) of the states after it."""
         learner, buffer, gamma = self.learner, self.buffer, self.cfg.algo.gamma
         buffer.reset()
         obs, state, avail = self._to_device(self.out)
@@ -39,4 +44,4 @@ class OnPolicyRunner(Runner):
             self.out = out
             obs, state, avail = self._to_device(out)
         self.env_steps += buffer.length * buffer.n_envs
-        return learner.train(buffer, learner.values(state))
+        return learner.values(state)

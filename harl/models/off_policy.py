@@ -1,0 +1,147 @@
+"""Actors and the joint Q critic of the off-policy learners (HASAC, MASAC, MADDPG, MATD3, HADDPG, HATD3).
+
+Actions live in two spaces. Learners, the replay buffer and the critic use *normalised* actions in
+[-1, 1] per real action dimension (padded dimensions are zero). The environment gets each agent's
+action mapped affinely onto that agent's own bounds `act_low`/`act_high` (`env_actions`), so agents
+with different bounds (or sizes) are handled without ever borrowing another agent's bounds.
+
+Both actors serve all agents at once and are built through `arch.build_net(..., role="actor")`, so
+every registered architecture (NoPS, FuPS, FuPS+ID, hypernetworks...) works with every learner.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harl.config import ModelConfig
+from harl.envs.spec import EnvSpec
+from harl.models.agent_mlp import AgentMLP, StackedParams, layer_dims, layer_gains
+from harl.models.policies import LOG_2PI, Actor
+from harl.registry import ArchEntry
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+LOG_2 = math.log(2.0)
+
+
+class BoundedActor(Actor):
+    """Common part of the off-policy actors: the affine map from [-1, 1] to each agent's own bounds."""
+
+    def __init__(self, spec: EnvSpec) -> None:
+        super().__init__(spec)
+        self.register_buffer("act_scale", (self.act_high - self.act_low) / 2)  # (N, A)
+        self.register_buffer("act_center", (self.act_high + self.act_low) / 2)  # (N, A)
+
+    def env_actions(self, actions: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised actions (B, k, A) in [-1, 1] -> actions within each agent's own bounds (padded dims zero)."""
+        scale, center = self._rows(self.act_scale, agents), self._rows(self.act_center, agents)
+        return (center + scale * actions) * self._rows(self.act_mask, agents)
+
+    def random_actions(self, batch: int) -> torch.Tensor:
+        """Uniform normalised actions (batch, N, A) over each agent's own action box (padded dims zero)."""
+        uniform = torch.rand(batch, *self.act_mask.shape, device=self.act_mask.device)
+        return (2 * uniform - 1) * self.act_mask
+
+
+class SquashedGaussianActor(BoundedActor):
+    """tanh-squashed diagonal Gaussian (SAC). The net outputs a mean and a log-std per action dimension.
+
+    The log-std is clamped to [-20, 2]; log-probabilities are those of the normalised action
+    a = tanh(u), u ~ N(mean, std), including the tanh change-of-variables correction, summed over
+    each agent's own action dimensions only.
+    """
+
+    def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
+        super().__init__(spec)
+        self.act_dim = spec.act_dim_max
+        self.net = arch.build_net(
+            spec.n_agents, spec.obs_dim_max, 2 * spec.act_dim_max, model_cfg.hidden_sizes, model_cfg.gain,
+            torch.as_tensor(spec.obs_mask), "actor", model_cfg, arch_cfg,
+        )
+
+    def sample(
+        self, obs: torch.Tensor, agents: torch.Tensor | None = None, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (B, k, O) for the k selected agents (all when None) -> normalised actions (B, k, A)
+        (reparameterised, so differentiable) and their log-probs (B, k). `deterministic` takes tanh(mean)."""
+        mean, log_std = self.net(obs, agents).split(self.act_dim, dim=-1)  # (B, k, A) each
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        noise = torch.zeros_like(mean) if deterministic else torch.randn_like(mean)
+        pre_tanh = mean + log_std.exp() * noise
+        gaussian = -0.5 * noise.pow(2) - log_std - 0.5 * LOG_2PI
+        tanh_correction = 2 * (LOG_2 - pre_tanh - F.softplus(-2 * pre_tanh))  # log(1 - tanh(u)^2), stable
+        mask = self._rows(self.act_mask, agents)  # (k, A)
+        log_prob = ((gaussian - tanh_correction) * mask).sum(-1)
+        return torch.tanh(pre_tanh) * mask, log_prob
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every agent's normalised action (B, N, A) and log-prob (B, N)."""
+        return self.sample(obs, None, deterministic)
+
+
+class DeterministicActor(BoundedActor):
+    """Deterministic policy a = tanh(net(obs)) (DDPG/TD3), explored with Gaussian noise.
+
+    Noise is added in normalised space, so its standard deviation is `noise_std` times half the
+    width of each agent's own action range once mapped to the environment.
+    """
+
+    def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
+        super().__init__(spec)
+        self.net = arch.build_net(
+            spec.n_agents, spec.obs_dim_max, spec.act_dim_max, model_cfg.hidden_sizes, model_cfg.gain,
+            torch.as_tensor(spec.obs_mask), "actor", model_cfg, arch_cfg,
+        )
+
+    def forward(self, obs: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
+        """obs (B, k, O) -> normalised actions (B, k, A) of the k selected agents (all when None)."""
+        return torch.tanh(self.net(obs, agents)) * self._rows(self.act_mask, agents)
+
+    def act(self, obs: torch.Tensor, noise_std: float = 0.0) -> torch.Tensor:
+        """Every agent's normalised action (B, N, A), with clipped Gaussian exploration noise when noise_std > 0."""
+        actions = self(obs)
+        if noise_std > 0:
+            actions = (actions + noise_std * torch.randn_like(actions)).clamp(-1.0, 1.0) * self.act_mask
+        return actions
+
+
+class JointQCritic(nn.Module):
+    """Centralised Q(s, a_1, ..., a_N) heads on the global state and the joint normalised action.
+
+    For the off-policy learners the architecture (`--arch`) applies to the actors only: this single
+    joint critic is shared by all agents and is a plain MLP whatever the architecture. Its `n_heads`
+    independent Q networks (2 for the twin critics of SAC/TD3, 1 for DDPG) are evaluated together,
+    their weights stacked along a head dimension (one batched matmul per layer). Padded action
+    dimensions of heterogeneous agents are dropped from the input.
+
+    Args:
+        spec: the environment's spec.
+        n_heads: number of Q networks.
+        model_cfg: sizes (`critic_sizes`), activation and normalisation layers.
+    """
+
+    def __init__(self, spec: EnvSpec, n_heads: int, model_cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        real = torch.as_tensor(spec.act_mask).flatten().nonzero().squeeze(1)  # (Σ act_dims,)
+        self.register_buffer("action_index", real)
+        in_dim = spec.state_dim + real.numel()
+        dims = layer_dims(in_dim, model_cfg.critic_sizes, 1)
+        gains = layer_gains(len(dims), model_cfg.activation, 1.0)
+        self.net = AgentMLP(
+            StackedParams(n_heads, dims, gains), n_heads, torch.ones(n_heads, in_dim, dtype=torch.bool),
+            model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm,
+        )
+
+    def forward(self, state: torch.Tensor, actions: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """state (B, S), joint normalised actions (B, N, A) -> Q values (B, h) of the selected heads (all when None)."""
+        joint = actions.flatten(1)[:, self.action_index]  # (B, Σ act_dims)
+        x = torch.cat([state, joint], dim=-1)  # (B, S + Σ act_dims)
+        h = self.n_heads if heads is None else heads.numel()
+        return self.net(x.unsqueeze(1).expand(-1, h, -1), heads).squeeze(-1)
+
+
+OFF_POLICY_ACTORS = {"squashed_gaussian": SquashedGaussianActor, "deterministic": DeterministicActor}
