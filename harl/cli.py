@@ -40,6 +40,9 @@ def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str] | None], in
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print("interrupted: continue from the last checkpoint with --resume RUN_DIR", file=sys.stderr)
+            return 130
 
     return wrapper
 

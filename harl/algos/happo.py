@@ -30,7 +30,7 @@ class HAPPO(OnPolicyLearner):
         factor = torch.ones(obs.shape[0], 1, device=self.device)  # (T·E, 1): product of earlier agents' ratios
         order = torch.randperm(self.n_agents, generator=self.generator).tolist()
         self.last_order = order
-        stats = {k: torch.zeros(self.n_agents, device=self.device) for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac", "factor")}
+        stats = {k: torch.zeros(self.n_agents, device=self.device) for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac", "grad_norm", "factor")}
         grad_norms = []
         for agent in order:  # inherently sequential
             agents = torch.tensor([agent], device=self.device)
@@ -47,13 +47,14 @@ class HAPPO(OnPolicyLearner):
                     loss = policy_loss - self.cfg.entropy_coef * entropy.mean()
                     self.actor_optimizer.zero_grad()
                     loss.backward()
-                    grad_norms.append(self._clip(self.actor, self.actor_optimizer))
+                    total_norm, _ = self._clip(self.actor_optimizer)
+                    grad_norms.append(total_norm)
                     self.actor_optimizer.step(agents=agents)
                     for key, value in (("policy_loss", policy_loss), ("entropy", entropy.mean()), ("ratio", ratio.mean()),
-                                       ("approx_kl", approx_kl.mean()), ("clip_frac", clipped.mean())):
+                                       ("approx_kl", approx_kl.mean()), ("clip_frac", clipped.mean()), ("grad_norm", total_norm)):
                         stats[key][agent] += value.detach()
                     updates += 1
-            for key in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac"):
+            for key in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac", "grad_norm"):
                 stats[key][agent] /= updates
             stats["factor"][agent] = factor.mean()
             with torch.no_grad():

@@ -24,7 +24,7 @@ class MAPPO(OnPolicyLearner):
         obs, actions, avail = buffer.flat("obs"), buffer.flat("actions"), buffer.flat("avail")
         old_log_probs = buffer.flat("log_probs")  # (T·E, N)
         sums = {k: torch.zeros(self.n_agents, device=self.device) for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac")}
-        grad_norms, updates = [], 0
+        grad_norms, own_norms, updates = [], [], 0
         for _ in range(self.cfg.ppo_epoch):
             for idx in buffer.minibatches(self.cfg.actor_num_mini_batch, self.generator):
                 surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(
@@ -35,7 +35,9 @@ class MAPPO(OnPolicyLearner):
                 loss = (per_agent_loss - self.cfg.entropy_coef * per_agent_entropy).sum()
                 self.actor_optimizer.zero_grad()
                 loss.backward()
-                grad_norms.append(self._clip(self.actor, self.actor_optimizer))
+                total_norm, per_agent_norm = self._clip(self.actor_optimizer)
+                grad_norms.append(total_norm)
+                own_norms.append(per_agent_norm)
                 self.actor_optimizer.step()
                 for key, value in (("policy_loss", per_agent_loss), ("entropy", per_agent_entropy),
                                    ("ratio", ratio.mean(0)), ("approx_kl", approx_kl.mean(0)), ("clip_frac", clipped.mean(0))):
@@ -43,6 +45,9 @@ class MAPPO(OnPolicyLearner):
                 updates += 1
         for key, total in sums.items():
             metrics.update(agent_metrics(self.spec.agent_ids, key, total / updates))
+        own = torch.stack(own_norms).mean(0)  # (N,): norms of each agent's own parameters
+        if bool(own.any()):
+            metrics.update(agent_metrics(self.spec.agent_ids, "grad_norm", own))
         metrics["losses/actor/grad_norm"] = torch.stack(grad_norms).mean().item()
         return metrics
 

@@ -130,7 +130,7 @@ class OnPolicyLearner:
                 loss = loss.mean() * self.cfg.value_loss_coef
                 self.critic_optimizer.zero_grad()
                 loss.backward()
-                norms.append(self._clip(self.critic, self.critic_optimizer))
+                norms.append(self._clip(self.critic_optimizer)[0])
                 self.critic_optimizer.step()
                 losses.append(loss.detach())
         return {
@@ -145,14 +145,15 @@ class OnPolicyLearner:
             return F.huber_loss(error, torch.zeros_like(error), reduction="none", delta=self.cfg.huber_delta)
         return 0.5 * error.pow(2)
 
-    def _clip(self, module: torch.nn.Module, optimizer: AgentAdam) -> torch.Tensor:
-        """Agent-wise gradient clipping; returns the total gradient norm before clipping."""
+    def _clip(self, optimizer: AgentAdam) -> tuple[torch.Tensor, torch.Tensor]:
+        """Agent-wise gradient clipping. Returns the norms before clipping: the total, and (N,) of each
+        agent's own (per-agent) parameters."""
         params = [p for g in optimizer.param_groups for p in g["params"]]
         if self.cfg.max_grad_norm > 0:
             per_agent, shared = clip_grad_norm_agentwise(params, self.cfg.max_grad_norm, self.n_agents)
         else:
             per_agent, shared = grad_norms_agentwise(params, self.n_agents)
-        return (per_agent.pow(2).sum() + shared.pow(2)).sqrt().detach()
+        return (per_agent.pow(2).sum() + shared.pow(2)).sqrt().detach(), per_agent.detach()
 
     def ppo_surrogate(self, obs, actions, avail, old_log_probs, advantages, agents=None):
         """Clipped surrogate terms, entropy and diagnostics for the selected agents: all (B, k)."""

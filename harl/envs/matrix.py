@@ -60,6 +60,7 @@ class MatrixGameVecEnv:
             episode_limit=1,
         )
         self._obs = torch.ones(n_envs, n, 1, device=self.device)  # (E, N, 1)
+        self._last_actions: torch.Tensor | None = None
         self._state = torch.ones(n_envs, 1, device=self.device)  # (E, 1)
 
     def payoffs(self, actions: torch.Tensor) -> torch.Tensor:
@@ -84,11 +85,15 @@ class MatrixGameVecEnv:
         return self._output(torch.zeros(self.n_envs, self.spec.n_agents, device=self.device), done=False)
 
     def step(self, actions: torch.Tensor) -> StepOutput:
-        team = self.payoffs(actions[..., 0].long().to(self.device)).mean(1, keepdim=True)  # (E, 1)
+        self._last_actions = actions[..., 0].long().to(self.device)  # (E, N)
+        team = self.payoffs(self._last_actions).mean(1, keepdim=True)  # (E, 1)
         return self._output(team.expand(-1, self.spec.n_agents), done=True)
 
     def render(self) -> None:
-        return None
+        """Print env 0's last joint action and its payoffs."""
+        if self._last_actions is not None:
+            joint = self._last_actions[:1]
+            print(f"items chosen: {joint[0].tolist()}  payoffs: {self.payoffs(joint)[0].tolist()}")
 
     def close(self) -> None:
         return None

@@ -1,0 +1,221 @@
+"""What every off-policy learner shares: the replay-related config, the joint Q critic with its
+target copy, the critic regression, polyak averaging, metric aggregation and checkpoint state.
+
+The two families build on it: `sac_base.py` (HASAC, MASAC) and `ddpg_base.py` (MADDPG, MATD3,
+HADDPG, HATD3). Each learner's own update (in particular its actor update: sequential or
+simultaneous) lives in its own file.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harl.buffers.replay import ReplayBatch, ReplayBuffer
+from harl.config import ExperimentConfig, non_negative, positive
+from harl.envs.spec import EnvSpec
+from harl.errors import ConfigError
+from harl.models.off_policy import JointQCritic
+from harl.optim import AgentAdam
+from harl.registry import ArchEntry
+
+
+@dataclass
+class OffPolicyConfig:
+    """Hyper-parameters shared by the off-policy learners (HARL's names and defaults)."""
+
+    warmup_steps: int = 10_000
+    """Env steps of uniformly random actions (within each agent's bounds) before learning starts."""
+    train_interval: int = 50
+    """Vector steps collected between two training phases."""
+    update_per_train: int = 1
+    """Gradient updates per training phase."""
+    batch_size: int = 1000
+    """Transitions per gradient update."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (vector steps × n_rollout_threads)."""
+    n_step: int = 20
+    """Rewards summed into a target before bootstrapping (stops at episode ends)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    polyak: float = 0.005
+    """Target-network averaging rate: target ← (1 - polyak)·target + polyak·online."""
+    lr: float = 5e-4
+    """Actor learning rate."""
+    critic_lr: float = 5e-4
+    """Critic learning rate."""
+    use_huber_loss: bool = False
+    """Huber instead of squared TD error."""
+    huber_delta: float = 10.0
+    """Huber loss threshold."""
+    save_buffer: bool = False
+    """Store the replay buffer in checkpoints, so a resumed run continues without refilling (large files)."""
+
+    def validate(self) -> None:
+        positive(self, "train_interval", "update_per_train", "batch_size", "buffer_size", "n_step", "lr",
+                 "critic_lr", "huber_delta")
+        non_negative(self, "warmup_steps")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError("gamma must lie in [0, 1]")
+        if not 0.0 < self.polyak <= 1.0:
+            raise ConfigError("polyak must lie in (0, 1]")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size ({self.batch_size}) cannot exceed buffer_size ({self.buffer_size})")
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Gradients flow through `module` to its inputs, but no parameter gradients are computed."""
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        module.requires_grad_(True)
+
+
+@torch.no_grad()
+def polyak_update(online: nn.Module, target: nn.Module, rate: float) -> None:
+    """target ← (1 - rate)·target + rate·online, for every parameter."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), rate)
+
+
+class OffPolicyLearner(ABC):
+    """Actors for all agents (built by the subclass), the joint Q critic and its target, optimisers.
+
+    Subclasses define `actor` (in `build_actor`), `n_q` (Q heads) and `update(buffer)`: one gradient
+    update returning detached metric tensors.
+
+    Args:
+        spec: the environment's spec.
+        cfg: the experiment config (`cfg.algo` is an `OffPolicyConfig`).
+        arch: the architecture that builds the actors.
+        device: the training device.
+        sequential: whether agents' actor steps happen one after another (HA learners).
+    """
+
+    n_q: int = 2
+
+    def __init__(
+        self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, sequential: bool
+    ) -> None:
+        self.spec, self.device, self.cfg = spec, device, cfg.algo
+        self.n_agents = spec.n_agents
+        self.actor = self.build_actor(spec, cfg, arch).to(device)
+        self.critic = JointQCritic(spec, self.n_q, cfg.model).to(device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optimizer = AgentAdam(self.actor.parameters(), lr=self.cfg.lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)
+        self.generator = torch.Generator().manual_seed(cfg.run.seed)
+        self.updates = 0
+        self.last_order: list[list[int]] = []
+        """Agent groups of the last actor update, in update order: [[i], [j], ...] when sequential,
+        [[0, ..., N-1]] when simultaneous."""
+        self.agent_index = torch.arange(self.n_agents, device=device)  # (N,)
+        if sequential and arch.shares_parameters:
+            print(
+                f"note: --arch {arch.name} shares actor parameters between agents, so in this sequential update "
+                "every agent's step updates the shared parameters (as HARL's share_param)"
+            )
+
+    @abstractmethod
+    def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> nn.Module:
+        """The module serving every agent's policy (built through `arch`)."""
+
+    # ------------------------------------------------------------------ acting
+
+    @torch.no_grad()
+    def random_act(self, n_envs: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Warm-up actions, uniform within each agent's own bounds: env actions (E, N, A), stored (normalised) ones."""
+        actions = self.actor.random_actions(n_envs)
+        return self.actor.env_actions(actions), actions
+
+    # ------------------------------------------------------------------ learning
+
+    @abstractmethod
+    def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
+        """One gradient update (sample, critic, actors, temperatures, targets); returns detached metrics."""
+
+    def train(self, buffer: ReplayBuffer, n_updates: int) -> dict[str, float]:
+        """Run `n_updates` gradient updates; returns each metric averaged over the updates that produced it.
+
+        `update` returns scalars under full metric names and per-agent (N,) tensors under a leaf name,
+        which becomes `losses/<agent_id>/<name>`.
+        """
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = defaultdict(int)
+        for _ in range(n_updates):
+            for key, value in self.update(buffer).items():
+                sums[key] = sums[key] + value if key in sums else value
+                counts[key] += 1
+        metrics: dict[str, float] = {"charts/updates": float(self.updates)}
+        for key, total in sums.items():
+            mean = total / counts[key]
+            if mean.dim() == 1:
+                metrics.update({f"losses/{agent}/{key}": v for agent, v in zip(self.spec.agent_ids, mean.tolist())})
+            else:
+                metrics[key] = mean.item()
+        return metrics
+
+    def fit_critic(self, batch: ReplayBatch, next_value: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One critic step towards target = team n-step reward + discount · next_value (B,)."""
+        target = batch.reward.mean(-1) + batch.discount * next_value  # (B,): team reward (equal per agent if shared)
+        q = self.critic(batch.state, batch.actions)  # (B, n_q)
+        error = q - target.unsqueeze(1)
+        if self.cfg.use_huber_loss:
+            loss = F.huber_loss(error, torch.zeros_like(error), delta=self.cfg.huber_delta, reduction="none")
+        else:
+            loss = 0.5 * error.pow(2)
+        loss = loss.mean(0).sum()  # sum over the Q heads
+        self.critic_optimizer.zero_grad()
+        loss.backward()
+        self.critic_optimizer.step()
+        return {
+            "losses/critic/loss": loss.detach(),
+            "values/q_mean": q.detach().mean(),
+            "values/target_mean": target.mean(),
+            "values/n_step_mean": batch.steps.float().mean(),
+        }
+
+    def agent_groups(self, sequential: bool) -> list[torch.Tensor]:
+        """The actor update's agent groups: one agent each in a fresh random order, or all agents at once."""
+        if sequential:
+            order = torch.randperm(self.n_agents, generator=self.generator).tolist()
+            groups = [[agent] for agent in order]
+        else:
+            groups = [list(range(self.n_agents))]
+        self.last_order = groups
+        return [torch.tensor(group, device=self.device) for group in groups]
+
+    def agent_mask(self, agents: torch.Tensor) -> torch.Tensor:
+        """(1, N, 1) bool, True for the selected agents (to splice their actions into a joint action)."""
+        return torch.isin(self.agent_index, agents).view(1, -1, 1)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.target_critic.load_state_dict(state["target_critic"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.generator.set_state(state["generator"])
+        self.updates = state["updates"]
