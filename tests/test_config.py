@@ -91,3 +91,15 @@ def test_saved_config_round_trips():
     cfg, _ = build_config("happo", "fups_id", "matrix", {"seed": "9", "hidden_sizes": "8"})
     again = config_from_dict(cfg.to_dict())
     assert again.to_dict() == cfg.to_dict()
+
+
+def test_tuned_config_is_applied_for_its_scenario_only():
+    cfg, sources = build_config("happo", "nops", "mamujoco", {})
+    assert sources[-1].endswith("tuned_configs/mamujoco/HalfCheetah-2x3/happo.yaml")
+    assert cfg.algo.clip_param == 0.05 and cfg.algo.ppo_epoch == 15 and cfg.model.hidden_sizes == [128, 128, 128]
+    cfg, _ = build_config("happo", "nops", "mamujoco", {"clip_param": "0.1"})
+    assert cfg.algo.clip_param == 0.1  # the command line wins
+    cfg, sources = build_config("happo", "nops", "mamujoco", {"agent_conf": "6x1"})
+    assert cfg.algo.clip_param == 0.2 and not any("tuned_configs" in s for s in sources)
+    cfg, sources = build_config("happo", "nops", "mamujoco", {}, use_tuned=False)
+    assert cfg.algo.clip_param == 0.2

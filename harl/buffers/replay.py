@@ -92,6 +92,11 @@ class ReplayBuffer:
         return self.filled * self.n_envs
 
     @property
+    def capacity(self) -> int:
+        """Transitions it can hold."""
+        return self.length * self.n_envs
+
+    @property
     def nbytes(self) -> int:
         """Bytes of preallocated storage."""
         return sum(getattr(self, name).nbytes for name in self.FIELDS)

@@ -1,0 +1,122 @@
+"""Gradient updates per second of HASAC at batch 1000 and hidden [256, 256] (not a test).
+
+Times the whole update (sample + critic + every actor + temperatures + polyak) on a replay buffer
+filled with random transitions, for every setting × architecture (`nops`, and `hypermarl` when
+registered), and the share of it spent sampling the buffer:
+
+- HalfCheetah 2x3 and Humanoid 17x1 at their real sizes (HARL's global observations);
+- 17 agents at HalfCheetah 2x3's per-agent sizes, for the 17- vs 2-agent cost ratio at equal
+  per-agent sizes (target: ≤ 6×; sampling target: ≤ 5% of the update).
+
+Usage: python bench/offpolicy_update.py [--device cpu|cuda] [--threads 1] [--seconds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from harl.buffers.replay import ReplayBuffer
+from harl.config import apply_overrides
+from harl.envs.mamujoco import MaMuJoCoConfig, MaMuJoCoEnv
+from harl.envs.spec import EnvSpec
+from harl.experiment import default_config
+from harl.registry import ARCHITECTURES, get_algorithm, get_architecture, load_extensions
+
+BATCH, HIDDEN, N_ENVS = 1000, [256, 256], 20
+
+
+def mamujoco_spec(scenario: str, agent_conf: str) -> EnvSpec:
+    return MaMuJoCoEnv(MaMuJoCoConfig(scenario=scenario, agent_conf=agent_conf, obs_mode="global")).spec
+
+
+def replicated_spec(base: EnvSpec, n_agents: int) -> EnvSpec:
+    """`n_agents` agents, each with the per-agent sizes of `base`'s first agent (same state)."""
+    return EnvSpec(
+        agent_ids=tuple(f"agent_{i}" for i in range(n_agents)),
+        obs_dims=(base.obs_dims[0],) * n_agents,
+        state_dim=base.state_dim,
+        action_type="continuous",
+        act_dims=(base.act_dims[0],) * n_agents,
+        act_low=np.repeat(base.act_low[:1], n_agents, axis=0),
+        act_high=np.repeat(base.act_high[:1], n_agents, axis=0),
+        episode_limit=base.episode_limit,
+    )
+
+
+def filled_buffer(spec: EnvSpec, device: torch.device, n_step: int) -> ReplayBuffer:
+    buffer = ReplayBuffer(spec, 100_000, N_ENVS, n_step, 0.99, device)
+    e, n = N_ENVS, spec.n_agents
+    for _ in range(buffer.length):
+        ended = torch.rand(e, device=device) < 0.002
+        buffer.insert(
+            torch.randn(e, n, spec.obs_dim_max, device=device), torch.randn(e, spec.state_dim, device=device),
+            torch.rand(e, n, spec.act_dim_max, device=device) * 2 - 1, torch.randn(e, n, device=device),
+            torch.randn(e, n, spec.obs_dim_max, device=device), torch.randn(e, spec.state_dim, device=device),
+            ended & (torch.rand(e, device=device) < 0.5), ended,
+        )
+    return buffer
+
+
+def timed(fn, seconds: float, device: torch.device) -> float:
+    """Seconds per call of `fn`, over at least `seconds` (after 3 warm-up calls)."""
+    for _ in range(3):
+        fn()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    sync()
+    return (time.perf_counter() - start) / calls
+
+
+def bench(spec: EnvSpec, arch: str, device: torch.device, seconds: float) -> tuple[float, float]:
+    """(seconds per update, seconds per buffer sample)."""
+    cfg = default_config("hasac", arch, "mamujoco")
+    apply_overrides(cfg, {"algo.batch_size": BATCH, "algo.n_step": 10, "model.hidden_sizes": HIDDEN,
+                          "model.layer_norm": False, "model.feature_norm": False})
+    learner = get_algorithm("hasac").learner_cls(spec, cfg, get_architecture(arch), device)
+    buffer = filled_buffer(spec, device, cfg.algo.n_step)
+    per_update = timed(lambda: learner.update(buffer), seconds, device)
+    per_sample = timed(lambda: buffer.sample(BATCH, learner.generator), seconds / 4, device)
+    return per_update, per_sample
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads on CPU")
+    parser.add_argument("--seconds", type=float, default=4.0, help="timing window per measurement")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    load_extensions()
+    device = torch.device(args.device)
+    cheetah = mamujoco_spec("HalfCheetah", "2x3")
+    settings = {
+        "HalfCheetah 2x3": cheetah,
+        "17 agents x HalfCheetah-2x3 sizes": replicated_spec(cheetah, 17),
+        "Humanoid 17x1": mamujoco_spec("Humanoid", "17x1"),
+    }
+    archs = [a for a in ("nops", "hypermarl") if a in ARCHITECTURES]
+    print(f"hasac update, batch {BATCH}, hidden {HIDDEN}, device {device}, torch threads {torch.get_num_threads()}")
+    print(f"{'setting':<36}{'arch':<11}{'N':>3}{'obs':>5}{'act':>4}{'updates/s':>11}{'ms/update':>11}{'sample %':>10}")
+    ms: dict[tuple[str, str], float] = {}
+    for name, spec in settings.items():
+        for arch in archs:
+            per_update, per_sample = bench(spec, arch, device, args.seconds)
+            ms[name, arch] = per_update * 1e3
+            print(f"{name:<36}{arch:<11}{spec.n_agents:>3}{spec.obs_dim_max:>5}{spec.act_dim_max:>4}"
+                  f"{1 / per_update:>11.1f}{per_update * 1e3:>11.1f}{100 * per_sample / per_update:>9.1f}%", flush=True)
+    for arch in archs:
+        ratio = ms["17 agents x HalfCheetah-2x3 sizes", arch] / ms["HalfCheetah 2x3", arch]
+        print(f"{arch}: 17- vs 2-agent update cost at equal per-agent sizes: {ratio:.2f}x (target <= 6x)")
+
+
+if __name__ == "__main__":
+    main()

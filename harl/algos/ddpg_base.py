@@ -1,0 +1,113 @@
+"""The deterministic-policy machinery MADDPG, MATD3, HADDPG and HATD3 share: configs, deterministic
+actors with target copies and exploration noise, the critic update and the actor-update schedule.
+
+DDPG learners use one Q network and update actors every step. TD3 learners (`td3 = True`) use a
+twin critic with clipped double-Q targets, target policy smoothing (clipped Gaussian noise on the
+target actions) and delayed actor updates (every `policy_freq` critic updates). Actors are always
+trained against the first Q head.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from harl.algos.off_policy_base import OffPolicyConfig, OffPolicyLearner, polyak_update
+from harl.buffers.replay import ReplayBatch
+from harl.config import ExperimentConfig, non_negative, positive
+from harl.envs.spec import EnvSpec
+from harl.models.off_policy import DeterministicActor
+from harl.registry import ArchEntry
+
+
+@dataclass
+class DDPGConfig(OffPolicyConfig):
+    """Hyper-parameters of MADDPG/HADDPG (HARL's names and defaults)."""
+
+    critic_lr: float = 1e-3
+    """Critic learning rate."""
+    expl_noise: float = 0.1
+    """Std of the Gaussian exploration noise, as a fraction of half of each agent's own action range."""
+
+    def validate(self) -> None:
+        super().validate()
+        non_negative(self, "expl_noise")
+
+
+@dataclass
+class TD3Config(DDPGConfig):
+    """Hyper-parameters of MATD3/HATD3 (HARL's names and defaults)."""
+
+    policy_noise: float = 0.2
+    """Std of the target policy smoothing noise (fraction of half the action range)."""
+    noise_clip: float = 0.5
+    """Clip of the target policy smoothing noise (fraction of half the action range)."""
+    policy_freq: int = 2
+    """Critic updates per actor update (delayed policy updates)."""
+
+    def validate(self) -> None:
+        super().validate()
+        non_negative(self, "policy_noise", "noise_clip")
+        positive(self, "policy_freq")
+
+
+class DeterministicLearner(OffPolicyLearner):
+    """Deterministic actors (any architecture) with target actors, and a centralised Q critic.
+
+    Subclasses implement `update`, using `train_critic`, `actor_due`, `actor_q` and `finish_update`.
+    """
+
+    n_q = 1
+    td3 = False
+
+    def __init__(
+        self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, sequential: bool
+    ) -> None:
+        super().__init__(spec, cfg, arch, device, sequential)
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.first_head = torch.zeros(1, dtype=torch.long, device=device)
+
+    def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> DeterministicActor:
+        return DeterministicActor(spec, arch, cfg.model, cfg.arch)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = False):
+        """Returns env-ready actions (E, N, A), stored normalised actions (E, N, A) and zero log-probs (E, N)."""
+        actions = self.actor.act(obs, 0.0 if deterministic else self.cfg.expl_noise)
+        return self.actor.env_actions(actions), actions, torch.zeros(actions.shape[:2], device=actions.device)
+
+    def train_critic(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
+        """Q regression on the target actors' next actions (smoothed, and min over twins, for TD3)."""
+        with torch.no_grad():
+            next_actions = self.target_actor(batch.next_obs)  # (B, N, A)
+            if self.td3:
+                noise = (torch.randn_like(next_actions) * self.cfg.policy_noise).clamp(
+                    -self.cfg.noise_clip, self.cfg.noise_clip
+                )
+                next_actions = (next_actions + noise).clamp(-1.0, 1.0) * self.actor.act_mask
+            next_value = self.target_critic(batch.next_state, next_actions).min(-1).values  # (B,)
+        return self.fit_critic(batch, next_value)
+
+    def actor_due(self) -> bool:
+        """Whether this update trains the actors (TD3: every `policy_freq`-th update)."""
+        return not self.td3 or (self.updates + 1) % self.cfg.policy_freq == 0
+
+    def actor_q(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q (B,) of the first head for joint normalised actions (B, N, A): what the actors maximise."""
+        return self.critic(state, actions, self.first_head).squeeze(-1)
+
+    def finish_update(self, actors_updated: bool) -> None:
+        """Polyak-average the target critic (and the target actors after an actor update); count the update."""
+        polyak_update(self.critic, self.target_critic, self.cfg.polyak)
+        if actors_updated:
+            polyak_update(self.actor, self.target_actor, self.cfg.polyak)
+        self.updates += 1
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "target_actor": self.target_actor.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.target_actor.load_state_dict(state["target_actor"])

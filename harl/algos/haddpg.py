@@ -1,0 +1,83 @@
+"""HADDPG and HATD3: deterministic actors updated one after another in a fresh random order (sequential
+update), each against the joint action in which its predecessors already act with their updated policies."""
+
+from __future__ import annotations
+
+import torch
+
+from harl.algos.ddpg_base import DDPGConfig, DeterministicLearner, TD3Config
+from harl.algos.off_policy_base import frozen
+from harl.buffers.replay import ReplayBuffer
+from harl.registry import AlgoEntry, register_algorithm
+
+
+class HADDPG(DeterministicLearner):
+    """Heterogeneous-agent DDPG (sequential update).
+
+    With a parameter-sharing architecture, every agent's turn updates the shared parameters (as
+    HARL's `share_param`); per-agent parameters of other agents never move in agent i's turn.
+    """
+
+    def __init__(self, spec, cfg, arch, device):
+        super().__init__(spec, cfg, arch, device, sequential=True)
+
+    def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
+        batch = buffer.sample(self.cfg.batch_size, self.generator)
+        metrics = self.train_critic(batch)
+        actors_updated = self.actor_due()
+        if actors_updated:
+            # ALGO LOGIC: start from the current joint policy; agent by agent in a random order, take a
+            # deterministic policy step against the joint action, then replace that agent's action by
+            # its updated policy's, so later agents are trained against their predecessors' new policies.
+            with torch.no_grad():
+                actions = self.actor(batch.obs)  # (B, N, A)
+            actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
+            with frozen(self.critic):
+                for agents in self.agent_groups(sequential=True):  # inherently sequential: one agent per group
+                    obs = batch.obs[:, agents]  # (B, 1, O)
+                    joint = actions.index_copy(1, agents, self.actor(obs, agents))  # (B, N, A)
+                    loss = -self.actor_q(batch.state, joint).mean()
+                    self.actor_optimizer.zero_grad()
+                    loss.backward()
+                    self.actor_optimizer.step(agents=agents)
+                    actor_loss[agents] = loss.detach()
+                    with torch.no_grad():
+                        actions[:, agents] = self.actor(obs, agents)
+            metrics["actor_loss"] = actor_loss
+        self.finish_update(actors_updated)
+        return metrics
+
+
+class HATD3(HADDPG):
+    """Heterogeneous-agent TD3: HADDPG with a twin critic, target policy smoothing and delayed actor updates."""
+
+    n_q = 2
+    td3 = True
+
+
+register_algorithm(
+    AlgoEntry(
+        name="haddpg",
+        learner_cls=HADDPG,
+        config_cls=DDPGConfig,
+        on_policy=False,
+        sequential=True,
+        discrete=False,
+        continuous=True,
+        actor_kind={"continuous": "deterministic"},
+        description="heterogeneous-agent DDPG: sequential deterministic policy steps in a random order",
+    )
+)
+register_algorithm(
+    AlgoEntry(
+        name="hatd3",
+        learner_cls=HATD3,
+        config_cls=TD3Config,
+        on_policy=False,
+        sequential=True,
+        discrete=False,
+        continuous=True,
+        actor_kind={"continuous": "deterministic"},
+        description="heterogeneous-agent TD3: sequential update, twin critic, target smoothing, delayed actor updates",
+    )
+)

@@ -1,0 +1,66 @@
+"""HASAC: heterogeneous-agent soft actor-critic — agents' soft policy steps one after another, in a fresh
+random order every update, each against the joint action its predecessors' updated policies produce."""
+
+from __future__ import annotations
+
+import torch
+
+from harl.algos.off_policy_base import frozen
+from harl.algos.sac_base import SACConfig, SACLearner
+from harl.buffers.replay import ReplayBuffer
+from harl.registry import AlgoEntry, register_algorithm
+
+
+class HASAC(SACLearner):
+    """Heterogeneous-agent SAC (sequential update).
+
+    With a parameter-sharing architecture (FuPS, hypernetworks), every agent's turn updates the
+    shared parameters (as HARL's `share_param`); per-agent parameters of other agents never move
+    in agent i's turn (`AgentAdam.step(agents=...)`).
+    """
+
+    def __init__(self, spec, cfg, arch, device):
+        super().__init__(spec, cfg, arch, device, sequential=True)
+
+    def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
+        batch = buffer.sample(self.cfg.batch_size, self.generator)
+        metrics = self.train_critic(batch)
+        # ALGO LOGIC: start from the current joint policy's actions; agent by agent in a random order,
+        # take a soft policy step against the joint action, then re-sample that agent's action from
+        # its updated policy, so later agents are trained against their predecessors' new policies.
+        with torch.no_grad():
+            actions, _ = self.actor.act(batch.obs)  # (B, N, A)
+        log_probs = torch.zeros(batch.obs.shape[0], self.n_agents, device=self.device)  # (B, N)
+        actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
+        with frozen(self.critic):
+            for agents in self.agent_groups(sequential=True):  # inherently sequential: one agent per group
+                obs = batch.obs[:, agents]  # (B, 1, O)
+                own, own_log_probs = self.actor.sample(obs, agents)  # (B, 1, A), (B, 1)
+                joint = actions.index_copy(1, agents, own)  # (B, N, A)
+                q = self.critic(batch.state, joint).min(-1).values  # (B,)
+                loss, actor_loss[agents] = self.actor_loss(own_log_probs, q, agents)
+                self.actor_optimizer.zero_grad()
+                loss.backward()
+                self.actor_optimizer.step(agents=agents)
+                log_probs[:, agents] = own_log_probs.detach()
+                with torch.no_grad():
+                    actions[:, agents] = self.actor.sample(obs, agents)[0]
+        metrics.update(self.update_temperatures(log_probs))
+        metrics["actor_loss"] = actor_loss
+        self.finish_update()
+        return metrics
+
+
+ALGO = register_algorithm(
+    AlgoEntry(
+        name="hasac",
+        learner_cls=HASAC,
+        config_cls=SACConfig,
+        on_policy=False,
+        sequential=True,
+        discrete=False,
+        continuous=True,
+        actor_kind={"continuous": "squashed_gaussian"},
+        description="heterogeneous-agent SAC: sequential soft policy steps in a random order, joint soft twin-Q critic",
+    )
+)

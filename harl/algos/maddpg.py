@@ -1,0 +1,70 @@
+"""MADDPG and MATD3: deterministic actors of all agents updated at once (simultaneous update) against a
+centralised Q critic on (state, joint action)."""
+
+from __future__ import annotations
+
+import torch
+
+from harl.algos.ddpg_base import DDPGConfig, DeterministicLearner, TD3Config
+from harl.algos.off_policy_base import frozen
+from harl.buffers.replay import ReplayBuffer
+from harl.registry import AlgoEntry, register_algorithm
+
+
+class MADDPG(DeterministicLearner):
+    """Multi-agent DDPG: one Q network, actors maximise Q(s, μ_1(o_1), ..., μ_N(o_N)) together."""
+
+    def __init__(self, spec, cfg, arch, device):
+        super().__init__(spec, cfg, arch, device, sequential=False)
+
+    def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
+        batch = buffer.sample(self.cfg.batch_size, self.generator)
+        metrics = self.train_critic(batch)
+        actors_updated = self.actor_due()
+        if actors_updated:
+            # ALGO LOGIC: every agent's deterministic policy gradient in one joint step.
+            self.agent_groups(sequential=False)
+            with frozen(self.critic):
+                actions = self.actor(batch.obs)  # (B, N, A)
+                loss = -self.actor_q(batch.state, actions).mean()
+                self.actor_optimizer.zero_grad()
+                loss.backward()
+                self.actor_optimizer.step()
+            metrics["actor_loss"] = loss.detach().expand(self.n_agents)
+        self.finish_update(actors_updated)
+        return metrics
+
+
+class MATD3(MADDPG):
+    """Multi-agent TD3: MADDPG with a twin critic, target policy smoothing and delayed actor updates."""
+
+    n_q = 2
+    td3 = True
+
+
+register_algorithm(
+    AlgoEntry(
+        name="maddpg",
+        learner_cls=MADDPG,
+        config_cls=DDPGConfig,
+        on_policy=False,
+        sequential=False,
+        discrete=False,
+        continuous=True,
+        actor_kind={"continuous": "deterministic"},
+        description="multi-agent DDPG: simultaneous deterministic policy step, centralised Q critic",
+    )
+)
+register_algorithm(
+    AlgoEntry(
+        name="matd3",
+        learner_cls=MATD3,
+        config_cls=TD3Config,
+        on_policy=False,
+        sequential=False,
+        discrete=False,
+        continuous=True,
+        actor_kind={"continuous": "deterministic"},
+        description="multi-agent TD3: simultaneous update, twin critic, target smoothing, delayed actor updates",
+    )
+)

@@ -1,0 +1,51 @@
+"""MASAC: multi-agent soft actor-critic — every agent's soft policy step at once (simultaneous update)
+against the current joint policy; otherwise identical to HASAC (same critic, temperatures, targets)."""
+
+from __future__ import annotations
+
+import torch
+
+from harl.algos.off_policy_base import frozen
+from harl.algos.sac_base import SACConfig, SACLearner
+from harl.buffers.replay import ReplayBuffer
+from harl.registry import AlgoEntry, register_algorithm
+
+
+class MASAC(SACLearner):
+    """Multi-agent SAC. The joint loss mean(Σ_i α_i log π_i − Q(s, a_1..a_N)) gives each agent's own
+    parameters exactly its own soft policy gradient, and shared parameters the sum."""
+
+    def __init__(self, spec, cfg, arch, device):
+        super().__init__(spec, cfg, arch, device, sequential=False)
+
+    def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
+        batch = buffer.sample(self.cfg.batch_size, self.generator)
+        metrics = self.train_critic(batch)
+        # ALGO LOGIC: all agents sample together and take one joint soft policy step.
+        (agents,) = self.agent_groups(sequential=False)
+        with frozen(self.critic):
+            actions, log_probs = self.actor.act(batch.obs)  # (B, N, A), (B, N)
+            q = self.critic(batch.state, actions).min(-1).values  # (B,)
+            loss, actor_loss = self.actor_loss(log_probs, q, agents)
+            self.actor_optimizer.zero_grad()
+            loss.backward()
+            self.actor_optimizer.step()
+        metrics.update(self.update_temperatures(log_probs))
+        metrics["actor_loss"] = actor_loss
+        self.finish_update()
+        return metrics
+
+
+ALGO = register_algorithm(
+    AlgoEntry(
+        name="masac",
+        learner_cls=MASAC,
+        config_cls=SACConfig,
+        on_policy=False,
+        sequential=False,
+        discrete=False,
+        continuous=True,
+        actor_kind={"continuous": "squashed_gaussian"},
+        description="multi-agent SAC: simultaneous soft policy step of all agents, joint soft twin-Q critic",
+    )
+)
