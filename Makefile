@@ -12,14 +12,15 @@ $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,smax,vmas,mpe]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# The main job: MAPPO with NoPS on MaMuJoCo HalfCheetah 2x3 (the embedded default env), a short budget.
+# The main job: the headline command (HASAC + HyperMARL on MaMuJoCo HalfCheetah 2x3 with its tuned
+# config) on a short budget of a few minutes on 2 cores.
 train: install
-	$(PY) examples/train.py --algo mappo --arch nops --env mamujoco --exp_name quickstart \
+	$(PY) examples/train.py --algo hasac --arch hypermarl --env mamujoco --exp_name quickstart \
 		--num_env_steps 200000 --eval_interval 50000 --save_interval 50000 $(TRAIN_ARGS)
 
 # The default suite (< 10 minutes on 2 cores).

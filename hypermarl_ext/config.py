@@ -61,3 +61,13 @@ class LinearHyperConfig:
     def validate(self) -> None:
         _check_choice(self, "hypernet_init", HypernetInit)
         _check_choice(self, "generate", Generate)
+
+
+@dataclass
+class CoupledHyperConfig(HyperMARLConfig):
+    """Options of `hypermarl_coupled` (those of `hypermarl`; the trunk needs a hidden layer to mix its inputs)."""
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.hypernet_hidden_dims:
+            raise ConfigError("arch.hypernet_hidden_dims must hold at least one width for hypermarl_coupled")

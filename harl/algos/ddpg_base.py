@@ -94,9 +94,12 @@ class DeterministicLearner(OffPolicyLearner):
         """Whether this update trains the actors (TD3: every `policy_freq`-th update)."""
         return not self.td3 or (self.updates + 1) % self.cfg.policy_freq == 0
 
-    def actor_q(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q (B,) of the first head for joint normalised actions (B, N, A): what the actors maximise."""
-        return self.critic(state, actions, self.first_head).squeeze(-1)
+    def actor_q(
+        self, state: torch.Tensor, actions: torch.Tensor, state_embedding: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Q (B,) of the first head for joint normalised actions (B, N, A): what the actors maximise.
+        `state_embedding`: the first head's precomputed `critic.embed_state`, to reuse."""
+        return self.critic(state, actions, self.first_head, state_embedding).squeeze(-1)
 
     def finish_update(self, actors_updated: bool) -> None:
         """Polyak-average the target critic (and the target actors after an actor update); count the update."""

@@ -8,7 +8,9 @@ import torch
 from harl.algos.ddpg_base import DDPGConfig, DeterministicLearner, TD3Config
 from harl.algos.off_policy_base import frozen
 from harl.buffers.replay import ReplayBuffer
-from harl.registry import AlgoEntry, register_algorithm
+from harl.config import ExperimentConfig
+from harl.envs.spec import EnvSpec
+from harl.registry import AlgoEntry, ArchEntry, register_algorithm
 
 
 class HADDPG(DeterministicLearner):
@@ -18,7 +20,7 @@ class HADDPG(DeterministicLearner):
     HARL's `share_param`); per-agent parameters of other agents never move in agent i's turn.
     """
 
-    def __init__(self, spec, cfg, arch, device):
+    def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device) -> None:
         super().__init__(spec, cfg, arch, device, sequential=True)
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
@@ -31,18 +33,21 @@ class HADDPG(DeterministicLearner):
             # its updated policy's, so later agents are trained against their predecessors' new policies.
             with torch.no_grad():
                 actions = self.actor(batch.obs)  # (B, N, A)
+                state_embedding = self.critic.embed_state(batch.state, self.first_head)  # shared by every step
             actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
+            groups = self.agent_groups(sequential=True)
             with frozen(self.critic):
-                for agents in self.agent_groups(sequential=True):  # inherently sequential: one agent per group
+                for position, agents in enumerate(groups):  # inherently sequential: one agent per group
                     obs = batch.obs[:, agents]  # (B, 1, O)
                     joint = actions.index_copy(1, agents, self.actor(obs, agents))  # (B, N, A)
-                    loss = -self.actor_q(batch.state, joint).mean()
+                    loss = -self.actor_q(batch.state, joint, state_embedding).mean()
                     self.actor_optimizer.zero_grad()
                     loss.backward()
                     self.actor_optimizer.step(agents=agents)
                     actor_loss[agents] = loss.detach()
-                    with torch.no_grad():
-                        actions[:, agents] = self.actor(obs, agents)
+                    if position < len(groups) - 1:  # the last agent's new action is never used
+                        with torch.no_grad():
+                            actions[:, agents] = self.actor(obs, agents)
             metrics["actor_loss"] = actor_loss
         self.finish_update(actors_updated)
         return metrics

@@ -8,7 +8,9 @@ import torch
 from harl.algos.off_policy_base import frozen
 from harl.algos.sac_base import SACConfig, SACLearner
 from harl.buffers.replay import ReplayBuffer
-from harl.registry import AlgoEntry, register_algorithm
+from harl.config import ExperimentConfig
+from harl.envs.spec import EnvSpec
+from harl.registry import AlgoEntry, ArchEntry, register_algorithm
 
 
 class HASAC(SACLearner):
@@ -19,7 +21,7 @@ class HASAC(SACLearner):
     in agent i's turn (`AgentAdam.step(agents=...)`).
     """
 
-    def __init__(self, spec, cfg, arch, device):
+    def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device) -> None:
         super().__init__(spec, cfg, arch, device, sequential=True)
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
@@ -30,21 +32,24 @@ class HASAC(SACLearner):
         # its updated policy, so later agents are trained against their predecessors' new policies.
         with torch.no_grad():
             actions, _ = self.actor.act(batch.obs)  # (B, N, A)
+            state_embedding = self.critic.embed_state(batch.state)  # (2, B, H1), shared by every agent's step
         log_probs = torch.zeros(batch.obs.shape[0], self.n_agents, device=self.device)  # (B, N)
         actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
+        groups = self.agent_groups(sequential=True)
         with frozen(self.critic):
-            for agents in self.agent_groups(sequential=True):  # inherently sequential: one agent per group
+            for position, agents in enumerate(groups):  # inherently sequential: one agent per group
                 obs = batch.obs[:, agents]  # (B, 1, O)
                 own, own_log_probs = self.actor.sample(obs, agents)  # (B, 1, A), (B, 1)
                 joint = actions.index_copy(1, agents, own)  # (B, N, A)
-                q = self.critic(batch.state, joint).min(-1).values  # (B,)
+                q = self.critic(batch.state, joint, state_embedding=state_embedding).min(-1).values  # (B,)
                 loss, actor_loss[agents] = self.actor_loss(own_log_probs, q, agents)
                 self.actor_optimizer.zero_grad()
                 loss.backward()
                 self.actor_optimizer.step(agents=agents)
                 log_probs[:, agents] = own_log_probs.detach()
-                with torch.no_grad():
-                    actions[:, agents] = self.actor.sample(obs, agents)[0]
+                if position < len(groups) - 1:  # the last agent's new action is never used
+                    with torch.no_grad():
+                        actions[:, agents] = self.actor.sample(obs, agents)[0]
         metrics.update(self.update_temperatures(log_probs))
         metrics["actor_loss"] = actor_loss
         self.finish_update()

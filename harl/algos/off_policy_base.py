@@ -115,10 +115,8 @@ class OffPolicyLearner(ABC):
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)
         self.generator = torch.Generator().manual_seed(cfg.run.seed)
         self.updates = 0
+        # The last actor update's agent groups in order: [[i], [j], ...] sequential, [[0, ..., N-1]] simultaneous.
         self.last_order: list[list[int]] = []
-        """Agent groups of the last actor update, in update order: [[i], [j], ...] when sequential,
-        [[0, ..., N-1]] when simultaneous."""
-        self.agent_index = torch.arange(self.n_agents, device=device)  # (N,)
         if sequential and arch.shares_parameters:
             print(
                 f"note: --arch {arch.name} shares actor parameters between agents, so in this sequential update "
@@ -159,7 +157,8 @@ class OffPolicyLearner(ABC):
         for key, total in sums.items():
             mean = total / counts[key]
             if mean.dim() == 1:
-                metrics.update({f"losses/{agent}/{key}": v for agent, v in zip(self.spec.agent_ids, mean.tolist())})
+                per_agent = zip(self.spec.agent_ids, mean.tolist(), strict=True)
+                metrics.update({f"losses/{agent}/{key}": value for agent, value in per_agent})
             else:
                 metrics[key] = mean.item()
         return metrics
@@ -193,10 +192,6 @@ class OffPolicyLearner(ABC):
             groups = [list(range(self.n_agents))]
         self.last_order = groups
         return [torch.tensor(group, device=self.device) for group in groups]
-
-    def agent_mask(self, agents: torch.Tensor) -> torch.Tensor:
-        """(1, N, 1) bool, True for the selected agents (to splice their actions into a joint action)."""
-        return torch.isin(self.agent_index, agents).view(1, -1, 1)
 
     # ------------------------------------------------------------------ state
 

@@ -125,7 +125,10 @@ class ReplayBuffer:
     def sample(self, batch_size: int, generator: torch.Generator) -> ReplayBatch:
         """`batch_size` transitions drawn uniformly (with replacement) with their n-step targets."""
         flat = torch.randint(len(self), (batch_size,), generator=generator).to(self.device)  # (B,)
-        t, e = flat // self.n_envs, flat % self.n_envs  # (B,), (B,)
+        return self.gather(flat // self.n_envs, flat % self.n_envs)
+
+    def gather(self, t: torch.Tensor, e: torch.Tensor) -> ReplayBatch:
+        """The n-step transitions starting at slots t (B,) of envs e (B,) (slots must hold data)."""
         # Steps from t to the newest written step, inclusive: later slots hold other (older) data.
         available = (self.head - 1 - t) % self.length + 1  # (B,)
         pos = (t.unsqueeze(1) + self.offsets) % self.length  # (B, n)
@@ -149,6 +152,14 @@ class ReplayBuffer:
             next_state=self.next_state[last, e],
             steps=steps,
         )
+
+    def cut_episodes(self) -> None:
+        """Mark the newest step of every env as truncated, so no n-step target runs past it: for when
+        collection restarts from fresh episodes (a resumed run). Targets there bootstrap from its stored
+        next observation, which is where the interrupted episode really went."""
+        if self.filled:
+            last = (self.head - 1) % self.length
+            self.truncated[last] |= ~self.terminated[last]
 
     def state_dict(self) -> dict:
         """The filled part of the storage and the write position (for checkpoints)."""

@@ -1,3 +1,3 @@
 """Environment adapters; importing this package registers them."""
 
-from harl.envs import mamujoco, matrix  # noqa: F401
+from harl.envs import mamujoco, matrix, mpe, smax, vmas  # noqa: F401

@@ -19,7 +19,7 @@ from torch import nn
 
 from harl.config import ModelConfig
 from harl.envs.spec import EnvSpec
-from harl.models.agent_mlp import AgentMLP, StackedParams, layer_dims, layer_gains
+from harl.models.agent_mlp import ACTIVATIONS, layer_dims, layer_gains, orthogonal_stack
 from harl.models.policies import LOG_2PI, Actor
 from harl.registry import ArchEntry
 
@@ -35,10 +35,9 @@ class BoundedActor(Actor):
         self.register_buffer("act_scale", (self.act_high - self.act_low) / 2)  # (N, A)
         self.register_buffer("act_center", (self.act_high + self.act_low) / 2)  # (N, A)
 
-    def env_actions(self, actions: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalised actions (B, k, A) in [-1, 1] -> actions within each agent's own bounds (padded dims zero)."""
-        scale, center = self._rows(self.act_scale, agents), self._rows(self.act_center, agents)
-        return (center + scale * actions) * self._rows(self.act_mask, agents)
+    def env_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Normalised actions (B, N, A) in [-1, 1] -> actions within each agent's own bounds (padded dims zero)."""
+        return (self.act_center + self.act_scale * actions) * self.act_mask
 
     def random_actions(self, batch: int) -> torch.Tensor:
         """Uniform normalised actions (batch, N, A) over each agent's own action box (padded dims zero)."""
@@ -115,7 +114,11 @@ class JointQCritic(nn.Module):
     joint critic is shared by all agents and is a plain MLP whatever the architecture. Its `n_heads`
     independent Q networks (2 for the twin critics of SAC/TD3, 1 for DDPG) are evaluated together,
     their weights stacked along a head dimension (one batched matmul per layer). Padded action
-    dimensions of heterogeneous agents are dropped from the input.
+    dimensions of heterogeneous agents are dropped from the input; `feature_norm` normalises the
+    state part of the input (actions already lie in [-1, 1]).
+
+    The first layer is split into a state term and an action term, so a sequential (HA) actor
+    update computes the state term once (`embed_state`) and reuses it for every agent's step.
 
     Args:
         spec: the environment's spec.
@@ -125,23 +128,48 @@ class JointQCritic(nn.Module):
 
     def __init__(self, spec: EnvSpec, n_heads: int, model_cfg: ModelConfig) -> None:
         super().__init__()
-        self.n_heads = n_heads
         real = torch.as_tensor(spec.act_mask).flatten().nonzero().squeeze(1)  # (Σ act_dims,)
         self.register_buffer("action_index", real)
-        in_dim = spec.state_dim + real.numel()
-        dims = layer_dims(in_dim, model_cfg.critic_sizes, 1)
+        state_dim = spec.state_dim
+        dims = layer_dims(state_dim + real.numel(), model_cfg.critic_sizes, 1)
         gains = layer_gains(len(dims), model_cfg.activation, 1.0)
-        self.net = AgentMLP(
-            StackedParams(n_heads, dims, gains), n_heads, torch.ones(n_heads, in_dim, dtype=torch.bool),
-            model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm,
-        )
+        first = orthogonal_stack(n_heads, *dims[0], gains[0])  # (h, S + ΣA, H1): one orthogonal matrix per head
+        self.state_weight = nn.Parameter(first[:, :state_dim].clone())  # (h, S, H1)
+        self.action_weight = nn.Parameter(first[:, state_dim:].clone())  # (h, ΣA, H1)
+        self.first_bias = nn.Parameter(torch.zeros(n_heads, 1, dims[0][1]))  # (h, 1, H1)
+        self.weights = nn.ParameterList(
+            [nn.Parameter(orthogonal_stack(n_heads, i, o, g)) for (i, o), g in zip(dims[1:], gains[1:], strict=True)]
+        )  # (h, in, out) each
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(n_heads, 1, o)) for _, o in dims[1:]])
+        self.activation = ACTIVATIONS[model_cfg.activation]()
+        self.layer_norm, self.feature_norm = model_cfg.layer_norm, model_cfg.feature_norm
 
-    def forward(self, state: torch.Tensor, actions: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
-        """state (B, S), joint normalised actions (B, N, A) -> Q values (B, h) of the selected heads (all when None)."""
-        joint = actions.flatten(1)[:, self.action_index]  # (B, Σ act_dims)
-        x = torch.cat([state, joint], dim=-1)  # (B, S + Σ act_dims)
-        h = self.n_heads if heads is None else heads.numel()
-        return self.net(x.unsqueeze(1).expand(-1, h, -1), heads).squeeze(-1)
+    @staticmethod
+    def _heads(param: torch.Tensor, heads: torch.Tensor | None) -> torch.Tensor:
+        return param if heads is None else param[heads]
 
+    def embed_state(self, state: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """The first layer's state term plus bias, (h, B, H1), for the selected heads (all when None)."""
+        if self.feature_norm:
+            state = F.layer_norm(state, state.shape[-1:])
+        return torch.matmul(state, self._heads(self.state_weight, heads)) + self._heads(self.first_bias, heads)
 
-OFF_POLICY_ACTORS = {"squashed_gaussian": SquashedGaussianActor, "deterministic": DeterministicActor}
+    def forward(
+        self,
+        state: torch.Tensor,
+        actions: torch.Tensor,
+        heads: torch.Tensor | None = None,
+        state_embedding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """state (B, S), joint normalised actions (B, N, A) -> Q values (B, h) of the selected heads (all
+        when None). `state_embedding`: a precomputed `embed_state(state, heads)` to reuse."""
+        if state_embedding is None:
+            state_embedding = self.embed_state(state, heads)
+        joint = actions.flatten(1)[:, self.action_index]  # (B, ΣA)
+        x = state_embedding + torch.matmul(joint, self._heads(self.action_weight, heads))  # (h, B, H1)
+        for weight, bias in zip(self.weights, self.biases, strict=True):
+            x = self.activation(x)
+            if self.layer_norm:
+                x = F.layer_norm(x, x.shape[-1:])
+            x = torch.baddbmm(self._heads(bias, heads), x, self._heads(weight, heads))  # (h, B, out)
+        return x.squeeze(-1).transpose(0, 1)  # (B, h)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from harl.buffers.replay import ReplayBuffer
+from harl.config import ExperimentConfig
 from harl.runners.base import Runner
 
 
@@ -16,16 +18,18 @@ class OffPolicyRunner(Runner):
     With `save_buffer: true` checkpoints hold the replay buffer, and a resumed run continues with it.
     """
 
-    def __init__(self, cfg, run_dir, checkpoint=None) -> None:
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, checkpoint: dict | None = None) -> None:
         self._saved_buffer: dict | None = None
         super().__init__(cfg, run_dir, checkpoint)
         algo = cfg.algo
         self.buffer = ReplayBuffer(
             self.spec, algo.buffer_size, cfg.run.n_rollout_threads, algo.n_step, algo.gamma, self.device
         )
-        print(f"replay buffer: {self.buffer.capacity:,} transitions, {self.buffer.nbytes / 2**20:,.0f} MiB on {self.device}")
+        size = self.buffer.nbytes / 2**20
+        print(f"replay buffer: {self.buffer.capacity:,} transitions, {size:,.0f} MiB on {self.device}")
         if self._saved_buffer is not None:
             self.buffer.load_state_dict(self._saved_buffer)
+            self.buffer.cut_episodes()  # collection restarts from new episodes below
             self._saved_buffer = None
         self.out = self.env.reset(cfg.run.seed + 7919 * self.iteration)
 

@@ -1,0 +1,291 @@
+"""Multi-seed sweeps: a grid of independent training runs that can be stopped and restarted.
+
+A sweep is algorithms × architectures × scenarios × seeds of one environment. Every grid point
+is one ordinary training run (`harl.cli.train_main`) in its ordinary run folder
+`<log_dir>/<env>/<scenario>/<algo>-<arch>/<exp_name>/seed-<k>-<timestamp>/`, so a grid point's runs
+are found again by globbing `seed-<k>-*` there. Before launching, every grid point is classified:
+
+- done: a run holds a checkpoint at ≥ `num_env_steps` (the final checkpoint) -> skipped;
+- resume: a run holds an earlier checkpoint -> continued with `--resume` up to `num_env_steps`
+  (the most advanced one when there are several);
+- new: no run with a checkpoint -> started afresh (folders of runs that died before their first
+  checkpoint cannot be resumed and are removed first, so each seed has one run folder).
+
+Runs execute in a local process pool (`backend="local"`) or as Ray tasks (`backend="ray"`, on a local
+Ray instance or an existing cluster via `ray_address`; the log directory must then be on a file system
+every node shares). Each run's console output goes to `<log_dir>/sweep_logs/<exp_name>/<point>.log`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from harl.cli import parse_train_args
+from harl.errors import UserError
+from harl.experiment import build_config
+from harl.utils.checkpoint import Checkpointer
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class GridPoint:
+    """One run of the sweep.
+
+    Attributes:
+        algo, arch, env: registry names.
+        scenario: the scenario's `--key value` overrides, and its folder name (`scenario_name()`).
+        seed: the run's seed.
+        argv: `train.py` arguments starting the run afresh.
+        base: the folder holding this point's run folders (`.../<exp_name>/`).
+        log_dir: the sweep's log directory (`run.log_dir`).
+        target_steps: the run's `num_env_steps`.
+        status: "new", "resume" or "done" (set by `plan`).
+        run_dir: the existing run folder to resume or that is done.
+    """
+
+    algo: str
+    arch: str
+    env: str
+    scenario_args: list[str]
+    scenario: str
+    seed: int
+    argv: list[str]
+    base: Path
+    log_dir: Path
+    target_steps: int
+    status: str = "new"
+    run_dir: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.env}-{self.scenario}-{self.algo}-{self.arch}-seed{self.seed}"
+
+
+@dataclass
+class Task:
+    """What a worker executes: `train_main(argv)` with its console output in `log_file`."""
+
+    name: str
+    argv: list[str]
+    log_file: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_scenario(text: str) -> list[str]:
+    """`key=value[,key=value...]` (or a bare name, meaning `scenario=<name>`) -> `--key value` arguments."""
+    args: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        if not eq:
+            key, value = "scenario", part
+        if not key or not value:
+            raise UserError(f"bad scenario {text!r}: write key=value[,key=value], e.g. scenario=Ant,agent_conf=4x2")
+        args += [f"--{key.strip()}", value.strip()]
+    return args
+
+
+def build_grid(
+    algos: list[str],
+    archs: list[str],
+    env: str,
+    scenarios: list[str],
+    seeds: list[int],
+    exp_name: str,
+    extra: list[str],
+) -> list[GridPoint]:
+    """Resolve every grid point's configuration (bad names or keys raise `UserError` before anything runs)."""
+    main, switches, overrides = parse_train_args(extra)
+    if set(main) - {"load_config"}:
+        raise UserError(f"--{sorted(set(main) - {'load_config'})[0]} is set by the sweep itself")
+    if set(switches) - {"no_tuned"}:
+        raise UserError(f"--{sorted(set(switches) - {'no_tuned'})[0]} cannot be used in a sweep")
+    for key in ("seed", "exp_name", "run.seed", "run.exp_name"):
+        if key in overrides:
+            raise UserError(f"--{key} is set by the sweep itself (use --seeds / --exp_name)")
+    points = []
+    for scenario in scenarios or [""]:
+        scenario_args = parse_scenario(scenario)
+        scenario_overrides = dict(zip(scenario_args[::2], scenario_args[1::2], strict=True))
+        for algo in algos:
+            for arch in archs:
+                for seed in seeds:
+                    run_overrides = {**{k[2:]: v for k, v in scenario_overrides.items()}, **overrides,
+                                     "seed": str(seed), "exp_name": exp_name}
+                    cfg, _ = build_config(algo, arch, env, run_overrides, main.get("load_config"),
+                                          use_tuned="no_tuned" not in switches)
+                    argv = ["--algo", algo, "--arch", arch, "--env", env, *scenario_args, *extra,
+                            "--seed", str(seed), "--exp_name", exp_name]
+                    base = (Path(cfg.run.log_dir) / env / cfg.env.scenario_name() / f"{algo}-{arch}" / exp_name)
+                    points.append(GridPoint(algo, arch, env, scenario_args, cfg.env.scenario_name(), seed, argv,
+                                            base, Path(cfg.run.log_dir), cfg.run.num_env_steps))
+    names = [p.name for p in points]
+    if len(set(names)) != len(names):
+        raise UserError("the grid repeats a point (duplicate algorithm, architecture, scenario or seed)")
+    return points
+
+
+def latest_step(run_dir: Path) -> int | None:
+    """The env steps of a run folder's latest checkpoint (None without one)."""
+    latest = Checkpointer(run_dir / "checkpoints", keep=1).latest() if (run_dir / "checkpoints").is_dir() else None
+    return None if latest is None else int(latest.stem.split("_")[1])
+
+
+def plan(points: list[GridPoint]) -> None:
+    """Classify every point as new, resume or done from the run folders already on disk (see module doc)."""
+    for point in points:
+        runs = sorted(p for p in point.base.glob(f"seed-{point.seed}-*") if p.is_dir())
+        with_ckpt = [(latest_step(r), r) for r in runs]
+        usable = [(step, r) for step, r in with_ckpt if step is not None]
+        if usable:
+            step, run_dir = max(usable, key=lambda item: item[0])
+            point.run_dir = run_dir
+            point.status = "done" if step >= point.target_steps else "resume"
+        else:
+            point.status, point.run_dir = "new", None
+
+
+def remove_dead_runs(point: GridPoint) -> list[Path]:
+    """Delete this point's run folders without any checkpoint (runs that died before their first save)."""
+    dead = [r for r in point.base.glob(f"seed-{point.seed}-*") if r.is_dir() and latest_step(r) is None]
+    for run_dir in dead:
+        shutil.rmtree(run_dir)
+    return dead
+
+
+def run_task(task: Task) -> dict[str, Any]:
+    """Execute one run (in a worker process or Ray task); never raises, reports the outcome."""
+    from harl.cli import train_main
+
+    start = time.perf_counter()
+    Path(task.log_file).parent.mkdir(parents=True, exist_ok=True)
+    with open(task.log_file, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        print(f"$ train.py {' '.join(task.argv)}", flush=True)
+        try:
+            code = train_main(task.argv)
+            error = None if code == 0 else f"exit status {code}"
+        except UserError as err:
+            print(f"error: {err}")
+            error = str(err)
+        except Exception as err:  # a crashed run must not take the sweep down
+            traceback.print_exc()
+            error = f"{type(err).__name__}: {err}"
+    return {"name": task.name, "error": error, "seconds": time.perf_counter() - start, **task.extra}
+
+
+def make_tasks(points: list[GridPoint], log_root: Path, threads_per_run: int | None) -> list[Task]:
+    """Tasks for the points that are not done (starting or resuming them)."""
+    threads = [] if threads_per_run is None else ["--torch_threads", str(threads_per_run)]
+    tasks = []
+    for point in points:
+        log_file = str(log_root / f"{point.name}.log")
+        if point.status == "resume":
+            argv = ["--resume", str(point.run_dir), "--num_env_steps", str(point.target_steps), *threads]
+        elif point.status == "new":
+            argv = [*point.argv, *threads]
+        else:
+            continue
+        tasks.append(Task(point.name, argv, log_file, {"status": point.status}))
+    return tasks
+
+
+def _report(result: dict[str, Any], done: int, total: int) -> None:
+    outcome = "failed: " + result["error"] if result["error"] else "finished"
+    print(f"[{done}/{total}] {result['name']} ({result['status']}) {outcome} in {result['seconds']:.0f} s", flush=True)
+
+
+def execute_local(tasks: list[Task], workers: int) -> list[dict[str, Any]]:
+    """Run tasks in this process (one worker) or a pool of `workers` spawned processes."""
+    results = []
+    if workers == 1:
+        for task in tasks:
+            results.append(run_task(task))
+            _report(results[-1], len(results), len(tasks))
+        return results
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_task, task) for task in tasks]
+        for future in as_completed(futures):
+            results.append(future.result())
+            _report(results[-1], len(results), len(tasks))
+    return results
+
+
+def execute_ray(tasks: list[Task], workers: int, address: str | None, cpus_per_run: float) -> list[dict[str, Any]]:
+    """Run tasks as Ray tasks: on a new local Ray instance with `workers` CPUs, or on the cluster at `address`."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--backend ray needs Ray: pip install -e '.[cluster]'") from None
+    if address:
+        ray.init(address=address, ignore_reinit_error=True)
+    else:
+        ray.init(num_cpus=int(workers * cpus_per_run), ignore_reinit_error=True, include_dashboard=False)
+    try:
+        remote = ray.remote(num_cpus=cpus_per_run)(run_task)
+        pending = [remote.remote(task) for task in tasks]
+        results = []
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            results.append(ray.get(ready[0]))
+            _report(results[-1], len(results), len(tasks))
+        return results
+    finally:
+        ray.shutdown()
+
+
+def run_sweep(
+    points: list[GridPoint],
+    workers: int = 1,
+    backend: str = "local",
+    ray_address: str | None = None,
+    cpus_per_run: float = 1.0,
+    threads_per_run: int | None = None,
+) -> list[dict[str, Any]]:
+    """Plan and execute a sweep; returns one outcome per launched run (done points are skipped)."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if workers < 1:
+        raise UserError("--workers must be at least 1")
+    plan(points)
+    for point in points:
+        if point.status == "done":
+            print(f"skip   {point.name}: finished in {point.run_dir}")
+        elif point.status == "resume":
+            print(f"resume {point.name}: {point.run_dir} ({latest_step(point.run_dir)} of {point.target_steps} steps)")
+        else:
+            for dead in remove_dead_runs(point):
+                print(f"note: removed {dead} (no checkpoint, cannot be resumed)")
+            print(f"start  {point.name}")
+    log_root = points[0].log_dir / "sweep_logs" / points[0].base.name
+    tasks = make_tasks(points, log_root, threads_per_run)
+    if not tasks:
+        print("nothing to run: every run of the sweep is finished")
+        return []
+    print(f"running {len(tasks)} run(s) on the {backend} backend; console output in {log_root}", flush=True)
+    if backend == "ray":
+        return execute_ray(tasks, workers, ray_address, cpus_per_run)
+    return execute_local(tasks, workers)
+
+
+def default_threads(workers: int) -> int:
+    """Torch intra-op threads per run so that `workers` concurrent runs share this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def failures(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    bad = [r for r in results if r["error"]]
+    for r in bad:
+        print(f"FAILED {r['name']}: {r['error']}", file=sys.stderr)
+    return bad

@@ -1,0 +1,127 @@
+"""The builders behind `--arch hypermarl`, `hypermarl_linear` and `hypermarl_coupled`.
+
+Learners build every actor and per-agent critic through `build_net(..., role)` and every
+state-independent parameter (Gaussian log-std) through `build_agent_param(..., role)`, so these
+architectures work with every learner:
+
+- A role listed in `arch.generate` ("actor", "critic" or "both") gets a network whose layers are
+  generated per agent by its own hypernetwork (actor and critic never share one); the other role gets
+  the paper's baseline, a shared network with a one-hot agent id appended to its input (FuPS+ID).
+- A learner whose critic is one joint network not built through the architecture (the off-policy
+  learners' centralised Q(s, a_1..a_N) in `harl.models.off_policy.JointQCritic`) keeps that plain
+  shared critic: a hypernetwork conditioned on a single context would only reparameterise one network,
+  so for such a critic HyperMARL is a no-op by construction. Per-agent critics built with
+  role "critic" (the on-policy V_i(s) heads) are generated per agent.
+- Log-stds of generated actors are per agent (owned rows, like the embeddings, so sequential HA
+  updates move only the updated agent's row); those of FuPS+ID actors are shared.
+
+Heterogeneous agents need nothing special: `build_net` receives the largest input and output sizes and
+each agent's input mask, every agent's layers are generated at those sizes, the input is masked (or
+normalised over the agent's own entries only) before the first layer, so an agent's output never
+depends on padded entries, and the policies mask padded action dimensions out of every distribution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from harl.config import ModelConfig
+from harl.models.agent_mlp import AgentMLP, AgentParam, SharedParams, layer_dims, layer_gains
+from hypermarl_ext.config import CoupledHyperConfig, HyperMARLConfig, LinearHyperConfig
+from hypermarl_ext.coupled import CoupledHyperMLP
+from hypermarl_ext.hypernet import LinearHyperParams, MLPHyperParams
+
+ROLES = ("actor", "critic")
+
+
+def generates(role: str, arch_cfg: HyperMARLConfig | LinearHyperConfig) -> bool:
+    """Whether the architecture generates the networks of `role` ("actor" or "critic")."""
+    if role not in ROLES:
+        raise ValueError(f"unknown network role {role!r}; expected one of {ROLES}")
+    return arch_cfg.generate in (role, "both")
+
+
+def shared_with_id(
+    n_agents: int, in_dim: int, out_dim: int, hidden_sizes: list[int], out_gain: float, in_mask: torch.Tensor,
+    model_cfg: ModelConfig,
+) -> AgentMLP:
+    """The network of a role that is not generated: FuPS with a one-hot agent id (the paper's baseline)."""
+    dims = layer_dims(in_dim + n_agents, hidden_sizes, out_dim)
+    params = SharedParams(dims, layer_gains(len(dims), model_cfg.activation, out_gain))
+    return AgentMLP(
+        params, n_agents, in_mask, model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm, append_id=True
+    )
+
+
+def build_hypermarl_net(
+    n_agents: int,
+    in_dim: int,
+    out_dim: int,
+    hidden_sizes: list[int],
+    out_gain: float,
+    in_mask: torch.Tensor,
+    role: str,
+    model_cfg: ModelConfig,
+    arch_cfg: HyperMARLConfig,
+) -> nn.Module:
+    """`hypermarl`: an `AgentMLP` whose layers an MLP hypernetwork generates from agent embeddings."""
+    if not generates(role, arch_cfg):
+        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, model_cfg)
+    dims = layer_dims(in_dim, hidden_sizes, out_dim)
+    params = MLPHyperParams(
+        n_agents, dims, layer_gains(len(dims), model_cfg.activation, out_gain), arch_cfg.embedding_dim,
+        arch_cfg.hypernet_hidden_dims, arch_cfg.hypernet_init, arch_cfg.embedding, role,
+    )
+    return AgentMLP(params, n_agents, in_mask, model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm)
+
+
+def build_linear_net(
+    n_agents: int,
+    in_dim: int,
+    out_dim: int,
+    hidden_sizes: list[int],
+    out_gain: float,
+    in_mask: torch.Tensor,
+    role: str,
+    model_cfg: ModelConfig,
+    arch_cfg: LinearHyperConfig,
+) -> nn.Module:
+    """`hypermarl_linear`: an `AgentMLP` whose layers are θ_i = 1_i·W + b."""
+    if not generates(role, arch_cfg):
+        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, model_cfg)
+    dims = layer_dims(in_dim, hidden_sizes, out_dim)
+    params = LinearHyperParams(
+        n_agents, dims, layer_gains(len(dims), model_cfg.activation, out_gain), arch_cfg.shared_bias,
+        arch_cfg.hypernet_init, role,
+    )
+    return AgentMLP(params, n_agents, in_mask, model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm)
+
+
+def build_coupled_net(
+    n_agents: int,
+    in_dim: int,
+    out_dim: int,
+    hidden_sizes: list[int],
+    out_gain: float,
+    in_mask: torch.Tensor,
+    role: str,
+    model_cfg: ModelConfig,
+    arch_cfg: CoupledHyperConfig,
+) -> nn.Module:
+    """`hypermarl_coupled`: the hypernetwork reads [agent embedding, observation] (no gradient decoupling)."""
+    if not generates(role, arch_cfg):
+        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, model_cfg)
+    dims = layer_dims(in_dim, hidden_sizes, out_dim)
+    return CoupledHyperMLP(
+        n_agents, dims, layer_gains(len(dims), model_cfg.activation, out_gain), in_mask, model_cfg.activation,
+        model_cfg.layer_norm, model_cfg.feature_norm, arch_cfg.embedding_dim, arch_cfg.hypernet_hidden_dims,
+        arch_cfg.hypernet_init, arch_cfg.embedding, role,
+    )
+
+
+def build_agent_param(
+    n_agents: int, width: int, init_value: float, role: str, arch_cfg: HyperMARLConfig | LinearHyperConfig
+) -> AgentParam:
+    """Per-agent state-independent parameters for generated roles, shared ones for FuPS+ID roles."""
+    return AgentParam(n_agents, width, init_value, per_agent=generates(role, arch_cfg))

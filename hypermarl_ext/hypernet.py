@@ -1,0 +1,318 @@
+"""Agent-conditioned hypernetworks as weight sources of harl's batched `AgentMLP`.
+
+A hypernetwork h maps agent i's context e_i to the parameters θ_i = h(e_i) of agent i's network
+(the *target* network: an MLP with layers `dims`). Here the target network is harl's `AgentMLP`,
+which asks its `LayerParams` for one (weight, bias) per layer for a selection of k agents; the
+sources below generate them for all k agents in one hypernetwork pass, and `AgentMLP` applies them
+with one `baddbmm` per layer:
+
+- `MLPHyperParams` (`hypermarl`): e_i (learned embedding or one-hot id, (k, E)) -> trunk MLP
+  (ReLU, `hypernet_hidden_dims`) -> features z_i (k, H) -> for every target layer l one linear
+  weight head (H -> in_l·out_l, reshaped to (in_l, out_l)) and one linear bias head (H -> out_l).
+  This is the paper's θ = f_ψ1(g_ψ2(e)) (Eq. 10) with g the trunk and f the heads.
+- `LinearHyperParams` (`hypermarl_linear`): θ_i = 1_i·W + b on one-hot ids. 1_i·W is row i of W, so
+  W is stored as per-agent rows, one (n_agents, in_l, out_l) and one (n_agents, out_l) block per
+  layer (its columns grouped by target layer), and b as shared (in_l, out_l) and (out_l,) blocks.
+  Without the shared bias the generated parameters *are* the per-agent rows: exactly NoPS.
+
+Initialisation (`hypernet_init`):
+
+- `paper`: every agent's generated weight matrix starts as an independent orthogonal
+  (fan_in × fan_out) matrix with the gain a plain network would use (the activation's gain for hidden
+  layers, `out_gain` for the last), and every generated bias at zero. For the linear hypernetwork the
+  rows of W are these matrices and b = 0. For the MLP hypernetwork the heads are linear in the
+  features, θ_i = z_i·A + c, so with Q_i the target orthogonal matrices (flattened, rows of Q) we set
+  c = 0, the bias heads to zero, and A = Z⁺Q, the minimum-norm least-squares solution of Z·A = Q over
+  the agents' initial features Z (n_agents, H). This is exact when Z has full row rank, which needs
+  n_agents ≤ H and distinct embeddings; singular directions of Z weaker than `PINV_RTOL` times the
+  largest are dropped so that A stays bounded, so exactness needs a condition number of Z below
+  1/`PINV_RTOL`. Orthogonal embeddings with n_agents ≤ embedding_dim give condition numbers of a
+  few; with the defaults (embedding 8, hidden 64) it holds up to about 32 agents. Beyond that (more
+  agents than the features can separate) A is rescaled so the generated matrices keep the targets'
+  mean squared norm (the right gain), though they are then only approximately orthogonal.
+- `hyperfan`: Chang et al. (2020) hyperfan-in, for a target layer with biases: head weights drawn
+  with variances such that the generated weights have variance gain²/(2·fan_in) and the generated
+  biases gain²/2, i.e. Var(A) = gain²/(2·fan_in·H·E[z²]) and Var(bias head) = gain²/(2·H·E[z²]), with
+  E[z²] the mean squared initial feature of the agents; head biases zero. For the linear
+  hypernetwork (features: the one-hot ids, H·E[z²] = 1) the rows of W are drawn with these
+  variances directly and b = 0.
+
+Caching: under `torch.no_grad()` (acting, evaluation, targets) the generated layers of all agents are
+cached and reused while every hypernetwork tensor keeps its storage and version counter, which every
+in-place update bumps (optimiser steps, including `AgentAdam`'s per-agent rows, `load_state_dict`,
+`copy_`, `lerp_`), and a selection of agents indexes the cached set. In-place writes through `.data`
+bypass version counters: code doing that must call `invalidate_cache()`. With gradients enabled,
+every forward generates afresh, so each backward sees its own graph and never a freed or stale one.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harl.models.agent_mlp import LayerParams, activation_gain, mark_per_agent, orthogonal_stack
+
+PINV_RTOL = 1e-2
+"""Singular values of the initial features below this fraction of the largest are ignored by the paper init."""
+
+Layers = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class AgentEmbedding(nn.Module):
+    """The agents' contexts e_i: learned embeddings or fixed one-hot ids.
+
+    Args:
+        n_agents: number of agents.
+        dim: embedding size (learned only; one-hot ids have size n_agents).
+        kind: "learned" (trainable (n_agents, dim), orthogonally initialised, rows owned by their agent)
+            or "onehot" (a fixed identity buffer).
+    """
+
+    def __init__(self, n_agents: int, dim: int, kind: str) -> None:
+        super().__init__()
+        if kind == "learned":
+            weight = torch.empty(n_agents, dim)
+            nn.init.orthogonal_(weight)
+            self.weight = mark_per_agent(nn.Parameter(weight))
+        else:
+            self.register_buffer("weight", torch.eye(n_agents))
+
+    @property
+    def dim(self) -> int:
+        return self.weight.shape[1]
+
+    def forward(self, agents: torch.Tensor | None = None) -> torch.Tensor:
+        """(k, dim) contexts of the selected agents (all when None)."""
+        return self.weight if agents is None else self.weight[agents]
+
+    @torch.no_grad()
+    def cosine_distance(self) -> float:
+        """Mean pairwise cosine distance 1 - cos(e_i, e_j) over agent pairs i < j (0: identical directions)."""
+        n = self.weight.shape[0]
+        unit = F.normalize(self.weight.float(), dim=1)  # (n, dim)
+        cos = unit @ unit.T  # (n, n)
+        upper = torch.triu_indices(n, n, offset=1, device=cos.device)
+        return float((1.0 - cos[upper[0], upper[1]]).mean())
+
+
+def trunk_mlp(in_dim: int, hidden_dims: list[int]) -> nn.Sequential:
+    """ReLU MLP from contexts to hypernetwork features, orthogonally initialised (gain √2, zero biases).
+
+    Empty `hidden_dims` gives the identity: the heads then read the contexts directly.
+    """
+    layers: list[nn.Module] = []
+    for width in hidden_dims:
+        linear = nn.Linear(in_dim, width)
+        nn.init.orthogonal_(linear.weight, gain=activation_gain("relu"))
+        nn.init.zeros_(linear.bias)
+        layers += [linear, nn.ReLU()]
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+def embedding_diagnostics(module: nn.Module, embedding: AgentEmbedding, role: str) -> dict[str, float]:
+    """The agents' mean pairwise embedding cosine distance, for the runner's log.
+
+    Keyed `diversity/embedding_cosine` for actors and `diversity/{role}_embedding_cosine` otherwise (the
+    runner puts the learner's attribute name, e.g. `critic`, in place of `{role}`). Nothing for a single
+    agent or for a frozen copy (a target network: no trainable parameter).
+    """
+    if embedding.weight.shape[0] < 2 or not any(p.requires_grad for p in module.parameters()):
+        return {}
+    key = "diversity/embedding_cosine" if role == "actor" else "diversity/{role}_embedding_cosine"
+    return {key: embedding.cosine_distance()}
+
+
+class GeneratorHeads(nn.Module):
+    """One linear weight head (H -> in·out) and one linear bias head (H -> out) per target layer.
+
+    Args:
+        feature_dim: H, the size of the hypernetwork features.
+        dims: (in, out) of every target layer.
+    """
+
+    def __init__(self, feature_dim: int, dims: list[tuple[int, int]]) -> None:
+        super().__init__()
+        self.dims = list(dims)
+        self.weight_heads = nn.ModuleList([nn.Linear(feature_dim, i * o) for i, o in dims])
+        self.bias_heads = nn.ModuleList([nn.Linear(feature_dim, o) for _, o in dims])
+
+    def forward(self, z: torch.Tensor) -> Layers:
+        """Features z (k, H) -> per layer a weight (k, in, out) and a bias (k, out)."""
+        return [
+            (w_head(z).view(-1, i, o), b_head(z))
+            for (i, o), w_head, b_head in zip(self.dims, self.weight_heads, self.bias_heads, strict=True)
+        ]
+
+    @torch.no_grad()
+    def init_paper(self, z: torch.Tensor, gains: list[float]) -> None:
+        """Heads such that agent i's generated layers are independent orthogonal matrices (zero biases).
+
+        z: (n_agents, H) the agents' initial features. See the module docstring for the fit.
+        """
+        n = z.shape[0]
+        z_pinv = torch.linalg.pinv(z, rtol=PINV_RTOL)  # (H, n)
+        for (i, o), gain, w_head, b_head in zip(self.dims, gains, self.weight_heads, self.bias_heads, strict=True):
+            target = orthogonal_stack(n, i, o, gain).view(n, i * o).to(z)  # (n, in·out)
+            head = z_pinv @ target  # (H, in·out)
+            fitted = (z @ head).norm()
+            scale = target.norm() / fitted if fitted > 0 else 1.0
+            w_head.weight.copy_((head * scale).T)
+            nn.init.zeros_(w_head.bias)
+            nn.init.zeros_(b_head.weight)
+            nn.init.zeros_(b_head.bias)
+
+    @torch.no_grad()
+    def init_hyperfan(self, z: torch.Tensor, gains: list[float]) -> None:
+        """Hyperfan-in (Chang et al. 2020) for target layers with biases.
+
+        z: (n_agents, H) the agents' initial features, giving E[z²] and H.
+        """
+        fan = z.shape[1] * z.pow(2).mean().clamp_min(1e-12)  # H·E[z²]
+        for (i, _), gain, w_head, b_head in zip(self.dims, gains, self.weight_heads, self.bias_heads, strict=True):
+            nn.init.normal_(w_head.weight, std=math.sqrt(gain**2 / (2 * i * fan)))
+            nn.init.zeros_(w_head.bias)
+            nn.init.normal_(b_head.weight, std=math.sqrt(gain**2 / (2 * fan)))
+            nn.init.zeros_(b_head.bias)
+
+
+class _GenerationCache:
+    """The generated layers of all agents and the (storage, version) of every tensor they came from.
+
+    Holding the tensors keeps their storages alive, so a storage address is never reused by a
+    different tensor while the entry stands. Copies of a module start with an empty cache.
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.sources: list[torch.Tensor] = []
+        self.layers: Layers = []
+
+    def __deepcopy__(self, memo: dict) -> _GenerationCache:
+        return _GenerationCache()
+
+    def clear(self) -> None:
+        self.key, self.sources, self.layers = None, [], []
+
+
+class HyperParams(LayerParams):
+    """A `LayerParams` whose layers are generated from agent contexts, cached while its tensors are unchanged.
+
+    Args:
+        role: "actor" or "critic", used to name the logged diagnostics.
+    """
+
+    def __init__(self, role: str) -> None:
+        super().__init__()
+        self.role = role
+        self._cache = _GenerationCache()
+
+    @abstractmethod
+    def generate(self, agents: torch.Tensor | None) -> Layers:
+        """Generate one (weight (k, in, out), bias (k, out)) per layer for the selected agents."""
+
+    def layers(self, agents: torch.Tensor | None) -> Layers:
+        if torch.is_grad_enabled():
+            return self.generate(agents)
+        sources = [*self.parameters(), *self.buffers()]
+        key = tuple((t.data_ptr(), t._version) for t in sources)
+        if key != self._cache.key:
+            self._cache.key, self._cache.sources = key, [t.detach() for t in sources]
+            self._cache.layers = self.generate(None)
+        if agents is None:
+            return self._cache.layers
+        return [(w[agents], b[agents]) for w, b in self._cache.layers]
+
+    def invalidate_cache(self) -> None:
+        """Forget the cached generated layers (only needed after writes through `.data`)."""
+        self._cache.clear()
+
+
+class MLPHyperParams(HyperParams):
+    """`hypermarl`: an MLP hypernetwork over agent embeddings generating every layer of every agent.
+
+    Args:
+        n_agents: number of agents.
+        dims: (in, out) of every target layer.
+        gains: orthogonal gain of every target layer (paper init).
+        embedding_dim: size of learned embeddings.
+        hidden_dims: trunk widths.
+        init: "paper" or "hyperfan".
+        embedding: "learned" or "onehot".
+        role: "actor" or "critic".
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        dims: list[tuple[int, int]],
+        gains: list[float],
+        embedding_dim: int,
+        hidden_dims: list[int],
+        init: str,
+        embedding: str,
+        role: str,
+    ) -> None:
+        super().__init__(role)
+        self.embedding = AgentEmbedding(n_agents, embedding_dim, embedding)
+        self.trunk = trunk_mlp(self.embedding.dim, hidden_dims)
+        self.heads = GeneratorHeads(hidden_dims[-1] if hidden_dims else self.embedding.dim, dims)
+        with torch.no_grad():
+            z = self.trunk(self.embedding())  # (n_agents, H)
+        (self.heads.init_paper if init == "paper" else self.heads.init_hyperfan)(z, gains)
+
+    def generate(self, agents: torch.Tensor | None) -> Layers:
+        z = self.trunk(self.embedding(agents))  # (k, H)
+        return self.heads(z)
+
+    def diagnostics(self) -> dict[str, float]:
+        return embedding_diagnostics(self, self.embedding, self.role)
+
+
+class LinearHyperParams(HyperParams):
+    """`hypermarl_linear`: θ_i = 1_i·W + b, with W stored as per-agent rows and b as shared blocks.
+
+    Args:
+        n_agents: number of agents.
+        dims: (in, out) of every target layer.
+        gains: orthogonal gain of every target layer (paper init).
+        shared_bias: keep the shared bias b (False: exactly NoPS).
+        init: "paper" (rows of W orthogonal, b and generated biases zero) or "hyperfan" (one-hot inputs:
+            weight rows with variance gain²/(2·fan_in), bias rows gain²/2, b zero).
+        role: "actor" or "critic".
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        dims: list[tuple[int, int]],
+        gains: list[float],
+        shared_bias: bool,
+        init: str,
+        role: str,
+    ) -> None:
+        super().__init__(role)
+        layers = list(zip(dims, gains, strict=True))
+        if init == "paper":
+            weights = [orthogonal_stack(n_agents, i, o, g) for (i, o), g in layers]
+            biases = [torch.zeros(n_agents, o) for _, o in dims]
+        else:
+            weights = [torch.randn(n_agents, i, o) * (g / math.sqrt(2 * i)) for (i, o), g in layers]
+            biases = [torch.randn(n_agents, o) * (g / math.sqrt(2)) for (_, o), g in layers]
+        self.weights = nn.ParameterList([mark_per_agent(nn.Parameter(w)) for w in weights])  # (n, in, out) each
+        self.biases = nn.ParameterList([mark_per_agent(nn.Parameter(b)) for b in biases])  # (n, out) each
+        self.shared_bias = shared_bias
+        if shared_bias:
+            self.shared_weights = nn.ParameterList([nn.Parameter(torch.zeros(i, o)) for i, o in dims])
+            self.shared_biases = nn.ParameterList([nn.Parameter(torch.zeros(o)) for _, o in dims])
+
+    def generate(self, agents: torch.Tensor | None) -> Layers:
+        pairs = zip(self.weights, self.biases, strict=True)
+        rows = [(w, b) if agents is None else (w[agents], b[agents]) for w, b in pairs]
+        if not self.shared_bias:
+            return rows
+        return [(w + sw, b + sb) for (w, b), sw, sb in zip(rows, self.shared_weights, self.shared_biases, strict=True)]
