@@ -12,7 +12,7 @@ $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,smax,vmas,mpe]"
+	$(PY) -m pip install -q -e ".[dev,smax,vmas,mpe,research]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -80,21 +80,34 @@ def main() -> None:
     device = torch.device(args.device)
     counts = [int(n) for n in args.agents.split(",")]
 
-    params = {(a, n): count_parameters(a, n_agents=n, obs_dim=OBS_DIM, act_dim=ACT_DIM, state_dim=STATE_DIM)["total"]
-              for a in ARCHS for n in counts}
+    params = {
+        (a, n): count_parameters(a, n_agents=n, obs_dim=OBS_DIM, act_dim=ACT_DIM, state_dim=STATE_DIM)["total"]
+        for a in ARCHS
+        for n in counts
+    }
     times = {}
     for n in counts:
         times.update({(a, n): seconds for a, seconds in update_times(n, args.batch, args.repeats, device).items()})
 
-    print(f"device {device}, threads {torch.get_num_threads()}, batch {args.batch} per agent, "
-          f"obs {OBS_DIM}, act {ACT_DIM}, state {STATE_DIM}, hidden [128, 128]\n")
-    head = ["agents", *(f"params {a}" for a in ARCHS), *(f"fwd+bwd ms {a}" for a in ARCHS),
-            *(f"ms/agent {a}" for a in ARCHS)]
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, batch {args.batch} per agent, "
+        f"obs {OBS_DIM}, act {ACT_DIM}, state {STATE_DIM}, hidden [128, 128]\n"
+    )
+    head = [
+        "agents",
+        *(f"params {a}" for a in ARCHS),
+        *(f"fwd+bwd ms {a}" for a in ARCHS),
+        *(f"ms/agent {a}" for a in ARCHS),
+    ]
     print("| " + " | ".join(head) + " |")
     print("|" + "---:|" * len(head))
     for n in counts:
-        cells = [str(n), *(f"{params[a, n]:,}" for a in ARCHS), *(f"{1e3 * times[a, n]:.1f}" for a in ARCHS),
-                 *(f"{1e3 * times[a, n] / n:.3f}" for a in ARCHS)]
+        cells = [
+            str(n),
+            *(f"{params[a, n]:,}" for a in ARCHS),
+            *(f"{1e3 * times[a, n]:.1f}" for a in ARCHS),
+            *(f"{1e3 * times[a, n] / n:.3f}" for a in ARCHS),
+        ]
         print("| " + " | ".join(cells) + " |")
 
     print()

@@ -84,15 +84,25 @@ def main() -> None:
     args = parser.parse_args()
     load_extensions()
     rows = [
-        measure(f"SMAX {args.smax_map}, {args.smax_envs} envs", "smacv2",
-                {"scenario": args.smax_map, "n_rollout_threads": args.smax_envs, "device": args.device},
-                args.arch, args.steps),
-        measure(f"VMAS Dispersion (4 agents), {args.vmas_envs} envs", "vmas",
-                {"scenario": "dispersion", "n_rollout_threads": args.vmas_envs, "device": args.device},
-                args.arch, args.steps),
+        measure(
+            f"SMAX {args.smax_map}, {args.smax_envs} envs",
+            "smacv2",
+            {"scenario": args.smax_map, "n_rollout_threads": args.smax_envs, "device": args.device},
+            args.arch,
+            args.steps,
+        ),
+        measure(
+            f"VMAS Dispersion (4 agents), {args.vmas_envs} envs",
+            "vmas",
+            {"scenario": "dispersion", "n_rollout_threads": args.vmas_envs, "device": args.device},
+            args.arch,
+            args.steps,
+        ),
     ]
-    print(f"MAPPO ({args.arch}) training rollout vs env-only random play, {args.steps} vector steps, "
-          f"device {args.device}, torch threads {torch.get_num_threads()}")
+    print(
+        f"MAPPO ({args.arch}) training rollout vs env-only random play, {args.steps} vector steps, "
+        f"device {args.device}, torch threads {torch.get_num_threads()}"
+    )
     print("| env | env only (steps/s) | training rollout (steps/s) | ratio |")
     print("|---|---|---|---|")
     for name, limit, training in rows:

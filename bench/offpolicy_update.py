@@ -53,10 +53,14 @@ def filled_buffer(spec: EnvSpec, device: torch.device, n_step: int) -> ReplayBuf
     for _ in range(buffer.length):
         ended = torch.rand(e, device=device) < 0.002
         buffer.insert(
-            torch.randn(e, n, spec.obs_dim_max, device=device), torch.randn(e, spec.state_dim, device=device),
-            torch.rand(e, n, spec.act_dim_max, device=device) * 2 - 1, torch.randn(e, n, device=device),
-            torch.randn(e, n, spec.obs_dim_max, device=device), torch.randn(e, spec.state_dim, device=device),
-            ended & (torch.rand(e, device=device) < 0.5), ended,
+            torch.randn(e, n, spec.obs_dim_max, device=device),
+            torch.randn(e, spec.state_dim, device=device),
+            torch.rand(e, n, spec.act_dim_max, device=device) * 2 - 1,
+            torch.randn(e, n, device=device),
+            torch.randn(e, n, spec.obs_dim_max, device=device),
+            torch.randn(e, spec.state_dim, device=device),
+            ended & (torch.rand(e, device=device) < 0.5),
+            ended,
         )
     return buffer
 
@@ -85,8 +89,16 @@ def timed(fn, seconds: float, device: torch.device, windows: int = 5) -> float:
 def bench(spec: EnvSpec, arch: str, device: torch.device, seconds: float) -> tuple[float, float]:
     """(seconds per update, seconds per buffer sample)."""
     cfg = default_config("hasac", arch, "mamujoco")
-    apply_overrides(cfg, {"algo.batch_size": BATCH, "algo.n_step": 10, "model.hidden_sizes": HIDDEN,
-                          "model.layer_norm": False, "model.feature_norm": False})
+    apply_overrides(
+        cfg,
+        {
+            "algo.batch_size": BATCH,
+            "algo.n_step": 10,
+            "model.hidden_sizes": HIDDEN,
+            "model.layer_norm": False,
+            "model.feature_norm": False,
+        },
+    )
     learner = get_algorithm("hasac").learner_cls(spec, cfg, get_architecture(arch), device)
     buffer = filled_buffer(spec, device, cfg.algo.n_step)
     per_update = timed(lambda: learner.update(buffer), seconds, device)
@@ -112,16 +124,21 @@ def main() -> None:
     }
     archs = [a for a in ("nops", "hypermarl") if a in ARCHITECTURES]
     clock = "wall time" if device.type == "cuda" else "CPU time of this process"
-    print(f"hasac update, batch {BATCH}, hidden {HIDDEN}, device {device}, torch threads {torch.get_num_threads()}, "
-          f"timed by {clock} (best of 5 windows)")
+    print(
+        f"hasac update, batch {BATCH}, hidden {HIDDEN}, device {device}, torch threads {torch.get_num_threads()}, "
+        f"timed by {clock} (best of 5 windows)"
+    )
     print(f"{'setting':<36}{'arch':<11}{'N':>3}{'obs':>5}{'act':>4}{'updates/s':>11}{'ms/update':>11}{'sample %':>10}")
     ms: dict[tuple[str, str], float] = {}
     for name, spec in settings.items():
         for arch in archs:
             per_update, per_sample = bench(spec, arch, device, args.seconds)
             ms[name, arch] = per_update * 1e3
-            print(f"{name:<36}{arch:<11}{spec.n_agents:>3}{spec.obs_dim_max:>5}{spec.act_dim_max:>4}"
-                  f"{1 / per_update:>11.1f}{per_update * 1e3:>11.1f}{100 * per_sample / per_update:>9.1f}%", flush=True)
+            print(
+                f"{name:<36}{arch:<11}{spec.n_agents:>3}{spec.obs_dim_max:>5}{spec.act_dim_max:>4}"
+                f"{1 / per_update:>11.1f}{per_update * 1e3:>11.1f}{100 * per_sample / per_update:>9.1f}%",
+                flush=True,
+            )
     for arch in archs:
         ratio = ms["17 agents x HalfCheetah-2x3 sizes", arch] / ms["HalfCheetah 2x3", arch]
         print(f"{arch}: 17- vs 2-agent update cost at equal per-agent sizes: {ratio:.2f}x (target <= 6x)")

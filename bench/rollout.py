@@ -26,8 +26,9 @@ from harl.runners.on_policy import OnPolicyRunner
 
 
 def env_only(cfg, vector_steps: int) -> float:
-    env = get_environment("mamujoco").make(cfg.env, cfg.run.n_rollout_threads, 0, torch.device("cpu"), False,
-                                           cfg.run.n_workers)
+    env = get_environment("mamujoco").make(
+        cfg.env, cfg.run.n_rollout_threads, 0, torch.device("cpu"), False, cfg.run.n_workers
+    )
     low, high = torch.as_tensor(env.spec.act_low), torch.as_tensor(env.spec.act_high)
     env.reset(0)
     actions = [low + (high - low) * torch.rand(env.n_envs, *low.shape) for _ in range(16)]
@@ -81,9 +82,16 @@ def inference(n_agents: int = 17, obs_dim: int = 376, act_dim: int = 1, batch: i
 
     from harl.envs.spec import EnvSpec
 
-    spec = EnvSpec(tuple(f"agent_{i}" for i in range(n_agents)), (obs_dim,) * n_agents, obs_dim, "continuous",
-                   (act_dim,) * n_agents, -np.ones((n_agents, act_dim), np.float32),
-                   np.ones((n_agents, act_dim), np.float32), 1000)
+    spec = EnvSpec(
+        tuple(f"agent_{i}" for i in range(n_agents)),
+        (obs_dim,) * n_agents,
+        obs_dim,
+        "continuous",
+        (act_dim,) * n_agents,
+        -np.ones((n_agents, act_dim), np.float32),
+        np.ones((n_agents, act_dim), np.float32),
+        1000,
+    )
     model_cfg = ModelConfig(hidden_sizes=[128, 128])
     batched = GaussianActor(spec, get_architecture("nops"), model_cfg, EmptyConfig())
     looped = LoopedActors(n_agents, obs_dim, act_dim, model_cfg.hidden_sizes)

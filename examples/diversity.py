@@ -58,9 +58,14 @@ def load_policy(path: str, device: torch.device) -> LoadedPolicy:
     except (KeyError, RuntimeError, ValueError):
         raise UserError(f"checkpoint {checkpoint['path']} does not fit its own config (corrupt?)") from None
     return LoadedPolicy(
-        path=path, method=f"{cfg.algo_name}-{cfg.arch_name}", env_steps=checkpoint["runner"]["env_steps"],
-        environment=f"{cfg.env_name}/{cfg.env.scenario_name()}", layout=checkpoint.get("spec", {}), learner=learner,
-        env_cfg=cfg.env, env_name=cfg.env_name,
+        path=path,
+        method=f"{cfg.algo_name}-{cfg.arch_name}",
+        env_steps=checkpoint["runner"]["env_steps"],
+        environment=f"{cfg.env_name}/{cfg.env.scenario_name()}",
+        layout=checkpoint.get("spec", {}),
+        learner=learner,
+        env_cfg=cfg.env,
+        env_name=cfg.env_name,
     )
 
 
@@ -125,8 +130,9 @@ def collect_observations(policy: LoadedPolicy, count: int, seed: int, device: to
 def table(policies: list[LoadedPolicy], results: list[SNDResult]) -> str:
     lines = ["| checkpoint | method | env steps | SND | ± s.e. |", "|---|---|---:|---:|---:|"]
     for policy, result in zip(policies, results, strict=True):
-        lines.append(f"| {policy.path} | {policy.method} | {policy.env_steps} | {result.value:.4f} "
-                     f"| {result.stderr:.4f} |")
+        lines.append(
+            f"| {policy.path} | {policy.method} | {policy.env_steps} | {result.value:.4f} | {result.stderr:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -136,8 +142,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--obs", help="observations (.pt or .npy, (B, N, obs_dim)); with --collect: where to save")
     parser.add_argument("--collect", type=int, help="gather this many joint observations with the first checkpoint")
     parser.add_argument("--metric", default="jsd", help=f"distance inside SND: {', '.join(DISTANCES)} (default jsd)")
-    parser.add_argument("--obs_mode", default="auto", help="shared, own, or auto (shared when all agents' "
-                        "observations have the same size)")
+    parser.add_argument(
+        "--obs_mode",
+        default="auto",
+        help="shared, own, or auto (shared when all agents' observations have the same size)",
+    )
     parser.add_argument("--samples", type=int, default=128, help="Monte-Carlo draws per distribution (Gaussian JSD)")
     parser.add_argument("--pairwise", action="store_true", help="also print every agent pair's mean distance")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo draws and of --collect")
@@ -169,12 +178,21 @@ def main(argv: list[str]) -> int:
         obs, avail = load_observations(Path(args.obs), n_agents, max(obs_dims))
     obs_mode = args.obs_mode if args.obs_mode != "auto" else ("shared" if len(set(obs_dims)) == 1 else "own")
     results = [
-        snd_of_actor(p.learner.actor, obs, avail, distance=args.metric, obs_mode=obs_mode, samples=args.samples,
-                     generator=torch.Generator().manual_seed(args.seed))
+        snd_of_actor(
+            p.learner.actor,
+            obs,
+            avail,
+            distance=args.metric,
+            obs_mode=obs_mode,
+            samples=args.samples,
+            generator=torch.Generator().manual_seed(args.seed),
+        )
         for p in policies
     ]
-    print(f"SND ({args.metric}, {results[0].estimator}, {obs_mode} observations) on {policies[0].environment}: "
-          f"{obs.shape[0]} joint observations, |O| = {results[0].n_obs}")
+    print(
+        f"SND ({args.metric}, {results[0].estimator}, {obs_mode} observations) on {policies[0].environment}: "
+        f"{obs.shape[0]} joint observations, |O| = {results[0].n_obs}"
+    )
     print(table(policies, results))
     if args.pairwise:
         for policy, result in zip(policies, results, strict=True):

@@ -113,8 +113,15 @@ class StudyResult:
 class VectorisedPolicy:
     """R independent copies (replicas) of one architecture's policy network, evaluated with one vmap call."""
 
-    def __init__(self, method: Method, n: int, width: int, replicas: list[int], seed: int,
-                 hyper_sizes: tuple[int | None, int | None] = (None, None)) -> None:
+    def __init__(
+        self,
+        method: Method,
+        n: int,
+        width: int,
+        replicas: list[int],
+        seed: int,
+        hyper_sizes: tuple[int | None, int | None] = (None, None),
+    ) -> None:
         entry = get_architecture(method.arch)
         hidden = [width * n] if method.shared_hidden else [width]
         model_cfg = ModelConfig(hidden_sizes=hidden, activation="relu", layer_norm=False, feature_norm=False, gain=0.01)
@@ -155,7 +162,7 @@ def payoffs(envs: list[MatrixGameVecEnv], actions: torch.Tensor, seeds: int) -> 
     m, _, b, n = actions.shape
     out = []
     for g, env in enumerate(envs):
-        joint = actions[:, g * seeds:(g + 1) * seeds].reshape(-1, n)  # (M·S·B, N)
+        joint = actions[:, g * seeds : (g + 1) * seeds].reshape(-1, n)  # (M·S·B, N)
         out.append(env.payoffs(joint).view(m, seeds, b, n))
     return torch.cat(out, dim=1)
 
@@ -207,7 +214,11 @@ def run_study(
         greedy = payoffs(envs, probs.argmax(-1).unsqueeze(2), seeds).mean((-2, -1))
     shape = (len(methods), len(games), seeds)
     return StudyResult(
-        n_agents, [m.label for m in methods], list(games), stochastic.view(shape), greedy.view(shape),
+        n_agents,
+        [m.label for m in methods],
+        list(games),
+        stochastic.view(shape),
+        greedy.view(shape),
         {m.label: pol.parameter_count for m, pol in zip(methods, policies, strict=True)},
     )
 
@@ -252,8 +263,9 @@ def paper_comparison(results: list[StudyResult], tolerance: float = 0.02) -> str
                     continue
                 ours = float(r.stochastic[m, g].mean())
                 if abs(ours - paper[0]) > tolerance:
-                    lines.append(f"- {game}, {label}, n = {r.n_agents}: ours {ours:.4f}, "
-                                 f"paper {paper[0]:.4f} ± {paper[1]:.4f}")
+                    lines.append(
+                        f"- {game}, {label}, n = {r.n_agents}: ours {ours:.4f}, paper {paper[0]:.4f} ± {paper[1]:.4f}"
+                    )
     if not lines:
         return f"Every cell the paper reports is within {tolerance} of its Table 2 mean.\n"
     return f"Cells more than {tolerance} away from the paper's Table 2 mean:\n\n" + "\n".join(lines) + "\n"
@@ -261,31 +273,34 @@ def paper_comparison(results: list[StudyResult], tolerance: float = 0.02) -> str
 
 def markdown_report(results: list[StudyResult], command: str, seconds: float, cpu_seconds: float, args) -> str:
     n_list = ", ".join(str(r.n_agents) for r in results)
-    return "\n".join([
-        "# Matrix games: Specialisation and Synchronisation (paper section 3.3, Table 2, with HyperMARL rows)",
-        "",
-        f"Produced by `{command}` in {seconds:.0f} s wall-clock, {cpu_seconds:.0f} s of CPU time on one thread "
-        f"(torch {torch.__version__}).",
-        "",
-        f"REINFORCE (no baseline, {args.reward} reward, loss {args.reduction} over the batch), SGD lr {args.lr}, "
-        f"batch {args.batch} plays per update, {args.trials} updates, {args.seeds} seeds (the same initial parameters "
-        f"in both games), n ∈ {{{n_list}}}; hidden width {args.width} per agent (shared networks: {args.width}·n), "
-        "ReLU, softmax output, orthogonal initialisation (output gain 0.01, zero biases). Scores: the mean payoff "
-        f"over {args.eval_trials} plays with sampled actions after training; mean ± std (population) over seeds.",
-        "",
-        "## Mean reward, sampled actions (as the paper's Table 2)",
-        "",
-        result_tables(results),
-        "## Mean reward, greedy actions (every agent takes its most likely action)",
-        "",
-        result_tables(results, greedy=True),
-        "## Trainable parameters of the policy",
-        "",
-        parameter_table(results),
-        "## Against the paper's Table 2",
-        "",
-        paper_comparison(results),
-    ])
+    return "\n".join(
+        [
+            "# Matrix games: Specialisation and Synchronisation (paper section 3.3, Table 2, with HyperMARL rows)",
+            "",
+            f"Produced by `{command}` in {seconds:.0f} s wall-clock, {cpu_seconds:.0f} s of CPU time on one thread "
+            f"(torch {torch.__version__}).",
+            "",
+            f"REINFORCE (no baseline, {args.reward} reward, loss {args.reduction} over the batch), SGD lr {args.lr}, "
+            f"batch {args.batch} plays per update, {args.trials} updates, {args.seeds} seeds "
+            "(the same initial parameters "
+            f"in both games), n ∈ {{{n_list}}}; hidden width {args.width} per agent (shared networks: {args.width}·n), "
+            "ReLU, softmax output, orthogonal initialisation (output gain 0.01, zero biases). Scores: the mean payoff "
+            f"over {args.eval_trials} plays with sampled actions after training; mean ± std (population) over seeds.",
+            "",
+            "## Mean reward, sampled actions (as the paper's Table 2)",
+            "",
+            result_tables(results),
+            "## Mean reward, greedy actions (every agent takes its most likely action)",
+            "",
+            result_tables(results, greedy=True),
+            "## Trainable parameters of the policy",
+            "",
+            parameter_table(results),
+            "## Against the paper's Table 2",
+            "",
+            paper_comparison(results),
+        ]
+    )
 
 
 def write_report(path: Path, report: str) -> None:
@@ -294,7 +309,7 @@ def write_report(path: Path, report: str) -> None:
     if path.exists():
         previous = path.read_text()
         if ANALYSIS_MARKER in previous:
-            analysis = previous[previous.index(ANALYSIS_MARKER) + len(ANALYSIS_MARKER):]
+            analysis = previous[previous.index(ANALYSIS_MARKER) + len(ANALYSIS_MARKER) :]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report + "\n" + ANALYSIS_MARKER + (analysis or "\n"))
 
@@ -316,8 +331,11 @@ def main(argv: list[str]) -> int:
     parser = ArgParser(description="The matrix-game study (paper Table 2 with HyperMARL rows).")
     parser.add_argument("--agents", type=int_list, default=[2, 4, 8, 16], help="numbers of agents, e.g. 2,4,8,16")
     parser.add_argument("--games", default=",".join(GAMES), help="comma-separated games")
-    parser.add_argument("--methods", default=",".join(m.arch for m in METHODS),
-                        help="comma-separated architectures: " + ", ".join(m.arch for m in METHODS))
+    parser.add_argument(
+        "--methods",
+        default=",".join(m.arch for m in METHODS),
+        help="comma-separated architectures: " + ", ".join(m.arch for m in METHODS),
+    )
     parser.add_argument("--seeds", type=int, default=5, help="seeds per configuration")
     parser.add_argument("--trials", type=int, default=10_000, help="training updates (each on --batch plays)")
     parser.add_argument("--eval_trials", type=int, default=1_000, help="plays scored after training")
@@ -325,8 +343,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
     parser.add_argument("--width", type=int, default=4, help="hidden units per agent")
     parser.add_argument("--seed", type=int, default=0, help="base random seed")
-    parser.add_argument("--reward", default="team", help="team: every agent learns from the team reward (the mean "
-                        "payoff, as the env gives it); agent: each agent from its own payoff")
+    parser.add_argument(
+        "--reward",
+        default="team",
+        help="team: every agent learns from the team reward (the mean "
+        "payoff, as the env gives it); agent: each agent from its own payoff",
+    )
     parser.add_argument("--reduction", default="sum", help="sum or mean of the REINFORCE loss over the batch")
     parser.add_argument("--embedding_dim", type=int, default=None, help="MLP hypernetwork embedding size (default n)")
     parser.add_argument("--hypernet_hidden", type=int, default=None, help="MLP hypernetwork trunk width (default n)")
@@ -359,9 +381,23 @@ def main(argv: list[str]) -> int:
     results = []
     for n in args.agents:
         t0 = time.perf_counter()
-        results.append(run_study(n, methods, games, args.seeds, args.trials, args.eval_trials, args.batch, args.lr,
-                                 args.width, args.seed, args.reward, args.reduction,
-                                 (args.embedding_dim, args.hypernet_hidden)))
+        results.append(
+            run_study(
+                n,
+                methods,
+                games,
+                args.seeds,
+                args.trials,
+                args.eval_trials,
+                args.batch,
+                args.lr,
+                args.width,
+                args.seed,
+                args.reward,
+                args.reduction,
+                (args.embedding_dim, args.hypernet_hidden),
+            )
+        )
         print(f"n = {n}: {time.perf_counter() - t0:.1f} s", flush=True)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     print()

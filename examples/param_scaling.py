@@ -41,15 +41,34 @@ def arch_config(name: str, options: dict[str, object]):
     return dataclasses.replace(cfg, **{k: v for k, v in options.items() if k in fields})
 
 
-def count(name: str, n_agents: int, obs_dim: int, act_dim: int, critic_in: int, model: ModelConfig,
-          options: dict[str, object]) -> tuple[int, int]:
+def count(
+    name: str, n_agents: int, obs_dim: int, act_dim: int, critic_in: int, model: ModelConfig, options: dict[str, object]
+) -> tuple[int, int]:
     """(actor, critic) trainable parameters of architecture `name` for `n_agents` agents."""
     entry = get_architecture(name)
     cfg = arch_config(name, options)
-    actor = entry.build_net(n_agents, obs_dim, act_dim, model.hidden_sizes, model.gain,
-                            torch.ones(n_agents, obs_dim, dtype=torch.bool), "actor", model, cfg)
-    critic = entry.build_net(n_agents, critic_in, 1, model.critic_sizes, 1.0,
-                             torch.ones(n_agents, critic_in, dtype=torch.bool), "critic", model, cfg)
+    actor = entry.build_net(
+        n_agents,
+        obs_dim,
+        act_dim,
+        model.hidden_sizes,
+        model.gain,
+        torch.ones(n_agents, obs_dim, dtype=torch.bool),
+        "actor",
+        model,
+        cfg,
+    )
+    critic = entry.build_net(
+        n_agents,
+        critic_in,
+        1,
+        model.critic_sizes,
+        1.0,
+        torch.ones(n_agents, critic_in, dtype=torch.bool),
+        "critic",
+        model,
+        cfg,
+    )
     return trainable(actor), trainable(critic)
 
 
@@ -112,9 +131,11 @@ def main(argv: list[str]) -> int:
         name: {n: count(name, n, args.obs_dim, args.act_dim, critic_in, model, options) for n in agents}
         for name in registered
     }
-    setting = (f"trainable parameters (actor + critic): obs {args.obs_dim}, {args.act_dim} actions, hidden "
-               f"{args.hidden}, critic input {critic_in}, hypernetwork embedding {args.embedding_dim} and hidden "
-               f"{args.hypernet_hidden}")
+    setting = (
+        f"trainable parameters (actor + critic): obs {args.obs_dim}, {args.act_dim} actions, hidden "
+        f"{args.hidden}, critic input {critic_in}, hypernetwork embedding {args.embedding_dim} and hidden "
+        f"{args.hypernet_hidden}"
+    )
     table = markdown(counts, agents)
     print(setting)
     print(table)
@@ -124,8 +145,10 @@ def main(argv: list[str]) -> int:
         command = shlex.join(["python", "examples/param_scaling.py", *argv])
         image = os.path.relpath(args.out, Path(args.md).parent)
         Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(f"# Parameter scaling (paper Fig. 9)\n\nProduced by `{command}`.\n\n"
-                                 f"{setting[0].upper()}{setting[1:]}.\n\n{table}\n\n![parameter scaling]({image})\n")
+        Path(args.md).write_text(
+            f"# Parameter scaling (paper Fig. 9)\n\nProduced by `{command}`.\n\n"
+            f"{setting[0].upper()}{setting[1:]}.\n\n{table}\n\n![parameter scaling]({image})\n"
+        )
         print(f"table: {args.md}")
     return 0
 

@@ -79,9 +79,15 @@ def read_run(csv_path: Path, metric: str) -> Run | None:
             series = frame[column].dropna()
             extras[column] = float(series.iloc[-1] if how == "final" else series.mean())
     return Run(
-        path=run_dir, env=parents[3].name, scenario=parents[2].name, method=parents[1].name,
-        exp_name=parents[0].name, seed=int(match.group(1)), steps=rows["env_steps"].to_numpy(float),
-        values=rows[metric].to_numpy(float), extras=extras,
+        path=run_dir,
+        env=parents[3].name,
+        scenario=parents[2].name,
+        method=parents[1].name,
+        exp_name=parents[0].name,
+        seed=int(match.group(1)),
+        steps=rows["env_steps"].to_numpy(float),
+        values=rows[metric].to_numpy(float),
+        extras=extras,
     )
 
 
@@ -91,8 +97,10 @@ def find_runs(results_dir: Path, metric: str) -> dict[tuple[str, str], dict[str,
         raise UserError(f"results directory not found: {results_dir}")
     runs = [run for path in sorted(results_dir.rglob("progress.csv")) if (run := read_run(path, metric))]
     if not runs:
-        raise UserError(f"no runs with a {metric!r} column under {results_dir} "
-                        "(expected <env>/<scenario>/<algo>-<arch>/<exp_name>/seed-<k>-*/progress.csv)")
+        raise UserError(
+            f"no runs with a {metric!r} column under {results_dir} "
+            "(expected <env>/<scenario>/<algo>-<arch>/<exp_name>/seed-<k>-*/progress.csv)"
+        )
     tasks: dict[tuple[str, str], dict[str, list[Run]]] = {}
     for run in runs:
         task = (run.env, run.scenario)
@@ -129,8 +137,9 @@ def task_slug(task: tuple[str, str]) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{task[0]}_{task[1]}")
 
 
-def plot_task(task: tuple[str, str], methods: dict[str, list[Run]], metric: str, out: Path, reps: int, points: int,
-              seed: int) -> dict[str, tuple[float, float, float]]:
+def plot_task(
+    task: tuple[str, str], methods: dict[str, list[Run]], metric: str, out: Path, reps: int, points: int, seed: int
+) -> dict[str, tuple[float, float, float]]:
     """Write the task's figures; returns {method: (IQM, CI low, CI high)} of the final scores."""
     import matplotlib
 
@@ -146,8 +155,13 @@ def plot_task(task: tuple[str, str], methods: dict[str, list[Run]], metric: str,
     colors = {method: f"C{k}" for k, method in enumerate(methods)}
     for method in methods:
         marker = "o" if len(grids[method]) <= 3 else None
-        ax.plot(grids[method], point[method], marker=marker, color=colors[method],
-                label=f"{method} ({len(methods[method])} runs)")
+        ax.plot(
+            grids[method],
+            point[method],
+            marker=marker,
+            color=colors[method],
+            label=f"{method} ({len(methods[method])} runs)",
+        )
         ax.fill_between(grids[method], interval[method][0], interval[method][1], color=colors[method], alpha=0.25)
     ax.set_xlabel("env steps")
     ax.set_ylabel(f"{metric} (IQM, 95% CI)")
@@ -216,8 +230,11 @@ def summary_table(task: tuple[str, str], methods: dict[str, list[Run]], finals: 
         cells = [method, str(len(runs)), "/".join(str(s) for s in steps), f"{mid:.4g} [{low:.4g}, {high:.4g}]"]
         for column in extras:
             values = np.array([r.extras[column] for r in runs if column in r.extras])
-            cells.append(f"{values.mean():.4g} ± {values.std(ddof=1) / np.sqrt(values.size):.2g}"
-                         if values.size > 1 else (f"{values.mean():.4g}" if values.size else "–"))
+            cells.append(
+                f"{values.mean():.4g} ± {values.std(ddof=1) / np.sqrt(values.size):.2g}"
+                if values.size > 1
+                else (f"{values.mean():.4g}" if values.size else "–")
+            )
         lines.append("| " + " | ".join(cells) + " |")
     slug = task_slug(task)
     figures = [f"![curves](curves_{slug}.png)", f"![final](final_{slug}.png)"]
@@ -243,10 +260,14 @@ def main(argv: list[str]) -> int:
     tasks = find_runs(results_dir, args.metric)
     out = Path(args.out) if args.out else results_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
-    sections = [f"# Results: {results_dir}", "",
-                f"IQM over seeds with 95% stratified-bootstrap confidence intervals ({args.reps} resamples, rliable). "
-                "The final score of a run is its last logged value; extra statistics are means over runs "
-                "± standard error.", ""]
+    sections = [
+        f"# Results: {results_dir}",
+        "",
+        f"IQM over seeds with 95% stratified-bootstrap confidence intervals ({args.reps} resamples, rliable). "
+        "The final score of a run is its last logged value; extra statistics are means over runs "
+        "± standard error.",
+        "",
+    ]
     for task, methods in sorted(tasks.items()):
         finals = plot_task(task, methods, args.metric, out, args.reps, args.points, args.seed)
         sections.append(summary_table(task, methods, finals, args.metric))

@@ -55,8 +55,9 @@ def main(argv: list[str]) -> int:
     if args.backend not in BACKENDS:
         raise UserError(f"unknown backend {args.backend!r}; valid: {', '.join(BACKENDS)}")
     load_extensions()
-    points = build_grid(names(args.algos), names(args.archs), args.env, args.scenarios, seed_list(args.seeds),
-                        args.exp_name, extra)
+    points = build_grid(
+        names(args.algos), names(args.archs), args.env, args.scenarios, seed_list(args.seeds), args.exp_name, extra
+    )
     user_threads = any(token.lstrip("-").split("=")[0] in ("torch_threads", "run.torch_threads") for token in extra)
     threads = None if user_threads or args.backend == "ray" else default_threads(args.workers)
     print(f"sweep {args.exp_name}: {len(points)} runs ({args.env})")

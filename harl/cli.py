@@ -112,12 +112,24 @@ def train_main(argv: list[str]) -> int:
         print(f"resuming {run_dir} from {checkpoint['path']} at {checkpoint['runner']['env_steps']} env steps")
     else:
         if "list_keys" in switches:
-            cfg, _ = build_config(main.get("algo"), main.get("arch"), main.get("env"), overrides,
-                                  main.get("load_config"), use_tuned="no_tuned" not in switches)
+            cfg, _ = build_config(
+                main.get("algo"),
+                main.get("arch"),
+                main.get("env"),
+                overrides,
+                main.get("load_config"),
+                use_tuned="no_tuned" not in switches,
+            )
             print(cfg.dump(), end="")
             return 0
-        cfg, sources = build_config(main.get("algo"), main.get("arch"), main.get("env"), overrides,
-                                    main.get("load_config"), use_tuned="no_tuned" not in switches)
+        cfg, sources = build_config(
+            main.get("algo"),
+            main.get("arch"),
+            main.get("env"),
+            overrides,
+            main.get("load_config"),
+            use_tuned="no_tuned" not in switches,
+        )
         for source in sources:
             print(f"config layer: {source}")
         run_dir = run_folder(cfg)
@@ -165,8 +177,10 @@ def evaluate_main(argv: list[str]) -> int:
     finally:
         env.close()
     print(f"checkpoint: {checkpoint['path']} ({checkpoint['runner']['env_steps']} env steps)")
-    print(f"episode return over {episodes} episodes: mean {metrics['eval/episode_return']:.4f} "
-          f"std {metrics['eval/episode_return_std']:.4f}")
+    print(
+        f"episode return over {episodes} episodes: mean {metrics['eval/episode_return']:.4f} "
+        f"std {metrics['eval/episode_return_std']:.4f}"
+    )
     if "eval/win_rate" in metrics:
         print(f"win rate: {metrics['eval/win_rate']:.4f}")
     return 0

@@ -71,11 +71,30 @@ class RunConfig:
     """How many of the latest checkpoints to keep."""
     progress_bar: bool = True
     """Show a tqdm progress bar (only when stderr is a terminal)."""
+    snd_interval: int = 0
+    """Env steps between `diversity/snd` logs, scored on the latest collected observations (0: never)."""
+    snd_max_obs: int = 1000
+    """Joint observations (an evenly spaced subset of the latest rollout) the SND is computed on."""
+    snd_samples: int = 64
+    """Monte-Carlo draws per distribution for Gaussian policies' SND."""
+    grad_stats: bool = False
+    """Log `grad/param_variance` and `grad/noise` of the actor gradients at every update."""
+    time_limit_minutes: float = 0.0
+    """Wall-clock budget of this process (0: none): when spent, the run ends as at num_env_steps (final
+    evaluation and checkpoint); `--resume` with a larger budget continues it."""
 
     def validate(self) -> None:
-        positive(self, "num_env_steps", "n_rollout_threads", "eval_episodes", "n_eval_rollout_threads",
-                  "save_interval", "keep_checkpoints")
-        non_negative(self, "eval_interval", "log_interval", "torch_threads")
+        positive(
+            self,
+            "num_env_steps",
+            "n_rollout_threads",
+            "eval_episodes",
+            "n_eval_rollout_threads",
+            "save_interval",
+            "keep_checkpoints",
+        )
+        non_negative(self, "eval_interval", "log_interval", "torch_threads", "time_limit_minutes", "snd_interval")
+        positive(self, "snd_max_obs", "snd_samples")
         if self.n_workers < -1:
             raise ConfigError("run.n_workers must be -1 (auto), 0 (in-process) or a positive count")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):

@@ -9,8 +9,9 @@ import torch
 
 
 @torch.no_grad()
-def evaluate(learner, env, episodes: int, deterministic: bool, seed: int, device: torch.device,
-             render: bool = False) -> dict[str, float]:
+def evaluate(
+    learner, env, episodes: int, deterministic: bool, seed: int, device: torch.device, render: bool = False
+) -> dict[str, float]:
     """Run `episodes` complete episodes on the vectorised `env`; returns mean/std return (and win rate).
 
     Global RNGs are forked, so evaluation never changes the training run's random stream.

@@ -27,9 +27,14 @@ def default_config(algo: str, arch: str, env: str) -> ExperimentConfig:
     algo_entry, arch_entry, env_entry = get_algorithm(algo), get_architecture(arch), get_environment(env)
     check_compatible(algo_entry, arch_entry)
     return ExperimentConfig(
-        algo_name=algo, arch_name=arch, env_name=env,
-        run=RunConfig(), algo=algo_entry.config_cls(), env=env_entry.config_cls(),
-        model=ModelConfig(), arch=arch_entry.config_cls(),
+        algo_name=algo,
+        arch_name=arch,
+        env_name=env,
+        run=RunConfig(),
+        algo=algo_entry.config_cls(),
+        env=env_entry.config_cls(),
+        model=ModelConfig(),
+        arch=arch_entry.config_cls(),
     )
 
 
@@ -109,7 +114,10 @@ def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = No
 def run_folder(cfg: ExperimentConfig) -> Path:
     """`<log_dir>/<env>/<scenario>/<algo>-<arch>/<exp_name>/seed-<k>-<timestamp>/` (made unique)."""
     base = (
-        Path(cfg.run.log_dir) / cfg.env_name / cfg.env.scenario_name() / f"{cfg.algo_name}-{cfg.arch_name}"
+        Path(cfg.run.log_dir)
+        / cfg.env_name
+        / cfg.env.scenario_name()
+        / f"{cfg.algo_name}-{cfg.arch_name}"
         / cfg.run.exp_name
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")

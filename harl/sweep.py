@@ -11,6 +11,10 @@ are found again by globbing `seed-<k>-*` there. Before launching, every grid poi
 - new: no run with a checkpoint -> started afresh (folders of runs that died before their first
   checkpoint cannot be resumed and are removed first, so each seed has one run folder).
 
+A run found on disk must have been made with the same configuration (every `algo`, `env`, `model`
+and `arch` key; the `run` section may differ, e.g. a larger `num_env_steps`): a sweep whose settings
+changed needs a new `--exp_name`, and saying so is better than silently mixing two experiments.
+
 Runs execute in a local process pool (`backend="local"`) or as Ray tasks (`backend="ray"`, on a local
 Ray instance or an existing cluster via `ray_address`; the log directory must then be on a file system
 every node shares). Each run's console output goes to `<log_dir>/sweep_logs/<exp_name>/<point>.log`.
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from harl.cli import parse_train_args
+from harl.config import read_yaml
 from harl.errors import UserError
 from harl.experiment import build_config
 from harl.utils.checkpoint import Checkpointer
@@ -44,12 +49,13 @@ class GridPoint:
 
     Attributes:
         algo, arch, env: registry names.
-        scenario: the scenario's `--key value` overrides, and its folder name (`scenario_name()`).
+        scenario: the scenario's folder name (`scenario_name()`).
         seed: the run's seed.
         argv: `train.py` arguments starting the run afresh.
         base: the folder holding this point's run folders (`.../<exp_name>/`).
         log_dir: the sweep's log directory (`run.log_dir`).
         target_steps: the run's `num_env_steps`.
+        config: the resolved configuration (`ExperimentConfig.to_dict()`).
         status: "new", "resume" or "done" (set by `plan`).
         run_dir: the existing run folder to resume or that is done.
     """
@@ -57,13 +63,13 @@ class GridPoint:
     algo: str
     arch: str
     env: str
-    scenario_args: list[str]
     scenario: str
     seed: int
     argv: list[str]
     base: Path
     log_dir: Path
     target_steps: int
+    config: dict[str, Any]
     status: str = "new"
     run_dir: Path | None = None
 
@@ -118,19 +124,46 @@ def build_grid(
     points = []
     for scenario in scenarios or [""]:
         scenario_args = parse_scenario(scenario)
-        scenario_overrides = dict(zip(scenario_args[::2], scenario_args[1::2], strict=True))
+        scenario_overrides = {k[2:]: v for k, v in zip(scenario_args[::2], scenario_args[1::2], strict=True)}
+        clash = sorted(set(scenario_overrides) & set(overrides))
+        if clash:
+            raise UserError(f"--{clash[0]} is given both in --scenarios and as an option")
         for algo in algos:
             for arch in archs:
                 for seed in seeds:
-                    run_overrides = {**{k[2:]: v for k, v in scenario_overrides.items()}, **overrides,
-                                     "seed": str(seed), "exp_name": exp_name}
-                    cfg, _ = build_config(algo, arch, env, run_overrides, main.get("load_config"),
-                                          use_tuned="no_tuned" not in switches)
-                    argv = ["--algo", algo, "--arch", arch, "--env", env, *scenario_args, *extra,
-                            "--seed", str(seed), "--exp_name", exp_name]
-                    base = (Path(cfg.run.log_dir) / env / cfg.env.scenario_name() / f"{algo}-{arch}" / exp_name)
-                    points.append(GridPoint(algo, arch, env, scenario_args, cfg.env.scenario_name(), seed, argv,
-                                            base, Path(cfg.run.log_dir), cfg.run.num_env_steps))
+                    run_overrides = {**scenario_overrides, **overrides, "seed": str(seed), "exp_name": exp_name}
+                    cfg, _ = build_config(
+                        algo, arch, env, run_overrides, main.get("load_config"), use_tuned="no_tuned" not in switches
+                    )
+                    argv = [
+                        "--algo",
+                        algo,
+                        "--arch",
+                        arch,
+                        "--env",
+                        env,
+                        *scenario_args,
+                        *extra,
+                        "--seed",
+                        str(seed),
+                        "--exp_name",
+                        exp_name,
+                    ]
+                    base = Path(cfg.run.log_dir) / env / cfg.env.scenario_name() / f"{algo}-{arch}" / exp_name
+                    points.append(
+                        GridPoint(
+                            algo,
+                            arch,
+                            env,
+                            cfg.env.scenario_name(),
+                            seed,
+                            argv,
+                            base,
+                            Path(cfg.run.log_dir),
+                            cfg.run.num_env_steps,
+                            cfg.to_dict(),
+                        )
+                    )
     names = [p.name for p in points]
     if len(set(names)) != len(names):
         raise UserError("the grid repeats a point (duplicate algorithm, architecture, scenario or seed)")
@@ -143,6 +176,19 @@ def latest_step(run_dir: Path) -> int | None:
     return None if latest is None else int(latest.stem.split("_")[1])
 
 
+def check_same_config(point: GridPoint, run_dir: Path) -> None:
+    """Refuse an existing run whose saved configuration differs from the sweep's (outside the `run` section)."""
+    saved = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
+    for section in ("main", "algo", "env", "model", "arch"):
+        ours, theirs = point.config.get(section, {}), saved.get(section, {})
+        for key in sorted(set(ours) | set(theirs)):
+            if ours.get(key) != theirs.get(key):
+                raise UserError(
+                    f"{run_dir} was made with {section}.{key} = {theirs.get(key)!r}, this sweep sets "
+                    f"{ours.get(key)!r}; use another --exp_name for a changed configuration"
+                )
+
+
 def plan(points: list[GridPoint]) -> None:
     """Classify every point as new, resume or done from the run folders already on disk (see module doc)."""
     for point in points:
@@ -151,6 +197,7 @@ def plan(points: list[GridPoint]) -> None:
         usable = [(step, r) for step, r in with_ckpt if step is not None]
         if usable:
             step, run_dir = max(usable, key=lambda item: item[0])
+            check_same_config(point, run_dir)
             point.run_dir = run_dir
             point.status = "done" if step >= point.target_steps else "resume"
         else:

@@ -43,7 +43,12 @@ def generates(role: str, arch_cfg: HyperMARLConfig | LinearHyperConfig) -> bool:
 
 
 def shared_with_id(
-    n_agents: int, in_dim: int, out_dim: int, hidden_sizes: list[int], out_gain: float, in_mask: torch.Tensor,
+    n_agents: int,
+    in_dim: int,
+    out_dim: int,
+    hidden_sizes: list[int],
+    out_gain: float,
+    in_mask: torch.Tensor,
     model_cfg: ModelConfig,
 ) -> AgentMLP:
     """The network of a role that is not generated: FuPS with a one-hot agent id (the paper's baseline)."""
@@ -70,8 +75,14 @@ def build_hypermarl_net(
         return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, model_cfg)
     dims = layer_dims(in_dim, hidden_sizes, out_dim)
     params = MLPHyperParams(
-        n_agents, dims, layer_gains(len(dims), model_cfg.activation, out_gain), arch_cfg.embedding_dim,
-        arch_cfg.hypernet_hidden_dims, arch_cfg.hypernet_init, arch_cfg.embedding, role,
+        n_agents,
+        dims,
+        layer_gains(len(dims), model_cfg.activation, out_gain),
+        arch_cfg.embedding_dim,
+        arch_cfg.hypernet_hidden_dims,
+        arch_cfg.hypernet_init,
+        arch_cfg.embedding,
+        role,
     )
     return AgentMLP(params, n_agents, in_mask, model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm)
 
@@ -92,8 +103,12 @@ def build_linear_net(
         return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, model_cfg)
     dims = layer_dims(in_dim, hidden_sizes, out_dim)
     params = LinearHyperParams(
-        n_agents, dims, layer_gains(len(dims), model_cfg.activation, out_gain), arch_cfg.shared_bias,
-        arch_cfg.hypernet_init, role,
+        n_agents,
+        dims,
+        layer_gains(len(dims), model_cfg.activation, out_gain),
+        arch_cfg.shared_bias,
+        arch_cfg.hypernet_init,
+        role,
     )
     return AgentMLP(params, n_agents, in_mask, model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm)
 
@@ -114,9 +129,18 @@ def build_coupled_net(
         return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, model_cfg)
     dims = layer_dims(in_dim, hidden_sizes, out_dim)
     return CoupledHyperMLP(
-        n_agents, dims, layer_gains(len(dims), model_cfg.activation, out_gain), in_mask, model_cfg.activation,
-        model_cfg.layer_norm, model_cfg.feature_norm, arch_cfg.embedding_dim, arch_cfg.hypernet_hidden_dims,
-        arch_cfg.hypernet_init, arch_cfg.embedding, role,
+        n_agents,
+        dims,
+        layer_gains(len(dims), model_cfg.activation, out_gain),
+        in_mask,
+        model_cfg.activation,
+        model_cfg.layer_norm,
+        model_cfg.feature_norm,
+        arch_cfg.embedding_dim,
+        arch_cfg.hypernet_hidden_dims,
+        arch_cfg.hypernet_init,
+        arch_cfg.embedding,
+        role,
     )
 
 

@@ -17,8 +17,20 @@ ROOT = Path(__file__).resolve().parent.parent
 torch.set_num_threads(1)
 
 # A tiny budget for MaMuJoCo smoke runs (on-policy keys; off-policy tests add their own).
-TINY_MAMUJOCO = ["--episode_limit", "25", "--n_rollout_threads", "2", "--n_workers", "0", "--eval_episodes", "1",
-                 "--n_eval_rollout_threads", "1", "--hidden_sizes", "16,16"]
+TINY_MAMUJOCO = [
+    "--episode_limit",
+    "25",
+    "--n_rollout_threads",
+    "2",
+    "--n_workers",
+    "0",
+    "--eval_episodes",
+    "1",
+    "--n_eval_rollout_threads",
+    "1",
+    "--hidden_sizes",
+    "16,16",
+]
 
 
 def run_train(tmp_path: Path, *args: str) -> Path:
@@ -35,7 +47,12 @@ def run_script(script: str, *args: str, timeout: float = 300, **kwargs) -> subpr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, str(ROOT / "examples" / script), *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=kwargs.pop("cwd", ROOT), **kwargs,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=kwargs.pop("cwd", ROOT),
+        **kwargs,
     )
 
 

@@ -26,7 +26,10 @@ def one_line_error(capsys) -> str:
         (["--algo", "mapo", "--arch", "nops", "--env", "matrix"], "unknown algorithm 'mapo'; valid: "),
         (["--algo", "mappo", "--arch", "hyper", "--env", "matrix"], "unknown architecture 'hyper'"),
         (["--algo", "mappo", "--arch", "nops", "--env", "smac"], "unknown environment 'smac'"),
-        (["--algo", "mappo", "--arch", "nops", "--env", "mamujoco", "--scenario", "Dog"], "unknown mamujoco scenario 'Dog'; valid: Ant"),
+        (
+            ["--algo", "mappo", "--arch", "nops", "--env", "mamujoco", "--scenario", "Dog"],
+            "unknown mamujoco scenario 'Dog'; valid: Ant",
+        ),
         (["--algo", "mappo", "--arch", "nops", "--env", "mamujoco", "--agent_conf", "5x7"], "agent_conf"),
         (["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--game", "poker"], "valid: specialisation"),
         (["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--learning_rate", "1"], "unknown config key"),
@@ -45,7 +48,9 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
 def test_missing_cuda_is_a_clear_error(capsys, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    assert train(["--algo", "mappo", "--arch", "nops", *MATRIX_TINY, "--device", "cuda", "--log_dir", str(tmp_path)]) == 2
+    assert (
+        train(["--algo", "mappo", "--arch", "nops", *MATRIX_TINY, "--device", "cuda", "--log_dir", str(tmp_path)]) == 2
+    )
     assert "CUDA is not available" in one_line_error(capsys)
 
 
@@ -58,8 +63,9 @@ def test_impossible_combination_is_refused(capsys, tmp_path):
 
 
 def test_exit_status_in_a_real_process(tmp_path):
-    result = run_script("train.py", "--algo", "mappo", "--arch", "nops", "--env", "matrix", "--lrr", "1",
-                        "--log_dir", str(tmp_path))
+    result = run_script(
+        "train.py", "--algo", "mappo", "--arch", "nops", "--env", "matrix", "--lrr", "1", "--log_dir", str(tmp_path)
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: unknown config key 'lrr' for this algo/arch/env; closest valid keys: algo.lr (in command line)"

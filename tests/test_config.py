@@ -12,8 +12,12 @@ from harl.experiment import build_config
 
 
 def test_leaf_and_dotted_keys_are_parsed_by_type():
-    cfg, _ = build_config("mappo", "nops", "matrix", {"seed": "7", "algo.lr": "1e-3", "hidden_sizes": "[32, 16]",
-                                                      "layer_norm": "true", "num_env_steps": "1e6"})
+    cfg, _ = build_config(
+        "mappo",
+        "nops",
+        "matrix",
+        {"seed": "7", "algo.lr": "1e-3", "hidden_sizes": "[32, 16]", "layer_norm": "true", "num_env_steps": "1e6"},
+    )
     assert cfg.run.seed == 7 and cfg.algo.lr == 1e-3 and cfg.model.hidden_sizes == [32, 16]
     assert cfg.model.layer_norm is True and cfg.run.num_env_steps == 1_000_000
 

@@ -54,9 +54,14 @@ def spec(n: int, obs_dim: int, act_dims: tuple[int, ...], discrete: bool) -> Env
     a = max(act_dims)
     low = np.zeros((n, a), np.float32) if discrete else -np.ones((n, a), np.float32)
     return EnvSpec(
-        agent_ids=tuple(f"agent_{i}" for i in range(n)), obs_dims=(obs_dim,) * n, state_dim=obs_dim,
-        action_type="discrete" if discrete else "continuous", act_dims=act_dims, act_low=low,
-        act_high=np.ones((n, a), np.float32), episode_limit=10,
+        agent_ids=tuple(f"agent_{i}" for i in range(n)),
+        obs_dims=(obs_dim,) * n,
+        state_dim=obs_dim,
+        action_type="discrete" if discrete else "continuous",
+        act_dims=act_dims,
+        act_low=low,
+        act_high=np.ones((n, a), np.float32),
+        episode_limit=10,
     )
 
 

@@ -31,8 +31,18 @@ HYPER_ARCHS = ("hypermarl", "hypermarl_linear", "hypermarl_coupled")
 RELU_GAIN = math.sqrt(2.0)
 
 
-def build(arch: str, n: int = 5, in_dim: int = 6, out_dim: int = 3, hidden=(32, 16), out_gain: float = 0.01,
-          role: str = "actor", in_mask=None, model: ModelConfig | None = None, **options):
+def build(
+    arch: str,
+    n: int = 5,
+    in_dim: int = 6,
+    out_dim: int = 3,
+    hidden=(32, 16),
+    out_gain: float = 0.01,
+    role: str = "actor",
+    in_mask=None,
+    model: ModelConfig | None = None,
+    **options,
+):
     entry = get_architecture(arch)
     mask = torch.ones(n, in_dim, dtype=torch.bool) if in_mask is None else in_mask
     model = model or ModelConfig(hidden_sizes=list(hidden))
@@ -52,8 +62,14 @@ def hetero_spec() -> EnvSpec:
     """Three agents with different observation sizes (5, 3, 4) and action sizes (2, 1, 3)."""
     act_dims = (2, 1, 3)
     return EnvSpec(
-        agent_ids=("a", "b", "c"), obs_dims=(5, 3, 4), state_dim=7, action_type="continuous", act_dims=act_dims,
-        act_low=-np.ones((3, 3), np.float32), act_high=np.ones((3, 3), np.float32), episode_limit=10,
+        agent_ids=("a", "b", "c"),
+        obs_dims=(5, 3, 4),
+        state_dim=7,
+        action_type="continuous",
+        act_dims=act_dims,
+        act_low=-np.ones((3, 3), np.float32),
+        act_high=np.ones((3, 3), np.float32),
+        episode_limit=10,
     )
 
 
@@ -73,18 +89,22 @@ def test_output_shapes_and_agent_selection(arch):
         torch.testing.assert_close(net(x), out.detach())
 
 
-@pytest.mark.parametrize(("arch", "options"), [
-    ("hypermarl", {}),
-    ("hypermarl", {"embedding": "onehot"}),
-    ("hypermarl", {"embedding_dim": 4, "hypernet_hidden_dims": [64, 32]}),
-    ("hypermarl_linear", {}),
-    ("hypermarl_linear", {"shared_bias": False}),
-    ("hypermarl_coupled", {}),
-])
+@pytest.mark.parametrize(
+    ("arch", "options"),
+    [
+        ("hypermarl", {}),
+        ("hypermarl", {"embedding": "onehot"}),
+        ("hypermarl", {"embedding_dim": 4, "hypernet_hidden_dims": [64, 32]}),
+        ("hypermarl_linear", {}),
+        ("hypermarl_linear", {"shared_bias": False}),
+        ("hypermarl_coupled", {}),
+    ],
+)
 @pytest.mark.parametrize(("activation", "hidden_gain"), [("relu", RELU_GAIN), ("tanh", 5.0 / 3.0)])
 @pytest.mark.parametrize(("role", "out_gain"), [("actor", 0.01), ("critic", 1.0)])
-def test_paper_init_gives_independent_orthogonal_layers_and_zero_biases(arch, options, activation, hidden_gain,
-                                                                        role, out_gain):
+def test_paper_init_gives_independent_orthogonal_layers_and_zero_biases(
+    arch, options, activation, hidden_gain, role, out_gain
+):
     n = 6
     model = ModelConfig(hidden_sizes=[32, 16], activation=activation)
     net = build(arch, n=n, in_dim=10, out_dim=4, out_gain=out_gain, role=role, model=model, **options)
@@ -103,8 +123,9 @@ def test_paper_init_gives_independent_orthogonal_layers_and_zero_biases(arch, op
         assert cross < 0.6, cross
 
 
-@pytest.mark.parametrize(("arch", "options"), [("hypermarl", {}), ("hypermarl", {"embedding": "onehot"}),
-                                               ("hypermarl_linear", {})])
+@pytest.mark.parametrize(
+    ("arch", "options"), [("hypermarl", {}), ("hypermarl", {"embedding": "onehot"}), ("hypermarl_linear", {})]
+)
 def test_hyperfan_init_variances(arch, options):
     torch.manual_seed(0)
     n, fan_in = 32, 64
@@ -247,7 +268,7 @@ def test_linear_without_shared_bias_is_exactly_nops():
         net.zero_grad()
         net(x)[:, i].pow(2).sum().backward()
         for p in net.parameters():
-            others = torch.cat([p.grad[:i], p.grad[i + 1:]])
+            others = torch.cat([p.grad[:i], p.grad[i + 1 :]])
             assert torch.count_nonzero(others) == 0
             assert torch.count_nonzero(p.grad[i]) > 0
 
@@ -312,7 +333,7 @@ def test_heterogeneous_agents_see_only_their_own_entries(arch):
         changed = obs.clone()
         changed[:, j] += torch.randn(6, 5) * obs_mask[j]
         diff = (actor.net(changed) - mean).abs().amax((0, 2))  # (3,) per agent
-        assert diff[j] > 0 and torch.count_nonzero(torch.cat([diff[:j], diff[j + 1:]])) == 0
+        assert diff[j] > 0 and torch.count_nonzero(torch.cat([diff[:j], diff[j + 1 :]])) == 0
     actions, log_probs = actor.act(obs)
     assert torch.count_nonzero(actions * ~act_mask) == 0
     padded_noise = torch.randn_like(actions) * ~act_mask
@@ -324,9 +345,16 @@ def test_heterogeneous_agents_see_only_their_own_entries(arch):
 
 def test_heterogeneous_discrete_actions_never_pick_padded_ones():
     spec = hetero_spec()
-    spec = EnvSpec(agent_ids=spec.agent_ids, obs_dims=spec.obs_dims, state_dim=7, action_type="discrete",
-                   act_dims=(2, 4, 3), act_low=np.zeros((3, 4), np.float32), act_high=np.ones((3, 4), np.float32),
-                   episode_limit=10)
+    spec = EnvSpec(
+        agent_ids=spec.agent_ids,
+        obs_dims=spec.obs_dims,
+        state_dim=7,
+        action_type="discrete",
+        act_dims=(2, 4, 3),
+        act_low=np.zeros((3, 4), np.float32),
+        act_high=np.ones((3, 4), np.float32),
+        episode_limit=10,
+    )
     entry = get_architecture("hypermarl")
     actor = CategoricalActor(spec, entry, ModelConfig(hidden_sizes=[16]), HyperMARLConfig())
     probs = actor.probs(torch.randn(50, 3, 5) * torch.as_tensor(spec.obs_mask))
@@ -339,7 +367,7 @@ def test_heterogeneous_discrete_actions_never_pick_padded_ones():
 
 def test_embedding_cosine_diagnostics():
     actor_net, critic_net = build("hypermarl", role="actor"), build("hypermarl", role="critic")
-    (key, value), = actor_net.params.diagnostics().items()
+    ((key, value),) = actor_net.params.diagnostics().items()
     assert key == "diversity/embedding_cosine"
     assert value == pytest.approx(1.0, abs=1e-5)  # 5 orthonormal embeddings of size 8
     assert list(critic_net.params.diagnostics()) == ["diversity/{role}_embedding_cosine"]
@@ -370,32 +398,48 @@ def test_count_parameters():
 # ---------------------------------------------------------------------------- configs and the CLI
 
 
-@pytest.mark.parametrize(("cfg", "message"), [
-    (HyperMARLConfig(embedding_dim=0), "arch.embedding_dim must be > 0, got 0"),
-    (HyperMARLConfig(hypernet_init="xavier"), "arch.hypernet_init must be one of paper, hyperfan"),
-    (HyperMARLConfig(embedding="random"), "arch.embedding must be one of learned, onehot"),
-    (HyperMARLConfig(hypernet_hidden_dims=[64, 0]), "arch.hypernet_hidden_dims"),
-    (LinearHyperConfig(generate="policy"), "arch.generate must be one of actor, critic, both"),
-    (CoupledHyperConfig(hypernet_hidden_dims=[]), "at least one width"),
-])
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        (HyperMARLConfig(embedding_dim=0), "arch.embedding_dim must be > 0, got 0"),
+        (HyperMARLConfig(hypernet_init="xavier"), "arch.hypernet_init must be one of paper, hyperfan"),
+        (HyperMARLConfig(embedding="random"), "arch.embedding must be one of learned, onehot"),
+        (HyperMARLConfig(hypernet_hidden_dims=[64, 0]), "arch.hypernet_hidden_dims"),
+        (LinearHyperConfig(generate="policy"), "arch.generate must be one of actor, critic, both"),
+        (CoupledHyperConfig(hypernet_hidden_dims=[]), "at least one width"),
+    ],
+)
 def test_config_validation(cfg, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         cfg.validate()
 
 
-MATRIX = ["--algo", "mappo", "--env", "matrix", "--num_env_steps", "200", "--n_rollout_threads", "10",
-          "--eval_episodes", "5"]
+MATRIX = [
+    "--algo",
+    "mappo",
+    "--env",
+    "matrix",
+    "--num_env_steps",
+    "200",
+    "--n_rollout_threads",
+    "10",
+    "--eval_episodes",
+    "5",
+]
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--arch", "hypermarl", "--embedding_dim", "0"], "arch.embedding_dim must be > 0, got 0"),
-    (["--arch", "hypermarl", "--embedding_dim", "-3"], "arch.embedding_dim must be > 0, got -3"),
-    (["--arch", "hypermarl", "--hypernet_init", "xavier"], "arch.hypernet_init must be one of paper, hyperfan"),
-    (["--arch", "hypermarl", "--embedding", "random"], "arch.embedding must be one of learned, onehot"),
-    (["--arch", "hypermarl_coupled", "--generate", "value"], "arch.generate must be one of actor, critic, both"),
-    (["--arch", "hypermarl_linear", "--embedding_dim", "4"], "unknown config key 'embedding_dim'"),
-    (["--arch", "hypermarl_linear", "--shared_bias", "maybe"], "arch.shared_bias expects true/false"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--arch", "hypermarl", "--embedding_dim", "0"], "arch.embedding_dim must be > 0, got 0"),
+        (["--arch", "hypermarl", "--embedding_dim", "-3"], "arch.embedding_dim must be > 0, got -3"),
+        (["--arch", "hypermarl", "--hypernet_init", "xavier"], "arch.hypernet_init must be one of paper, hyperfan"),
+        (["--arch", "hypermarl", "--embedding", "random"], "arch.embedding must be one of learned, onehot"),
+        (["--arch", "hypermarl_coupled", "--generate", "value"], "arch.generate must be one of actor, critic, both"),
+        (["--arch", "hypermarl_linear", "--embedding_dim", "4"], "unknown config key 'embedding_dim'"),
+        (["--arch", "hypermarl_linear", "--shared_bias", "maybe"], "arch.shared_bias expects true/false"),
+    ],
+)
 def test_bad_arch_options_exit_2_with_one_line(argv, message, capsys, tmp_path):
     assert train([*MATRIX, *argv, "--log_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -409,14 +453,42 @@ def test_bad_arch_option_in_a_real_process(tmp_path):
 
 
 def test_checkpoint_resume_and_evaluate_through_the_cli(tmp_path, capsys):
-    run_dir = run_train(tmp_path, "--algo", "mappo", "--env", "matrix", "--arch", "hypermarl", "--n_agents", "3",
-                        "--num_env_steps", "400", "--n_rollout_threads", "10", "--episode_length", "10",
-                        "--save_interval", "200", "--eval_episodes", "5", "--hypernet_hidden_dims", "16,16",
-                        "--embedding_dim", "3")
+    run_dir = run_train(
+        tmp_path,
+        "--algo",
+        "mappo",
+        "--env",
+        "matrix",
+        "--arch",
+        "hypermarl",
+        "--n_agents",
+        "3",
+        "--num_env_steps",
+        "400",
+        "--n_rollout_threads",
+        "10",
+        "--episode_length",
+        "10",
+        "--save_interval",
+        "200",
+        "--eval_episodes",
+        "5",
+        "--hypernet_hidden_dims",
+        "16,16",
+        "--embedding_dim",
+        "3",
+    )
     rows = read_progress(run_dir)
-    counts = count_parameters("hypermarl", n_agents=3, obs_dim=1, act_dim=3, state_dim=1, discrete=True,
-                              model={"hidden_sizes": [64], "layer_norm": False, "feature_norm": False},
-                              arch_options={"hypernet_hidden_dims": [16, 16], "embedding_dim": 3})
+    counts = count_parameters(
+        "hypermarl",
+        n_agents=3,
+        obs_dim=1,
+        act_dim=3,
+        state_dim=1,
+        discrete=True,
+        model={"hidden_sizes": [64], "layer_norm": False, "feature_norm": False},
+        arch_options={"hypernet_hidden_dims": [16, 16], "embedding_dim": 3},
+    )
     assert int(float(rows[0]["model/actor_parameters"])) == counts["actor"]
     assert int(float(rows[0]["model/critic_parameters"])) == counts["critic"]
     assert rows[-1]["diversity/embedding_cosine"] != "" and rows[-1]["diversity/critic_embedding_cosine"] != ""
@@ -425,8 +497,10 @@ def test_checkpoint_resume_and_evaluate_through_the_cli(tmp_path, capsys):
     assert train_main(["--resume", str(run_dir), "--num_env_steps", "600"]) == 0
     resumed = load_checkpoint(run_dir)
     assert resumed["runner"]["env_steps"] == 600
-    assert not torch.equal(saved["learner"]["actor"]["net.params.embedding.weight"],
-                           resumed["learner"]["actor"]["net.params.embedding.weight"])
+    assert not torch.equal(
+        saved["learner"]["actor"]["net.params.embedding.weight"],
+        resumed["learner"]["actor"]["net.params.embedding.weight"],
+    )
     capsys.readouterr()
     assert evaluate_main(["--checkpoint", str(run_dir), "--episodes", "4"]) == 0
     assert "episode return over 4 episodes" in capsys.readouterr().out
@@ -435,8 +509,20 @@ def test_checkpoint_resume_and_evaluate_through_the_cli(tmp_path, capsys):
 @pytest.mark.parametrize("algo", sorted(a for a, entry in ALGORITHMS.items() if entry.continuous))
 def test_every_learner_trains_hypermarl_with_heterogeneous_actions(algo, tmp_path):
     """Humanoid 9|8: two agents with 9 and 8 action dimensions (and different observations)."""
-    run_dir = run_train(tmp_path, "--algo", algo, "--arch", "hypermarl", "--env", "mamujoco", "--scenario", "Humanoid",
-                        "--agent_conf", "9|8", *tiny_args(algo, "mamujoco"))
+    run_dir = run_train(
+        tmp_path,
+        "--algo",
+        algo,
+        "--arch",
+        "hypermarl",
+        "--env",
+        "mamujoco",
+        "--scenario",
+        "Humanoid",
+        "--agent_conf",
+        "9|8",
+        *tiny_args(algo, "mamujoco"),
+    )
     last = read_progress(run_dir)[-1]
     assert last["eval/episode_return"] != "" and last["diversity/embedding_cosine"] != ""
 
@@ -458,24 +544,25 @@ def eval_returns(run_dir) -> list[float]:
     return [float(row["eval/episode_return"]) for row in read_progress(run_dir) if row["eval/episode_return"]]
 
 
-@pytest.mark.parametrize(("arch", "game", "reaches"), [
-    ("hypermarl", "specialisation", True),
-    ("hypermarl_linear", "specialisation", True),
-    ("fups", "specialisation", False),
-    ("hypermarl", "synchronisation", True),
-])
+@pytest.mark.parametrize(
+    ("arch", "game", "reaches"),
+    [
+        ("hypermarl", "specialisation", True),
+        ("hypermarl_linear", "specialisation", True),
+        ("fups", "specialisation", False),
+        ("hypermarl", "synchronisation", True),
+    ],
+)
 def test_learning_on_8_agent_matrix_games(arch, game, reaches, tmp_path):
-    """`reaches`: some evaluation reaches a mean return ≥ 0.95; otherwise every evaluation stays ≤ 0.70.
-
-    At this config's learning rate (0.005) hypermarl's generated weights move several times faster per
-    Adam step than NoPS weights and, with no entropy bonus, a converged specialisation can drift back
-    to 0.875 (two agents on one item) in some seeds; the check is that it gets there at all.
-    """
-    run_dir = run_train(tmp_path, "--algo", "mappo", "--arch", arch, "--env", "matrix", "--game", game,
-                        "--n_agents", "8", "--seed", "1")
+    """With the matrix env's default config: the final evaluation reaches a mean return ≥ 0.95, or (FuPS)
+    the final train and eval returns stay ≤ 0.70."""
+    run_dir = run_train(
+        tmp_path, "--algo", "mappo", "--arch", arch, "--env", "matrix", "--game", game, "--n_agents", "8", "--seed", "1"
+    )
     returns = eval_returns(run_dir)
     assert len(returns) >= 5
     if reaches:
-        assert max(returns) >= 0.95, returns
+        assert returns[-1] >= 0.95, returns
     else:
         assert max(returns) <= 0.70, returns
+        assert float(read_progress(run_dir)[-1]["train/episode_return"]) <= 0.70

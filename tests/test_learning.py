@@ -11,14 +11,30 @@ import pytest
 from .conftest import read_progress, run_train
 
 
-@pytest.mark.parametrize(("algo", "arch", "low", "high"), [
-    ("mappo", "nops", 0.95, 1.0),
-    ("mappo", "fups_id", 0.95, 1.0),
-    ("mappo", "fups", 0.0, 0.76),
-])
+@pytest.mark.parametrize(
+    ("algo", "arch", "low", "high"),
+    [
+        ("mappo", "nops", 0.95, 1.0),
+        ("mappo", "fups_id", 0.95, 1.0),
+        ("mappo", "fups", 0.0, 0.76),
+    ],
+)
 def test_specialisation_4_agents(algo, arch, low, high, tmp_path):
-    run_dir = run_train(tmp_path, "--algo", algo, "--arch", arch, "--env", "matrix",
-                        "--game", "specialisation", "--n_agents", "4", "--seed", "1")
+    run_dir = run_train(
+        tmp_path,
+        "--algo",
+        algo,
+        "--arch",
+        arch,
+        "--env",
+        "matrix",
+        "--game",
+        "specialisation",
+        "--n_agents",
+        "4",
+        "--seed",
+        "1",
+    )
     last = read_progress(run_dir)[-1]
     assert last["eval/episode_return"] != ""
     assert low < float(last["eval/episode_return"]) <= high

@@ -28,8 +28,20 @@ def test_nops_specialises_where_fups_cannot():
 def test_cli_writes_the_report_and_keeps_the_analysis(tmp_path, capsys):
     out = tmp_path / "matrix_games.md"
     methods = "nops,fups_id" + (",hypermarl_linear" if "hypermarl_linear" in ARCHITECTURES else "")
-    argv = ["--agents", "2", "--seeds", "2", "--trials", "20", "--eval_trials", "50", "--methods", methods,
-            "--out", str(out)]
+    argv = [
+        "--agents",
+        "2",
+        "--seeds",
+        "2",
+        "--trials",
+        "20",
+        "--eval_trials",
+        "50",
+        "--methods",
+        methods,
+        "--out",
+        str(out),
+    ]
     assert guarded(mg.main)(argv) == 0
     text = out.read_text()
     assert f"python examples/matrix_games.py {' '.join(argv)}" in text
@@ -40,10 +52,12 @@ def test_cli_writes_the_report_and_keeps_the_analysis(tmp_path, capsys):
 
 
 def test_bad_input_is_one_line_exit_2(capsys):
-    for argv, message in ((["--methods", "nops,qmix"], "unknown method 'qmix'"),
-                          (["--games", "chess"], "unknown game 'chess'"),
-                          (["--agents", "1"], "at least 2"),
-                          (["--reward", "selfish"], "unknown --reward")):
+    for argv, message in (
+        (["--methods", "nops,qmix"], "unknown method 'qmix'"),
+        (["--games", "chess"], "unknown game 'chess'"),
+        (["--agents", "1"], "at least 2"),
+        (["--reward", "selfish"], "unknown --reward"),
+    ):
         assert guarded(mg.main)([*argv, "--out", "-"]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1

@@ -19,9 +19,14 @@ def hetero_spec(discrete: bool = False) -> EnvSpec:
     act_dims = (2, 3, 1)
     low = -np.ones((3, 3), dtype=np.float32) * np.array([[1.0], [0.4], [2.0]], dtype=np.float32)
     return EnvSpec(
-        agent_ids=("a", "b", "c"), obs_dims=(5, 3, 4), state_dim=6,
-        action_type="discrete" if discrete else "continuous", act_dims=act_dims,
-        act_low=low, act_high=-low, episode_limit=10,
+        agent_ids=("a", "b", "c"),
+        obs_dims=(5, 3, 4),
+        state_dim=6,
+        action_type="discrete" if discrete else "continuous",
+        act_dims=act_dims,
+        act_low=low,
+        act_high=-low,
+        episode_limit=10,
     )
 
 

@@ -98,8 +98,33 @@ def test_missing_mpe2_says_what_to_install(monkeypatch):
 @pytest.mark.parametrize("arch", ["nops", "fups_id"])
 @pytest.mark.parametrize(("scenario", "continuous"), [("simple_speaker_listener", "false"), ("simple_spread", "true")])
 def test_mappo_trains_on_mpe(scenario, continuous, arch, tmp_path):
-    run_dir = run_train(tmp_path, "--algo", "mappo", "--arch", arch, "--env", "mpe", "--scenario", scenario,
-                        "--continuous_actions", continuous, "--max_cycles", "10", "--num_env_steps", "40",
-                        "--n_rollout_threads", "2", "--n_workers", "0", "--episode_length", "20",
-                        "--eval_episodes", "2", "--n_eval_rollout_threads", "2", "--hidden_sizes", "16,16")
+    run_dir = run_train(
+        tmp_path,
+        "--algo",
+        "mappo",
+        "--arch",
+        arch,
+        "--env",
+        "mpe",
+        "--scenario",
+        scenario,
+        "--continuous_actions",
+        continuous,
+        "--max_cycles",
+        "10",
+        "--num_env_steps",
+        "40",
+        "--n_rollout_threads",
+        "2",
+        "--n_workers",
+        "0",
+        "--episode_length",
+        "20",
+        "--eval_episodes",
+        "2",
+        "--n_eval_rollout_threads",
+        "2",
+        "--hidden_sizes",
+        "16,16",
+    )
     assert read_progress(run_dir)[-1]["eval/episode_return"] != ""

@@ -26,11 +26,40 @@ load_extensions()
 
 OFF_POLICY = sorted(name for name, entry in ALGORITHMS.items() if not entry.on_policy)
 ARCHS = sorted(ARCHITECTURES)
-TINY = ["--env", "mamujoco", "--num_env_steps", "400", "--n_rollout_threads", "2", "--warmup_steps", "100",
-        "--batch_size", "32", "--buffer_size", "2000", "--n_step", "5", "--hidden_sizes", "16,16",
-        "--episode_limit", "50", "--eval_episodes", "1", "--n_eval_rollout_threads", "1", "--n_workers", "0"]
-SIGNALS = ["losses/critic/loss", "values/q_mean", "values/target_mean", "buffer/size", "timers/updates_per_second",
-           "losses/agent_0/actor_loss"]
+TINY = [
+    "--env",
+    "mamujoco",
+    "--num_env_steps",
+    "400",
+    "--n_rollout_threads",
+    "2",
+    "--warmup_steps",
+    "100",
+    "--batch_size",
+    "32",
+    "--buffer_size",
+    "2000",
+    "--n_step",
+    "5",
+    "--hidden_sizes",
+    "16,16",
+    "--episode_limit",
+    "50",
+    "--eval_episodes",
+    "1",
+    "--n_eval_rollout_threads",
+    "1",
+    "--n_workers",
+    "0",
+]
+SIGNALS = [
+    "losses/critic/loss",
+    "values/q_mean",
+    "values/target_mean",
+    "buffer/size",
+    "timers/updates_per_second",
+    "losses/agent_0/actor_loss",
+]
 SAC_SIGNALS = ["losses/agent_0/entropy", "losses/agent_0/alpha", "losses/critic/alpha"]
 
 
@@ -67,23 +96,43 @@ def test_discrete_environments_are_refused(tmp_path):
 def toy_spec(act_dims=(2, 2, 2), low=None, high=None) -> EnvSpec:
     n, a = len(act_dims), max(act_dims)
     return EnvSpec(
-        agent_ids=tuple(f"agent_{i}" for i in range(n)), obs_dims=(4,) * n, state_dim=5, action_type="continuous",
-        act_dims=tuple(act_dims), act_low=-np.ones((n, a), np.float32) if low is None else low,
-        act_high=np.ones((n, a), np.float32) if high is None else high, episode_limit=100,
+        agent_ids=tuple(f"agent_{i}" for i in range(n)),
+        obs_dims=(4,) * n,
+        state_dim=5,
+        action_type="continuous",
+        act_dims=tuple(act_dims),
+        act_low=-np.ones((n, a), np.float32) if low is None else low,
+        act_high=np.ones((n, a), np.float32) if high is None else high,
+        episode_limit=100,
     )
 
 
 def toy_learner(algo: str, spec: EnvSpec, arch: str = "nops"):
     cfg = default_config(algo, arch, "mamujoco")
-    apply_overrides(cfg, {"batch_size": 16, "n_step": 3, "hidden_sizes": [8], "lr": 0.05,
-                          **({"policy_freq": 1} if "td3" in algo else {})})
+    apply_overrides(
+        cfg,
+        {
+            "batch_size": 16,
+            "n_step": 3,
+            "hidden_sizes": [8],
+            "lr": 0.05,
+            **({"policy_freq": 1} if "td3" in algo else {}),
+        },
+    )
     learner = ALGORITHMS[algo].learner_cls(spec, cfg, get_architecture(arch), torch.device("cpu"))
     buffer = ReplayBuffer(spec, 200, 2, 3, 0.99, torch.device("cpu"))
     for _ in range(20):
         e, n = 2, spec.n_agents
-        buffer.insert(torch.randn(e, n, 4), torch.randn(e, 5), learner.random_act(e)[1], torch.randn(e, n),
-                      torch.randn(e, n, 4), torch.randn(e, 5), torch.zeros(e, dtype=torch.bool),
-                      torch.zeros(e, dtype=torch.bool))
+        buffer.insert(
+            torch.randn(e, n, 4),
+            torch.randn(e, 5),
+            learner.random_act(e)[1],
+            torch.randn(e, n),
+            torch.randn(e, n, 4),
+            torch.randn(e, 5),
+            torch.zeros(e, dtype=torch.bool),
+            torch.zeros(e, dtype=torch.bool),
+        )
     batch = buffer.sample(16, learner.generator)
     buffer.sample = lambda *args: batch  # every update sees this batch
     return learner, buffer, batch
@@ -120,7 +169,7 @@ def test_sequential_update_trains_each_agent_against_its_predecessors_updated_po
         for earlier in order[:position]:  # already updated: acting with its new policy
             torch.testing.assert_close(joint[:, earlier], after[:, earlier])
             assert not torch.allclose(joint[:, earlier], before[:, earlier])
-        for later in order[position + 1:]:  # not updated yet: its current policy
+        for later in order[position + 1 :]:  # not updated yet: its current policy
             torch.testing.assert_close(joint[:, later], before[:, later])
         torch.testing.assert_close(joint[:, agent], before[:, agent])  # its own action before its step
     orders = set()
@@ -213,7 +262,7 @@ def test_squashed_gaussian_actor_uses_each_agents_own_size_and_bounds():
     pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
     u = pre_tanh[:, 1, 0].double()
     expected = Normal(mean[:, 1, 0].double(), log_std[:, 1, 0].double().exp()).log_prob(u)
-    expected -= torch.log1p(-torch.tanh(u) ** 2)  # in float64: accurate where float32 saturates
+    expected -= torch.log1p(-(torch.tanh(u) ** 2))  # in float64: accurate where float32 saturates
     torch.testing.assert_close(log_probs[:, 1].double(), expected, rtol=1e-4, atol=1e-4)
     warmup = actor.env_actions(actor.random_actions(1000))
     assert torch.all((warmup[:, 1, 0] >= 0) & (warmup[:, 1, 0] <= 0.4)) and torch.all(warmup[:, 1, 1:] == 0)
@@ -290,8 +339,16 @@ def test_learners_find_the_best_joint_action_of_a_one_step_game(algo):
         obs, state = torch.randn(64, 2, 4), torch.zeros(64, 5)
         env_actions, actions = learner.random_act(64)
         reward = -(((env_actions - target) / scale * mask) ** 2).sum((1, 2))  # (E,)
-        buffer.insert(obs, state, actions, reward.unsqueeze(1).expand(-1, 2), obs, state,
-                      torch.ones(64, dtype=torch.bool), torch.zeros(64, dtype=torch.bool))
+        buffer.insert(
+            obs,
+            state,
+            actions,
+            reward.unsqueeze(1).expand(-1, 2),
+            obs,
+            state,
+            torch.ones(64, dtype=torch.bool),
+            torch.zeros(64, dtype=torch.bool),
+        )
     learner.train(buffer, 600)
     with torch.no_grad():
         env_actions, _, _ = learner.act(torch.randn(500, 2, 4), None, None, deterministic=True)

@@ -37,9 +37,24 @@ def test_fake_runs_give_known_iqms_and_every_figure(tmp_path, capsys):
 
 
 def test_real_tiny_matrix_runs(tmp_path, capsys):
-    tiny = ["--env", "matrix", "--n_agents", "2", "--num_env_steps", "200", "--n_rollout_threads", "10",
-            "--eval_interval", "100", "--eval_episodes", "4", "--n_eval_rollout_threads", "4",
-            "--progress_bar", "false"]
+    tiny = [
+        "--env",
+        "matrix",
+        "--n_agents",
+        "2",
+        "--num_env_steps",
+        "200",
+        "--n_rollout_threads",
+        "10",
+        "--eval_interval",
+        "100",
+        "--eval_episodes",
+        "4",
+        "--n_eval_rollout_threads",
+        "4",
+        "--progress_bar",
+        "false",
+    ]
     for arch in ("nops", "fups"):
         run_train(tmp_path, "--algo", "mappo", "--arch", arch, *tiny)
     assert guarded(plot.main)([str(tmp_path / "results"), "--reps", "100"]) == 0

@@ -15,8 +15,14 @@ N_AGENTS = 2
 
 def tiny_spec() -> EnvSpec:
     return EnvSpec(
-        agent_ids=("a", "b"), obs_dims=(1, 1), state_dim=1, action_type="continuous", act_dims=(1, 1),
-        act_low=-np.ones((2, 1), np.float32), act_high=np.ones((2, 1), np.float32), episode_limit=100,
+        agent_ids=("a", "b"),
+        obs_dims=(1, 1),
+        state_dim=1,
+        action_type="continuous",
+        act_dims=(1, 1),
+        act_low=-np.ones((2, 1), np.float32),
+        act_high=np.ones((2, 1), np.float32),
+        episode_limit=100,
     )
 
 
@@ -27,8 +33,14 @@ def fill(buffer: ReplayBuffer, rewards: list[list[float]], terminated: list[list
         obs = torch.full((e, N_AGENTS, 1), float(s))
         reward = torch.tensor(r).unsqueeze(1) * torch.tensor([1.0, 10.0])  # (E, N)
         buffer.insert(
-            obs, obs[:, 0], obs, reward, obs + 1000, obs[:, 0] + 1000,
-            torch.tensor(term), torch.tensor(trunc),
+            obs,
+            obs[:, 0],
+            obs,
+            reward,
+            obs + 1000,
+            obs[:, 0] + 1000,
+            torch.tensor(term),
+            torch.tensor(trunc),
         )
 
 
@@ -108,8 +120,12 @@ def test_sampling_is_uniform_over_written_slots_and_o_batch(monkeypatch):
 def test_state_dict_round_trip():
     spec, device = tiny_spec(), torch.device("cpu")
     buffer = ReplayBuffer(spec, buffer_size=8, n_envs=2, n_step=3, gamma=0.5, device=device)
-    fill(buffer, rewards=[[float(s), -float(s)] for s in range(6)], terminated=[[False, s == 2] for s in range(6)],
-         truncated=[[s == 4, False] for s in range(6)])
+    fill(
+        buffer,
+        rewards=[[float(s), -float(s)] for s in range(6)],
+        terminated=[[False, s == 2] for s in range(6)],
+        truncated=[[s == 4, False] for s in range(6)],
+    )
     restored = ReplayBuffer(spec, buffer_size=8, n_envs=2, n_step=3, gamma=0.5, device=device)
     restored.load_state_dict(buffer.state_dict())
     assert (restored.head, restored.filled) == (buffer.head, buffer.filled)

@@ -11,8 +11,20 @@ from .example_scripts import load_example
 
 diversity = load_example("diversity")
 param_scaling = load_example("param_scaling")
-TINY = ["--env", "matrix", "--num_env_steps", "100", "--n_rollout_threads", "10", "--eval_episodes", "2",
-        "--n_eval_rollout_threads", "2", "--progress_bar", "false"]
+TINY = [
+    "--env",
+    "matrix",
+    "--num_env_steps",
+    "100",
+    "--n_rollout_threads",
+    "10",
+    "--eval_episodes",
+    "2",
+    "--n_eval_rollout_threads",
+    "2",
+    "--progress_bar",
+    "false",
+]
 
 
 def one_line(capsys) -> str:

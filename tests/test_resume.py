@@ -15,8 +15,20 @@ from harl.utils.checkpoint import load_checkpoint
 
 from .conftest import ROOT, TINY_MAMUJOCO, read_progress, run_train
 
-MATRIX = ["--algo", "happo", "--arch", "nops", "--env", "matrix", "--n_rollout_threads", "10",
-          "--eval_episodes", "4", "--n_eval_rollout_threads", "4"]
+MATRIX = [
+    "--algo",
+    "happo",
+    "--arch",
+    "nops",
+    "--env",
+    "matrix",
+    "--n_rollout_threads",
+    "10",
+    "--eval_episodes",
+    "4",
+    "--n_eval_rollout_threads",
+    "4",
+]
 VOLATILE = ("charts/SPS",)
 
 
@@ -25,8 +37,21 @@ def comparable(rows):
 
 
 def test_same_seed_same_results(tmp_path):
-    args = ["--algo", "mappo", "--arch", "nops", "--env", "mamujoco", *TINY_MAMUJOCO, "--episode_length", "20",
-            "--num_env_steps", "120", "--seed", "5"]
+    args = [
+        "--algo",
+        "mappo",
+        "--arch",
+        "nops",
+        "--env",
+        "mamujoco",
+        *TINY_MAMUJOCO,
+        "--episode_length",
+        "20",
+        "--num_env_steps",
+        "120",
+        "--seed",
+        "5",
+    ]
     first, second = run_train(tmp_path / "a", *args), run_train(tmp_path / "b", *args)
     assert comparable(read_progress(first)) == comparable(read_progress(second))
     a, b = load_checkpoint(first), load_checkpoint(second)
@@ -52,9 +77,24 @@ def test_save_load_continue(tmp_path):
 
 def test_resume_after_sigkill(tmp_path):
     log_dir = tmp_path / "results"
-    cmd = [sys.executable, str(ROOT / "examples" / "train.py"), *MATRIX, "--num_env_steps", "10000000",
-           "--episode_length", "10", "--save_interval", "1000", "--eval_interval", "0", "--log_dir", str(log_dir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        str(ROOT / "examples" / "train.py"),
+        *MATRIX,
+        "--num_env_steps",
+        "10000000",
+        "--episode_length",
+        "10",
+        "--save_interval",
+        "1000",
+        "--eval_interval",
+        "0",
+        "--log_dir",
+        str(log_dir),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and len(list(log_dir.glob("*/*/*/*/seed-*/checkpoints/step_*.pt"))) < 2:

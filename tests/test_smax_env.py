@@ -63,8 +63,9 @@ def test_spec_and_first_observations(env):
 
 def test_win_ends_the_episode_with_win_info(env):
     env.reset(1)
-    _edit_games(env, unit_health=lambda h: h.at[:, 3:].set(0.1),
-                unit_positions=lambda p: p.at[:, 3:].set(p[:, :3] + 1.0))
+    _edit_games(
+        env, unit_health=lambda h: h.at[:, 3:].set(0.1), unit_positions=lambda p: p.at[:, 3:].set(p[:, :3] + 1.0)
+    )
     attack = torch.tensor([FIRST_ATTACK, FIRST_ATTACK + 1, FIRST_ATTACK + 2]).view(1, 3, 1).expand(N_ENVS, 3, 1)
     out = env.step(attack)
     assert out.terminated.all() and not out.truncated.any()
@@ -147,17 +148,24 @@ def test_missing_jaxmarl_says_what_to_install(monkeypatch):
         smax_env._jax.cache_clear()
 
 
-@pytest.mark.parametrize(("scenario", "lr"), [("2s3z", 0.002), ("3s5z", 0.002), ("smacv2_10_units", 0.0003),
-                                              ("smacv2_20_units", 0.0003)])
+@pytest.mark.parametrize(
+    ("scenario", "lr"), [("2s3z", 0.002), ("3s5z", 0.002), ("smacv2_10_units", 0.0003), ("smacv2_20_units", 0.0003)]
+)
 def test_tuned_configs_resolve(scenario, lr):
     cfg, sources = build_config("mappo", "fups_id", "smacv2", {"scenario": scenario})
     assert sources[-1].endswith(f"tuned_configs/smacv2/{scenario}/mappo.yaml")
     assert math.isclose(cfg.algo.lr, lr) and cfg.run.n_rollout_threads == 128 and cfg.algo.ppo_epoch == 4
 
 
-@pytest.mark.parametrize(("scenario", "lr", "embedding", "hidden"), [("2s3z", 0.002, 64, 16), ("3s5z", 0.0003, 64, 16),
-                                                                    ("smacv2_10_units", 0.0003, 64, 16),
-                                                                    ("smacv2_20_units", 0.0003, 4, 64)])
+@pytest.mark.parametrize(
+    ("scenario", "lr", "embedding", "hidden"),
+    [
+        ("2s3z", 0.002, 64, 16),
+        ("3s5z", 0.0003, 64, 16),
+        ("smacv2_10_units", 0.0003, 64, 16),
+        ("smacv2_20_units", 0.0003, 4, 64),
+    ],
+)
 def test_hypermarl_tuned_configs_resolve(scenario, lr, embedding, hidden):
     load_extensions()
     if "hypermarl" not in ARCHITECTURES:
@@ -170,9 +178,28 @@ def test_hypermarl_tuned_configs_resolve(scenario, lr, embedding, hidden):
 
 @pytest.mark.parametrize("arch", ["nops", "fups_id"])
 def test_mappo_trains_and_logs_win_rate(arch, tmp_path):
-    run_dir = run_train(tmp_path, "--algo", "mappo", "--arch", arch, "--env", "smacv2", "--scenario", "3m",
-                        "--num_env_steps", "40", "--n_rollout_threads", str(N_ENVS), "--episode_length", "10",
-                        "--eval_episodes", str(N_ENVS), "--n_eval_rollout_threads", str(N_ENVS),
-                        "--hidden_sizes", "32,32")
+    run_dir = run_train(
+        tmp_path,
+        "--algo",
+        "mappo",
+        "--arch",
+        arch,
+        "--env",
+        "smacv2",
+        "--scenario",
+        "3m",
+        "--num_env_steps",
+        "40",
+        "--n_rollout_threads",
+        str(N_ENVS),
+        "--episode_length",
+        "10",
+        "--eval_episodes",
+        str(N_ENVS),
+        "--n_eval_rollout_threads",
+        str(N_ENVS),
+        "--hidden_sizes",
+        "32,32",
+    )
     row = read_progress(run_dir)[-1]
     assert row["eval/episode_return"] != "" and 0.0 <= float(row["eval/win_rate"]) <= 1.0

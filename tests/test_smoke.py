@@ -15,21 +15,71 @@ load_extensions()
 ENV_ARGS = {
     "matrix": ["--n_rollout_threads", "4", "--eval_episodes", "2", "--n_eval_rollout_threads", "2"],
     "mamujoco": TINY_MAMUJOCO,
-    "vmas": ["--scenario", "dispersion", "--max_steps", "10", "--n_rollout_threads", "4", "--eval_episodes", "4",
-             "--n_eval_rollout_threads", "4", "--hidden_sizes", "16,16"],
-    "mpe": ["--scenario", "simple_spread", "--max_cycles", "10", "--n_rollout_threads", "2", "--n_workers", "0",
-            "--eval_episodes", "2", "--n_eval_rollout_threads", "2", "--hidden_sizes", "16,16"],
+    "vmas": [
+        "--scenario",
+        "dispersion",
+        "--max_steps",
+        "10",
+        "--n_rollout_threads",
+        "4",
+        "--eval_episodes",
+        "4",
+        "--n_eval_rollout_threads",
+        "4",
+        "--hidden_sizes",
+        "16,16",
+    ],
+    "mpe": [
+        "--scenario",
+        "simple_spread",
+        "--max_cycles",
+        "10",
+        "--n_rollout_threads",
+        "2",
+        "--n_workers",
+        "0",
+        "--eval_episodes",
+        "2",
+        "--n_eval_rollout_threads",
+        "2",
+        "--hidden_sizes",
+        "16,16",
+    ],
     # 4 training and 4 evaluation games of one small map: JAX compiles the batched step once per process.
-    "smacv2": ["--scenario", "3m", "--n_rollout_threads", "4", "--eval_episodes", "4", "--n_eval_rollout_threads", "4",
-               "--hidden_sizes", "16,16"],
+    "smacv2": [
+        "--scenario",
+        "3m",
+        "--n_rollout_threads",
+        "4",
+        "--eval_episodes",
+        "4",
+        "--n_eval_rollout_threads",
+        "4",
+        "--hidden_sizes",
+        "16,16",
+    ],
 }
-ENV_ACTIONS = {"matrix": "discrete", "mamujoco": "continuous", "vmas": "discrete", "mpe": "discrete",
-               "smacv2": "discrete"}
+ENV_ACTIONS = {
+    "matrix": "discrete",
+    "mamujoco": "continuous",
+    "vmas": "discrete",
+    "mpe": "discrete",
+    "smacv2": "discrete",
+}
 # Environments from optional extras: their smoke runs are skipped when the package is absent.
 ENV_PACKAGES = {"vmas": "vmas", "mpe": "mpe2", "smacv2": "jaxmarl"}
 # Tiny values for whichever of these keys an algorithm's config has.
-ALGO_TINY = {"episode_length": "10", "ppo_epoch": "2", "critic_epoch": "2", "warmup_steps": "20",
-             "batch_size": "8", "train_interval": "5", "update_per_train": "1", "buffer_size": "1000", "n_step": "3"}
+ALGO_TINY = {
+    "episode_length": "10",
+    "ppo_epoch": "2",
+    "critic_epoch": "2",
+    "warmup_steps": "20",
+    "batch_size": "8",
+    "train_interval": "5",
+    "update_per_train": "1",
+    "buffer_size": "1000",
+    "n_step": "3",
+}
 
 
 def tiny_args(algo: str, env: str) -> list[str]:
@@ -46,7 +96,9 @@ def supported(algo: str, env: str) -> bool:
 
 COMBOS = [
     (algo, arch, env)
-    for algo in sorted(ALGORITHMS) for arch in sorted(ARCHITECTURES) for env in sorted(ENV_ACTIONS)
+    for algo in sorted(ALGORITHMS)
+    for arch in sorted(ARCHITECTURES)
+    for env in sorted(ENV_ACTIONS)
     if supported(algo, env)
 ]
 
@@ -64,8 +116,18 @@ def test_tiny_run_writes_logs_and_checkpoint(algo, arch, env, tmp_path):
 @pytest.mark.parametrize("algo", sorted(a for a in ALGORITHMS if ALGORITHMS[a].continuous))
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_heterogeneous_mamujoco(algo, arch, tmp_path):
-    run_dir = run_train(tmp_path, "--algo", algo, "--arch", arch, "--env", "mamujoco", "--agent_conf", "6x1",
-                        *tiny_args(algo, "mamujoco"))
+    run_dir = run_train(
+        tmp_path,
+        "--algo",
+        algo,
+        "--arch",
+        arch,
+        "--env",
+        "mamujoco",
+        "--agent_conf",
+        "6x1",
+        *tiny_args(algo, "mamujoco"),
+    )
     assert read_progress(run_dir)[-1]["eval/episode_return"] != ""
 
 

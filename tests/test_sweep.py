@@ -10,8 +10,22 @@ from harl.sweep import latest_step
 from .example_scripts import load_example
 
 sweep = load_example("sweep")
-TINY = ["--env", "matrix", "--scenarios", "game=specialisation,n_agents=2", "--seeds", "1", "--n_rollout_threads", "10",
-        "--eval_episodes", "4", "--n_eval_rollout_threads", "4", "--progress_bar", "false"]
+TINY = [
+    "--env",
+    "matrix",
+    "--scenarios",
+    "game=specialisation,n_agents=2",
+    "--seeds",
+    "1",
+    "--n_rollout_threads",
+    "10",
+    "--eval_episodes",
+    "4",
+    "--n_eval_rollout_threads",
+    "4",
+    "--progress_bar",
+    "false",
+]
 
 
 def run_folders(log_dir):
@@ -36,6 +50,9 @@ def test_local_sweep_skips_finished_runs_and_resumes_unfinished_ones(tmp_path, c
     assert out.count("resume ") == 2
     assert run_folders(tmp_path) == folders and all(latest_step(f) == 400 for f in folders)
 
+    assert guarded(sweep.main)([*grid, "400", "--lr", "0.1"]) == 2  # changed settings, same experiment name
+    assert "use another --exp_name" in capsys.readouterr().err
+
 
 def test_dead_run_without_checkpoint_is_replaced(tmp_path, capsys):
     dead = tmp_path / "matrix/specialisation-2/mappo-nops/sweep/seed-1-20000101-000000"
@@ -59,6 +76,7 @@ GRID = ["--algos", "mappo", "--archs", "nops", "--env", "matrix", "--seeds", "1"
         (["--algos", "mapo", "--archs", "nops", "--env", "matrix", "--seeds", "1"], "unknown algorithm 'mapo'"),
         ([*GRID, "--lr_typo", "1"], "unknown config key 'lr_typo'"),
         ([*GRID, "--scenarios", "game="], "bad scenario"),
+        ([*GRID, "--scenarios", "n_agents=2", "--n_agents", "3"], "--n_agents is given both"),
         (["--algos", "mappo", "--archs", "nops", "--env", "matrix", "--seeds", "x"], "--seeds expects"),
         (["--algos", "mappo", "--env", "matrix", "--seeds", "1"], "required: --archs"),
     ],
@@ -72,8 +90,21 @@ def test_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys):
 @pytest.mark.optional
 def test_ray_backend_on_a_local_instance(tmp_path, capsys):
     pytest.importorskip("ray")
-    argv = ["--algos", "mappo", "--archs", "nops", *TINY, "--log_dir", str(tmp_path), "--num_env_steps", "100",
-            "--backend", "ray", "--workers", "1"]
+    argv = [
+        "--algos",
+        "mappo",
+        "--archs",
+        "nops",
+        *TINY,
+        "--log_dir",
+        str(tmp_path),
+        "--num_env_steps",
+        "100",
+        "--backend",
+        "ray",
+        "--workers",
+        "1",
+    ]
     assert guarded(sweep.main)(argv) == 0
     (folder,) = run_folders(tmp_path)
     assert latest_step(folder) == 100

@@ -129,8 +129,10 @@ def test_missing_vmas_says_what_to_install(monkeypatch):
         vmas_env._vmas.cache_clear()
 
 
-@pytest.mark.parametrize(("scenario", "n_agents", "lr"), [("dispersion", 4, 5e-4), ("navigation", 2, 5e-5),
-                                                         ("navigation", 4, 5e-5), ("navigation", 8, 5e-5)])
+@pytest.mark.parametrize(
+    ("scenario", "n_agents", "lr"),
+    [("dispersion", 4, 5e-4), ("navigation", 2, 5e-5), ("navigation", 4, 5e-5), ("navigation", 8, 5e-5)],
+)
 def test_tuned_configs_resolve(scenario, n_agents, lr):
     cfg, sources = build_config("mappo", "fups_id", "vmas", {"scenario": scenario, "n_agents": str(n_agents)})
     assert sources[-1].endswith(f"tuned_configs/vmas/{scenario}-{n_agents}/mappo.yaml")
@@ -139,17 +141,64 @@ def test_tuned_configs_resolve(scenario, n_agents, lr):
 
 @pytest.mark.parametrize("arch", ["nops", "fups_id"])
 def test_mappo_trains_on_dispersion(arch, tmp_path):
-    run_dir = run_train(tmp_path, "--algo", "mappo", "--arch", arch, "--env", "vmas", "--scenario", "dispersion",
-                        "--num_env_steps", "80", "--n_rollout_threads", "4", "--episode_length", "20",
-                        "--eval_episodes", "4", "--n_eval_rollout_threads", "4")
+    run_dir = run_train(
+        tmp_path,
+        "--algo",
+        "mappo",
+        "--arch",
+        arch,
+        "--env",
+        "vmas",
+        "--scenario",
+        "dispersion",
+        "--num_env_steps",
+        "80",
+        "--n_rollout_threads",
+        "4",
+        "--episode_length",
+        "20",
+        "--eval_episodes",
+        "4",
+        "--n_eval_rollout_threads",
+        "4",
+    )
     rows = read_progress(run_dir)
     assert rows[-1]["eval/episode_return"] != ""
     assert "vmas/dispersion-4" in str(run_dir)
 
 
 def test_mappo_trains_on_navigation(tmp_path):
-    run_dir = run_train(tmp_path, "--algo", "mappo", "--arch", "nops", "--env", "vmas", "--scenario", "navigation",
-                        "--n_agents", "2", "--max_steps", "10", "--num_env_steps", "40", "--n_rollout_threads", "4",
-                        "--episode_length", "10", "--ppo_epoch", "1", "--critic_epoch", "1", "--actor_num_mini_batch",
-                        "1", "--critic_num_mini_batch", "1", "--eval_episodes", "4", "--n_eval_rollout_threads", "4")
+    run_dir = run_train(
+        tmp_path,
+        "--algo",
+        "mappo",
+        "--arch",
+        "nops",
+        "--env",
+        "vmas",
+        "--scenario",
+        "navigation",
+        "--n_agents",
+        "2",
+        "--max_steps",
+        "10",
+        "--num_env_steps",
+        "40",
+        "--n_rollout_threads",
+        "4",
+        "--episode_length",
+        "10",
+        "--ppo_epoch",
+        "1",
+        "--critic_epoch",
+        "1",
+        "--actor_num_mini_batch",
+        "1",
+        "--critic_num_mini_batch",
+        "1",
+        "--eval_episodes",
+        "4",
+        "--n_eval_rollout_threads",
+        "4",
+    )
     assert read_progress(run_dir)[-1]["eval/episode_return"] != ""

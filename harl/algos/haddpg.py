@@ -41,9 +41,7 @@ class HADDPG(DeterministicLearner):
                     obs = batch.obs[:, agents]  # (B, 1, O)
                     joint = actions.index_copy(1, agents, self.actor(obs, agents))  # (B, N, A)
                     loss = -self.actor_q(batch.state, joint, state_embedding).mean()
-                    self.actor_optimizer.zero_grad()
-                    loss.backward()
-                    self.actor_optimizer.step(agents=agents)
+                    self.step_actor(loss, agents)
                     actor_loss[agents] = loss.detach()
                     if position < len(groups) - 1:  # the last agent's new action is never used
                         with torch.no_grad():

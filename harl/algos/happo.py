@@ -30,7 +30,10 @@ class HAPPO(OnPolicyLearner):
         factor = torch.ones(obs.shape[0], 1, device=self.device)  # (T·E, 1): product of earlier agents' ratios
         order = torch.randperm(self.n_agents, generator=self.generator).tolist()
         self.last_order = order
-        stats = {k: torch.zeros(self.n_agents, device=self.device) for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac", "grad_norm", "factor")}
+        stats = {
+            k: torch.zeros(self.n_agents, device=self.device)
+            for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac", "grad_norm", "factor")
+        }
         grad_norms = []
         for agent in order:  # inherently sequential
             agents = torch.tensor([agent], device=self.device)
@@ -38,20 +41,31 @@ class HAPPO(OnPolicyLearner):
             agent_avail = None if avail is None else avail[:, agents]
             updates = 0
             for _ in range(self.cfg.ppo_epoch):
-                for idx in buffer.minibatches(self.cfg.actor_num_mini_batch, self.generator):
+                for k, idx in enumerate(buffer.minibatches(self.cfg.actor_num_mini_batch, self.generator)):
                     surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(
-                        agent_obs[idx], agent_actions[idx], None if agent_avail is None else agent_avail[idx],
-                        old_log_probs[idx][:, agents], advantages[idx][:, agents], agents,
+                        agent_obs[idx],
+                        agent_actions[idx],
+                        None if agent_avail is None else agent_avail[idx],
+                        old_log_probs[idx][:, agents],
+                        advantages[idx][:, agents],
+                        agents,
                     )
                     policy_loss = -(factor[idx] * surrogate).mean()
                     loss = policy_loss - self.cfg.entropy_coef * entropy.mean()
                     self.actor_optimizer.zero_grad()
                     loss.backward()
+                    self.record_actor_gradients(new_group=k == 0)  # one group per epoch of each agent's turn
                     total_norm, _ = self._clip(self.actor_optimizer)
                     grad_norms.append(total_norm)
                     self.actor_optimizer.step(agents=agents)
-                    for key, value in (("policy_loss", policy_loss), ("entropy", entropy.mean()), ("ratio", ratio.mean()),
-                                       ("approx_kl", approx_kl.mean()), ("clip_frac", clipped.mean()), ("grad_norm", total_norm)):
+                    for key, value in (
+                        ("policy_loss", policy_loss),
+                        ("entropy", entropy.mean()),
+                        ("ratio", ratio.mean()),
+                        ("approx_kl", approx_kl.mean()),
+                        ("clip_frac", clipped.mean()),
+                        ("grad_norm", total_norm),
+                    ):
                         stats[key][agent] += value.detach()
                     updates += 1
             for key in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac", "grad_norm"):
@@ -63,6 +77,8 @@ class HAPPO(OnPolicyLearner):
         for key, values in stats.items():
             metrics.update(agent_metrics(self.spec.agent_ids, key, values))
         metrics["losses/actor/grad_norm"] = torch.stack(grad_norms).mean().item()
+        if self.grad_stats is not None:
+            metrics.update(self.grad_stats.summary())
         return metrics
 
 

@@ -43,9 +43,7 @@ class HASAC(SACLearner):
                 joint = actions.index_copy(1, agents, own)  # (B, N, A)
                 q = self.critic(batch.state, joint, state_embedding=state_embedding).min(-1).values  # (B,)
                 loss, actor_loss[agents] = self.actor_loss(own_log_probs, q, agents)
-                self.actor_optimizer.zero_grad()
-                loss.backward()
-                self.actor_optimizer.step(agents=agents)
+                self.step_actor(loss, agents)
                 log_probs[:, agents] = own_log_probs.detach()
                 if position < len(groups) - 1:  # the last agent's new action is never used
                     with torch.no_grad():

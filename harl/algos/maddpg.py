@@ -29,9 +29,7 @@ class MADDPG(DeterministicLearner):
             with frozen(self.critic):
                 actions = self.actor(batch.obs)  # (B, N, A)
                 loss = -self.actor_q(batch.state, actions).mean()
-                self.actor_optimizer.zero_grad()
-                loss.backward()
-                self.actor_optimizer.step()
+                self.step_actor(loss, None)
             metrics["actor_loss"] = loss.detach().expand(self.n_agents)
         self.finish_update(actors_updated)
         return metrics

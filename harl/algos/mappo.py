@@ -23,10 +23,13 @@ class MAPPO(OnPolicyLearner):
         metrics = self.train_critic(buffer)
         obs, actions, avail = buffer.flat("obs"), buffer.flat("actions"), buffer.flat("avail")
         old_log_probs = buffer.flat("log_probs")  # (T·E, N)
-        sums = {k: torch.zeros(self.n_agents, device=self.device) for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac")}
+        sums = {
+            k: torch.zeros(self.n_agents, device=self.device)
+            for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac")
+        }
         grad_norms, own_norms, updates = [], [], 0
         for _ in range(self.cfg.ppo_epoch):
-            for idx in buffer.minibatches(self.cfg.actor_num_mini_batch, self.generator):
+            for k, idx in enumerate(buffer.minibatches(self.cfg.actor_num_mini_batch, self.generator)):
                 surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(
                     obs[idx], actions[idx], None if avail is None else avail[idx], old_log_probs[idx], advantages[idx]
                 )
@@ -35,12 +38,18 @@ class MAPPO(OnPolicyLearner):
                 loss = (per_agent_loss - self.cfg.entropy_coef * per_agent_entropy).sum()
                 self.actor_optimizer.zero_grad()
                 loss.backward()
+                self.record_actor_gradients(new_group=k == 0)  # minibatches of one epoch form a group
                 total_norm, per_agent_norm = self._clip(self.actor_optimizer)
                 grad_norms.append(total_norm)
                 own_norms.append(per_agent_norm)
                 self.actor_optimizer.step()
-                for key, value in (("policy_loss", per_agent_loss), ("entropy", per_agent_entropy),
-                                   ("ratio", ratio.mean(0)), ("approx_kl", approx_kl.mean(0)), ("clip_frac", clipped.mean(0))):
+                for key, value in (
+                    ("policy_loss", per_agent_loss),
+                    ("entropy", per_agent_entropy),
+                    ("ratio", ratio.mean(0)),
+                    ("approx_kl", approx_kl.mean(0)),
+                    ("clip_frac", clipped.mean(0)),
+                ):
                     sums[key] += value.detach()
                 updates += 1
         for key, total in sums.items():
@@ -49,6 +58,8 @@ class MAPPO(OnPolicyLearner):
         if bool(own.any()):
             metrics.update(agent_metrics(self.spec.agent_ids, "grad_norm", own))
         metrics["losses/actor/grad_norm"] = torch.stack(grad_norms).mean().item()
+        if self.grad_stats is not None:
+            metrics.update(self.grad_stats.summary())
         return metrics
 
 

@@ -29,9 +29,7 @@ class MASAC(SACLearner):
             actions, log_probs = self.actor.act(batch.obs)  # (B, N, A), (B, N)
             q = self.critic(batch.state, actions).min(-1).values  # (B,)
             loss, actor_loss = self.actor_loss(log_probs, q, agents)
-            self.actor_optimizer.zero_grad()
-            loss.backward()
-            self.actor_optimizer.step()
+            self.step_actor(loss, None)
         metrics.update(self.update_temperatures(log_probs))
         metrics["actor_loss"] = actor_loss
         self.finish_update()

@@ -23,6 +23,7 @@ from harl.buffers.replay import ReplayBatch, ReplayBuffer
 from harl.config import ExperimentConfig, non_negative, positive
 from harl.envs.spec import EnvSpec
 from harl.errors import ConfigError
+from harl.metrics.gradients import GradientStats
 from harl.models.off_policy import JointQCritic
 from harl.optim import AgentAdam
 from harl.registry import ArchEntry
@@ -60,8 +61,17 @@ class OffPolicyConfig:
     """Store the replay buffer in checkpoints, so a resumed run continues without refilling (large files)."""
 
     def validate(self) -> None:
-        positive(self, "train_interval", "update_per_train", "batch_size", "buffer_size", "n_step", "lr",
-                 "critic_lr", "huber_delta")
+        positive(
+            self,
+            "train_interval",
+            "update_per_train",
+            "batch_size",
+            "buffer_size",
+            "n_step",
+            "lr",
+            "critic_lr",
+            "huber_delta",
+        )
         non_negative(self, "warmup_steps")
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError("gamma must lie in [0, 1]")
@@ -115,6 +125,7 @@ class OffPolicyLearner(ABC):
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)
         self.generator = torch.Generator().manual_seed(cfg.run.seed)
         self.updates = 0
+        self.grad_stats = GradientStats() if cfg.run.grad_stats else None
         # The last actor update's agent groups in order: [[i], [j], ...] sequential, [[0, ..., N-1]] simultaneous.
         self.last_order: list[list[int]] = []
         if sequential and arch.shares_parameters:
@@ -161,7 +172,18 @@ class OffPolicyLearner(ABC):
                 metrics.update({f"losses/{agent}/{key}": value for agent, value in per_agent})
             else:
                 metrics[key] = mean.item()
+        if self.grad_stats is not None:
+            metrics.update(self.grad_stats.summary())
         return metrics
+
+    def step_actor(self, loss: torch.Tensor, agents: torch.Tensor | None) -> None:
+        """Backpropagate an actor loss and step the selected agents (all when None), recording gradient
+        statistics when `run.grad_stats` is on."""
+        self.actor_optimizer.zero_grad()
+        loss.backward()
+        if self.grad_stats is not None:
+            self.grad_stats.record(self.actor.parameters())
+        self.actor_optimizer.step(agents=agents)
 
     def fit_critic(self, batch: ReplayBatch, next_value: torch.Tensor) -> dict[str, torch.Tensor]:
         """One critic step towards target = team n-step reward + discount · next_value (B,)."""

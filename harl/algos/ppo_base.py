@@ -15,6 +15,7 @@ from harl.buffers.rollout import RolloutBuffer
 from harl.config import ExperimentConfig, non_negative, positive
 from harl.envs.spec import EnvSpec
 from harl.errors import ConfigError
+from harl.metrics.gradients import GradientStats
 from harl.models.policies import ON_POLICY_ACTORS, AgentValueCritic
 from harl.optim import AgentAdam, clip_grad_norm_agentwise, grad_norms_agentwise
 from harl.registry import ArchEntry
@@ -63,8 +64,19 @@ class PPOConfig:
     """GAE λ."""
 
     def validate(self) -> None:
-        positive(self, "episode_length", "lr", "critic_lr", "opti_eps", "ppo_epoch", "critic_epoch",
-                 "actor_num_mini_batch", "critic_num_mini_batch", "clip_param", "huber_delta")
+        positive(
+            self,
+            "episode_length",
+            "lr",
+            "critic_lr",
+            "opti_eps",
+            "ppo_epoch",
+            "critic_epoch",
+            "actor_num_mini_batch",
+            "critic_num_mini_batch",
+            "clip_param",
+            "huber_delta",
+        )
         non_negative(self, "entropy_coef", "value_loss_coef", "max_grad_norm")
         if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
             raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
@@ -86,6 +98,7 @@ class OnPolicyLearner:
         self.critic_optimizer = AgentAdam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=self.cfg.opti_eps)
         self.value_norm = ValueNorm((spec.n_agents,)).to(device) if self.cfg.use_valuenorm else None
         self.generator = torch.Generator().manual_seed(cfg.run.seed)
+        self.grad_stats = GradientStats() if cfg.run.grad_stats else None
 
     # ------------------------------------------------------------------ acting
 
@@ -125,7 +138,9 @@ class OnPolicyLearner:
                 error = targets[idx] - values
                 loss = self._value_error(error)
                 if self.cfg.use_clipped_value_loss:
-                    clipped = old_values[idx] + (values - old_values[idx]).clamp(-self.cfg.clip_param, self.cfg.clip_param)
+                    clipped = old_values[idx] + (values - old_values[idx]).clamp(
+                        -self.cfg.clip_param, self.cfg.clip_param
+                    )
                     loss = torch.maximum(loss, self._value_error(targets[idx] - clipped))
                 loss = loss.mean() * self.cfg.value_loss_coef
                 self.critic_optimizer.zero_grad()
@@ -154,6 +169,13 @@ class OnPolicyLearner:
         else:
             per_agent, shared = grad_norms_agentwise(params, self.n_agents)
         return (per_agent.pow(2).sum() + shared.pow(2)).sqrt().detach(), per_agent.detach()
+
+    def record_actor_gradients(self, new_group: bool = False) -> None:
+        """Feed the actor's current gradient to the gradient statistics (when `run.grad_stats` is on)."""
+        if self.grad_stats is not None:
+            if new_group:
+                self.grad_stats.next_group()
+            self.grad_stats.record(self.actor.parameters())
 
     def ppo_surrogate(self, obs, actions, avail, old_log_probs, advantages, agents=None):
         """Clipped surrogate terms, entropy and diagnostics for the selected agents: all (B, k)."""

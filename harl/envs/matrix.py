@@ -75,8 +75,14 @@ class MatrixGameVecEnv:
         flag = torch.full((e,), done, dtype=torch.bool, device=self.device)
         team = reward.mean(1)
         return StepOutput(
-            obs=self._obs, state=self._state, avail_actions=None, reward=reward,
-            terminated=flag, truncated=torch.zeros_like(flag), final_obs=self._obs, final_state=self._state,
+            obs=self._obs,
+            state=self._state,
+            avail_actions=None,
+            reward=reward,
+            terminated=flag,
+            truncated=torch.zeros_like(flag),
+            final_obs=self._obs,
+            final_state=self._state,
             episode_return=team if done else torch.full((e,), float("nan"), device=self.device),
             episode_length=torch.full((e,), int(done), device=self.device),
         )

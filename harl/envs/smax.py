@@ -46,8 +46,20 @@ from harl.registry import EnvEntry, register_environment
 # The maps of JaxMARL SMAX's scenario table (`jaxmarl.environments.smax.smax_env.MAP_NAME_TO_SCENARIO`),
 # listed here so configs validate without importing JAX.
 MAPS = (
-    "smacv2_5_units", "smacv2_10_units", "smacv2_20_units",
-    "2s3z", "3s5z", "3m", "8m", "25m", "5m_vs_6m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z", "3s_vs_5z", "6h_vs_8z",
+    "smacv2_5_units",
+    "smacv2_10_units",
+    "smacv2_20_units",
+    "2s3z",
+    "3s5z",
+    "3m",
+    "8m",
+    "25m",
+    "5m_vs_6m",
+    "10m_vs_11m",
+    "27m_vs_30m",
+    "3s5z_vs_3s6z",
+    "3s_vs_5z",
+    "6h_vs_8z",
 )
 
 
@@ -122,8 +134,9 @@ def _jax() -> tuple[Any, Any]:
             import jax
             from jaxmarl.environments import smax
     except ImportError:
-        raise UserError("the smacv2 environment (JaxMARL SMAX) needs jaxmarl: pip install jaxmarl "
-                        "(or pip install '.[smax]')") from None
+        raise UserError(
+            "the smacv2 environment (JaxMARL SMAX) needs jaxmarl: pip install jaxmarl (or pip install '.[smax]')"
+        ) from None
     if jax.config.jax_compilation_cache_dir is None:  # the user chose no folder (JAX_COMPILATION_CACHE_DIR)
         cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         jax.config.update("jax_compilation_cache_dir", os.path.join(cache_home, "harl", "jax"))
@@ -199,7 +212,7 @@ class _Smax:
         obs, after, rewards, _, _ = env.step_env(step_key, state, {a: actions[i] for i, a in enumerate(env.agents)})
         alive = after.state.unit_alive
         allies_dead = ~jnp.any(alive[: env.num_allies])
-        enemies_dead = ~jnp.any(alive[env.num_allies:])
+        enemies_dead = ~jnp.any(alive[env.num_allies :])
         terminated = allies_dead | enemies_dead
         # SMAX itself ends a timed-out game one step late (it tests the step count before counting the step).
         truncated = (after.state.step >= env.max_steps) & ~terminated
@@ -210,8 +223,17 @@ class _Smax:
         next_obs = jnp.where(done, jnp.stack([reset_obs[a] for a in env.agents]), final_obs)
         next_world = jnp.where(done, reset_obs["world_state"], obs["world_state"])
         reward = jnp.stack([rewards[a] for a in env.agents]).astype(jnp.float32)  # (N,)
-        return (next_state, next_obs, next_world, reward, terminated, truncated, final_obs,
-                obs["world_state"], enemies_dead & ~allies_dead)
+        return (
+            next_state,
+            next_obs,
+            next_world,
+            reward,
+            terminated,
+            truncated,
+            final_obs,
+            obs["world_state"],
+            enemies_dead & ~allies_dead,
+        )
 
     def _step(self, key: Any, states: Any, returns: Any, lengths: Any, actions: Any) -> tuple[Any, ...]:
         """All envs: actions (E, N) int32 -> (next key, states, returns (E,), lengths (E,), `_Batch`)."""
@@ -227,9 +249,17 @@ class _Smax:
         lengths = lengths + 1.0
         nan = jnp.full_like(returns, jnp.nan)
         batch = _Batch(
-            obs=obs, state=world, avail=self._avail(states), reward=reward, terminated=terminated, truncated=truncated,
-            final_obs=final_obs, final_state=final_world, episode_return=jnp.where(done, returns, nan),
-            episode_length=jnp.where(done, lengths, 0.0), win=jnp.where(done, win.astype(jnp.float32), nan),
+            obs=obs,
+            state=world,
+            avail=self._avail(states),
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=final_obs,
+            final_state=final_world,
+            episode_return=jnp.where(done, returns, nan),
+            episode_length=jnp.where(done, lengths, 0.0),
+            win=jnp.where(done, win.astype(jnp.float32), nan),
         )
         return key, states, jnp.where(done, 0.0, returns), jnp.where(done, 0.0, lengths), batch
 
@@ -287,9 +317,14 @@ class SmaxVecEnv:
         obs_t, state_t = _to_torch(obs, self.device), _to_torch(world, self.device)
         no = torch.zeros(self.n_envs, dtype=torch.bool, device=self.device)
         return StepOutput(
-            obs=obs_t, state=state_t, avail_actions=_to_torch(avail, self.device),
+            obs=obs_t,
+            state=state_t,
+            avail_actions=_to_torch(avail, self.device),
             reward=torch.zeros(self.n_envs, self.spec.n_agents, device=self.device),
-            terminated=no, truncated=no.clone(), final_obs=obs_t, final_state=state_t,
+            terminated=no,
+            truncated=no.clone(),
+            final_obs=obs_t,
+            final_state=state_t,
             episode_return=torch.full((self.n_envs,), float("nan"), device=self.device),
             episode_length=torch.zeros(self.n_envs, device=self.device),
         )
@@ -309,9 +344,17 @@ class SmaxVecEnv:
         )
         out = _Batch(*(_to_torch(array, self.device) for array in batch))
         return StepOutput(
-            obs=out.obs, state=out.state, avail_actions=out.avail, reward=out.reward, terminated=out.terminated,
-            truncated=out.truncated, final_obs=out.final_obs, final_state=out.final_state,
-            episode_return=out.episode_return, episode_length=out.episode_length, info={"win": out.win},
+            obs=out.obs,
+            state=out.state,
+            avail_actions=out.avail,
+            reward=out.reward,
+            terminated=out.terminated,
+            truncated=out.truncated,
+            final_obs=out.final_obs,
+            final_state=out.final_state,
+            episode_return=out.episode_return,
+            episode_length=out.episode_length,
+            info={"win": out.win},
         )
 
     def render(self) -> None:
@@ -319,9 +362,11 @@ class SmaxVecEnv:
         inner = self._states.state
         n_allies = self._smax.env.num_allies
         alive, health = np.asarray(inner.unit_alive[0]), np.asarray(inner.unit_health[0])
-        print(f"step {int(inner.step[0])}: allies alive {alive[:n_allies].astype(int).tolist()} "
-              f"health {np.round(health[:n_allies]).tolist()} | enemies alive {alive[n_allies:].astype(int).tolist()} "
-              f"health {np.round(health[n_allies:]).tolist()}")
+        print(
+            f"step {int(inner.step[0])}: allies alive {alive[:n_allies].astype(int).tolist()} "
+            f"health {np.round(health[:n_allies]).tolist()} | enemies alive {alive[n_allies:].astype(int).tolist()} "
+            f"health {np.round(health[n_allies:]).tolist()}"
+        )
 
     def close(self) -> None:
         return None

@@ -91,8 +91,9 @@ class VmasConfig:
         if self.scenario == "navigation" and self.agents_with_same_goal > 1 and self.collisions:
             raise ConfigError("vmas navigation: agents that share goals cannot collide; set env.collisions false")
         if self.split_goals and not (self.n_agents % 2 == 0 and self.agents_with_same_goal == self.n_agents // 2):
-            raise ConfigError("vmas navigation: split_goals needs an even n_agents and "
-                              "agents_with_same_goal = n_agents / 2")
+            raise ConfigError(
+                "vmas navigation: split_goals needs an even n_agents and agents_with_same_goal = n_agents / 2"
+            )
 
     @property
     def continuous(self) -> bool:
@@ -275,9 +276,14 @@ class VmasVecEnv:
         state = obs.flatten(1)  # (E, N * obs_dim_max)
         no = torch.zeros(self.n_envs, dtype=torch.bool, device=self.device)
         return StepOutput(
-            obs=obs, state=state, avail_actions=None,
+            obs=obs,
+            state=state,
+            avail_actions=None,
             reward=torch.zeros(self.n_envs, self.spec.n_agents, device=self.device),
-            terminated=no, truncated=no.clone(), final_obs=obs, final_state=state,
+            terminated=no,
+            truncated=no.clone(),
+            final_obs=obs,
+            final_state=state,
             episode_return=torch.full((self.n_envs,), float("nan"), device=self.device),
             episode_length=torch.zeros(self.n_envs, device=self.device),
         )
@@ -307,9 +313,16 @@ class VmasVecEnv:
         else:
             obs = final_obs
         return StepOutput(
-            obs=obs, state=obs.flatten(1), avail_actions=None, reward=reward,
-            terminated=terminated, truncated=truncated, final_obs=final_obs, final_state=final_obs.flatten(1),
-            episode_return=episode_return, episode_length=episode_length,
+            obs=obs,
+            state=obs.flatten(1),
+            avail_actions=None,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=final_obs,
+            final_state=final_obs.flatten(1),
+            episode_return=episode_return,
+            episode_length=episode_length,
         )
 
     def render(self) -> None:
@@ -327,9 +340,7 @@ class VmasVecEnv:
 def _stack_padded(per_agent: list[torch.Tensor]) -> torch.Tensor:
     """N tensors (E, obs_dim_i) -> (E, N, max obs_dim_i), zero-padded, float32."""
     width = max(t.shape[-1] for t in per_agent)
-    return torch.stack(
-        [torch.nn.functional.pad(t.float(), (0, width - t.shape[-1])) for t in per_agent], dim=1
-    )
+    return torch.stack([torch.nn.functional.pad(t.float(), (0, width - t.shape[-1])) for t in per_agent], dim=1)
 
 
 def make(

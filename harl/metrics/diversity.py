@@ -167,7 +167,7 @@ def js_divergence_gaussian_mc(
 
     Args:
         mean_p, log_std_p, mean_q, log_std_q: (..., A) parameters.
-        mask: (A,) or broadcastable to (..., A), 1 on the dimensions compared (default: all).
+        mask: (A,) 1 on the dimensions compared (default: all).
         samples: draws from each of p and q.
         generator: CPU generator for the draws (default: a fixed seed, so the estimate is deterministic).
 
@@ -233,16 +233,27 @@ def snd_categorical(probs: torch.Tensor, distance: str = "jsd") -> SNDResult:
     per_pair = metric(probs[:, i], probs[:, j])  # (B, P)
     valid = torch.ones(i.numel(), dtype=torch.bool, device=probs.device)
     return SNDResult(
-        value=float(per_pair.mean()), stderr=0.0, pairwise=_pairwise_matrix(n, per_pair.sum(0), probs.shape[0], valid),
-        n_obs=probs.shape[0], distance=distance, estimator="exact",
+        value=float(per_pair.mean()),
+        stderr=0.0,
+        pairwise=_pairwise_matrix(n, per_pair.sum(0), probs.shape[0], valid),
+        n_obs=probs.shape[0],
+        distance=distance,
+        estimator="exact",
     )
 
 
 class _GaussianSNDAccumulator:
     """Streams observation chunks of Gaussian policies into an SND estimate (JSD by Monte Carlo, W₂ exactly)."""
 
-    def __init__(self, n: int, act_mask: torch.Tensor, distance: str, samples: int, groups: int,
-                 generator: torch.Generator | None) -> None:
+    def __init__(
+        self,
+        n: int,
+        act_mask: torch.Tensor,
+        distance: str,
+        samples: int,
+        groups: int,
+        generator: torch.Generator | None,
+    ) -> None:
         _check_distance(distance, "gaussian")
         if samples < 2:
             raise UserError("the Monte-Carlo SND estimator needs samples >= 2")
@@ -320,7 +331,7 @@ def snd_gaussian(
     acc = _GaussianSNDAccumulator(mean.shape[1], act_mask, distance, samples, groups, generator)
     step = acc.chunk_size(mean.shape[-1])
     for start in range(0, mean.shape[0], step):
-        acc.add(mean[start:start + step], log_std[start:start + step])
+        acc.add(mean[start : start + step], log_std[start : start + step])
     return acc.result()
 
 
@@ -402,8 +413,8 @@ def snd_of_actor(
     gaussian: _GaussianSNDAccumulator | None = None
     categorical: list[torch.Tensor] = []
     for start in range(0, inputs.shape[0], batch_size):
-        chunk_avail = None if inputs_avail is None else inputs_avail[start:start + batch_size]
-        policies = policy_distributions(actor, inputs[start:start + batch_size], chunk_avail)
+        chunk_avail = None if inputs_avail is None else inputs_avail[start : start + batch_size]
+        policies = policy_distributions(actor, inputs[start : start + batch_size], chunk_avail)
         if isinstance(policies, CategoricalPolicies):
             _check_distance(distance, "categorical")
             categorical.append(policies.probs)
@@ -412,7 +423,7 @@ def snd_of_actor(
             gaussian = _GaussianSNDAccumulator(n, policies.act_mask, distance, samples, groups, generator)
         step = gaussian.chunk_size(policies.mean.shape[-1])
         for s in range(0, policies.mean.shape[0], step):
-            gaussian.add(policies.mean[s:s + step], policies.log_std[s:s + step])
+            gaussian.add(policies.mean[s : s + step], policies.log_std[s : s + step])
     if gaussian is not None:
         return gaussian.result()
     return snd_categorical(torch.cat(categorical), distance)
@@ -442,6 +453,7 @@ def snd_metrics(
         keep = torch.linspace(0, obs.shape[0] - 1, max_obs, device=obs.device).long()
         obs, avail = obs[keep], None if avail is None else avail[keep]
     obs_mode = "shared" if len(set(obs_dims)) == 1 else "own"
-    result = snd_of_actor(actor, obs, avail, obs_mode=obs_mode, samples=samples,
-                          generator=torch.Generator().manual_seed(seed))
+    result = snd_of_actor(
+        actor, obs, avail, obs_mode=obs_mode, samples=samples, generator=torch.Generator().manual_seed(seed)
+    )
     return {"diversity/snd": result.value, "diversity/snd_stderr": result.stderr}

@@ -91,7 +91,9 @@ class SharedParams(LayerParams):
 
     def __init__(self, dims: list[tuple[int, int]], gains: list[float]) -> None:
         super().__init__()
-        self.weights = nn.ParameterList([nn.Parameter(orthogonal_stack(1, i, o, g)[0]) for (i, o), g in zip(dims, gains)])
+        self.weights = nn.ParameterList(
+            [nn.Parameter(orthogonal_stack(1, i, o, g)[0]) for (i, o), g in zip(dims, gains)]
+        )
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(o)) for _, o in dims])
 
     def layers(self, agents: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -188,4 +190,3 @@ class AgentParam(nn.Module):
             k = self.n_agents if agents is None else agents.numel()
             return self.value.expand(k, -1)
         return self.value if agents is None else self.value[agents]
-

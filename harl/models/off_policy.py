@@ -57,8 +57,15 @@ class SquashedGaussianActor(BoundedActor):
         super().__init__(spec)
         self.act_dim = spec.act_dim_max
         self.net = arch.build_net(
-            spec.n_agents, spec.obs_dim_max, 2 * spec.act_dim_max, model_cfg.hidden_sizes, model_cfg.gain,
-            torch.as_tensor(spec.obs_mask), "actor", model_cfg, arch_cfg,
+            spec.n_agents,
+            spec.obs_dim_max,
+            2 * spec.act_dim_max,
+            model_cfg.hidden_sizes,
+            model_cfg.gain,
+            torch.as_tensor(spec.obs_mask),
+            "actor",
+            model_cfg,
+            arch_cfg,
         )
 
     def sample(
@@ -91,8 +98,15 @@ class DeterministicActor(BoundedActor):
     def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
         super().__init__(spec)
         self.net = arch.build_net(
-            spec.n_agents, spec.obs_dim_max, spec.act_dim_max, model_cfg.hidden_sizes, model_cfg.gain,
-            torch.as_tensor(spec.obs_mask), "actor", model_cfg, arch_cfg,
+            spec.n_agents,
+            spec.obs_dim_max,
+            spec.act_dim_max,
+            model_cfg.hidden_sizes,
+            model_cfg.gain,
+            torch.as_tensor(spec.obs_mask),
+            "actor",
+            model_cfg,
+            arch_cfg,
         )
 
     def forward(self, obs: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:

@@ -46,8 +46,15 @@ class GaussianActor(Actor):
         super().__init__(spec)
         n, obs_dim, act_dim = spec.n_agents, spec.obs_dim_max, spec.act_dim_max
         self.net = arch.build_net(
-            n, obs_dim, act_dim, model_cfg.hidden_sizes, model_cfg.gain,
-            torch.as_tensor(spec.obs_mask), "actor", model_cfg, arch_cfg,
+            n,
+            obs_dim,
+            act_dim,
+            model_cfg.hidden_sizes,
+            model_cfg.gain,
+            torch.as_tensor(spec.obs_mask),
+            "actor",
+            model_cfg,
+            arch_cfg,
         )
         self.log_std = arch.build_agent_param(n, act_dim, math.log(model_cfg.std_init), "actor", arch_cfg)
 
@@ -93,8 +100,15 @@ class CategoricalActor(Actor):
     def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
         super().__init__(spec)
         self.net = arch.build_net(
-            spec.n_agents, spec.obs_dim_max, spec.act_dim_max, model_cfg.hidden_sizes, model_cfg.gain,
-            torch.as_tensor(spec.obs_mask), "actor", model_cfg, arch_cfg,
+            spec.n_agents,
+            spec.obs_dim_max,
+            spec.act_dim_max,
+            model_cfg.hidden_sizes,
+            model_cfg.gain,
+            torch.as_tensor(spec.obs_mask),
+            "actor",
+            model_cfg,
+            arch_cfg,
         )
 
     def _log_probs_all(
@@ -142,8 +156,15 @@ class AgentValueCritic(nn.Module):
         super().__init__()
         self.n_agents = spec.n_agents
         self.net = arch.build_net(
-            spec.n_agents, spec.state_dim, 1, model_cfg.critic_sizes, 1.0,
-            torch.ones(spec.n_agents, spec.state_dim, dtype=torch.bool), "critic", model_cfg, arch_cfg,
+            spec.n_agents,
+            spec.state_dim,
+            1,
+            model_cfg.critic_sizes,
+            1.0,
+            torch.ones(spec.n_agents, spec.state_dim, dtype=torch.bool),
+            "critic",
+            model_cfg,
+            arch_cfg,
         )
 
     def forward(self, state: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:

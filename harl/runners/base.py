@@ -23,6 +23,8 @@ from harl.config import ExperimentConfig
 from harl.errors import CheckpointError, UserError
 from harl.evaluation import evaluate
 from harl.experiment import check_env_compatible
+from harl.metrics.diversity import snd_metrics
+from harl.models.off_policy import DeterministicActor
 from harl.registry import get_algorithm, get_architecture, get_environment
 from harl.utils.checkpoint import Checkpointer, rng_state, set_rng_state
 from harl.utils.logger import RunLogger
@@ -73,6 +75,12 @@ class Runner(ABC):
         self.next_eval = self._next_multiple(run.eval_interval)
         self.next_save = self._next_multiple(run.save_interval)
         self.next_log = self._next_multiple(run.log_interval)
+        self.next_snd = self._next_multiple(run.snd_interval)
+        if run.snd_interval > 0 and isinstance(self.learner.actor, DeterministicActor):
+            raise UserError(
+                f"--snd_interval: {cfg.algo_name}'s actors are deterministic; SND compares action "
+                "distributions (use a stochastic learner, e.g. hasac/masac/mappo)"
+            )
 
     def _next_multiple(self, interval: int) -> float:
         return math.inf if interval <= 0 else (self.env_steps // interval + 1) * interval
@@ -87,8 +95,11 @@ class Runner(ABC):
         """Train until `num_env_steps`, evaluating, logging and checkpointing on the way."""
         run = self.cfg.run
         bar = tqdm(
-            total=run.num_env_steps, initial=min(self.env_steps, run.num_env_steps), unit="step",
-            disable=not (run.progress_bar and sys.stderr.isatty()), dynamic_ncols=True,
+            total=run.num_env_steps,
+            initial=min(self.env_steps, run.num_env_steps),
+            unit="step",
+            disable=not (run.progress_bar and sys.stderr.isatty()),
+            dynamic_ncols=True,
         )
         counts = self.parameter_counts()
         print("trainable parameters: " + ", ".join(f"{k.split('/')[1]} {v:,}" for k, v in counts.items()))
@@ -96,16 +107,25 @@ class Runner(ABC):
             self.logger.log(self.env_steps, counts)
         start_time, start_steps = time.perf_counter(), self.env_steps
         try:
-            while self.env_steps < run.num_env_steps:
+            deadline = start_time + run.time_limit_minutes * 60 if run.time_limit_minutes > 0 else math.inf
+            finished = self.env_steps >= run.num_env_steps
+            while not finished:
                 before = self.env_steps
                 metrics = self.iterate()
                 self.iteration += 1
                 sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
-                finished = self.env_steps >= run.num_env_steps
+                finished = self.env_steps >= run.num_env_steps or time.perf_counter() >= deadline
                 if finished or run.log_interval == 0 or self.env_steps >= self.next_log:
                     self.next_log = self._next_multiple(run.log_interval)
                     self.logger.log(
-                        self.env_steps, {**metrics, **self._episode_metrics(), **self.diagnostics(), "charts/SPS": sps}
+                        self.env_steps,
+                        {
+                            **metrics,
+                            **self._episode_metrics(),
+                            **self.diagnostics(),
+                            **self.diversity(),
+                            "charts/SPS": sps,
+                        },
                     )
                 if finished or self.env_steps >= self.next_eval:
                     self.next_eval = self._next_multiple(run.eval_interval)
@@ -163,14 +183,35 @@ class Runner(ABC):
                     metrics.update({key.format(role=name): value for key, value in report().items()})
         return metrics
 
+    @abstractmethod
+    def recent_observations(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The latest collected joint observations (B, N, O) and available-action masks (B, N, A) or None."""
+
+    def diversity(self) -> dict[str, float]:
+        """`diversity/snd` (System Neural Diversity) every `snd_interval` env steps."""
+        run = self.cfg.run
+        if run.snd_interval <= 0 or self.env_steps < self.next_snd:
+            return {}
+        self.next_snd = self._next_multiple(run.snd_interval)
+        obs, avail = self.recent_observations()
+        return snd_metrics(
+            self.learner.actor, obs, avail, self.spec.obs_dims, run.snd_max_obs, run.snd_samples, run.seed
+        )
+
     def run_evaluation(self) -> dict[str, float]:
         run = self.cfg.run
         if self.eval_env is None:
             env_entry = get_environment(self.cfg.env_name)
-            self.eval_env = env_entry.make(self.cfg.env, run.n_eval_rollout_threads, run.seed + 100_000, self.device, True, 0)
+            self.eval_env = env_entry.make(
+                self.cfg.env, run.n_eval_rollout_threads, run.seed + 100_000, self.device, True, 0
+            )
         metrics = evaluate(
-            self.learner, self.eval_env, run.eval_episodes, run.eval_deterministic,
-            seed=run.seed + 100_000 + self.iteration, device=self.device,
+            self.learner,
+            self.eval_env,
+            run.eval_episodes,
+            run.eval_deterministic,
+            seed=run.seed + 100_000 + self.iteration,
+            device=self.device,
         )
         self.last_eval = metrics["eval/episode_return"]
         return metrics
@@ -181,16 +222,28 @@ class Runner(ABC):
         return {
             "harl_version": harl.__version__,
             "config": self.cfg.to_dict(),
-            "spec": {"agent_ids": list(self.spec.agent_ids), "obs_dims": list(self.spec.obs_dims),
-                     "act_dims": list(self.spec.act_dims), "state_dim": self.spec.state_dim},
+            "spec": {
+                "agent_ids": list(self.spec.agent_ids),
+                "obs_dims": list(self.spec.obs_dims),
+                "act_dims": list(self.spec.act_dims),
+                "state_dim": self.spec.state_dim,
+            },
             "learner": self.learner.state_dict(),
-            "runner": {"env_steps": self.env_steps, "iteration": self.iteration, "episodes": self.episodes,
-                       "rng": rng_state()},
+            "runner": {
+                "env_steps": self.env_steps,
+                "iteration": self.iteration,
+                "episodes": self.episodes,
+                "rng": rng_state(),
+            },
         }
 
     def load_state_dict(self, state: dict) -> None:
-        expected = {"agent_ids": list(self.spec.agent_ids), "obs_dims": list(self.spec.obs_dims),
-                    "act_dims": list(self.spec.act_dims), "state_dim": self.spec.state_dim}
+        expected = {
+            "agent_ids": list(self.spec.agent_ids),
+            "obs_dims": list(self.spec.obs_dims),
+            "act_dims": list(self.spec.act_dims),
+            "state_dim": self.spec.state_dim,
+        }
         if state.get("spec") != expected:
             raise CheckpointError(f"checkpoint {state.get('path')} was made for a different environment layout")
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from harl.buffers.replay import ReplayBuffer
 from harl.config import ExperimentConfig
 from harl.runners.base import Runner
@@ -35,8 +37,12 @@ class OffPolicyRunner(Runner):
 
     def iterate(self) -> dict[str, float]:
         algo, learner, buffer, device = self.cfg.algo, self.learner, self.buffer, self.device
+        self.recent_obs, self.recent_avail = [], []
         for _ in range(algo.train_interval):
             obs, state = self.out.obs.to(device), self.out.state.to(device)  # (E, N, O), (E, S)
+            self.recent_obs.append(obs)
+            if self.out.avail_actions is not None:
+                self.recent_avail.append(self.out.avail_actions.to(device))
             if self.env_steps < algo.warmup_steps:
                 env_actions, actions = learner.random_act(self.env.n_envs)  # (E, N, A) each
             else:
@@ -44,8 +50,14 @@ class OffPolicyRunner(Runner):
                 env_actions, actions, _ = learner.act(obs, state, avail)
             out = self.env.step(env_actions)
             buffer.insert(
-                obs, state, actions, out.reward.to(device), out.final_obs.to(device), out.final_state.to(device),
-                out.terminated.to(device), out.truncated.to(device),
+                obs,
+                state,
+                actions,
+                out.reward.to(device),
+                out.final_obs.to(device),
+                out.final_state.to(device),
+                out.terminated.to(device),
+                out.truncated.to(device),
             )
             self.track_episodes(out)
             self.out = out
@@ -56,6 +68,10 @@ class OffPolicyRunner(Runner):
             metrics.update(learner.train(buffer, algo.update_per_train))
             metrics["timers/updates_per_second"] = algo.update_per_train / (time.perf_counter() - start)
         return metrics
+
+    def recent_observations(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        obs = torch.cat(self.recent_obs)  # (train_interval · E, N, O)
+        return obs, torch.cat(self.recent_avail) if self.recent_avail else None
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -21,6 +21,9 @@ class OnPolicyRunner(Runner):
         avail = out.avail_actions.to(self.device) if out.avail_actions is not None else None
         return obs, state, avail
 
+    def recent_observations(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.buffer.flat("obs"), self.buffer.flat("avail")
+
     def iterate(self) -> dict[str, float]:
         next_values = self.collect()
         return self.learner.train(self.buffer, next_values)
