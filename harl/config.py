@@ -106,7 +106,8 @@ class ModelConfig:
     """Network shape shared by every architecture (actor and critic)."""
 
     hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
-    """Hidden layer widths of actors and on-policy critics."""
+    """Hidden layer widths of actors and on-policy critics. Recurrent networks: the first is the observation
+    encoder before the GRU, the others the hidden layers of the head after it."""
     critic_hidden_sizes: list[int] = field(default_factory=list)
     """Hidden layer widths of critics (empty: same as hidden_sizes)."""
     activation: Literal["relu", "tanh", "elu", "leaky_relu", "silu"] = "relu"
@@ -119,13 +120,18 @@ class ModelConfig:
     """Orthogonal-init gain of the actor's output layer."""
     std_init: float = 1.0
     """Initial standard deviation of Gaussian policies (on-policy learners)."""
+    recurrent: bool = False
+    """GRU after an observation encoder (hidden_sizes[0]) in actors and on-policy critics; on-policy learners
+    train on sequences of algo.data_chunk_length steps (off-policy learners are feed-forward only)."""
+    rnn_hidden_size: int = 128
+    """Hidden state size of the GRU of recurrent networks."""
 
     def validate(self) -> None:
         if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
             raise ConfigError("model.hidden_sizes must be a non-empty list of positive widths")
         if any(h <= 0 for h in self.critic_hidden_sizes):
             raise ConfigError("model.critic_hidden_sizes must hold positive widths")
-        positive(self, "std_init", "gain")
+        positive(self, "std_init", "gain", "rnn_hidden_size")
 
     @property
     def critic_sizes(self) -> list[int]:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Literal
 
 from harl.errors import UserError
 
@@ -31,6 +31,7 @@ class AlgoEntry:
         discrete: supports discrete action spaces.
         continuous: supports continuous action spaces.
         actor_kind: the actor distribution it needs per action type, e.g. {"continuous": "gaussian"}.
+        recurrent: can train recurrent policies (`model.recurrent`: GRU networks trained on sequences).
         description: one line for `--list`.
     """
 
@@ -42,6 +43,7 @@ class AlgoEntry:
     discrete: bool
     continuous: bool
     actor_kind: dict[str, str]
+    recurrent: bool = False
     description: str = ""
 
 
@@ -57,6 +59,9 @@ class ArchEntry:
         build_agent_param: `(n_agents, width, init_value, role, arch_cfg) -> AgentParam`, a module returning a
             (n_agents, width) tensor (per agent or shared), used for state-independent log-stds.
         shares_parameters: True when agents' networks share trainable parameters (FuPS, hypernetworks).
+        recurrent_core: how recurrent networks (`model.recurrent`) parameterise their observation encoder and GRU:
+            "per_agent" (stacked independent weights) or "shared" (one set for all agents). The feed-forward
+            head after the GRU is always `build_net`'s.
         supports: `(algo_entry) -> str | None`, a reason the pairing is impossible, or None.
         description: one line for `--list`.
     """
@@ -66,6 +71,7 @@ class ArchEntry:
     build_net: Callable[..., Any]
     build_agent_param: Callable[..., Any]
     shares_parameters: bool
+    recurrent_core: Literal["shared", "per_agent"] = "shared"
     supports: Callable[[AlgoEntry], str | None] = lambda algo: None
     description: str = ""
 

@@ -278,13 +278,13 @@ def test_resume_continues_with_the_saved_replay_buffer(tmp_path):
     args = ["--algo", "hasac", "--arch", "nops", *TINY, "--save_interval", "200"]
     with_buffer = run_train(tmp_path / "a", *args, "--save_buffer", "true")
     saved = load_checkpoint(with_buffer)
-    assert saved["buffer"]["filled"] == 200 and saved["learner"]["updates"] == 4  # one per 100 env steps
+    assert saved["buffer"]["filled"] == 200 and saved["learner"]["updates"] == 4 * 50  # 50 per 50 vector steps
     assert train_main(["--resume", str(with_buffer), "--num_env_steps", "600"]) == 0
     rows = read_progress(with_buffer)
     assert [int(r["env_steps"]) for r in rows if r["buffer/size"]][-3:] == [400, 500, 600]
     assert [float(r["buffer/size"]) for r in rows if r["buffer/size"]][-2:] == [500.0, 600.0]
     resumed = load_checkpoint(with_buffer)
-    assert resumed["runner"]["env_steps"] == 600 and resumed["learner"]["updates"] == 6
+    assert resumed["runner"]["env_steps"] == 600 and resumed["learner"]["updates"] == 6 * 50
     without = run_train(tmp_path / "b", *args)
     assert load_checkpoint(without)["buffer"] is None
     assert train_main(["--resume", str(without), "--num_env_steps", "600"]) == 0

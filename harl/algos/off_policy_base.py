@@ -38,7 +38,8 @@ class OffPolicyConfig:
     train_interval: int = 50
     """Vector steps collected between two training phases."""
     update_per_train: int = 1
-    """Gradient updates per training phase."""
+    """Gradient updates per collected vector step: each training phase runs train_interval × update_per_train
+    updates (HARL's semantics)."""
     batch_size: int = 1000
     """Transitions per gradient update."""
     buffer_size: int = 1_000_000

@@ -1,7 +1,9 @@
 """The built-in architectures: NoPS, FuPS and FuPS+ID.
 
 Each registers an `ArchEntry` whose `build_net` returns an `AgentMLP` serving all agents and
-whose `build_agent_param` returns per-agent or shared state-independent parameters. Learners
+whose `build_agent_param` returns per-agent or shared state-independent parameters. Recurrent
+networks (`harl.models.recurrent`) have a per-agent encoder and GRU under `nops` and shared ones
+under `fups` and `fups_id` (whose agent id enters the head after the GRU). Learners
 only ever see these two builders, so a new architecture (e.g. `hypermarl_ext`) plugs in the
 same way and works with every learner.
 """
@@ -51,6 +53,7 @@ register_architecture(
         build_net=_nops[0],
         build_agent_param=_nops[1],
         shares_parameters=False,
+        recurrent_core="per_agent",
         description="no parameter sharing: independent networks per agent (stacked weights, one bmm per layer)",
     )
 )

@@ -3,12 +3,15 @@
 Every actor serves all agents at once. Observations are (B, k, obs_dim_max) for k agents (all by
 default, or those selected by `agents`), actions (B, k, action_shape). Each agent's distribution
 covers only its own action dimensions (continuous) or its own actions (discrete): padded entries
-are masked out of log-probabilities and entropies, and never sampled.
+are masked out of log-probabilities and entropies, and never sampled. Recurrent actors and critics
+(`model.recurrent`, see `harl.models.recurrent`) act one step at a time from hidden states and are
+evaluated on sequences (L, B, k, ·).
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -16,23 +19,110 @@ from torch import nn
 
 from harl.config import ModelConfig
 from harl.envs.spec import EnvSpec
+from harl.models.recurrent import build_agent_net
 from harl.registry import ArchEntry
 
 LOG_2PI = math.log(2 * math.pi)
 
 
-class Actor(nn.Module):
-    """Common state of actors: the spec's masks and bounds as buffers."""
+class Actor(nn.Module, ABC):
+    """Common state of actors: the spec's masks and bounds as buffers, and the network of all agents.
 
-    def __init__(self, spec: EnvSpec) -> None:
+    Feed-forward actors take one observation per agent (`act`, `evaluate`); recurrent ones
+    (`model.recurrent`) take a hidden state per agent and sequences (`act_step`, `evaluate_sequence`).
+    Subclasses define their distribution on the network's outputs (`_sample`, `_evaluate`).
+    """
+
+    def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
         super().__init__()
         self.n_agents = spec.n_agents
+        self.recurrent = model_cfg.recurrent
         self.register_buffer("act_mask", torch.as_tensor(spec.act_mask, dtype=torch.float32))  # (N, A)
         self.register_buffer("act_low", torch.as_tensor(spec.act_low, dtype=torch.float32))  # (N, A)
         self.register_buffer("act_high", torch.as_tensor(spec.act_high, dtype=torch.float32))  # (N, A)
+        self.net = build_agent_net(
+            arch,
+            spec.n_agents,
+            spec.obs_dim_max,
+            spec.act_dim_max,
+            model_cfg.hidden_sizes,
+            model_cfg.gain,
+            torch.as_tensor(spec.obs_mask),
+            "actor",
+            model_cfg,
+            arch_cfg,
+        )
 
     def _rows(self, buffer: torch.Tensor, agents: torch.Tensor | None) -> torch.Tensor:
         return buffer if agents is None else buffer[agents]
+
+    @abstractmethod
+    def _sample(
+        self, out: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions (..., N, action_shape) and log-probs (..., N) of every agent from network outputs (..., N, A)."""
+
+    @abstractmethod
+    def _evaluate(
+        self, out: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs and entropies (..., k) of `actions` under the distributions of network outputs (..., k, A)."""
+
+    def act(
+        self, obs: torch.Tensor, avail: torch.Tensor | None = None, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed-forward: sample (or take the mode of) every agent's policy on obs (B, N, O).
+
+        Returns actions (B, N, action_shape) and log-probs (B, N).
+        """
+        return self._sample(self.net(obs, None), avail, deterministic)
+
+    def evaluate(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        avail: torch.Tensor | None = None,
+        agents: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed-forward: log-probs and entropies (B, k) of `actions` (B, k, action_shape) under the current policy."""
+        return self._evaluate(self.net(obs, agents), actions, avail, agents)
+
+    def act_step(
+        self,
+        obs: torch.Tensor,
+        hidden: torch.Tensor,
+        avail: torch.Tensor | None = None,
+        deterministic: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Recurrent: one step of every agent's policy from hidden states (B, N, H) on obs (B, N, O).
+
+        Returns actions (B, N, action_shape), log-probs (B, N) and the next hidden states (B, N, H).
+        """
+        out, hidden = self.net(obs.unsqueeze(0), hidden)  # (1, B, N, A), (B, N, H)
+        actions, log_probs = self._sample(out[0], avail, deterministic)
+        return actions, log_probs, hidden
+
+    def evaluate_sequence(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        hidden: torch.Tensor,
+        resets: torch.Tensor | None,
+        avail: torch.Tensor | None = None,
+        agents: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Recurrent: log-probs and entropies (L, B, k) of `actions` (L, B, k, action_shape) along sequences.
+
+        Args:
+            obs: (L, B, k, O) observations of the k selected agents (all when `agents` is None).
+            actions: (L, B, k, action_shape) actions taken.
+            hidden: (B, k, H) hidden states before the first step.
+            resets: (L, B) 1.0 where an episode starts (the hidden state is zeroed before the step), or None.
+            avail: (L, B, k, A) available actions, or None.
+            agents: the selected agents.
+        """
+        out, _ = self.net(obs, hidden, resets, agents)  # (L, B, k, A)
+        return self._evaluate(out, actions, avail, agents)
 
     def env_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Actions as the environment takes them (within bounds, padded dims zero)."""
@@ -43,44 +133,28 @@ class GaussianActor(Actor):
     """Diagonal Gaussian with a state-independent learned log-std (PPO-style, unbounded samples)."""
 
     def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
-        super().__init__(spec)
-        n, obs_dim, act_dim = spec.n_agents, spec.obs_dim_max, spec.act_dim_max
-        self.net = arch.build_net(
-            n,
-            obs_dim,
-            act_dim,
-            model_cfg.hidden_sizes,
-            model_cfg.gain,
-            torch.as_tensor(spec.obs_mask),
-            "actor",
-            model_cfg,
-            arch_cfg,
+        super().__init__(spec, arch, model_cfg, arch_cfg)
+        self.log_std = arch.build_agent_param(
+            spec.n_agents, spec.act_dim_max, math.log(model_cfg.std_init), "actor", arch_cfg
         )
-        self.log_std = arch.build_agent_param(n, act_dim, math.log(model_cfg.std_init), "actor", arch_cfg)
 
     def _params(self, obs: torch.Tensor, agents: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed-forward: means and log-stds (B, k, A) on obs (B, k, O)."""
         mean = self.net(obs, agents)  # (B, k, A)
-        log_std = self.log_std(agents).expand_as(mean)  # (B, k, A)
-        return mean, log_std
+        return mean, self.log_std(agents).expand_as(mean)
 
-    def act(
-        self, obs: torch.Tensor, avail: torch.Tensor | None = None, deterministic: bool = False
+    def _sample(
+        self, mean: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample (or take the mean of) every agent's policy. Returns actions (B, N, A), log-probs (B, N)."""
-        mean, log_std = self._params(obs, None)
+        log_std = self.log_std(None).expand_as(mean)  # (..., N, A)
         actions = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
         actions = actions * self.act_mask
         return actions, self._log_prob(actions, mean, log_std, self.act_mask)
 
-    def evaluate(
-        self,
-        obs: torch.Tensor,
-        actions: torch.Tensor,
-        avail: torch.Tensor | None = None,
-        agents: torch.Tensor | None = None,
+    def _evaluate(
+        self, mean: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs and entropies (B, k) of `actions` (B, k, A) under the current policy."""
-        mean, log_std = self._params(obs, agents)
+        log_std = self.log_std(agents).expand_as(mean)  # (..., k, A)
         mask = self._rows(self.act_mask, agents)
         entropy = ((0.5 + 0.5 * LOG_2PI + log_std) * mask).sum(-1)
         return self._log_prob(actions, mean, log_std, mask), entropy
@@ -97,35 +171,21 @@ class GaussianActor(Actor):
 class CategoricalActor(Actor):
     """Categorical policy over each agent's own actions, respecting available-action masks."""
 
-    def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
-        super().__init__(spec)
-        self.net = arch.build_net(
-            spec.n_agents,
-            spec.obs_dim_max,
-            spec.act_dim_max,
-            model_cfg.hidden_sizes,
-            model_cfg.gain,
-            torch.as_tensor(spec.obs_mask),
-            "actor",
-            model_cfg,
-            arch_cfg,
-        )
-
     def _log_probs_all(
-        self, obs: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
+        self, logits: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
     ) -> torch.Tensor:
-        logits = self.net(obs, agents)  # (B, k, A)
+        """Log-probabilities (..., k, A) of logits (..., k, A), with padded and unavailable actions masked out."""
         valid = self._rows(self.act_mask, agents).bool().expand_as(logits)
         if avail is not None:
             valid = valid & avail.bool()
         logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
         return F.log_softmax(logits, dim=-1)
 
-    def act(
-        self, obs: torch.Tensor, avail: torch.Tensor | None = None, deterministic: bool = False
+    def _sample(
+        self, logits: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns actions (B, N, 1) int64 and log-probs (B, N)."""
-        log_p = self._log_probs_all(obs, avail, None)
+        """Actions (..., N, 1) int64 and their log-probs (..., N)."""
+        log_p = self._log_probs_all(logits, avail, None)
         if deterministic:
             actions = log_p.argmax(-1, keepdim=True)
         else:
@@ -133,29 +193,28 @@ class CategoricalActor(Actor):
             actions = torch.multinomial(flat, 1).view(*log_p.shape[:-1], 1)
         return actions, log_p.gather(-1, actions).squeeze(-1)
 
-    def evaluate(
-        self,
-        obs: torch.Tensor,
-        actions: torch.Tensor,
-        avail: torch.Tensor | None = None,
-        agents: torch.Tensor | None = None,
+    def _evaluate(
+        self, logits: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        log_p = self._log_probs_all(obs, avail, agents)
+        log_p = self._log_probs_all(logits, avail, agents)
         entropy = -(log_p.exp() * log_p).sum(-1)
         return log_p.gather(-1, actions.long()).squeeze(-1), entropy
 
     def probs(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, N, A) action probabilities (for diversity metrics)."""
-        return self._log_probs_all(obs, avail, None).exp()
+        """Feed-forward: (B, N, A) action probabilities (for diversity metrics)."""
+        return self._log_probs_all(self.net(obs, None), avail, None).exp()
 
 
 class AgentValueCritic(nn.Module):
-    """Per-agent value heads V_i(s) on the centralised state, built by the architecture."""
+    """Per-agent value heads V_i(s) on the centralised state, built by the architecture (recurrent with
+    `model.recurrent`: each agent's value then depends on the history of states through a GRU)."""
 
     def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
         super().__init__()
         self.n_agents = spec.n_agents
-        self.net = arch.build_net(
+        self.recurrent = model_cfg.recurrent
+        self.net = build_agent_net(
+            arch,
             spec.n_agents,
             spec.state_dim,
             1,
@@ -165,12 +224,30 @@ class AgentValueCritic(nn.Module):
             "critic",
             model_cfg,
             arch_cfg,
+            shared_input=True,
         )
 
     def forward(self, state: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
-        """state (B, state_dim) -> values (B, k)."""
+        """Feed-forward: state (B, state_dim) -> values (B, k)."""
         k = self.n_agents if agents is None else agents.numel()
         return self.net(state.unsqueeze(1).expand(-1, k, -1), agents).squeeze(-1)
+
+    def forward_sequence(
+        self, state: torch.Tensor, hidden: torch.Tensor, resets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Recurrent: every agent's values (L, B, N) along state sequences (L, B, state_dim).
+
+        Args:
+            state: (L, B, state_dim) states.
+            hidden: (B, N, H) hidden states before the first step.
+            resets: (L, B) 1.0 where an episode starts, or None.
+
+        Returns:
+            Values (L, B, N) and the hidden states after the last step (B, N, H).
+        """
+        x = state.unsqueeze(2).expand(-1, -1, self.n_agents, -1)  # (L, B, N, S)
+        values, hidden = self.net(x, hidden, resets)
+        return values.squeeze(-1), hidden
 
 
 ON_POLICY_ACTORS = {"gaussian": GaussianActor, "categorical": CategoricalActor}

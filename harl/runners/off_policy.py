@@ -15,7 +15,8 @@ from harl.runners.base import Runner
 class OffPolicyRunner(Runner):
     """One iteration collects `train_interval` vector steps (uniformly random actions within each
     agent's bounds for the first `warmup_steps` env steps, the exploring policies after), writing one
-    replay slot per vector step, then runs `update_per_train` learner updates once warm-up is over.
+    replay slot per vector step, then runs `train_interval × update_per_train` learner updates (HARL's
+    semantics: `update_per_train` updates per vector step) once warm-up is over.
 
     With `save_buffer: true` checkpoints hold the replay buffer, and a resumed run continues with it.
     """
@@ -65,8 +66,9 @@ class OffPolicyRunner(Runner):
         metrics = {"buffer/size": float(len(buffer))}
         if self.env_steps >= algo.warmup_steps and len(buffer) >= algo.batch_size:
             start = time.perf_counter()
-            metrics.update(learner.train(buffer, algo.update_per_train))
-            metrics["timers/updates_per_second"] = algo.update_per_train / (time.perf_counter() - start)
+            n_updates = algo.train_interval * algo.update_per_train
+            metrics.update(learner.train(buffer, n_updates))
+            metrics["timers/updates_per_second"] = n_updates / (time.perf_counter() - start)
         return metrics
 
     def recent_observations(self) -> tuple[torch.Tensor, torch.Tensor | None]:

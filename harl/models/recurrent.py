@@ -1,0 +1,196 @@
+"""Recurrent agent networks: observation encoder → GRU → the architecture's feed-forward head.
+
+With `model.recurrent` every on-policy actor and per-agent critic is a `RecurrentAgentNet`:
+
+    x (L, B, k, in) → encoder (one feed-forward layer, width hidden_sizes[0]) → GRU (rnn_hidden_size)
+      → head (`arch.build_net` with hidden_sizes[1:]) → (L, B, k, out)
+
+The encoder and GRU are the *recurrent core*. Its parameters are per agent (stacked along the agent
+dimension and applied with one `baddbmm` per layer, like NoPS layers) or shared, as the architecture's
+`ArchEntry.recurrent_core` says; the head is always built by the architecture, so a hypernetwork
+architecture generates the feed-forward layers after the GRU and not the GRU (as in HyperMARL's
+recurrent variant), and FuPS+ID appends its agent id to the head's input. Agents stay a tensor
+dimension throughout; only time is a Python loop.
+
+Hidden states are (B, k, rnn_hidden_size) outside the module (batch-major, like observations) and an
+episode start is marked by a reset (the hidden state is zeroed before that step).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harl.config import ModelConfig
+from harl.models.agent_mlp import (
+    ACTIVATIONS,
+    AgentMLP,
+    SharedParams,
+    StackedParams,
+    activation_gain,
+    agent_linear,
+)
+from harl.registry import ArchEntry
+
+
+class AgentGRU(nn.Module):
+    """A GRU (PyTorch's gate equations, gates ordered r, z, n) run for many agents at once.
+
+    Args:
+        n_agents: total number of agents.
+        in_dim: input size.
+        hidden_size: hidden state size H.
+        per_agent: independent weights per agent (stacked (n_agents, ·, 3H)) instead of one shared set.
+    """
+
+    def __init__(self, n_agents: int, in_dim: int, hidden_size: int, per_agent: bool) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        dims = [(in_dim, 3 * hidden_size), (hidden_size, 3 * hidden_size)]  # input → gates, hidden → gates
+        gains = [1.0, 1.0]  # orthogonal weights, zero biases (MAPPO's GRU init)
+        self.params = StackedParams(n_agents, dims, gains) if per_agent else SharedParams(dims, gains)
+
+    def forward(
+        self, x: torch.Tensor, hidden: torch.Tensor, resets: torch.Tensor | None, agents: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the selected agents' GRUs over a sequence, agent-major.
+
+        Args:
+            x: (k, L, B, in) inputs.
+            hidden: (k, B, H) hidden states before the first step.
+            resets: (L, B) 1.0 where the hidden state is zeroed before the step (an episode starts), or None.
+            agents: the k selected agents (all when None).
+
+        Returns:
+            Outputs (k, L, B, H) (the hidden state after every step) and the last hidden state (k, B, H).
+        """
+        (w_in, b_in), (w_hid, b_hid) = self.params.layers(agents)
+        k, steps, batch, _ = x.shape
+        gates_in = agent_linear(x.reshape(k, steps * batch, -1), w_in, b_in).view(k, steps, batch, -1)  # (k, L, B, 3H)
+        outputs = []
+        for t in range(steps):  # inherently sequential in time
+            if resets is not None:
+                hidden = hidden * (1.0 - resets[t]).view(1, batch, 1)
+            r_in, z_in, n_in = gates_in[:, t].chunk(3, dim=-1)  # (k, B, H) each
+            r_hid, z_hid, n_hid = agent_linear(hidden, w_hid, b_hid).chunk(3, dim=-1)
+            reset_gate = torch.sigmoid(r_in + r_hid)
+            update_gate = torch.sigmoid(z_in + z_hid)
+            candidate = torch.tanh(n_in + reset_gate * n_hid)
+            hidden = candidate + update_gate * (hidden - candidate)  # (1 - z)·n + z·h
+            outputs.append(hidden)
+        return torch.stack(outputs, dim=1), hidden
+
+
+class RecurrentAgentNet(nn.Module):
+    """Encoder → GRU → head for all agents at once (see the module docstring).
+
+    Args:
+        encoder: one-layer `AgentMLP` (in → encoder width), followed here by the activation.
+        gru: the `AgentGRU` on the encoder's features.
+        head: the architecture's network (H → out).
+        activation: the encoder's activation name.
+        layer_norm: LayerNorm (no affine) after the encoder's activation.
+        shared_input: every agent receives the same input (a critic on the global state): a shared core then
+            runs once and its features are broadcast to the agents.
+    """
+
+    def __init__(
+        self,
+        encoder: AgentMLP,
+        gru: AgentGRU,
+        head: nn.Module,
+        activation: str,
+        layer_norm: bool,
+        shared_input: bool = False,
+    ) -> None:
+        super().__init__()
+        self.encoder, self.gru, self.head = encoder, gru, head
+        self.activation = ACTIVATIONS[activation]()
+        self.layer_norm = layer_norm
+        self.per_agent_core = isinstance(gru.params, StackedParams)
+        self.run_core_once = shared_input and not self.per_agent_core
+
+    @property
+    def hidden_size(self) -> int:
+        return self.gru.hidden_size
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        hidden: torch.Tensor,
+        resets: torch.Tensor | None = None,
+        agents: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outputs of the selected agents over a sequence.
+
+        Args:
+            x: (L, B, k, in) inputs of the k selected agents (all when `agents` is None).
+            hidden: (B, k, H) hidden states before the first step.
+            resets: (L, B) 1.0 where an episode starts (the hidden state is zeroed before the step), or None.
+            agents: the selected agents.
+
+        Returns:
+            Outputs (L, B, k, out) and the hidden states after the last step (B, k, H).
+        """
+        steps, batch, k, _ = x.shape
+        core_agents = agents
+        if self.run_core_once:  # one pass of the shared core for the input all agents share
+            x, hidden, core_agents = x[:, :, :1], hidden[:, :1], torch.zeros(1, dtype=torch.long, device=x.device)
+        features = self.activation(self.encoder(x.reshape(steps * batch, x.shape[2], -1), core_agents))
+        if self.layer_norm:
+            features = F.layer_norm(features, features.shape[-1:])
+        features = features.view(steps, batch, x.shape[2], -1).permute(2, 0, 1, 3)  # (k, L, B, enc)
+        outputs, last = self.gru(features, hidden.transpose(0, 1), resets, core_agents)  # (k, L, B, H), (k, B, H)
+        outputs = outputs.permute(1, 2, 0, 3).expand(-1, -1, k, -1)  # (L, B, k, H)
+        out = self.head(outputs.reshape(steps * batch, k, -1), agents)  # (L·B, k, out)
+        return out.view(steps, batch, k, -1), last.transpose(0, 1).expand(-1, k, -1)
+
+
+def build_agent_net(
+    arch: ArchEntry,
+    n_agents: int,
+    in_dim: int,
+    out_dim: int,
+    hidden_sizes: list[int],
+    out_gain: float,
+    in_mask: torch.Tensor,
+    role: str,
+    model_cfg: ModelConfig,
+    arch_cfg: object,
+    shared_input: bool = False,
+) -> nn.Module:
+    """The network of `role` for all agents: `arch.build_net`'s, or with `model_cfg.recurrent` a
+    `RecurrentAgentNet` whose encoder takes `hidden_sizes[0]`, GRU `model_cfg.rnn_hidden_size` and whose head
+    (built by `arch.build_net`) the remaining `hidden_sizes[1:]`."""
+    if not model_cfg.recurrent:
+        return arch.build_net(
+            n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg, arch_cfg
+        )
+    per_agent = arch.recurrent_core == "per_agent"
+    width, hidden_size = hidden_sizes[0], model_cfg.rnn_hidden_size
+    dims, gains = [(in_dim, width)], [activation_gain(model_cfg.activation)]
+    params = StackedParams(n_agents, dims, gains) if per_agent else SharedParams(dims, gains)
+    encoder = AgentMLP(
+        params, n_agents, in_mask, model_cfg.activation, layer_norm=False, feature_norm=model_cfg.feature_norm
+    )
+    head = arch.build_net(
+        n_agents,
+        hidden_size,
+        out_dim,
+        hidden_sizes[1:],
+        out_gain,
+        torch.ones(n_agents, hidden_size, dtype=torch.bool),
+        role,
+        model_cfg,
+        arch_cfg,
+    )
+    gru = AgentGRU(n_agents, width, hidden_size, per_agent)
+    return RecurrentAgentNet(encoder, gru, head, model_cfg.activation, model_cfg.layer_norm, shared_input)
+
+
+def reset_hidden(hidden: torch.Tensor | None, done: torch.Tensor) -> torch.Tensor | None:
+    """Zero the hidden states (E, N, H) of envs whose episode ended (`done` (E,)); None stays None."""
+    if hidden is None:
+        return None
+    return hidden * (1.0 - done.to(hidden.dtype)).view(-1, 1, 1)
