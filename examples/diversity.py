@@ -48,6 +48,8 @@ def load_policy(path: str, device: torch.device) -> LoadedPolicy:
     """Rebuild a checkpoint's learner (any algorithm and architecture) on `device`."""
     checkpoint = load_checkpoint(Path(path), device=device)
     cfg = config_from_dict(checkpoint["config"], {"run.device": str(device)})
+    if cfg.model.recurrent:
+        raise UserError(f"{path}: SND scores single observations; recurrent policies depend on their history")
     env = get_environment(cfg.env_name).make(cfg.env, 1, 0, device, True, 0)
     try:
         learner = build_learner(cfg, env.spec, device)
@@ -119,7 +121,7 @@ def collect_observations(policy: LoadedPolicy, count: int, seed: int, device: to
                 obs_list.append(obs.cpu())
                 if avail is not None:
                     avail_list.append(avail.cpu())
-                env_actions, _, _ = policy.learner.act(obs, state, avail, False)
+                env_actions = policy.learner.act(obs, state, avail, False)[0]
                 out = env.step(env_actions)
     finally:
         env.close()

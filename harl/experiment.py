@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from harl.config import (
     tuned_config_path,
 )
 from harl.errors import ConfigError, UserError
-from harl.registry import check_compatible, get_algorithm, get_architecture, get_environment
+from harl.registry import ALGORITHMS, check_compatible, get_algorithm, get_architecture, get_environment
 
 
 def default_config(algo: str, arch: str, env: str) -> ExperimentConfig:
@@ -84,7 +85,7 @@ def build_config(
     elif use_tuned:
         probe = copy.deepcopy(cfg)
         apply_overrides(probe, overrides, "command line")
-        _validate_env(probe)
+        probe.env.validate()
         tuned = tuned_config_path(env, probe.env.scenario_name(), algo, arch)
         if tuned is not None:
             main, data = split_main(read_yaml(tuned), tuned)
@@ -92,11 +93,8 @@ def build_config(
             sources.append(str(tuned))
     apply_overrides(cfg, overrides, "command line")
     cfg.validate()
+    check_recurrent(cfg)
     return cfg, sources
-
-
-def _validate_env(cfg: ExperimentConfig) -> None:
-    cfg.env.validate()
 
 
 def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = None) -> ExperimentConfig:
@@ -108,7 +106,32 @@ def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = No
     apply_overrides(cfg, sections, "saved config")
     apply_overrides(cfg, overrides or {}, "command line")
     cfg.validate()
+    check_recurrent(cfg)
     return cfg
+
+
+def check_recurrent(cfg: ExperimentConfig) -> None:
+    """Refuse `model.recurrent` where it cannot train: a feed-forward-only learner, SND logging (it scores
+    policies on single observations) or fewer training sequences than minibatches."""
+    if not cfg.model.recurrent:
+        return
+    algo = get_algorithm(cfg.algo_name)
+    if not algo.recurrent:
+        able = ", ".join(sorted(name for name, entry in ALGORITHMS.items() if entry.recurrent))
+        raise ConfigError(
+            f"--model.recurrent true: {cfg.algo_name} trains feed-forward policies only; recurrent policies "
+            f"need an on-policy learner ({able})"
+        )
+    if cfg.run.snd_interval > 0:
+        raise ConfigError("--snd_interval needs feed-forward policies (SND scores single observations); set it to 0")
+    steps = min(cfg.algo.data_chunk_length, cfg.algo.episode_length)
+    chunks = cfg.run.n_rollout_threads * math.ceil(cfg.algo.episode_length / steps)
+    most = max(cfg.algo.actor_num_mini_batch, cfg.algo.critic_num_mini_batch)
+    if chunks < most:
+        raise ConfigError(
+            f"recurrent training cuts the rollout into {chunks} sequences of {steps} steps (n_rollout_threads × "
+            f"⌈episode_length / data_chunk_length⌉), fewer than the {most} minibatches asked for"
+        )
 
 
 def run_folder(cfg: ExperimentConfig) -> Path:

@@ -14,6 +14,9 @@ architectures work with every learner:
   role "critic" (the on-policy V_i(s) heads) are generated per agent.
 - Log-stds of generated actors are per agent (owned rows, like the embeddings, so sequential HA
   updates move only the updated agent's row); those of FuPS+ID actors are shared.
+- Recurrent networks (`model.recurrent`): harl keeps the observation encoder and GRU shared (the
+  entries' default `recurrent_core`) and builds the feed-forward head after the GRU with `build_net`,
+  so the hypernetwork generates those layers only, as in the paper's recurrent variant.
 
 Heterogeneous agents need nothing special: `build_net` receives the largest input and output sizes and
 each agent's input mask, every agent's layers are generated at those sizes, the input is masked (or

@@ -23,11 +23,10 @@ class HAPPO(OnPolicyLearner):
 
     def train(self, buffer: RolloutBuffer, next_values: torch.Tensor) -> dict[str, float]:
         # ALGO LOGIC: advantages, the critic, then agents in a random order with the running factor.
-        advantages = self.prepare(buffer, next_values)  # (T·E, N)
-        metrics = self.train_critic(buffer)
-        obs, actions, avail = buffer.flat("obs"), buffer.flat("actions"), buffer.flat("avail")
-        old_log_probs = buffer.flat("log_probs")  # (T·E, N)
-        factor = torch.ones(obs.shape[0], 1, device=self.device)  # (T·E, 1): product of earlier agents' ratios
+        sequences = self.prepare(buffer, next_values)
+        metrics = self.train_critic(buffer, sequences)
+        # (L, C, 1): product of earlier agents' ratios at every step of every sequence
+        factor = torch.ones(sequences.length, sequences.n_chunks, 1, device=self.device)
         order = torch.randperm(self.n_agents, generator=self.generator).tolist()
         self.last_order = order
         stats = {
@@ -37,20 +36,12 @@ class HAPPO(OnPolicyLearner):
         grad_norms = []
         for agent in order:  # inherently sequential
             agents = torch.tensor([agent], device=self.device)
-            agent_obs, agent_actions = obs[:, agents], actions[:, agents]  # (T·E, 1, ...)
-            agent_avail = None if avail is None else avail[:, agents]
             updates = 0
             for _ in range(self.cfg.ppo_epoch):
-                for k, idx in enumerate(buffer.minibatches(self.cfg.actor_num_mini_batch, self.generator)):
-                    surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(
-                        agent_obs[idx],
-                        agent_actions[idx],
-                        None if agent_avail is None else agent_avail[idx],
-                        old_log_probs[idx][:, agents],
-                        advantages[idx][:, agents],
-                        agents,
-                    )
-                    policy_loss = -(factor[idx] * surrogate).mean()
+                minibatches = sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.generator, agents)
+                for k, batch in enumerate(minibatches):
+                    surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(batch)  # (M, 1) each
+                    policy_loss = -(batch.take(factor) * surrogate).mean()
                     loss = policy_loss - self.cfg.entropy_coef * entropy.mean()
                     self.actor_optimizer.zero_grad()
                     loss.backward()
@@ -70,10 +61,11 @@ class HAPPO(OnPolicyLearner):
                     updates += 1
             for key in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac", "grad_norm"):
                 stats[key][agent] /= updates
-            stats["factor"][agent] = factor.mean()
+            everything = sequences.actor_batch(sequences.all_chunks(), agents)
+            stats["factor"][agent] = everything.take(factor).mean()
             with torch.no_grad():
-                new_log_probs, _ = self.actor.evaluate(agent_obs, agent_actions, agent_avail, agents)  # (T·E, 1)
-                factor = factor * torch.exp(new_log_probs - old_log_probs[:, agents])
+                new_log_probs, _ = self.evaluate_actions(everything)  # (L, C, 1)
+                factor = factor * torch.exp(new_log_probs - sequences.log_probs[:, :, agents])
         for key, values in stats.items():
             metrics.update(agent_metrics(self.spec.agent_ids, key, values))
         metrics["losses/actor/grad_norm"] = torch.stack(grad_norms).mean().item()
@@ -92,6 +84,7 @@ ALGO = register_algorithm(
         discrete=True,
         continuous=True,
         actor_kind={"continuous": "gaussian", "discrete": "categorical"},
+        recurrent=True,
         description="heterogeneous-agent PPO, sequential update in a random order with the correction factor",
     )
 )

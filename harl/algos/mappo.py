@@ -19,20 +19,16 @@ class MAPPO(OnPolicyLearner):
 
     def train(self, buffer: RolloutBuffer, next_values: torch.Tensor) -> dict[str, float]:
         # ALGO LOGIC: advantages, then the critic, then all actors together.
-        advantages = self.prepare(buffer, next_values)  # (T·E, N)
-        metrics = self.train_critic(buffer)
-        obs, actions, avail = buffer.flat("obs"), buffer.flat("actions"), buffer.flat("avail")
-        old_log_probs = buffer.flat("log_probs")  # (T·E, N)
+        sequences = self.prepare(buffer, next_values)
+        metrics = self.train_critic(buffer, sequences)
         sums = {
             k: torch.zeros(self.n_agents, device=self.device)
             for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac")
         }
         grad_norms, own_norms, updates = [], [], 0
         for _ in range(self.cfg.ppo_epoch):
-            for k, idx in enumerate(buffer.minibatches(self.cfg.actor_num_mini_batch, self.generator)):
-                surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(
-                    obs[idx], actions[idx], None if avail is None else avail[idx], old_log_probs[idx], advantages[idx]
-                )
+            for k, batch in enumerate(sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.generator)):
+                surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(batch)  # (M, N) each
                 per_agent_loss = -surrogate.mean(0)  # (N,)
                 per_agent_entropy = entropy.mean(0)  # (N,)
                 loss = (per_agent_loss - self.cfg.entropy_coef * per_agent_entropy).sum()
@@ -73,6 +69,7 @@ ALGO = register_algorithm(
         discrete=True,
         continuous=True,
         actor_kind={"continuous": "gaussian", "discrete": "categorical"},
+        recurrent=True,
         description="multi-agent PPO, simultaneous update, per-agent centralised V critic",
     )
 )

@@ -113,6 +113,7 @@ class OffPolicyLearner(ABC):
     """
 
     n_q: int = 2
+    recurrent: bool = False  # feed-forward actors only (the config refuses model.recurrent for off-policy learners)
 
     def __init__(
         self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, sequential: bool

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harl.buffers.rollout import RolloutBuffer
+from harl.buffers.rollout import ActorBatch, CriticBatch, RolloutBuffer, Sequences
 from harl.config import ExperimentConfig, non_negative, positive
 from harl.envs.spec import EnvSpec
 from harl.errors import ConfigError
@@ -62,6 +62,9 @@ class PPOConfig:
     """Discount factor."""
     gae_lambda: float = 0.95
     """GAE λ."""
+    data_chunk_length: int = 10
+    """Recurrent policies (`model.recurrent`): steps of one env per training sequence (BPTT chunk), at most
+    episode_length; each chunk starts from the hidden state stored at its first step. Minibatches split chunks."""
 
     def validate(self) -> None:
         positive(
@@ -76,6 +79,7 @@ class PPOConfig:
             "critic_num_mini_batch",
             "clip_param",
             "huber_delta",
+            "data_chunk_length",
         )
         non_negative(self, "entropy_coef", "value_loss_coef", "max_grad_norm")
         if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
@@ -85,7 +89,9 @@ class PPOConfig:
 class OnPolicyLearner:
     """Actor (all agents), per-agent critic, their optimisers and the value normaliser.
 
-    Subclasses implement `train(buffer, next_values)`: the actor update.
+    Subclasses implement `train(buffer, next_values)`: the actor update. Feed-forward and recurrent
+    (`model.recurrent`) learners train alike on `Sequences` of the rollout: chunks of one step each, or
+    of `data_chunk_length` steps evaluated from their stored hidden states (chunked BPTT).
     """
 
     def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, actor_kind: str):
@@ -99,49 +105,105 @@ class OnPolicyLearner:
         self.value_norm = ValueNorm((spec.n_agents,)).to(device) if self.cfg.use_valuenorm else None
         self.generator = torch.Generator().manual_seed(cfg.run.seed)
         self.grad_stats = GradientStats() if cfg.run.grad_stats else None
+        self.recurrent = cfg.model.recurrent
+        self.hidden_size = cfg.model.rnn_hidden_size if self.recurrent else 0  # 0: no hidden states
+        self.chunk_length = self.cfg.data_chunk_length if self.recurrent else 1
 
     # ------------------------------------------------------------------ acting
 
-    @torch.no_grad()
-    def act(self, obs, state, avail, deterministic: bool = False):
-        """Returns env-ready actions (E, N, A), stored actions (E, N, A) and their log-probs (E, N)."""
-        actions, log_probs = self.actor.act(obs, avail, deterministic)
-        return self.actor.env_actions(actions), actions, log_probs
+    def initial_hidden(self, n_envs: int) -> torch.Tensor | None:
+        """Hidden states (E, N, H) of fresh episodes, for the actor or the critic; None for feed-forward networks."""
+        if not self.recurrent:
+            return None
+        return torch.zeros(n_envs, self.n_agents, self.hidden_size, device=self.device)
 
     @torch.no_grad()
-    def values(self, state: torch.Tensor) -> torch.Tensor:
-        """Denormalised per-agent values (E, N) of states (E, S)."""
-        values = self.critic(state)
-        return self.value_norm.denormalize(values) if self.value_norm is not None else values
+    def act(
+        self,
+        obs: torch.Tensor,
+        state: torch.Tensor,
+        avail: torch.Tensor | None,
+        deterministic: bool = False,
+        hidden: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Every agent's action on one vector step.
+
+        Args:
+            obs: (E, N, O) observations.
+            state: (E, S) global states (unused by the actor).
+            avail: (E, N, A) available actions, or None.
+            deterministic: take each policy's mode instead of sampling.
+            hidden: the actor's hidden states (E, N, H) before this step (recurrent learners; start from
+                `initial_hidden` and zero them where an episode ends).
+
+        Returns:
+            Env-ready actions (E, N, A), stored actions (E, N, A), their log-probs (E, N) and the actor's
+            hidden states after this step (E, N, H) (None for feed-forward learners).
+        """
+        if self.recurrent:
+            actions, log_probs, hidden = self.actor.act_step(obs, hidden, avail, deterministic)
+        else:
+            actions, log_probs = self.actor.act(obs, avail, deterministic)
+        return self.actor.env_actions(actions), actions, log_probs, hidden
+
+    @torch.no_grad()
+    def values(
+        self, state: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Denormalised per-agent values (E, N) of states (E, S), and the critic's hidden states (E, N, H)
+        after them (recurrent learners, from `hidden` before them; None for feed-forward learners)."""
+        if self.recurrent:
+            values, hidden = self.critic.forward_sequence(state.unsqueeze(0), hidden)
+            values = values[0]
+        else:
+            values = self.critic(state)
+        return self.value_norm.denormalize(values) if self.value_norm is not None else values, hidden
 
     # ------------------------------------------------------------------ learning
 
-    def prepare(self, buffer: RolloutBuffer, next_values: torch.Tensor) -> torch.Tensor:
-        """GAE, then advantages normalised over the whole batch. Returns (T·E, N) advantages."""
+    def prepare(self, buffer: RolloutBuffer, next_values: torch.Tensor) -> Sequences:
+        """GAE, then the rollout as training sequences with advantages normalised over the whole batch."""
         buffer.compute_gae(next_values, self.cfg.gamma, self.cfg.gae_lambda)
-        advantages = buffer.flat("advantages")
-        return (advantages - advantages.mean()) / (advantages.std() + 1e-5)
+        advantages = buffer.advantages  # (T, E, N)
+        return buffer.sequences((advantages - advantages.mean()) / (advantages.std() + 1e-5))
 
-    def train_critic(self, buffer: RolloutBuffer) -> dict[str, float]:
+    def evaluate_actions(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs and entropies (L, B, k) of the batch's actions along its sequences under the current actor."""
+        if self.recurrent:
+            return self.actor.evaluate_sequence(
+                batch.obs, batch.actions, batch.hidden, batch.resets, batch.avail, batch.agents
+            )
+        steps, size = batch.obs.shape[:2]
+        avail = None if batch.avail is None else batch.avail.flatten(0, 1)
+        log_probs, entropy = self.actor.evaluate(
+            batch.obs.flatten(0, 1), batch.actions.flatten(0, 1), avail, batch.agents
+        )  # (L·B, k)
+        return log_probs.view(steps, size, -1), entropy.view(steps, size, -1)
+
+    def evaluate_values(self, batch: CriticBatch) -> torch.Tensor:
+        """Normalised values (M, N) at the batch's real steps under the current critic."""
+        if self.recurrent:
+            values, _ = self.critic.forward_sequence(batch.state, batch.hidden, batch.resets)  # (L, B, N)
+        else:
+            values = self.critic(batch.state.flatten(0, 1)).view(*batch.state.shape[:2], -1)  # (L, B, N)
+        return batch.flat(values)
+
+    def train_critic(self, buffer: RolloutBuffer, sequences: Sequences) -> dict[str, float]:
         """Clipped, Huber value loss on (normalised) returns for every agent's value head."""
-        states, old_values, returns = buffer.flat("state"), buffer.flat("values"), buffer.flat("returns")
+        returns = buffer.flat("returns")  # (T·E, N)
         if self.value_norm is not None:
             self.value_norm.update(returns)
-            targets = self.value_norm.normalize(returns)
-            old_values = self.value_norm.normalize(old_values)
-        else:
-            targets = returns
         losses, norms = [], []
         for _ in range(self.cfg.critic_epoch):
-            for idx in buffer.minibatches(self.cfg.critic_num_mini_batch, self.generator):
-                values = self.critic(states[idx])  # (B, N)
-                error = targets[idx] - values
-                loss = self._value_error(error)
+            for batch in sequences.critic_minibatches(self.cfg.critic_num_mini_batch, self.generator):
+                values = self.evaluate_values(batch)  # (M, N)
+                targets, old_values = batch.returns, batch.values
+                if self.value_norm is not None:
+                    targets, old_values = self.value_norm.normalize(targets), self.value_norm.normalize(old_values)
+                loss = self._value_error(targets - values)
                 if self.cfg.use_clipped_value_loss:
-                    clipped = old_values[idx] + (values - old_values[idx]).clamp(
-                        -self.cfg.clip_param, self.cfg.clip_param
-                    )
-                    loss = torch.maximum(loss, self._value_error(targets[idx] - clipped))
+                    clipped = old_values + (values - old_values).clamp(-self.cfg.clip_param, self.cfg.clip_param)
+                    loss = torch.maximum(loss, self._value_error(targets - clipped))
                 loss = loss.mean() * self.cfg.value_loss_coef
                 self.critic_optimizer.zero_grad()
                 loss.backward()
@@ -177,9 +239,10 @@ class OnPolicyLearner:
                 self.grad_stats.next_group()
             self.grad_stats.record(self.actor.parameters())
 
-    def ppo_surrogate(self, obs, actions, avail, old_log_probs, advantages, agents=None):
-        """Clipped surrogate terms, entropy and diagnostics for the selected agents: all (B, k)."""
-        log_probs, entropy = self.actor.evaluate(obs, actions, avail, agents)
+    def ppo_surrogate(self, batch: ActorBatch):
+        """Clipped surrogate terms, entropy and diagnostics of the batch's agents at its real steps: all (M, k)."""
+        log_probs, entropy = (batch.flat(x) for x in self.evaluate_actions(batch))  # (M, k)
+        old_log_probs, advantages = batch.log_probs, batch.advantages
         ratio = torch.exp(log_probs - old_log_probs)
         surrogate = torch.minimum(
             ratio * advantages, ratio.clamp(1 - self.cfg.clip_param, 1 + self.cfg.clip_param) * advantages

@@ -1,8 +1,10 @@
-"""Preallocated on-policy rollout storage with GAE, agents as a tensor dimension."""
+"""Preallocated on-policy rollout storage with GAE, agents as a tensor dimension, and its training sequences."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -14,11 +16,31 @@ class RolloutBuffer:
 
     Truncated episodes are bootstrapped by the runner, which adds γ·V(final state) to the last
     reward before insertion; `dones` therefore cut GAE at every episode end.
+
+    Recurrent learners train on chunks of `chunk_length` consecutive steps of one env (see `Sequences`);
+    for them the buffer keeps the actor's and the critic's hidden states at the first step of every chunk.
+
+    Args:
+        spec: the environment's spec.
+        episode_length: T, vector steps per rollout.
+        n_envs: E, parallel environments.
+        device: storage device.
+        hidden_size: size of the recurrent hidden states to keep (0: feed-forward learner, none kept).
+        chunk_length: L, steps per training sequence (1 for feed-forward learners; at most T).
     """
 
-    def __init__(self, spec: EnvSpec, episode_length: int, n_envs: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        spec: EnvSpec,
+        episode_length: int,
+        n_envs: int,
+        device: torch.device,
+        hidden_size: int = 0,
+        chunk_length: int = 1,
+    ) -> None:
         t, e, n = episode_length, n_envs, spec.n_agents
         self.length, self.n_envs, self.n_agents = t, e, n
+        self.chunk_length = min(chunk_length, t)
         self.obs = torch.zeros(t, e, n, spec.obs_dim_max, device=device)  # (T, E, N, O)
         self.state = torch.zeros(t, e, spec.state_dim, device=device)  # (T, E, S)
         self.avail = (
@@ -32,15 +54,35 @@ class RolloutBuffer:
         self.dones = torch.zeros(t, e, device=device)  # (T, E): episode ended after step t
         self.returns = torch.zeros(t, e, n, device=device)  # (T, E, N)
         self.advantages = torch.zeros(t, e, n, device=device)  # (T, E, N)
+        chunks = math.ceil(t / self.chunk_length)
+        # (⌈T/L⌉, E, N, H): hidden states before the first step of every chunk (recurrent learners only)
+        self.actor_hidden = torch.zeros(chunks, e, n, hidden_size, device=device) if hidden_size else None
+        self.critic_hidden = torch.zeros(chunks, e, n, hidden_size, device=device) if hidden_size else None
         self.step = 0
 
-    def insert(self, obs, state, avail, actions, log_probs, values, rewards, dones) -> None:
-        """Store one vector step (all tensors already on the buffer's device)."""
+    def insert(
+        self,
+        obs,
+        state,
+        avail,
+        actions,
+        log_probs,
+        values,
+        rewards,
+        dones,
+        actor_hidden: torch.Tensor | None = None,
+        critic_hidden: torch.Tensor | None = None,
+    ) -> None:
+        """Store one vector step (all tensors already on the buffer's device); recurrent learners also pass
+        the hidden states (E, N, H) the step started from."""
         t = self.step
         self.obs[t], self.state[t], self.actions[t] = obs, state, actions
         if self.avail is not None:
             self.avail[t] = avail
         self.log_probs[t], self.values[t], self.rewards[t], self.dones[t] = log_probs, values, rewards, dones
+        if self.actor_hidden is not None and t % self.chunk_length == 0:
+            self.actor_hidden[t // self.chunk_length] = actor_hidden
+            self.critic_hidden[t // self.chunk_length] = critic_hidden
         self.step += 1
 
     def compute_gae(self, next_values: torch.Tensor, gamma: float, gae_lambda: float) -> None:
@@ -64,13 +106,162 @@ class RolloutBuffer:
             value = value[:-1]
         return value.reshape(self.length * self.n_envs, *value.shape[2:])
 
-    def minibatches(self, num_mini_batch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """Random index sets over the T·E samples (each sample holds all agents)."""
-        batch = self.length * self.n_envs
-        perm = torch.randperm(batch, generator=generator).to(self.obs.device)
-        size = batch // num_mini_batch
-        for k in range(num_mini_batch):
-            yield perm[k * size : (k + 1) * size]
+    def sequences(self, advantages: torch.Tensor) -> Sequences:
+        """The rollout as training sequences of `chunk_length` steps, with the learner's advantages (T, E, N)."""
+        return Sequences(self, advantages)
 
     def reset(self) -> None:
         self.step = 0
+
+
+@dataclass
+class Chunks:
+    """A selection of B training sequences of L steps.
+
+    Attributes:
+        index: (B,) the selected chunks.
+        valid: (L, B) bool, the real (not padding) steps; None when every step is real.
+    """
+
+    index: torch.Tensor
+    valid: torch.Tensor | None
+
+    def flat(self, x: torch.Tensor) -> torch.Tensor:
+        """(L, B, ...) values along the selected sequences -> (M, ...) at their M real steps."""
+        return x.reshape(-1, *x.shape[2:]) if self.valid is None else x[self.valid]
+
+    def take(self, x: torch.Tensor) -> torch.Tensor:
+        """(L, C, ...) values laid out like all the sequences -> (M, ...) at the selection's real steps."""
+        return self.flat(x[:, self.index])
+
+
+@dataclass
+class ActorBatch(Chunks):
+    """What the actor loss needs for the k selected agents of B sequences (inputs as sequences, targets flat)."""
+
+    agents: torch.Tensor | None  # (k,) the selected agents; None: all
+    obs: torch.Tensor  # (L, B, k, O)
+    actions: torch.Tensor  # (L, B, k, action_shape)
+    avail: torch.Tensor | None  # (L, B, k, A)
+    hidden: torch.Tensor | None  # (B, k, H) actor hidden states before each sequence (recurrent only)
+    resets: torch.Tensor | None  # (L, B) 1.0 where an episode starts (recurrent only)
+    log_probs: torch.Tensor  # (M, k) log-probs at collection
+    advantages: torch.Tensor  # (M, k) normalised advantages
+
+
+@dataclass
+class CriticBatch(Chunks):
+    """What the critic loss needs for B sequences (inputs as sequences, targets flat)."""
+
+    state: torch.Tensor  # (L, B, S)
+    hidden: torch.Tensor | None  # (B, N, H) critic hidden states before each sequence (recurrent only)
+    resets: torch.Tensor | None  # (L, B)
+    values: torch.Tensor  # (M, N) values at collection (denormalised)
+    returns: torch.Tensor  # (M, N)
+
+
+class Sequences:
+    """A rollout cut into C = E·⌈T/L⌉ training sequences: chunk j·E + e holds steps jL .. jL+L-1 of env e.
+
+    Every field is laid out (L, C, ...). When L does not divide T, each env's last chunk is padded to L
+    steps by repeating its last step; `valid` marks the real steps, and only those enter the losses
+    (`Chunks.flat`). A chunk starts from the hidden states stored at its first step, and `resets` zero
+    them inside the chunk where an episode starts. Feed-forward learners use L = 1 (every sample is a
+    chunk, in the order of `RolloutBuffer.flat`).
+    """
+
+    def __init__(self, buffer: RolloutBuffer, advantages: torch.Tensor) -> None:
+        t, e, steps = buffer.length, buffer.n_envs, buffer.chunk_length
+        self.length = steps
+        self._per_env = math.ceil(t / steps)
+        self._pad = self._per_env * steps - t
+        self.n_chunks = self._per_env * e
+        self.device = buffer.obs.device
+        self.obs = self._layout(buffer.obs)  # (L, C, N, O)
+        self.state = self._layout(buffer.state)  # (L, C, S)
+        self.avail = None if buffer.avail is None else self._layout(buffer.avail)  # (L, C, N, A)
+        self.actions = self._layout(buffer.actions)  # (L, C, N, action_shape)
+        self.log_probs = self._layout(buffer.log_probs)  # (L, C, N)
+        self.values = self._layout(buffer.values[:-1])  # (L, C, N)
+        self.returns = self._layout(buffer.returns)  # (L, C, N)
+        self.advantages = self._layout(advantages)  # (L, C, N)
+        self.actor_hidden = self.critic_hidden = self.resets = None
+        if buffer.actor_hidden is not None:
+            self.actor_hidden = buffer.actor_hidden.reshape(self.n_chunks, *buffer.actor_hidden.shape[2:])  # (C, N, H)
+            self.critic_hidden = buffer.critic_hidden.reshape(self.n_chunks, *buffer.critic_hidden.shape[2:])
+            starts = torch.zeros_like(buffer.dones)  # (T, E): an episode starts at step t
+            starts[1:] = buffer.dones[:-1]
+            self.resets = self._layout(starts)  # (L, C)
+        self.valid = None
+        if self._pad:
+            real = torch.arange(self._per_env * steps, device=self.device) < t  # (⌈T/L⌉·L,)
+            self.valid = real.view(self._per_env, steps).t().unsqueeze(-1).expand(-1, -1, e).reshape(steps, -1)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, E, ...) -> (L, C, ...), padding each env's last chunk with copies of its last step."""
+        if self._pad:
+            x = torch.cat([x, x[-1:].expand(self._pad, *x.shape[1:])])
+        chunked = x.view(self._per_env, self.length, *x.shape[1:]).transpose(0, 1)  # (L, ⌈T/L⌉, E, ...)
+        return chunked.reshape(self.length, self.n_chunks, *x.shape[2:])
+
+    def all_chunks(self) -> torch.Tensor:
+        """(C,) the index of every chunk."""
+        return torch.arange(self.n_chunks, device=self.device)
+
+    def minibatch_indices(self, num_mini_batch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """Random disjoint sets of C // num_mini_batch chunks."""
+        perm = torch.randperm(self.n_chunks, generator=generator).to(self.device)
+        size = self.n_chunks // num_mini_batch
+        for k in range(num_mini_batch):
+            yield perm[k * size : (k + 1) * size]
+
+    def _valid(self, index: torch.Tensor) -> torch.Tensor | None:
+        return None if self.valid is None else self.valid[:, index]
+
+    def actor_batch(self, index: torch.Tensor, agents: torch.Tensor | None = None) -> ActorBatch:
+        """The chunks `index` for the actor loss of the selected agents (all when None)."""
+
+        def pick(x: torch.Tensor | None) -> torch.Tensor | None:  # (L, C, N, ...) -> (L, B, k, ...), one gather
+            if x is None:
+                return None
+            return x[:, index] if agents is None else x[:, index.unsqueeze(1), agents]
+
+        hidden = None
+        if self.actor_hidden is not None:  # (C, N, H) -> (B, k, H)
+            hidden = self.actor_hidden[index] if agents is None else self.actor_hidden[index.unsqueeze(1), agents]
+        chunks = Chunks(index, self._valid(index))
+        return ActorBatch(
+            index=index,
+            valid=chunks.valid,
+            agents=agents,
+            obs=pick(self.obs),
+            actions=pick(self.actions),
+            avail=pick(self.avail),
+            hidden=hidden,
+            resets=None if self.resets is None else self.resets[:, index],
+            log_probs=chunks.flat(pick(self.log_probs)),
+            advantages=chunks.flat(pick(self.advantages)),
+        )
+
+    def critic_batch(self, index: torch.Tensor) -> CriticBatch:
+        """The chunks `index` for the critic loss."""
+        chunks = Chunks(index, self._valid(index))
+        return CriticBatch(
+            index=index,
+            valid=chunks.valid,
+            state=self.state[:, index],
+            hidden=None if self.critic_hidden is None else self.critic_hidden[index],
+            resets=None if self.resets is None else self.resets[:, index],
+            values=chunks.take(self.values),
+            returns=chunks.take(self.returns),
+        )
+
+    def actor_minibatches(
+        self, num_mini_batch: int, generator: torch.Generator, agents: torch.Tensor | None = None
+    ) -> Iterator[ActorBatch]:
+        for index in self.minibatch_indices(num_mini_batch, generator):
+            yield self.actor_batch(index, agents)
+
+    def critic_minibatches(self, num_mini_batch: int, generator: torch.Generator) -> Iterator[CriticBatch]:
+        for index in self.minibatch_indices(num_mini_batch, generator):
+            yield self.critic_batch(index)

@@ -415,10 +415,18 @@ class SubprocVecEnv:
 
     def step(self, actions: torch.Tensor) -> StepOutput:
         """Step with actions (n_envs, n_agents, action_shape), auto-resetting finished episodes."""
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: torch.Tensor) -> None:
+        """Send the actions to the workers and return at once (the caller may compute meanwhile)."""
         self._check_open()
         acts = _actions_to_numpy(actions, self.n_envs, self.spec.n_agents)
         for index, chunk in enumerate(self._slices):
             self._send(index, ("step", acts[chunk]))
+
+    def step_wait(self) -> StepOutput:
+        """Collect the results of the last `step_async`."""
         batches = [self._receive(index) for index in range(len(self._processes))]
         return _Batch.concatenate(batches).to_step_output(self.device)
 

@@ -350,6 +350,8 @@ def policy_distributions(
     from harl.models.off_policy import DeterministicActor, SquashedGaussianActor
     from harl.models.policies import CategoricalActor, GaussianActor
 
+    if isinstance(actor, (CategoricalActor, GaussianActor)) and actor.recurrent:
+        raise UserError("SND scores policies on single observations; recurrent policies depend on their history")
     if isinstance(actor, CategoricalActor):
         return CategoricalPolicies(actor.probs(obs, avail))
     if isinstance(actor, GaussianActor):

@@ -25,8 +25,26 @@ from harl.registry import ArchEntry
 LOG_2PI = math.log(2 * math.pi)
 
 
-class Actor(nn.Module, ABC):
-    """Common state of actors: the spec's masks and bounds as buffers, and the network of all agents.
+class Actor(nn.Module):
+    """Common state of actors: the spec's masks and bounds as buffers."""
+
+    def __init__(self, spec: EnvSpec) -> None:
+        super().__init__()
+        self.n_agents = spec.n_agents
+        self.register_buffer("act_mask", torch.as_tensor(spec.act_mask, dtype=torch.float32))  # (N, A)
+        self.register_buffer("act_low", torch.as_tensor(spec.act_low, dtype=torch.float32))  # (N, A)
+        self.register_buffer("act_high", torch.as_tensor(spec.act_high, dtype=torch.float32))  # (N, A)
+
+    def _rows(self, buffer: torch.Tensor, agents: torch.Tensor | None) -> torch.Tensor:
+        return buffer if agents is None else buffer[agents]
+
+    def env_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions as the environment takes them (within bounds, padded dims zero)."""
+        return actions
+
+
+class OnPolicyActor(Actor, ABC):
+    """A stochastic policy of all agents on the architecture's network (MAPPO/HAPPO).
 
     Feed-forward actors take one observation per agent (`act`, `evaluate`); recurrent ones
     (`model.recurrent`) take a hidden state per agent and sequences (`act_step`, `evaluate_sequence`).
@@ -34,12 +52,8 @@ class Actor(nn.Module, ABC):
     """
 
     def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
-        super().__init__()
-        self.n_agents = spec.n_agents
+        super().__init__(spec)
         self.recurrent = model_cfg.recurrent
-        self.register_buffer("act_mask", torch.as_tensor(spec.act_mask, dtype=torch.float32))  # (N, A)
-        self.register_buffer("act_low", torch.as_tensor(spec.act_low, dtype=torch.float32))  # (N, A)
-        self.register_buffer("act_high", torch.as_tensor(spec.act_high, dtype=torch.float32))  # (N, A)
         self.net = build_agent_net(
             arch,
             spec.n_agents,
@@ -52,9 +66,6 @@ class Actor(nn.Module, ABC):
             model_cfg,
             arch_cfg,
         )
-
-    def _rows(self, buffer: torch.Tensor, agents: torch.Tensor | None) -> torch.Tensor:
-        return buffer if agents is None else buffer[agents]
 
     @abstractmethod
     def _sample(
@@ -124,12 +135,8 @@ class Actor(nn.Module, ABC):
         out, _ = self.net(obs, hidden, resets, agents)  # (L, B, k, A)
         return self._evaluate(out, actions, avail, agents)
 
-    def env_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """Actions as the environment takes them (within bounds, padded dims zero)."""
-        return actions
 
-
-class GaussianActor(Actor):
+class GaussianActor(OnPolicyActor):
     """Diagonal Gaussian with a state-independent learned log-std (PPO-style, unbounded samples)."""
 
     def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
@@ -168,7 +175,7 @@ class GaussianActor(Actor):
         return torch.maximum(torch.minimum(actions, self.act_high), self.act_low) * self.act_mask
 
 
-class CategoricalActor(Actor):
+class CategoricalActor(OnPolicyActor):
     """Categorical policy over each agent's own actions, respecting available-action masks."""
 
     def _log_probs_all(

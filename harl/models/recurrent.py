@@ -164,9 +164,7 @@ def build_agent_net(
     `RecurrentAgentNet` whose encoder takes `hidden_sizes[0]`, GRU `model_cfg.rnn_hidden_size` and whose head
     (built by `arch.build_net`) the remaining `hidden_sizes[1:]`."""
     if not model_cfg.recurrent:
-        return arch.build_net(
-            n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg, arch_cfg
-        )
+        return arch.build_net(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg, arch_cfg)
     per_agent = arch.recurrent_core == "per_agent"
     width, hidden_size = hidden_sizes[0], model_cfg.rnn_hidden_size
     dims, gains = [(in_dim, width)], [activation_gain(model_cfg.activation)]

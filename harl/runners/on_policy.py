@@ -5,16 +5,32 @@ from __future__ import annotations
 import torch
 
 from harl.buffers.rollout import RolloutBuffer
+from harl.models.recurrent import reset_hidden
 from harl.runners.base import Runner
 
 
 class OnPolicyRunner(Runner):
-    """Collects `episode_length` vector steps per iteration (one host↔device transfer each way per step)."""
+    """Collects `episode_length` vector steps per iteration (one host↔device transfer each way per step).
+
+    Recurrent learners carry the actor's and the critic's hidden states (E, N, H) from step to step and
+    across iterations, zeroed where an episode ends; the buffer keeps those the training sequences start
+    from. Checkpoints do not hold them: a resumed run restarts its envs and hidden states from fresh episodes.
+    """
 
     def __init__(self, cfg, run_dir, checkpoint=None) -> None:
         super().__init__(cfg, run_dir, checkpoint)
-        self.buffer = RolloutBuffer(self.spec, cfg.algo.episode_length, cfg.run.n_rollout_threads, self.device)
+        learner = self.learner
+        self.buffer = RolloutBuffer(
+            self.spec,
+            cfg.algo.episode_length,
+            cfg.run.n_rollout_threads,
+            self.device,
+            hidden_size=learner.hidden_size,
+            chunk_length=learner.chunk_length,
+        )
         self.out = self.env.reset(cfg.run.seed + 7919 * self.iteration)
+        self.actor_hidden = learner.initial_hidden(cfg.run.n_rollout_threads)  # (E, N, H) or None
+        self.critic_hidden = learner.initial_hidden(cfg.run.n_rollout_threads)
 
     def _to_device(self, out):
         obs, state = out.obs.to(self.device), out.state.to(self.device)
@@ -34,17 +50,29 @@ class OnPolicyRunner(Runner):
         buffer.reset()
         obs, state, avail = self._to_device(self.out)
         for _ in range(buffer.length):
-            env_actions, actions, log_probs = learner.act(obs, state, avail)  # (E, N, A), (E, N, A), (E, N)
-            values = learner.values(state)  # (E, N)
-            out = self.env.step(env_actions)
+            env_actions, actions, log_probs, actor_hidden = learner.act(
+                obs, state, avail, hidden=self.actor_hidden
+            )  # (E, N, A), (E, N, A), (E, N), (E, N, H) or None
+            if hasattr(self.env, "step_async"):  # worker processes step while the critic evaluates
+                self.env.step_async(env_actions)
+                values, critic_hidden = learner.values(state, self.critic_hidden)  # (E, N), (E, N, H) or None
+                out = self.env.step_wait()
+            else:
+                values, critic_hidden = learner.values(state, self.critic_hidden)
+                out = self.env.step(env_actions)
             rewards = out.reward.to(self.device)  # (E, N)
             truncated = (out.truncated & ~out.terminated).to(self.device)  # (E,)
             if bool(truncated.any()):  # bootstrap time-limit cuts from the final state
-                final_values = learner.values(out.final_state.to(self.device)[truncated])
+                final_hidden = None if critic_hidden is None else critic_hidden[truncated]
+                final_values, _ = learner.values(out.final_state.to(self.device)[truncated], final_hidden)
                 rewards[truncated] += gamma * final_values
-            buffer.insert(obs, state, avail, actions, log_probs, values, rewards, out.done.to(self.device).float())
+            done = out.done.to(self.device).float()  # (E,)
+            buffer.insert(
+                obs, state, avail, actions, log_probs, values, rewards, done, self.actor_hidden, self.critic_hidden
+            )
+            self.actor_hidden, self.critic_hidden = reset_hidden(actor_hidden, done), reset_hidden(critic_hidden, done)
             self.track_episodes(out)
             self.out = out
             obs, state, avail = self._to_device(out)
         self.env_steps += buffer.length * buffer.n_envs
-        return learner.values(state)
+        return learner.values(state, self.critic_hidden)[0]
