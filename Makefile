@@ -21,7 +21,7 @@ install: $(STAMP)
 # config) on a short budget of a few minutes on 2 cores.
 train: install
 	$(PY) examples/train.py --algo hasac --arch hypermarl --env mamujoco --exp_name quickstart \
-		--num_env_steps 200000 --eval_interval 50000 --save_interval 50000 $(TRAIN_ARGS)
+		--num_env_steps 50000 --eval_interval 25000 --save_interval 25000 $(TRAIN_ARGS)
 
 # The default suite (< 10 minutes on 2 cores).
 test: install
