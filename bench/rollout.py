@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="vector steps per measurement")
     args = parser.parse_args()
     load_extensions()
-    overrides = {"n_rollout_threads": args.envs, "n_workers": args.workers, "progress_bar": "false"}
+    overrides = {"n_rollout_threads": args.envs, "n_workers": args.workers, "progress_bar": "false", "torch_threads": 1}
     cfg, _ = build_config("mappo", "nops", "mamujoco", overrides)
     limit = env_only(cfg, args.steps)
     rollout = training_rollout(cfg, args.steps)
