@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 setup(
     name="harl-hypermarl",
     version="0.1.0",
-    description="Multi-agent RL (MAPPO, HAPPO, HASAC, ...) with interchangeable per-agent architectures incl. HyperMARL",
+    description="Multi-agent RL (MAPPO, HAPPO, HASAC, ...) with swappable per-agent architectures incl. HyperMARL",
     packages=find_packages(include=["harl", "harl.*", "hypermarl_ext", "hypermarl_ext.*"]),
     package_data={"harl": ["configs/*/*.yaml"]},
     python_requires=">=3.10",

@@ -8,6 +8,12 @@ registered), and the share of it spent sampling the buffer:
 - 17 agents at HalfCheetah 2x3's per-agent sizes, for the 17- vs 2-agent cost ratio at equal
   per-agent sizes (target: ≤ 6×; sampling target: ≤ 5% of the update).
 
+Beside the measured ratios it prints the ratio of a `nops` HASAC update's matrix-multiply work
+(`matmul_work`, counted from the layer sizes), which a compute-bound implementation approaches: the
+sequential update needs, per agent, one critic pass (forward, and backward to the actions) and three
+actor passes (forward, backward, re-sampling) on top of the all-agent ones, so this work grows
+faster with the number of agents than the rest of the update.
+
 Usage: python bench/offpolicy_update.py [--device cpu|cuda] [--threads 1] [--seconds 3]
 """
 
@@ -86,6 +92,24 @@ def timed(fn, seconds: float, device: torch.device, windows: int = 5) -> float:
     return best
 
 
+def matmul_work(spec: EnvSpec, hidden: list[int], n_q: int = 2) -> float:
+    """Multiply-adds of the matmuls of one `nops` HASAC update, per sample (a backward pass counted as twice
+    its forward, less the input gradient of the first layer where inputs need none)."""
+    n, act = spec.n_agents, spec.act_dim_max
+    actor = [spec.obs_dim_max, *hidden, 2 * act]  # mean and log-std
+    actor_fwd = sum(i * o for i, o in zip(actor[:-1], actor[1:]))
+    actor_bwd = 2 * actor_fwd - actor[0] * actor[1]  # no gradient w.r.t. observations
+    critic_in = spec.state_dim + n * act
+    critic = [critic_in, *hidden, 1]
+    critic_fwd = n_q * sum(i * o for i, o in zip(critic[:-1], critic[1:]))
+    critic_bwd = 2 * critic_fwd - n_q * critic_in * hidden[0]
+    action_part = critic_fwd - n_q * spec.state_dim * hidden[0]  # the state embedding is reused per agent
+    critic_update = n * actor_fwd + 2 * critic_fwd + critic_bwd  # next actions, target Q, Q, backward
+    joint_actions = n * actor_fwd  # the current joint action, before the agents' turns
+    turns = n * (actor_fwd + actor_bwd + 2 * action_part) + (n - 1) * actor_fwd  # + re-sampling
+    return critic_update + joint_actions + turns
+
+
 def bench(spec: EnvSpec, arch: str, device: torch.device, seconds: float) -> tuple[float, float]:
     """(seconds per update, seconds per buffer sample)."""
     cfg = default_config("hasac", arch, "mamujoco")
@@ -139,9 +163,11 @@ def main() -> None:
                 f"{1 / per_update:>11.1f}{per_update * 1e3:>11.1f}{100 * per_sample / per_update:>9.1f}%",
                 flush=True,
             )
+    work = matmul_work(settings["17 agents x HalfCheetah-2x3 sizes"], HIDDEN) / matmul_work(cheetah, HIDDEN)
     for arch in archs:
         ratio = ms["17 agents x HalfCheetah-2x3 sizes", arch] / ms["HalfCheetah 2x3", arch]
         print(f"{arch}: 17- vs 2-agent update cost at equal per-agent sizes: {ratio:.2f}x (target <= 6x)")
+    print(f"nops: 17- vs 2-agent matmul work of the sequential update (compute-bound cost ratio): {work:.2f}x")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import torch
 
 from harl.config import EmptyConfig, ModelConfig
 from harl.envs.spec import EnvSpec
-from harl.models.agent_mlp import agent_linear
+from harl.models.agent_mlp import AgentMLP, StackedParams, agent_linear, masked_layer_norm
 from harl.models.policies import CategoricalActor, GaussianActor
 from harl.optim import AgentAdam, clip_grad_norm_agentwise
 from harl.registry import get_architecture
@@ -42,6 +42,38 @@ def test_stacked_linear_equals_per_agent_matmul():
     torch.testing.assert_close(agent_linear(x, w[0], b[0]), x @ w[0] + b[0])
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "leaky_relu", "silu"])
+def test_agent_mlp_values_and_gradients_match_a_per_agent_reference(activation):
+    """The batched MLP (in-place activations included) against plain per-agent functional layers."""
+    torch.manual_seed(0)
+    functional = {
+        "relu": torch.relu,
+        "tanh": torch.tanh,
+        "elu": torch.nn.functional.elu,
+        "leaky_relu": torch.nn.functional.leaky_relu,
+        "silu": torch.nn.functional.silu,
+    }[activation]
+    params = StackedParams(3, [(4, 8), (8, 8), (8, 2)], [1.0, 1.0, 1.0])
+    net = AgentMLP(params, 3, torch.ones(3, 4, dtype=torch.bool), activation, layer_norm=False, feature_norm=False)
+    x = torch.randn(5, 3, 4)
+    net(x).square().sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    ws = [w.detach().clone().requires_grad_() for w in params.weights]
+    bs = [b.detach().clone().requires_grad_() for b in params.biases]
+    outs = []
+    for i in range(3):
+        h = x[:, i]
+        for layer, (w, b) in enumerate(zip(ws, bs)):
+            h = h @ w[i] + b[i]
+            h = functional(h) if layer < 2 else h
+        outs.append(h)
+    expected = torch.stack(outs, 1)
+    torch.testing.assert_close(net(x), expected)
+    expected.square().sum().backward()
+    for got, reference in zip(grads, [*ws, *bs], strict=True):  # net.parameters(): weights, then biases
+        torch.testing.assert_close(got, reference.grad)
+
+
 @pytest.mark.parametrize("arch", ["nops", "fups", "fups_id"])
 def test_agent_outputs_ignore_padding_and_other_agents(arch):
     torch.manual_seed(0)
@@ -73,6 +105,30 @@ def test_gaussian_log_prob_covers_own_dims_only():
         dist = torch.distributions.Normal(mean[:, i, :dims], log_std[:, i, :dims].exp())
         torch.testing.assert_close(lp[:, i], dist.log_prob(actions[:, i, :dims]).sum(-1))
         torch.testing.assert_close(entropy[:, i], dist.entropy().sum(-1))
+
+
+def test_gaussian_deterministic_act_is_the_mean_with_its_density():
+    torch.manual_seed(0)
+    spec = hetero_spec()
+    actor = GaussianActor(spec, get_architecture("nops"), model_cfg(), EmptyConfig())
+    obs = torch.randn(6, 3, 5) * torch.as_tensor(spec.obs_mask)
+    actions, log_probs = actor.act(obs, deterministic=True)
+    mean, _ = actor._params(obs, None)
+    torch.testing.assert_close(actions, mean * actor.act_mask)
+    torch.testing.assert_close(log_probs, actor.evaluate(obs, actions)[0])
+
+
+def test_masked_layer_norm_equals_layer_norm_of_real_entries():
+    torch.manual_seed(0)
+    dims = (5, 3, 4)
+    mask = torch.zeros(3, 1, 5)
+    for i, d in enumerate(dims):
+        mask[i, 0, :d] = 1.0
+    x = torch.randn(3, 7, 5) * 4.0 + 2.0  # (k, B, d), padding not zero
+    out = masked_layer_norm(x, mask)
+    for i, d in enumerate(dims):
+        torch.testing.assert_close(out[i, :, :d], torch.nn.functional.layer_norm(x[i, :, :d], (d,)))
+        assert (out[i, :, d:] == 0).all()
 
 
 def test_categorical_respects_own_actions_and_avail_masks():

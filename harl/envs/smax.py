@@ -20,8 +20,9 @@ to tens of seconds per map and batch size; the compiled code is kept in JAX's pe
 - `terminated`: one side is eliminated; `truncated`: `max_steps` reached first.
 - `info["win"]`: 1.0 for a won episode (every enemy dead, an ally alive), 0.0 otherwise.
 
-`backend: sc2` is reserved for real StarCraft II through the `smacv2` package; it is not available
-in this build (it could not be installed or run here), and asking for it says what is missing.
+`backend: sc2` drives real StarCraft II through the `smacv2` package instead (`harl.envs.sc2`, one
+game per env in worker processes); it is UNTESTED against StarCraft II, which cannot be installed
+where this was written. Without smacv2 and StarCraft II, asking for it says what to install.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ import numpy as np
 import torch
 
 from harl.config import positive
-from harl.envs.spec import EnvSpec, StepOutput
+from harl.envs.sc2 import Sc2Game
+from harl.envs.spec import EnvSpec, StepOutput, VecEnv
+from harl.envs.vector import make_vec_env
 from harl.errors import ConfigError, UserError
 from harl.registry import EnvEntry, register_environment
 
@@ -70,7 +73,9 @@ class SmacConfig:
     scenario: str = "smacv2_5_units"
     """Map: smacv2_5_units, smacv2_10_units, smacv2_20_units (SMACv2-style) or a SMACv1-style map (2s3z, 3s5z, ...)."""
     backend: Literal["smax", "sc2"] = "smax"
-    """smax: JaxMARL's SMAX in JAX; sc2: real StarCraft II through the smacv2 package (not available in this build)."""
+    """smax: JaxMARL's SMAX in JAX; sc2: real StarCraft II through the smacv2 package (untested, see harl.envs.sc2)."""
+    race: Literal["protoss", "terran", "zerg"] = "protoss"
+    """Race of both teams on the smacv2_N_units maps with backend sc2 (SMAX draws its own unit types)."""
     max_steps: int = 100
     """Episode length in steps; reaching it truncates the episode."""
     see_enemy_actions: bool = True
@@ -101,8 +106,9 @@ def _require_sc2() -> None:
         missing.append("the smacv2 package (pip install git+https://github.com/oxwhirl/smacv2)")
     if not os.environ.get("SC2PATH"):
         missing.append("StarCraft II (installed, with SC2PATH pointing at it)")
-    need = " and ".join(missing) if missing else "an adapter for the smacv2 package, which this build does not include"
-    raise UserError(f"--backend sc2 needs {need}; use --backend smax (JaxMARL SMAX, pip install '.[smax]')")
+    if missing:
+        need = " and ".join(missing)
+        raise UserError(f"--backend sc2 needs {need}; use --backend smax (JaxMARL SMAX, pip install '.[smax]')")
 
 
 @contextlib.contextmanager
@@ -374,9 +380,13 @@ class SmaxVecEnv:
 
 def make(
     env_cfg: SmacConfig, n_envs: int, seed: int, device: torch.device | str, for_eval: bool, n_workers: int
-) -> SmaxVecEnv:
-    """Build `n_envs` SMAX games (natively vectorised: `n_workers` is not used)."""
+) -> VecEnv:
+    """Build `n_envs` games: SMAX natively vectorised (`n_workers` is not used), or StarCraft II games
+    (backend sc2) batched in `n_workers` worker processes."""
     env_cfg.validate()
+    if env_cfg.backend == "sc2":
+        game = functools.partial(Sc2Game, env_cfg.scenario, env_cfg.race)
+        return make_vec_env([game] * n_envs, n_workers, device)  # episodes seeded by its reset(seed)
     return SmaxVecEnv(env_cfg, n_envs, device, seed)
 
 

@@ -21,11 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Hidden activations, each applied to a freshly computed pre-activation: those whose gradient needs only
+# their output run in place (no new activation buffer per layer, which matters for large agent batches).
 ACTIVATIONS = {
-    "relu": nn.ReLU,
+    "relu": lambda: nn.ReLU(inplace=True),
     "tanh": nn.Tanh,
-    "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
+    "elu": lambda: nn.ELU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(inplace=True),
     "silu": nn.SiLU,
 }
 
@@ -108,15 +110,20 @@ def agent_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> t
     return torch.baddbmm(bias.unsqueeze(1), x, weight)
 
 
-def masked_layer_norm(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def masked_layer_norm(
+    x: torch.Tensor, mask: torch.Tensor, inv_count: torch.Tensor | None = None, eps: float = 1e-5
+) -> torch.Tensor:
     """LayerNorm over each agent's real entries only; padded entries stay zero.
 
-    x: (k, B, d); mask: (k, 1, d) float with 1 where the entry is real.
+    x: (k, B, d); mask: (k, 1, d) float with 1 where the entry is real; inv_count: (k, 1, 1), the
+    reciprocal of each agent's count of real entries (computed from `mask` when not given).
     """
-    count = mask.sum(-1, keepdim=True).clamp(min=1.0)  # (k, 1)
-    mean = (x * mask).sum(-1, keepdim=True) / count
-    var = (((x - mean) * mask) ** 2).sum(-1, keepdim=True) / count
-    return (x - mean) * torch.rsqrt(var + eps) * mask
+    if inv_count is None:
+        inv_count = mask.sum(-1, keepdim=True).clamp(min=1.0).reciprocal()
+    mean = (x * mask).sum(-1, keepdim=True) * inv_count  # (k, B, 1)
+    centered = (x - mean) * mask
+    var = centered.square().sum(-1, keepdim=True) * inv_count
+    return centered * torch.rsqrt(var + eps)
 
 
 class AgentMLP(nn.Module):
@@ -146,6 +153,9 @@ class AgentMLP(nn.Module):
         self.params = params
         self.n_agents = n_agents
         self.register_buffer("in_mask", in_mask.float())  # (n_agents, in_dim)
+        # (n_agents, 1): 1 / real input entries per agent, for the masked feature norm
+        inv_count = in_mask.float().sum(-1, keepdim=True).clamp(min=1.0).reciprocal()
+        self.register_buffer("in_inv_count", inv_count, persistent=False)
         self.full_input = bool(in_mask.all())  # no padding: plain LayerNorm, no masking
         self.activation = ACTIVATIONS[activation]()
         self.layer_norm = layer_norm
@@ -159,7 +169,11 @@ class AgentMLP(nn.Module):
             h = F.layer_norm(h, h.shape[-1:]) if self.feature_norm else h
         else:
             mask = (self.in_mask if agents is None else self.in_mask[agents]).unsqueeze(1)  # (k, 1, in_dim)
-            h = masked_layer_norm(h, mask) if self.feature_norm else h * mask
+            if self.feature_norm:
+                inv_count = (self.in_inv_count if agents is None else self.in_inv_count[agents]).unsqueeze(1)
+                h = masked_layer_norm(h, mask, inv_count)  # inv_count: (k, 1, 1)
+            else:
+                h = h * mask
         if self.append_id:
             ids = torch.arange(self.n_agents, device=x.device) if agents is None else agents
             one_hot = F.one_hot(ids, self.n_agents).to(h.dtype)  # (k, n_agents)

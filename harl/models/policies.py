@@ -153,10 +153,14 @@ class GaussianActor(OnPolicyActor):
     def _sample(
         self, mean: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        log_std = self.log_std(None).expand_as(mean)  # (..., N, A)
-        actions = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
-        actions = actions * self.act_mask
-        return actions, self._log_prob(actions, mean, log_std, self.act_mask)
+        log_std = self.log_std(None)  # (N, A)
+        # log N(mean + std * noise; mean, std) = -noise^2 / 2 - log_std - log(2 pi) / 2, over each agent's own dims
+        log_norm = ((log_std + 0.5 * LOG_2PI) * self.act_mask).sum(-1)  # (N,)
+        if deterministic:
+            return mean * self.act_mask, (-log_norm).expand(mean.shape[:-1])
+        noise = torch.randn_like(mean)  # (..., N, A)
+        actions = torch.addcmul(mean, log_std.exp(), noise) * self.act_mask
+        return actions, (noise.square() * self.act_mask).sum(-1).mul(-0.5) - log_norm
 
     def _evaluate(
         self, mean: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
