@@ -3,7 +3,8 @@
 For each env, prints side by side in one run:
 1. env-only stepping with random actions (random *available* actions for SMAX), the limit;
 2. the MAPPO training rollout (`OnPolicyRunner.collect()`: policy inference, value estimates and
-   buffer writes) with the same env count, on the same device.
+   buffer writes) with the same env count, on the same device; for SMAX with feed-forward and with
+   GRU policies and critics (the tuned SMAX configs are recurrent, as the paper's).
 Target on CPU: training ≥ 0.5× env-only. JAX compiles SMAX's step before timing starts (and keeps it
 in its persistent cache), so neither row includes compilation.
 
@@ -83,14 +84,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     load_extensions()
+    smax = {"scenario": args.smax_map, "n_rollout_threads": args.smax_envs, "device": args.device}
     rows = [
         measure(
-            f"SMAX {args.smax_map}, {args.smax_envs} envs",
+            f"SMAX {args.smax_map}, {args.smax_envs} envs, {kind}",
             "smacv2",
-            {"scenario": args.smax_map, "n_rollout_threads": args.smax_envs, "device": args.device},
+            {**smax, "model.recurrent": recurrent},
             args.arch,
             args.steps,
-        ),
+        )
+        for kind, recurrent in (("feed-forward policy", "false"), ("GRU policy (as tuned)", "true"))
+    ] + [
         measure(
             f"VMAS Dispersion (4 agents), {args.vmas_envs} envs",
             "vmas",
