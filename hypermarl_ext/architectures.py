@@ -29,8 +29,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harl.config import ModelConfig
-from harl.models.agent_mlp import AgentMLP, AgentParam, SharedParams, layer_dims, layer_gains
+from harl.config import EmptyConfig, ModelConfig
+from harl.models.agent_mlp import AgentMLP, AgentParam, layer_dims, layer_gains
+from harl.registry import get_architecture
 from hypermarl_ext.config import CoupledHyperConfig, HyperMARLConfig, LinearHyperConfig
 from hypermarl_ext.coupled import CoupledHyperMLP
 from hypermarl_ext.hypernet import LinearHyperParams, MLPHyperParams
@@ -52,14 +53,13 @@ def shared_with_id(
     hidden_sizes: list[int],
     out_gain: float,
     in_mask: torch.Tensor,
+    role: str,
     model_cfg: ModelConfig,
-) -> AgentMLP:
-    """The network of a role that is not generated: FuPS with a one-hot agent id (the paper's baseline)."""
-    dims = layer_dims(in_dim + n_agents, hidden_sizes, out_dim)
-    params = SharedParams(dims, layer_gains(len(dims), model_cfg.activation, out_gain))
-    return AgentMLP(
-        params, n_agents, in_mask, model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm, append_id=True
-    )
+) -> nn.Module:
+    """The network of a role that is not generated: FuPS with a one-hot agent id (the paper's baseline),
+    built by the registered `fups_id` architecture."""
+    fups_id = get_architecture("fups_id")
+    return fups_id.build_net(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg, EmptyConfig())
 
 
 def build_hypermarl_net(
@@ -75,7 +75,7 @@ def build_hypermarl_net(
 ) -> nn.Module:
     """`hypermarl`: an `AgentMLP` whose layers an MLP hypernetwork generates from agent embeddings."""
     if not generates(role, arch_cfg):
-        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, model_cfg)
+        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg)
     dims = layer_dims(in_dim, hidden_sizes, out_dim)
     params = MLPHyperParams(
         n_agents,
@@ -103,7 +103,7 @@ def build_linear_net(
 ) -> nn.Module:
     """`hypermarl_linear`: an `AgentMLP` whose layers are θ_i = 1_i·W + b."""
     if not generates(role, arch_cfg):
-        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, model_cfg)
+        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg)
     dims = layer_dims(in_dim, hidden_sizes, out_dim)
     params = LinearHyperParams(
         n_agents,
@@ -129,7 +129,7 @@ def build_coupled_net(
 ) -> nn.Module:
     """`hypermarl_coupled`: the hypernetwork reads [agent embedding, observation] (no gradient decoupling)."""
     if not generates(role, arch_cfg):
-        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, model_cfg)
+        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg)
     dims = layer_dims(in_dim, hidden_sizes, out_dim)
     return CoupledHyperMLP(
         n_agents,
