@@ -33,16 +33,17 @@ from hypermarl_ext.hypernet import AgentEmbedding, GeneratorHeads, embedding_dia
 
 
 def per_sample_linear(x: torch.Tensor, z: torch.Tensor, head: nn.Linear, in_dim: int, out_dim: int) -> torch.Tensor:
-    """x·W_n for every sample n, with W_n = head(z_n) viewed as (in_dim, out_dim).
+    """x·W_n for every sample n, with W_n = head(z_n) read in (out_dim, in_dim) order (`GeneratorHeads`'s).
 
     x: (N, in_dim); z: (N, H) -> (N, out_dim).
     """
     hidden = z.shape[-1]
     if in_dim <= hidden:
-        weight = head(z).view(-1, in_dim, out_dim)  # (N, in, out)
-        return torch.bmm(x.unsqueeze(1), weight).squeeze(1)
-    per_unit = (x @ head.weight.view(in_dim, out_dim * hidden)).view(-1, out_dim, hidden)  # (N, out, H)
-    return torch.bmm(per_unit, z.unsqueeze(-1)).squeeze(-1) + x @ head.bias.view(in_dim, out_dim)
+        weight = head(z).view(-1, out_dim, in_dim)  # (N, out, in)
+        return torch.bmm(weight, x.unsqueeze(-1)).squeeze(-1)
+    # Σ_h z_h (x·A_h): head.weight rows are (out, in) pairs, its columns the H features
+    per_unit = torch.einsum("ni,oih->noh", x, head.weight.view(out_dim, in_dim, hidden))  # (N, out, H)
+    return torch.bmm(per_unit, z.unsqueeze(-1)).squeeze(-1) + x @ head.bias.view(out_dim, in_dim).T
 
 
 class CoupledHyperMLP(nn.Module):

@@ -128,7 +128,10 @@ def embedding_diagnostics(module: nn.Module, embedding: AgentEmbedding, role: st
 
 
 class GeneratorHeads(nn.Module):
-    """One linear weight head (H -> in·out) and one linear bias head (H -> out) per target layer.
+    """One linear weight head (H -> out·in) and one linear bias head (H -> out) per target layer.
+
+    A weight head's outputs are the layer's matrix in `nn.Linear`'s (out, in) memory order, which the
+    batched matmul runs fastest on (see `orthogonal_stack`); it is handed on as a transposed view (in, out).
 
     Args:
         feature_dim: H, the size of the hypernetwork features.
@@ -144,7 +147,7 @@ class GeneratorHeads(nn.Module):
     def forward(self, z: torch.Tensor) -> Layers:
         """Features z (k, H) -> per layer a weight (k, in, out) and a bias (k, out)."""
         return [
-            (w_head(z).view(-1, i, o), b_head(z))
+            (w_head(z).view(-1, o, i).transpose(1, 2), b_head(z))
             for (i, o), w_head, b_head in zip(self.dims, self.weight_heads, self.bias_heads, strict=True)
         ]
 
@@ -157,8 +160,8 @@ class GeneratorHeads(nn.Module):
         n = z.shape[0]
         z_pinv = torch.linalg.pinv(z, rtol=PINV_RTOL)  # (H, n)
         for (i, o), gain, w_head, b_head in zip(self.dims, gains, self.weight_heads, self.bias_heads, strict=True):
-            target = orthogonal_stack(n, i, o, gain).view(n, i * o).to(z)  # (n, in·out)
-            head = z_pinv @ target  # (H, in·out)
+            target = orthogonal_stack(n, i, o, gain).transpose(1, 2).reshape(n, o * i).to(z)  # (n, out·in)
+            head = z_pinv @ target  # (H, out·in)
             fitted = (z @ head).norm()
             scale = target.norm() / fitted if fitted > 0 else 1.0
             w_head.weight.copy_((head * scale).T)
