@@ -28,6 +28,7 @@ from harl.models.off_policy import DeterministicActor
 from harl.registry import get_algorithm, get_architecture, get_environment
 from harl.utils.checkpoint import Checkpointer, rng_state, set_rng_state
 from harl.utils.logger import RunLogger
+from harl.utils.memory import keep_freed_memory
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,6 +55,7 @@ class Runner(ABC):
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, checkpoint: dict | None = None) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         run = cfg.run
+        keep_freed_memory()
         if run.torch_threads > 0:
             torch.set_num_threads(run.torch_threads)
         self.device = resolve_device(run.device)
