@@ -43,8 +43,9 @@ class RunConfig:
     n_rollout_threads: int = 20
     """Number of parallel training environments."""
     n_workers: int = -1
-    """Env worker processes stepping the training envs (-1: one per core, capped by envs; 0: in-process).
-    Ignored by natively vectorised envs (matrix, vmas, smax)."""
+    """Env worker processes stepping the training envs beside the training process, which steps an equal
+    share itself while they step theirs (-1: one stepping process per core, so cores - 1 workers; capped
+    at envs - 1; 0: every env in-process). Ignored by natively vectorised envs (matrix, vmas, smax)."""
     seed: int = 1
     """Seed of everything random in the run (torch, numpy, python, envs)."""
     device: str = "cpu"

@@ -94,9 +94,14 @@ def test_serial_episode_bookkeeping_and_info():
     venv.close()
 
 
-def test_serial_and_subproc_agree_across_auto_resets():
+@pytest.mark.parametrize(
+    "n_workers, step_in_main", [(2, False), (1, True), (2, True)], ids=["2-workers", "1-worker+main", "2-workers+main"]
+)
+def test_serial_and_subproc_agree_across_auto_resets(n_workers, step_in_main):
+    """Wherever an env is stepped (a worker or, with step_in_main, the calling process), env k is the same."""
     fns = _mamujoco_fns(3, episode_limit=4)
-    serial, subproc = SerialVecEnv(fns), SubprocVecEnv(fns, 2)
+    serial, subproc = SerialVecEnv(fns), SubprocVecEnv(fns, n_workers, step_in_main=step_in_main)
+    assert len(subproc.pids) == n_workers
     try:
         _assert_same(serial.reset(5), subproc.reset(5))
         generator = torch.Generator().manual_seed(0)
@@ -167,10 +172,37 @@ def test_make_vec_env_worker_counts():
     fns = [functools.partial(CountdownEnv, 2)] * 3
     assert isinstance(make_vec_env(fns, 0), SerialVecEnv)
     assert isinstance(make_vec_env(fns[:1], -1), SerialVecEnv)
+    assert isinstance(make_vec_env(fns[:1], 3), SerialVecEnv)  # one env: nobody to share it with
     with pytest.raises(ValueError):
         make_vec_env(fns, -2)
-    venv = make_vec_env(_mamujoco_fns(2), 5)
+    with pytest.raises(ValueError, match=r"\[1, 1\]"):
+        SubprocVecEnv(fns[:2], 2, step_in_main=True)
+    venv = make_vec_env(_mamujoco_fns(3), 5)  # capped: the calling process keeps a share
     try:
         assert isinstance(venv, SubprocVecEnv) and len(venv.pids) == 2
+        assert venv._slices == [slice(0, 1), slice(1, 2)] and venv._main_slice == slice(2, 3)
     finally:
         venv.close()
+    venv = make_vec_env(_mamujoco_fns(4), -1)  # one stepping process per core, the calling one included
+    try:
+        cores = len(os.sched_getaffinity(0))
+        assert len(getattr(venv, "pids", [])) == min(cores - 1, 3)
+    finally:
+        venv.close()
+
+
+def test_step_in_main_steps_its_chunk_between_step_async_and_step_wait():
+    venv = SubprocVecEnv([functools.partial(CountdownEnv, 5)] * 4, 1, step_in_main=True)
+    try:
+        assert venv._main_slice == slice(2, 4)
+        with pytest.raises(RuntimeError, match="step_async"):
+            venv.step_wait()
+        venv.reset(0)
+        venv.step_async(torch.zeros(4, 2, 1, dtype=torch.long))
+        assert [env.t for env in venv._main_group.envs] == [0, 0]  # nothing stepped in here yet
+        out = venv.step_wait()
+        assert [env.t for env in venv._main_group.envs] == [1, 1]
+        assert out.obs.shape[0] == 4
+    finally:
+        venv.close()
+    assert venv._main_group is not None and venv._closed

@@ -1,10 +1,11 @@
 """Batching single `MultiAgentEnv`s into a `VecEnv`, in-process or in worker processes.
 
 `SerialVecEnv` steps every env in the calling process. `SubprocVecEnv` splits the envs into
-contiguous chunks, one per worker process; each step sends every worker its chunk of actions as
-one numpy array and gets back one message of stacked numpy arrays. Both share `_EnvGroup`, which
-steps a group of envs sequentially, auto-resets finished episodes and keeps the per-env episode
-return and length, so single envs stay simple.
+contiguous chunks, one per worker process and, with `step_in_main`, a last one the calling process
+steps itself while the workers step theirs (instead of waiting idle); each step sends every worker
+its chunk of actions as one numpy array and gets back one message of stacked numpy arrays. Both
+share `_EnvGroup`, which steps a group of envs sequentially, auto-resets finished episodes and keeps
+the per-env episode return and length, so single envs stay simple.
 
 Seeding: `reset(seed)` seeds env k with `seed + k`; auto-resets after that pass `seed=None`, so
 each env's own RNG continues and a run is reproducible from the initial seed alone.
@@ -324,12 +325,20 @@ class SubprocVecEnv:
     in the parent. A worker that dies, raises or stops answering for `timeout` seconds makes the
     call raise `EnvWorkerError` (after closing every worker) instead of hanging.
 
+    With `step_in_main`, the envs are split into `n_workers + 1` equal chunks and the calling process
+    steps the last one itself, in `step_wait` (after `step_async` has sent the workers theirs, and after
+    whatever the caller computes in between): one more core's worth of stepping, and no process
+    switch for that chunk. Env k is seeded with `seed + k` wherever it runs, so results do not depend
+    on the split.
+
     Args:
         env_fns: picklable callables building one `MultiAgentEnv` each (e.g. `functools.partial`
             of a module-level class), run inside the workers.
-        n_workers: number of worker processes (at most `len(env_fns)`).
+        n_workers: number of worker processes (at most `len(env_fns)`, or `len(env_fns) - 1` with
+            `step_in_main`).
         device: where the returned tensors live.
         timeout: seconds to wait for a worker's answer before declaring it hung.
+        step_in_main: the calling process steps a chunk of the envs too.
     """
 
     def __init__(
@@ -338,15 +347,22 @@ class SubprocVecEnv:
         n_workers: int,
         device: torch.device | str = "cpu",
         timeout: float = 300.0,
+        step_in_main: bool = False,
     ):
-        if not 1 <= n_workers <= len(env_fns):
-            raise ValueError(f"n_workers must be in [1, {len(env_fns)}], got {n_workers}")
+        most = len(env_fns) - 1 if step_in_main else len(env_fns)
+        if not 1 <= n_workers <= most:
+            raise ValueError(f"n_workers must be in [1, {most}], got {n_workers}")
         self.n_envs = len(env_fns)
         self.device = torch.device(device)
         self._timeout = timeout
-        bounds = np.linspace(0, self.n_envs, n_workers + 1).round().astype(int)
-        self._starts = bounds[:-1].tolist()  # first env index of each worker's chunk
-        self._slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        n_chunks = n_workers + 1 if step_in_main else n_workers
+        bounds = np.linspace(0, self.n_envs, n_chunks + 1).round().astype(int).tolist()
+        chunks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        self._slices = chunks[:n_workers]  # each worker's envs
+        self._starts = [chunk.start for chunk in self._slices]  # first env index of each worker's chunk
+        self._main_slice = chunks[n_workers] if step_in_main else None  # the calling process's envs
+        self._main_group: _EnvGroup | None = None
+        self._main_actions: np.ndarray | None = None  # (n_main, n_agents, action_shape), sent by step_async
         ctx = mp.get_context(_MP_CONTEXT)
         ctx.set_forkserver_preload(["__main__", __name__])
         self._conns: list[Connection] = []
@@ -362,6 +378,8 @@ class SubprocVecEnv:
             child_conn.close()
             self._conns.append(parent_conn)
             self._processes.append(proc)
+        if self._main_slice is not None:  # built while the workers build theirs
+            self._main_group = _EnvGroup(env_fns[self._main_slice])
         specs = [self._receive(i) for i in range(n_workers)]
         self.spec: EnvSpec = specs[0]
 
@@ -410,8 +428,8 @@ class SubprocVecEnv:
         self._check_open()
         for index, start in enumerate(self._starts):
             self._send(index, ("reset", seed + start))
-        batches = [self._receive(index) for index in range(len(self._processes))]
-        return _Batch.concatenate(batches).to_step_output(self.device)
+        main = [] if self._main_group is None else [self._main_group.reset(seed + self._main_slice.start)]
+        return self._join(main)
 
     def step(self, actions: torch.Tensor) -> StepOutput:
         """Step with actions (n_envs, n_agents, action_shape), auto-resetting finished episodes."""
@@ -424,29 +442,46 @@ class SubprocVecEnv:
         acts = _actions_to_numpy(actions, self.n_envs, self.spec.n_agents)
         for index, chunk in enumerate(self._slices):
             self._send(index, ("step", acts[chunk]))
+        if self._main_slice is not None:
+            self._main_actions = acts[self._main_slice]
 
     def step_wait(self) -> StepOutput:
-        """Collect the results of the last `step_async`."""
+        """Step the calling process's own chunk (with `step_in_main`), then collect the workers' results of
+        the last `step_async`."""
+        main = []
+        if self._main_group is not None:
+            if self._main_actions is None:
+                raise RuntimeError("step_wait() without a step_async() before it")
+            actions, self._main_actions = self._main_actions, None
+            main = [self._main_group.step(actions)]
+        return self._join(main)
+
+    def _join(self, main: list[_Batch]) -> StepOutput:
+        """The workers' answers, in env order, followed by the calling process's batch, as one StepOutput."""
         batches = [self._receive(index) for index in range(len(self._processes))]
-        return _Batch.concatenate(batches).to_step_output(self.device)
+        return _Batch.concatenate(batches + main).to_step_output(self.device)
 
     def render(self) -> None:
         raise UserError("rendering needs in-process environments: use --n_workers 0")
 
     def close(self) -> None:
-        """Stop every worker (idempotent; also runs at interpreter exit)."""
+        """Stop every worker and close the calling process's envs (idempotent; workers also stop at exit)."""
         if not self._closed:
             self._closed = True
             self._finalizer()
+            if self._main_group is not None:
+                self._main_group.close()
 
 
 def make_vec_env(env_fns: Sequence[EnvFn], n_workers: int, device: torch.device | str = "cpu") -> VecEnv:
-    """Batch `env_fns` into a `SerialVecEnv` (n_workers 0) or a `SubprocVecEnv`.
+    """Batch `env_fns` into a `SerialVecEnv` (n_workers 0) or a `SubprocVecEnv` whose calling process steps
+    an equal share of the envs beside its workers.
 
     Args:
         env_fns: callables building one `MultiAgentEnv` each (picklable when n_workers != 0).
-        n_workers: 0: in-process; k > 0: `min(k, n_envs)` worker processes; -1: one per available
-            core, capped by the number of envs (in-process when there is a single env).
+        n_workers: 0: in-process; k > 0: `min(k, n_envs - 1)` worker processes, the calling process
+            stepping a chunk as large as each worker's; -1: one stepping process per available core, the
+            calling process being one of them (so cores - 1 workers; in-process on one core or for one env).
         device: where the returned tensors live.
     """
     n_envs = len(env_fns)
@@ -454,7 +489,8 @@ def make_vec_env(env_fns: Sequence[EnvFn], n_workers: int, device: torch.device 
         raise ValueError(f"n_workers must be -1, 0 or positive, got {n_workers}")
     if n_workers == -1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        n_workers = 0 if n_envs == 1 else min(cores, n_envs)
-    if n_workers == 0:
+        n_workers = cores - 1
+    n_workers = min(n_workers, n_envs - 1)
+    if n_workers <= 0:
         return SerialVecEnv(env_fns, device)
-    return SubprocVecEnv(env_fns, min(n_workers, n_envs), device)
+    return SubprocVecEnv(env_fns, n_workers, device, step_in_main=True)
