@@ -61,6 +61,21 @@ def test_same_seed_same_results(tmp_path):
     assert comparable(read_progress(other)) != comparable(read_progress(first))
 
 
+def test_env_worker_processes_do_not_change_results(tmp_path):
+    """3 envs all in-process vs 1 worker stepping 2 of them beside the training process, which steps the third:
+    the same seed gives the same run (env k is seeded with seed + k wherever it runs)."""
+    tiny = list(TINY_MAMUJOCO)
+    tiny[tiny.index("--n_rollout_threads") + 1] = "3"
+    args = ["--algo", "mappo", "--arch", "nops", "--env", "mamujoco", *tiny]
+    args += ["--episode_length", "20", "--num_env_steps", "180", "--seed", "3"]
+    in_process = run_train(tmp_path / "a", *args)
+    position = args.index("--n_workers") + 1
+    with_worker = run_train(tmp_path / "b", *args[:position], "1", *args[position + 1 :])
+    assert read_progress(with_worker) and comparable(read_progress(with_worker)) == comparable(
+        read_progress(in_process)
+    )
+
+
 def test_save_load_continue(tmp_path):
     run_dir = run_train(tmp_path, *MATRIX, "--num_env_steps", "400", "--episode_length", "10", "--save_interval", "200")
     saved = load_checkpoint(run_dir)
