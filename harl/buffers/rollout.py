@@ -74,12 +74,15 @@ class RolloutBuffer:
         critic_hidden: torch.Tensor | None = None,
     ) -> None:
         """Store one vector step (all tensors already on the buffer's device); recurrent learners also pass
-        the hidden states (E, N, H) the step started from."""
+        the hidden states (E, N, H) the step started from. `values` may be None when the caller fills
+        `values[:T]` after the rollout (a feed-forward critic evaluated on all its states at once)."""
         t = self.step
         self.obs[t], self.state[t], self.actions[t] = obs, state, actions
         if self.avail is not None:
             self.avail[t] = avail
-        self.log_probs[t], self.values[t], self.rewards[t], self.dones[t] = log_probs, values, rewards, dones
+        if values is not None:
+            self.values[t] = values
+        self.log_probs[t], self.rewards[t], self.dones[t] = log_probs, rewards, dones
         if self.actor_hidden is not None and t % self.chunk_length == 0:
             self.actor_hidden[t // self.chunk_length] = actor_hidden
             self.critic_hidden[t // self.chunk_length] = critic_hidden
