@@ -63,15 +63,12 @@ class OnPolicyRunner(Runner):
             env_actions, actions, log_probs, actor_hidden = learner.act(
                 obs, state, avail, hidden=self.actor_hidden
             )  # (E, N, A), (E, N, A), (E, N), (E, N, H) or None
-            if hasattr(self.env, "step_async"):  # worker processes step while the critic evaluates
-                self.env.step_async(env_actions)
-                if values_per_step:
-                    values, critic_hidden = learner.values(state, self.critic_hidden)  # (E, N), (E, N, H)
-                out = self.env.step_wait()
-            else:
-                if values_per_step:
-                    values, critic_hidden = learner.values(state, self.critic_hidden)
-                out = self.env.step(env_actions)
+            step_async = getattr(self.env, "step_async", None)
+            if step_async is not None:  # worker processes step while a recurrent critic evaluates
+                step_async(env_actions)
+            if values_per_step:
+                values, critic_hidden = learner.values(state, self.critic_hidden)  # (E, N), (E, N, H)
+            out = self.env.step_wait() if step_async is not None else self.env.step(env_actions)
             rewards = out.reward.to(self.device)  # (E, N)
             truncated = (out.truncated & ~out.terminated).to(self.device)  # (E,)
             if bool(truncated.any()):  # bootstrap time-limit cuts from the final state
@@ -97,7 +94,7 @@ class OnPolicyRunner(Runner):
 
     def _values_after_rollout(self, last_state: torch.Tensor, cuts: list) -> torch.Tensor:
         """Feed-forward critics: the rollout's values, its time-limit bootstraps and the values (E, N) of
-        `last_state` (E, S), the states after it, in one critic call."""
+        `last_state` (E, S), the states after it, from critic calls on `VALUE_CHUNK` states at a time."""
         learner, buffer = self.learner, self.buffer
         t, e = buffer.length, buffer.n_envs
         final_states = [final for _, _, final in cuts]  # (k_i, S) each
