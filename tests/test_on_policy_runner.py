@@ -1,4 +1,4 @@
-"""The on-policy rollout: values of a feed-forward critic evaluated after the rollout, time-limit bootstraps."""
+"""The on-policy rollout: the critic evaluated after it (feed-forward or recurrent), time-limit bootstraps."""
 
 from __future__ import annotations
 
@@ -6,46 +6,62 @@ import pytest
 import torch
 
 from harl.experiment import build_config
+from harl.models.recurrent import reset_hidden
 from harl.registry import load_extensions
 from harl.runners.on_policy import OnPolicyRunner
 
 
-@pytest.mark.parametrize("n_workers", [0, 1])
-def test_rollout_values_and_time_limit_bootstraps(tmp_path, n_workers):
-    """buffer.values[t] = V(s_t); at a time-limit cut the reward gains γ·V(final state); the returned
-    next values are V of the states after the rollout. Checked against per-step critic calls."""
+@pytest.mark.parametrize(
+    "n_workers, recurrent", [(0, False), (1, False), (1, True)], ids=["in-process", "worker", "worker-recurrent"]
+)
+def test_rollout_values_and_time_limit_bootstraps(tmp_path, n_workers, recurrent):
+    """Against critic calls made step by step, as the rollout unfolds: buffer.values[t] = V(s_t | h_t); at a
+    time-limit cut the reward gains γ·V(final state | hidden after the step); the returned next values are
+    V of the states after the rollout; a recurrent critic's chunk-start and carried hidden states match."""
     load_extensions()
     overrides = {
         "n_rollout_threads": 3,
         "n_workers": n_workers,
-        "episode_limit": 5,
-        "episode_length": 12,
+        "episode_limit": 4,  # episodes end at steps 3, 7, 11, 15, 19 of the two rollouts of 10 steps
+        "episode_length": 10,
         "hidden_sizes": [16, 16],
         "progress_bar": "false",
+        "recurrent": str(recurrent).lower(),
+        "data_chunk_length": 4,
     }
     cfg, _ = build_config("mappo", "nops", "mamujoco", overrides)
     runner = OnPolicyRunner(cfg, tmp_path)
     try:
+        runner.collect()  # the second rollout starts mid-episode, from carried hidden states, and ends an episode
+        hidden = None if runner.critic_hidden is None else runner.critic_hidden.clone()  # (E, N, H) or None
+        assert not recurrent or hidden.abs().sum() > 0
         outs = []
-        stepper = "step_wait" if hasattr(runner.env, "step_async") else "step"
-        original = getattr(runner.env, stepper)
+        original = runner.env.step
 
-        def recording(*args):
-            outs.append(original(*args))
+        def recording(actions):
+            outs.append(original(actions))
             return outs[-1]
 
-        setattr(runner.env, stepper, recording)
+        runner.env.step = recording
         next_values = runner.collect()
         buffer, learner, gamma = runner.buffer, runner.learner, cfg.algo.gamma
         for t in range(buffer.length):
-            torch.testing.assert_close(buffer.values[t], learner.values(buffer.state[t])[0])
+            if recurrent and t % 4 == 0:
+                torch.testing.assert_close(buffer.critic_hidden[t // 4], hidden)
+            values, after = learner.values(buffer.state[t], hidden)
+            torch.testing.assert_close(buffer.values[t], values)
             expected = outs[t].reward.clone()  # (E, N)
             cut = outs[t].truncated & ~outs[t].terminated
-            expected[cut] += gamma * learner.values(outs[t].final_state[cut])[0]
+            if cut.any():
+                final_hidden = None if after is None else after[cut]
+                expected[cut] += gamma * learner.values(outs[t].final_state[cut], final_hidden)[0]
             torch.testing.assert_close(buffer.rewards[t], expected)
             assert torch.equal(buffer.dones[t], outs[t].done.float())
-        assert [int(out.truncated.sum()) for out in outs].count(3) == 2  # all 3 envs cut at steps 5 and 10
-        torch.testing.assert_close(next_values, learner.values(outs[-1].state)[0])
-        assert not torch.equal(buffer.rewards[4], outs[4].reward)  # the bootstrap was added
+            hidden = reset_hidden(after, outs[t].done.float())
+        assert [t for t, out in enumerate(outs) if out.truncated.all()] == [1, 5, 9]  # all 3 envs cut
+        assert not torch.equal(buffer.rewards[1], outs[1].reward)  # the bootstrap was added
+        torch.testing.assert_close(next_values, learner.values(outs[-1].state, hidden)[0])
+        if recurrent:
+            torch.testing.assert_close(runner.critic_hidden, hidden)
     finally:
         runner.close()

@@ -159,6 +159,16 @@ class OnPolicyLearner:
             values = self.critic(state)
         return self.value_norm.denormalize(values) if self.value_norm is not None else values, hidden
 
+    @torch.no_grad()
+    def values_sequence(
+        self, states: torch.Tensor, hidden: torch.Tensor, resets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Recurrent learners: denormalised values (L, E, N) along state sequences (L, E, S) from the critic's
+        hidden states `hidden` (E, N, H) before them, zeroed before the steps where `resets` (L, E) is 1;
+        also the hidden states after every step (L, E, N, H)."""
+        values, hiddens = self.critic.forward_sequence(states, hidden, resets, every_hidden=True)
+        return self.value_norm.denormalize(values) if self.value_norm is not None else values, hiddens
+
     # ------------------------------------------------------------------ learning
 
     def prepare(self, buffer: RolloutBuffer, next_values: torch.Tensor) -> Sequences:

@@ -74,8 +74,9 @@ class RolloutBuffer:
         critic_hidden: torch.Tensor | None = None,
     ) -> None:
         """Store one vector step (all tensors already on the buffer's device); recurrent learners also pass
-        the hidden states (E, N, H) the step started from. `values` may be None when the caller fills
-        `values[:T]` after the rollout (a feed-forward critic evaluated on all its states at once)."""
+        the actor's hidden states (E, N, H) the step started from. `values` and `critic_hidden` may be None
+        when the caller fills `values[:T]` and `critic_hidden` after the rollout (the critic evaluated on all
+        its states at once)."""
         t = self.step
         self.obs[t], self.state[t], self.actions[t] = obs, state, actions
         if self.avail is not None:
@@ -85,7 +86,8 @@ class RolloutBuffer:
         self.log_probs[t], self.rewards[t], self.dones[t] = log_probs, rewards, dones
         if self.actor_hidden is not None and t % self.chunk_length == 0:
             self.actor_hidden[t // self.chunk_length] = actor_hidden
-            self.critic_hidden[t // self.chunk_length] = critic_hidden
+            if critic_hidden is not None:
+                self.critic_hidden[t // self.chunk_length] = critic_hidden
         self.step += 1
 
     def compute_gae(self, next_values: torch.Tensor, gamma: float, gae_lambda: float) -> None:

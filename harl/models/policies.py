@@ -244,7 +244,11 @@ class AgentValueCritic(nn.Module):
         return self.net(state.unsqueeze(1).expand(-1, k, -1), agents).squeeze(-1)
 
     def forward_sequence(
-        self, state: torch.Tensor, hidden: torch.Tensor, resets: torch.Tensor | None = None
+        self,
+        state: torch.Tensor,
+        hidden: torch.Tensor,
+        resets: torch.Tensor | None = None,
+        every_hidden: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Recurrent: every agent's values (L, B, N) along state sequences (L, B, state_dim).
 
@@ -252,12 +256,13 @@ class AgentValueCritic(nn.Module):
             state: (L, B, state_dim) states.
             hidden: (B, N, H) hidden states before the first step.
             resets: (L, B) 1.0 where an episode starts, or None.
+            every_hidden: return the hidden states after every step (L, B, N, H), not only the last.
 
         Returns:
-            Values (L, B, N) and the hidden states after the last step (B, N, H).
+            Values (L, B, N) and the hidden states after the last step (B, N, H) (or after every step).
         """
         x = state.unsqueeze(2).expand(-1, -1, self.n_agents, -1)  # (L, B, N, S)
-        values, hidden = self.net(x, hidden, resets)
+        values, hidden = self.net(x, hidden, resets, every_hidden=every_hidden)
         return values.squeeze(-1), hidden
 
 

@@ -121,6 +121,7 @@ class RecurrentAgentNet(nn.Module):
         hidden: torch.Tensor,
         resets: torch.Tensor | None = None,
         agents: torch.Tensor | None = None,
+        every_hidden: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Outputs of the selected agents over a sequence.
 
@@ -129,9 +130,10 @@ class RecurrentAgentNet(nn.Module):
             hidden: (B, k, H) hidden states before the first step.
             resets: (L, B) 1.0 where an episode starts (the hidden state is zeroed before the step), or None.
             agents: the selected agents.
+            every_hidden: return the hidden states after every step (L, B, k, H), not only the last.
 
         Returns:
-            Outputs (L, B, k, out) and the hidden states after the last step (B, k, H).
+            Outputs (L, B, k, out) and the hidden states after the last step (B, k, H) (or after every step).
         """
         steps, batch, k, _ = x.shape
         core_agents = agents
@@ -144,6 +146,8 @@ class RecurrentAgentNet(nn.Module):
         outputs, last = self.gru(features, hidden.transpose(0, 1), resets, core_agents)  # (k, L, B, H), (k, B, H)
         outputs = outputs.permute(1, 2, 0, 3).expand(-1, -1, k, -1)  # (L, B, k, H)
         out = self.head(outputs.reshape(steps * batch, k, -1), agents)  # (L·B, k, out)
+        if every_hidden:
+            return out.view(steps, batch, k, -1), outputs
         return out.view(steps, batch, k, -1), last.transpose(0, 1).expand(-1, k, -1)
 
 
@@ -192,3 +196,8 @@ def reset_hidden(hidden: torch.Tensor | None, done: torch.Tensor) -> torch.Tenso
     if hidden is None:
         return None
     return hidden * (1.0 - done.to(hidden.dtype)).view(-1, 1, 1)
+
+
+def reset_hidden_sequence(hiddens: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+    """Zero the hidden states (L, E, N, H) after every step whose episode ended (`dones` (L, E))."""
+    return hiddens * (1.0 - dones.to(hiddens.dtype))[..., None, None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from harl.buffers.rollout import RolloutBuffer
-from harl.models.recurrent import reset_hidden
+from harl.models.recurrent import reset_hidden, reset_hidden_sequence
 from harl.runners.base import Runner
 
 VALUE_CHUNK = 16384  # states per critic call when evaluating a whole rollout (bounds the activations' memory)
@@ -49,47 +49,33 @@ class OnPolicyRunner(Runner):
     def collect(self) -> torch.Tensor:
         """Fill the buffer with one rollout; returns the values (E, N) of the states after it.
 
-        A feed-forward critic is evaluated once on all the rollout's states after it (its weights do not
-        change during the rollout), which keeps it off the per-step path; time-limit cuts are bootstrapped
-        then too. A recurrent critic runs step by step with its hidden states, overlapping the env step.
+        Only the actor runs at every step. The critic's weights do not change during a rollout, so it is
+        evaluated once on all the rollout's states after it (a recurrent critic along them from its
+        carried hidden states), time-limit cuts are bootstrapped then too, and its per-step cost stays
+        off the path between env steps.
         """
-        learner, buffer, gamma = self.learner, self.buffer, self.cfg.algo.gamma
+        learner, buffer = self.learner, self.buffer
         buffer.reset()
-        values_per_step = learner.recurrent
         cuts: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, envs (k,), final states (k, S))
         obs, state, avail = self._to_device(self.out)
-        values = critic_hidden = None
         for step in range(buffer.length):
             env_actions, actions, log_probs, actor_hidden = learner.act(
                 obs, state, avail, hidden=self.actor_hidden
             )  # (E, N, A), (E, N, A), (E, N), (E, N, H) or None
-            step_async = getattr(self.env, "step_async", None)
-            if step_async is not None:  # worker processes step while a recurrent critic evaluates
-                step_async(env_actions)
-            if values_per_step:
-                values, critic_hidden = learner.values(state, self.critic_hidden)  # (E, N), (E, N, H)
-            out = self.env.step_wait() if step_async is not None else self.env.step(env_actions)
-            rewards = out.reward.to(self.device)  # (E, N)
+            out = self.env.step(env_actions)
             truncated = (out.truncated & ~out.terminated).to(self.device)  # (E,)
-            if bool(truncated.any()):  # bootstrap time-limit cuts from the final state
-                final_state = out.final_state.to(self.device)[truncated]  # (k, S)
-                if values_per_step:
-                    final_values, _ = learner.values(final_state, critic_hidden[truncated])
-                    rewards[truncated] += gamma * final_values
-                else:
-                    cuts.append((step, truncated.nonzero().squeeze(1), final_state))
+            if bool(truncated.any()):  # time-limit cuts, bootstrapped from their final states after the rollout
+                cuts.append((step, truncated.nonzero().squeeze(1), out.final_state.to(self.device)[truncated]))
             done = out.done.to(self.device).float()  # (E,)
-            buffer.insert(
-                obs, state, avail, actions, log_probs, values, rewards, done, self.actor_hidden, self.critic_hidden
-            )
+            rewards = out.reward.to(self.device)  # (E, N)
+            buffer.insert(obs, state, avail, actions, log_probs, None, rewards, done, self.actor_hidden)
             self.actor_hidden = reset_hidden(actor_hidden, done)
-            self.critic_hidden = reset_hidden(critic_hidden, done)
             self.track_episodes(out)
             self.out = out
             obs, state, avail = self._to_device(out)
         self.env_steps += buffer.length * buffer.n_envs
-        if values_per_step:
-            return learner.values(state, self.critic_hidden)[0]
+        if learner.recurrent:
+            return self._recurrent_values_after_rollout(state, cuts)
         return self._values_after_rollout(state, cuts)
 
     def _values_after_rollout(self, last_state: torch.Tensor, cuts: list) -> torch.Tensor:
@@ -101,8 +87,41 @@ class OnPolicyRunner(Runner):
         states = torch.cat([buffer.state.flatten(0, 1), last_state, *final_states])  # (T·E + E + Σk, S)
         values = torch.cat([learner.values(chunk)[0] for chunk in states.split(VALUE_CHUNK)])  # (T·E + E + Σk, N)
         buffer.values[:t] = values[: t * e].view(t, e, -1)
-        offset = (t + 1) * e
-        for step, envs, final in cuts:
-            buffer.rewards[step, envs] += self.cfg.algo.gamma * values[offset : offset + len(final)]
-            offset += len(final)
+        self._bootstrap(cuts, values[(t + 1) * e :])
         return values[t * e : (t + 1) * e]
+
+    def _recurrent_values_after_rollout(self, last_state: torch.Tensor, cuts: list) -> torch.Tensor:
+        """Recurrent critics: the critic runs along the rollout's states and `last_state` from the hidden states
+        carried into the rollout, zeroed after every episode end, as it would have step by step. It stores the
+        hidden states the training chunks start from and carries those before `last_state` on; a cut at step
+        t is valued on its final state from the hidden state after step t."""
+        learner, buffer = self.learner, self.buffer
+        t, e, chunk = buffer.length, buffer.n_envs, buffer.chunk_length
+        states = torch.cat([buffer.state, last_state.unsqueeze(0)])  # (T+1, E, S)
+        resets = torch.cat([torch.zeros_like(buffer.dones[:1]), buffer.dones])  # (T+1, E): zero after an end
+        envs_per_call = max(1, VALUE_CHUNK // (t + 1))
+        values, hiddens = zip(
+            *(
+                learner.values_sequence(states[:, envs], self.critic_hidden[envs], resets[:, envs])
+                for envs in torch.arange(e, device=self.device).split(envs_per_call)
+            ),
+            strict=True,
+        )
+        values, hiddens = torch.cat(values, dim=1), torch.cat(hiddens, dim=1)  # (T+1, E, N), (T+1, E, N, H)
+        # hidden states before each step: the carried ones, then those after the previous step, zeroed at ends
+        before = torch.cat([self.critic_hidden.unsqueeze(0), reset_hidden_sequence(hiddens[:t], buffer.dones)])
+        buffer.critic_hidden.copy_(before[:t:chunk])  # (⌈T/L⌉, E, N, H): the start of every training chunk
+        self.critic_hidden = before[t]
+        buffer.values[:t] = values[:t]
+        if cuts:
+            final_states = torch.cat([final for _, _, final in cuts])  # (Σk, S)
+            final_hidden = torch.cat([hiddens[step, envs] for step, envs, _ in cuts])  # (Σk, N, H)
+            self._bootstrap(cuts, learner.values(final_states, final_hidden)[0])
+        return values[t]
+
+    def _bootstrap(self, cuts: list, final_values: torch.Tensor) -> None:
+        """Add γ·V(final state) to the rewards of the time-limit cuts; `final_values` (Σk, N) in `cuts`' order."""
+        offset = 0
+        for step, envs, final in cuts:
+            self.buffer.rewards[step, envs] += self.cfg.algo.gamma * final_values[offset : offset + len(final)]
+            offset += len(final)
