@@ -148,15 +148,6 @@ class VecEnv(Protocol):
     def close(self) -> None: ...
 
 
-class AsyncVecEnv(VecEnv, Protocol):
-    """A VecEnv stepped by other processes: `step_async` returns at once, so the caller can compute
-    (e.g. value estimates) while the environments step; `step_wait` collects the result."""
-
-    def step_async(self, actions: torch.Tensor) -> None: ...
-
-    def step_wait(self) -> StepOutput: ...
-
-
 class MultiAgentEnv(Protocol):
     """A single (non-vectorised) environment; `harl.envs.vector` batches these in worker processes.
 
