@@ -196,11 +196,11 @@ def test_sequences_layout():
             torch.zeros(3, 3, 2),
             torch.zeros(3, 3),
             torch.zeros(3, 3),
-            torch.zeros(3, 3),
             dones[t],
             code.view(3, 1, 1).expand(3, 3, 2),
-            -code.view(3, 1, 1).expand(3, 3, 2),
         )
+        if t % 4 == 0:  # the critic's chunk-start hidden states are written by the runner after a rollout
+            buffer.critic_hidden[t // 4] = -code.view(3, 1, 1).expand(3, 3, 2)
     seq = buffer.sequences(torch.zeros(10, 3, 3))
     assert seq.length == 4 and seq.n_chunks == 9  # ⌈10 / 4⌉ chunks per env
     for j in range(3):

@@ -14,8 +14,9 @@ from harl.envs.spec import EnvSpec
 class RolloutBuffer:
     """T steps of n_envs environments, all agents at once, on the training device.
 
-    Truncated episodes are bootstrapped by the runner, which adds γ·V(final state) to the last
-    reward before insertion; `dones` therefore cut GAE at every episode end.
+    Truncated episodes are bootstrapped by the runner, which adds γ·V(final state) to the reward of
+    the cut step once the critic has been evaluated after the rollout; `dones` therefore cut GAE at
+    every episode end.
 
     Recurrent learners train on chunks of `chunk_length` consecutive steps of one env (see `Sequences`);
     for them the buffer keeps the actor's and the critic's hidden states at the first step of every chunk.
@@ -67,27 +68,20 @@ class RolloutBuffer:
         avail,
         actions,
         log_probs,
-        values,
         rewards,
         dones,
         actor_hidden: torch.Tensor | None = None,
-        critic_hidden: torch.Tensor | None = None,
     ) -> None:
         """Store one vector step (all tensors already on the buffer's device); recurrent learners also pass
-        the actor's hidden states (E, N, H) the step started from. `values` and `critic_hidden` may be None
-        when the caller fills `values[:T]` and `critic_hidden` after the rollout (the critic evaluated on all
-        its states at once)."""
+        the actor's hidden states (E, N, H) the step started from. The critic's side, `values[:T]` and
+        `critic_hidden`, is written after the rollout, when the critic is evaluated on all its states."""
         t = self.step
         self.obs[t], self.state[t], self.actions[t] = obs, state, actions
         if self.avail is not None:
             self.avail[t] = avail
-        if values is not None:
-            self.values[t] = values
         self.log_probs[t], self.rewards[t], self.dones[t] = log_probs, rewards, dones
         if self.actor_hidden is not None and t % self.chunk_length == 0:
             self.actor_hidden[t // self.chunk_length] = actor_hidden
-            if critic_hidden is not None:
-                self.critic_hidden[t // self.chunk_length] = critic_hidden
         self.step += 1
 
     def compute_gae(self, next_values: torch.Tensor, gamma: float, gae_lambda: float) -> None:

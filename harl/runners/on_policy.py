@@ -68,7 +68,7 @@ class OnPolicyRunner(Runner):
                 cuts.append((step, truncated.nonzero().squeeze(1), out.final_state.to(self.device)[truncated]))
             done = out.done.to(self.device).float()  # (E,)
             rewards = out.reward.to(self.device)  # (E, N)
-            buffer.insert(obs, state, avail, actions, log_probs, None, rewards, done, self.actor_hidden)
+            buffer.insert(obs, state, avail, actions, log_probs, rewards, done, self.actor_hidden)
             self.actor_hidden = reset_hidden(actor_hidden, done)
             self.track_episodes(out)
             self.out = out
