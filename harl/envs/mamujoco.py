@@ -263,7 +263,8 @@ class MaMuJoCoEnv:
 def make(
     env_cfg: MaMuJoCoConfig, n_envs: int, seed: int, device: torch.device | str, for_eval: bool, n_workers: int
 ) -> VecEnv:
-    """Build `n_envs` MaMuJoCo envs batched by `make_vec_env` with `n_workers` worker processes.
+    """Build `n_envs` MaMuJoCo envs batched by `make_vec_env` with `n_workers` worker processes (beside the
+    calling one).
 
     `seed` and `for_eval` are not needed here: episodes are seeded by the `reset(seed)` of the result.
     """

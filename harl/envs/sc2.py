@@ -6,7 +6,7 @@ One `Sc2Game` drives one StarCraft II process through smacv2's `StarCraft2Env` (
 e.g. `3s5z`) or `StarCraftCapabilityEnvWrapper` (the SMACv2 maps): `smacv2_N_units` becomes
 `10gen_<race>` with N allies vs N enemies, unit types drawn per episode with SMACv2's weights and
 "surrounded and reflect" start positions, as smacv2's own `sc2_gen_<race>.yaml` configs define them.
-`harl.envs.vector` batches games in worker processes like any other single env.
+`harl.envs.vector` batches games like any other single env (in worker processes and the training process).
 
 Differences from the SMAX backend a user should know:
 

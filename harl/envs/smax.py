@@ -21,7 +21,7 @@ to tens of seconds per map and batch size; the compiled code is kept in JAX's pe
 - `info["win"]`: 1.0 for a won episode (every enemy dead, an ally alive), 0.0 otherwise.
 
 `backend: sc2` drives real StarCraft II through the `smacv2` package instead (`harl.envs.sc2`, one
-game per env in worker processes); it is UNTESTED against StarCraft II, which cannot be installed
+game per env, batched by `harl.envs.vector`); it is UNTESTED against StarCraft II, which cannot be installed
 where this was written. Without smacv2 and StarCraft II, asking for it says what to install.
 """
 
@@ -382,7 +382,7 @@ def make(
     env_cfg: SmacConfig, n_envs: int, seed: int, device: torch.device | str, for_eval: bool, n_workers: int
 ) -> VecEnv:
     """Build `n_envs` games: SMAX natively vectorised (`n_workers` is not used), or StarCraft II games
-    (backend sc2) batched in `n_workers` worker processes."""
+    (backend sc2) batched by `make_vec_env` with `n_workers` worker processes."""
     env_cfg.validate()
     if env_cfg.backend == "sc2":
         game = functools.partial(Sc2Game, env_cfg.scenario, env_cfg.race)
