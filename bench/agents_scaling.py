@@ -27,6 +27,7 @@ import torch
 from harl.config import ModelConfig
 from harl.models.policies import GaussianActor
 from harl.registry import get_architecture, load_extensions
+from harl.utils.memory import keep_freed_memory
 from hypermarl_ext import count_parameters, uniform_spec
 
 ARCHS = ("nops", "fups_id", "hypermarl", "hypermarl_linear")
@@ -76,6 +77,7 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     load_extensions()
+    keep_freed_memory()  # as a training run's process does (see harl.utils.memory)
     torch.manual_seed(0)
     device = torch.device(args.device)
     counts = [int(n) for n in args.agents.split(",")]

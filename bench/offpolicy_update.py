@@ -31,6 +31,7 @@ from harl.envs.mamujoco import MaMuJoCoConfig, MaMuJoCoEnv
 from harl.envs.spec import EnvSpec
 from harl.experiment import default_config
 from harl.registry import ARCHITECTURES, get_algorithm, get_architecture, load_extensions
+from harl.utils.memory import keep_freed_memory
 
 BATCH, HIDDEN, N_ENVS = 1000, [256, 256], 20
 
@@ -139,6 +140,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     load_extensions()
+    keep_freed_memory()  # as a training run's process does (see harl.utils.memory)
     device = torch.device(args.device)
     cheetah = mamujoco_spec("HalfCheetah", "2x3")
     settings = {
