@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import multiprocessing as mp
 import os
 import signal
 import time
@@ -206,3 +207,20 @@ def test_step_in_main_steps_its_chunk_between_step_async_and_step_wait():
     finally:
         venv.close()
     assert venv._main_group is not None and venv._closed
+
+
+class _BrokenEnv:
+    def __init__(self):
+        raise RuntimeError("cannot build this env")
+
+
+def test_an_env_the_calling_process_cannot_build_stops_the_workers():
+    fns = [functools.partial(CountdownEnv, 2)] * 2 + [_BrokenEnv]  # envs 0-1 in the worker, env 2 in here
+    try:
+        SubprocVecEnv(fns, 1, step_in_main=True)
+    except RuntimeError as error:  # while the error (and its traceback) is being handled
+        assert "cannot build" in str(error)
+        workers = [p for p in mp.active_children() if p.name.startswith("harl-env-worker")]
+        assert not [p for p in workers if p.is_alive()]  # the worker was stopped, not left to the GC
+    else:
+        pytest.fail("building the env in the calling process should have failed")

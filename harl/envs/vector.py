@@ -379,7 +379,11 @@ class SubprocVecEnv:
             self._conns.append(parent_conn)
             self._processes.append(proc)
         if self._main_slice is not None:  # built while the workers build theirs
-            self._main_group = _EnvGroup(env_fns[self._main_slice])
+            try:
+                self._main_group = _EnvGroup(env_fns[self._main_slice])
+            except BaseException:
+                self.close()  # no workers left behind
+                raise
         specs = [self._receive(i) for i in range(n_workers)]
         self.spec: EnvSpec = specs[0]
 
