@@ -359,7 +359,6 @@ class SubprocVecEnv:
         bounds = np.linspace(0, self.n_envs, n_chunks + 1).round().astype(int).tolist()
         chunks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self._slices = chunks[:n_workers]  # each worker's envs
-        self._starts = [chunk.start for chunk in self._slices]  # first env index of each worker's chunk
         self._main_slice = chunks[n_workers] if step_in_main else None  # the calling process's envs
         self._main_group: _EnvGroup | None = None
         self._main_actions: np.ndarray | None = None  # (n_main, n_agents, action_shape), sent by step_async
@@ -430,8 +429,8 @@ class SubprocVecEnv:
     def reset(self, seed: int) -> StepOutput:
         """Reset env k with `seed + k`."""
         self._check_open()
-        for index, start in enumerate(self._starts):
-            self._send(index, ("reset", seed + start))
+        for index, chunk in enumerate(self._slices):
+            self._send(index, ("reset", seed + chunk.start))
         main = [] if self._main_group is None else [self._main_group.reset(seed + self._main_slice.start)]
         return self._join(main)
 

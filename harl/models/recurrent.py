@@ -192,12 +192,8 @@ def build_agent_net(
 
 
 def reset_hidden(hidden: torch.Tensor | None, done: torch.Tensor) -> torch.Tensor | None:
-    """Zero the hidden states (E, N, H) of envs whose episode ended (`done` (E,)); None stays None."""
+    """Zero the hidden states (..., E, N, H) of envs whose episode ended (`done` (..., E), e.g. (E,) for one
+    step or (L, E) along a rollout); None stays None."""
     if hidden is None:
         return None
-    return hidden * (1.0 - done.to(hidden.dtype)).view(-1, 1, 1)
-
-
-def reset_hidden_sequence(hiddens: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
-    """Zero the hidden states (L, E, N, H) after every step whose episode ended (`dones` (L, E))."""
-    return hiddens * (1.0 - dones.to(hiddens.dtype))[..., None, None]
+    return hidden * (1.0 - done.to(hidden.dtype))[..., None, None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from harl.buffers.rollout import RolloutBuffer
-from harl.models.recurrent import reset_hidden, reset_hidden_sequence
+from harl.models.recurrent import reset_hidden
 from harl.runners.base import Runner
 
 VALUE_CHUNK = 16384  # states per critic call when evaluating a whole rollout (bounds the activations' memory)
@@ -109,7 +109,7 @@ class OnPolicyRunner(Runner):
         )
         values, hiddens = torch.cat(values, dim=1), torch.cat(hiddens, dim=1)  # (T+1, E, N), (T+1, E, N, H)
         # hidden states before each step: the carried ones, then those after the previous step, zeroed at ends
-        before = torch.cat([self.critic_hidden.unsqueeze(0), reset_hidden_sequence(hiddens[:t], buffer.dones)])
+        before = torch.cat([self.critic_hidden.unsqueeze(0), reset_hidden(hiddens[:t], buffer.dones)])
         buffer.critic_hidden.copy_(before[:t:chunk])  # (⌈T/L⌉, E, N, H): the start of every training chunk
         self.critic_hidden = before[t]
         buffer.values[:t] = values[:t]
