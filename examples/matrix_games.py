@@ -8,7 +8,8 @@ runs use), for NoPS, FuPS, FuPS+ID, HyperMARL (MLP) and HyperMARL (linear):
     python examples/matrix_games.py --agents 2 --seeds 1 --trials 500 --out -   # a quick look
 
 Settings (paper Table 4): SGD, lr 0.01, batch 10 plays per update, 10 000 updates ("trials"),
-1 000 evaluation plays, ReLU hidden layer, softmax output, 5 seeds. Every agent sees the constant
+1 000 evaluation plays, ReLU hidden layer, softmax output; 20 seeds by default (the paper averaged 5:
+`--seeds 5`). Every agent sees the constant
 observation 1 and learns from the team reward (the mean payoff, as the environment hands it out;
 `--reward agent`: its own payoff). The update is plain REINFORCE without a baseline on the joint
 log-probability, the loss summed over the batch's plays, −Σ_b R_b Σ_i log π_i(a_bi) (`--reduction mean`
@@ -19,16 +20,19 @@ the MLP hypernetwork uses embedding size and trunk width n (the smallest sizes f
 initial generated policy is an independent orthogonal init), which puts its parameter count between
 NoPS's and FuPS+ID's as Table 4's counts are. The counts are printed with the results.
 
-Everything is vectorised: seeds and both games are a leading replica dimension of every network
-(`torch.func.vmap` over stacked copies), all methods step together, and since the observation is
-constant each update needs one forward of every policy and the analytic gradient of the REINFORCE loss
-with respect to the logits, backpropagated through the networks.
+Every (method, n, seed) draws its actions from its own random generator, seeded from the method's key,
+n and the seed, and its initial parameters from a seed of its own too, so a row is the same whether it runs
+alone or beside other methods. Everything is vectorised: seeds and both games are a leading replica
+dimension of every network (`torch.func.vmap` over stacked copies), all methods step together, and since
+the observation is constant each update needs one forward of every policy and the analytic gradient of the
+REINFORCE loss with respect to the logits, backpropagated through the networks.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+import zlib
 import shlex
 import sys
 import time
@@ -69,15 +73,23 @@ class Method:
     Attributes:
         label: the row name.
         arch: the registered architecture.
+        key: the name `--methods` takes (default: `arch`); it also seeds the row's random generators.
         shared_hidden: True: one hidden layer of `width`·n units (a shared network); False: `width` units
             per agent's (possibly generated) network.
         hyper_mlp: size the MLP hypernetwork's embedding and trunk to n.
+        options: architecture options other than the defaults.
     """
 
     label: str
     arch: str
+    key: str = ""
     shared_hidden: bool = False
     hyper_mlp: bool = False
+    options: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.key or self.arch
 
 
 METHODS = (
@@ -85,8 +97,22 @@ METHODS = (
     Method("FuPS", "fups", shared_hidden=True),
     Method("FuPS+ID", "fups_id", shared_hidden=True),
     Method("HyperMARL (MLP)", "hypermarl", hyper_mlp=True),
+    Method("HyperMARL (MLP, shared trunk)", "hypermarl", "hypermarl_shared", hyper_mlp=True, options=(("trunk", "shared"),)),
+    Method(
+        "HyperMARL (MLP, earlier: shared trunk, paper init)",
+        "hypermarl",
+        "hypermarl_earlier",
+        hyper_mlp=True,
+        options=(("trunk", "shared"), ("hypernet_init", "paper"), ("embedding_gain", 1.0)),
+    ),
     Method("HyperMARL (linear)", "hypermarl_linear"),
 )
+"""Every row `--methods` can pick (by `Method.name`); all of them by default."""
+
+
+def method_seed(method: Method, n_agents: int, base_seed: int, seed: int, stream: str) -> int:
+    """The seed of one (method, n, seed)'s random stream ("init" or "actions"), independent of the other rows."""
+    return zlib.crc32(f"{method.name}|{n_agents}|{base_seed}|{seed}|{stream}".encode())
 
 
 @dataclass
@@ -125,14 +151,14 @@ class VectorisedPolicy:
         entry = get_architecture(method.arch)
         hidden = [width * n] if method.shared_hidden else [width]
         model_cfg = ModelConfig(hidden_sizes=hidden, activation="relu", layer_norm=False, feature_norm=False, gain=0.01)
-        arch_cfg = entry.config_cls()
+        arch_cfg = entry.config_cls(**dict(method.options))
         if method.hyper_mlp:
             embedding, hidden_width = hyper_sizes
             arch_cfg.embedding_dim, arch_cfg.hypernet_hidden_dims = embedding or n, [hidden_width or n]
         in_mask = torch.ones(n, 1, dtype=torch.bool)
         nets = {}
         for r in sorted(set(replicas)):  # one initialisation per seed, shared by that seed's games
-            torch.manual_seed(seed + 1000 * n + r)
+            torch.manual_seed(method_seed(method, n, seed, r, "init"))
             nets[r] = entry.build_net(n, 1, n, hidden, model_cfg.gain, in_mask, "actor", model_cfg, arch_cfg)
         modules = [copy.deepcopy(nets[r]) for r in replicas]
         self.parameter_count = sum(p.numel() for p in modules[0].parameters() if p.requires_grad)
@@ -150,10 +176,41 @@ class VectorisedPolicy:
         return self._logits(self.params, self.buffers)
 
 
-def sample_actions(probs: torch.Tensor, batch: int, generator: torch.Generator) -> torch.Tensor:
-    """Independent categorical draws: probs (..., N, A) -> actions (..., batch, N)."""
+class ActionNoise:
+    """The uniform draws behind every method's sampled actions: one generator per (method, n, seed).
+
+    Replicas are grouped by game (replica g·S + s plays game g with seed s); both games of a seed draw from
+    that seed's generator, `CHUNK` training updates at a time.
+    """
+
+    CHUNK = 100
+
+    def __init__(self, methods: list[Method], n_agents: int, seeds: int, games: int, base_seed: int) -> None:
+        self.games, self.n_agents = games, n_agents
+        self.generators = [
+            [torch.Generator().manual_seed(method_seed(m, n_agents, base_seed, s, "actions")) for s in range(seeds)]
+            for m in methods
+        ]
+
+    def draw(self, *shape: int) -> torch.Tensor:
+        """(M, G·S, *shape) uniforms in [0, 1), for leading dims `shape[:-2]` and plays × agents `shape[-2:]`."""
+        per_method = [
+            torch.stack([torch.rand((self.games, *shape), generator=g) for g in gens], dim=1).flatten(0, 1)
+            for gens in self.generators
+        ]
+        return torch.stack(per_method)
+
+    def training(self, trials: int, batch: int):
+        """Yields, for every training update, (M, G·S, batch, N, 1) uniforms."""
+        for start in range(0, trials, self.CHUNK):
+            block = self.draw(self.CHUNK, batch, self.n_agents)  # (M, G·S, CHUNK, B, N)
+            for t in range(min(self.CHUNK, trials - start)):
+                yield block[:, :, t, :, :, None]
+
+
+def sample_actions(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Independent categorical draws: probs (..., N, A) and uniforms (..., B, N, 1) -> actions (..., B, N)."""
     cdf = probs.cumsum(-1).unsqueeze(-3)  # (..., 1, N, A)
-    u = torch.rand((*probs.shape[:-2], batch, probs.shape[-2], 1), generator=generator)
     return (u > cdf).sum(-1).clamp(max=probs.shape[-1] - 1)
 
 
@@ -171,7 +228,7 @@ def run_study(
     n_agents: int,
     methods: list[Method],
     games: Sequence[str] = GAMES,
-    seeds: int = 5,
+    seeds: int = 20,
     trials: int = 10_000,
     eval_trials: int = 1_000,
     batch: int = 10,
@@ -190,11 +247,11 @@ def run_study(
     policies = [VectorisedPolicy(method, n_agents, width, replicas, seed, hyper_sizes) for method in methods]
     envs = [MatrixGameVecEnv(game, n_agents, 1, "cpu") for game in games]
     optimizer = torch.optim.SGD([p for pol in policies for p in pol.params.values()], lr=lr)
-    generator = torch.Generator().manual_seed(seed + n_agents)
-    for _ in range(trials):
+    noise = ActionNoise(methods, n_agents, seeds, len(games), seed)
+    for uniforms in noise.training(trials, batch):
         logits = torch.stack([pol.logits() for pol in policies])  # (M, R, N, A)
         probs = torch.softmax(logits.detach(), -1)
-        actions = sample_actions(probs, batch, generator)  # (M, R, B, N)
+        actions = sample_actions(probs, uniforms)  # (M, R, B, N)
         rewards = payoffs(envs, actions, seeds)  # (M, R, B, N)
         if reward == "team":
             rewards = rewards.mean(-1, keepdim=True).expand_as(rewards)
@@ -210,7 +267,7 @@ def run_study(
     # vmap's batched tensors do not support)
     probs = torch.softmax(torch.stack([pol.logits() for pol in policies]).detach(), -1)  # (M, R, N, A)
     with torch.no_grad():
-        stochastic = payoffs(envs, sample_actions(probs, eval_trials, generator), seeds).mean((-2, -1))
+        stochastic = payoffs(envs, sample_actions(probs, noise.draw(eval_trials, n_agents).unsqueeze(-1)), seeds).mean((-2, -1))
         greedy = payoffs(envs, probs.argmax(-1).unsqueeze(2), seeds).mean((-2, -1))
     shape = (len(methods), len(games), seeds)
     return StudyResult(
@@ -316,13 +373,13 @@ def write_report(path: Path, report: str) -> None:
 
 def _method_list(text: str) -> list[Method]:
     by_key = {re.sub(r"[^a-z0-9]", "", m.label.lower()): m for m in METHODS}
-    by_key.update({m.arch: m for m in METHODS})
+    by_key.update({m.name: m for m in METHODS})
     chosen = []
     for name in text.split(","):
         key = name.strip()
         method = by_key.get(key) or by_key.get(re.sub(r"[^a-z0-9]", "", key.lower()))
         if method is None:
-            raise UserError(f"unknown method {key!r}; valid: {', '.join(m.arch for m in METHODS)}")
+            raise UserError(f"unknown method {key!r}; valid: {', '.join(m.name for m in METHODS)}")
         chosen.append(method)
     return chosen
 
@@ -333,10 +390,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--games", default=",".join(GAMES), help="comma-separated games")
     parser.add_argument(
         "--methods",
-        default=",".join(m.arch for m in METHODS),
-        help="comma-separated architectures: " + ", ".join(m.arch for m in METHODS),
+        default=",".join(m.name for m in METHODS),
+        help="comma-separated rows: " + ", ".join(m.name for m in METHODS),
     )
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per configuration")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds per configuration (the paper's Table 2: 5)")
     parser.add_argument("--trials", type=int, default=10_000, help="training updates (each on --batch plays)")
     parser.add_argument("--eval_trials", type=int, default=1_000, help="plays scored after training")
     parser.add_argument("--batch", type=int, default=10, help="plays per update")
@@ -351,7 +408,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--reduction", default="sum", help="sum or mean of the REINFORCE loss over the batch")
     parser.add_argument("--embedding_dim", type=int, default=None, help="MLP hypernetwork embedding size (default n)")
-    parser.add_argument("--hypernet_hidden", type=int, default=None, help="MLP hypernetwork trunk width (default n)")
+    parser.add_argument(
+        "--hypernet_hidden", type=int, default=None, help="MLP hypernetwork generator width (default n)"
+    )
     parser.add_argument("--out", default="docs/results/matrix_games.md", help="markdown report ('-': do not write)")
     args = parser.parse_args(argv)
     for name in ("seeds", "trials", "eval_trials", "batch", "width", "embedding_dim", "hypernet_hidden"):

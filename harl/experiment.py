@@ -93,6 +93,7 @@ def build_config(
             sources.append(str(tuned))
     apply_overrides(cfg, overrides, "command line")
     cfg.validate()
+    check_arch_options(cfg)
     check_recurrent(cfg)
     return cfg, sources
 
@@ -103,11 +104,21 @@ def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = No
     if set(main) != {"algo", "arch", "env"}:
         raise ConfigError("saved config lacks main: {algo, arch, env}")
     cfg = default_config(main["algo"], main["arch"], main["env"])
+    saved_arch = sections.get("arch") or {}
+    if isinstance(saved_arch, dict):  # options newer than the saved config: what it was run with
+        legacy = get_architecture(main["arch"]).legacy_options
+        sections = {**sections, "arch": {**{k: v for k, v in legacy.items() if k not in saved_arch}, **saved_arch}}
     apply_overrides(cfg, sections, "saved config")
     apply_overrides(cfg, overrides or {}, "command line")
     cfg.validate()
+    check_arch_options(cfg)
     check_recurrent(cfg)
     return cfg
+
+
+def check_arch_options(cfg: ExperimentConfig) -> None:
+    """Refuse architecture options the learner cannot use (e.g. a shared embedding without a generated critic)."""
+    check_compatible(get_algorithm(cfg.algo_name), get_architecture(cfg.arch_name), arch_cfg=cfg.arch)
 
 
 def check_recurrent(cfg: ExperimentConfig) -> None:

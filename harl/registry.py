@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Literal
 
@@ -62,7 +62,13 @@ class ArchEntry:
         recurrent_core: how recurrent networks (`model.recurrent`) parameterise their observation encoder and GRU:
             "per_agent" (stacked independent weights) or "shared" (one set for all agents). The feed-forward
             head after the GRU is always `build_net`'s.
-        supports: `(algo_entry) -> str | None`, a reason the pairing is impossible, or None.
+        supports: `(algo_entry, arch_cfg) -> str | None`, a reason this learner cannot use the architecture
+            with these options, or None.
+        link_networks: `(actor, critic, arch_cfg) -> None`, called by learners whose critic the architecture
+            builds per agent, after building both networks and before making their optimisers (e.g. to let
+            the critic read a tensor the actor owns).
+        legacy_options: values of options that did not exist when a run's config was saved: a saved config
+            (resume, evaluation) that lacks one of these keys gets this value, which rebuilds what it ran.
         description: one line for `--list`.
     """
 
@@ -72,7 +78,9 @@ class ArchEntry:
     build_agent_param: Callable[..., Any]
     shares_parameters: bool
     recurrent_core: Literal["shared", "per_agent"] = "shared"
-    supports: Callable[[AlgoEntry], str | None] = lambda algo: None
+    supports: Callable[[AlgoEntry, Any], str | None] = lambda algo, arch_cfg: None
+    link_networks: Callable[[Any, Any, Any], None] = lambda actor, critic, arch_cfg: None
+    legacy_options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
 
@@ -157,9 +165,11 @@ def get_environment(name: str) -> EnvEntry:
     return _lookup(ENVIRONMENTS, "environment", name)
 
 
-def check_compatible(algo: AlgoEntry, arch: ArchEntry, action_type: str | None = None) -> None:
-    """Refuse an impossible algorithm × architecture (× action type) combination with a clear message."""
-    reason = arch.supports(algo)
+def check_compatible(
+    algo: AlgoEntry, arch: ArchEntry, action_type: str | None = None, arch_cfg: Any | None = None
+) -> None:
+    """Refuse an impossible algorithm × architecture (× its options, × action type) combination with a clear message."""
+    reason = arch.supports(algo, arch_cfg) if arch_cfg is not None else None
     if reason:
         raise UserError(f"--algo {algo.name} cannot use --arch {arch.name}: {reason}")
     if action_type == "discrete" and not algo.discrete:

@@ -31,7 +31,7 @@ from torch import nn
 
 from harl.config import EmptyConfig, ModelConfig
 from harl.models.agent_mlp import AgentMLP, AgentParam, layer_dims, layer_gains
-from harl.registry import get_architecture
+from harl.registry import AlgoEntry, get_architecture
 from hypermarl_ext.config import CoupledHyperConfig, HyperMARLConfig, LinearHyperConfig
 from hypermarl_ext.coupled import CoupledHyperMLP
 from hypermarl_ext.hypernet import LinearHyperParams, MLPHyperParams
@@ -86,6 +86,8 @@ def build_hypermarl_net(
         arch_cfg.hypernet_init,
         arch_cfg.embedding,
         role,
+        trunk=arch_cfg.trunk,
+        embedding_gain=arch_cfg.embedding_gain,
     )
     return AgentMLP(params, n_agents, in_mask, model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm)
 
@@ -144,7 +146,35 @@ def build_coupled_net(
         arch_cfg.hypernet_init,
         arch_cfg.embedding,
         role,
+        arch_cfg.embedding_gain,
     )
+
+
+def generated_params(network: nn.Module) -> MLPHyperParams:
+    """The one MLP hypernetwork inside an actor's or critic's network (feed-forward or recurrent head)."""
+    found = [m for m in network.modules() if isinstance(m, MLPHyperParams)]
+    if len(found) != 1:
+        raise ValueError(f"expected one MLP hypernetwork in {type(network).__name__}, found {len(found)}")
+    return found[0]
+
+
+def link_hypermarl_networks(actor: nn.Module, critic: nn.Module, arch_cfg: HyperMARLConfig) -> None:
+    """`share_embedding`: the critic's hypernetwork reads the actor's embedding (owned by the actor's optimiser).
+
+    Learners call this after building both networks and before making their optimisers.
+    """
+    if arch_cfg.share_embedding:
+        generated_params(critic).read_embedding_of(generated_params(actor))
+
+
+def supports_hypermarl(algo: AlgoEntry, arch_cfg: HyperMARLConfig) -> str | None:
+    """`share_embedding` needs a critic the architecture generates per agent (the on-policy learners')."""
+    if arch_cfg.share_embedding and not algo.on_policy:
+        return (
+            "arch.share_embedding needs a critic generated per agent, and its critic is one joint Q network; "
+            "set --share_embedding false"
+        )
+    return None
 
 
 def build_agent_param(

@@ -79,8 +79,12 @@ def count_parameters(
     model_cfg = model if isinstance(model, ModelConfig) else _config(ModelConfig, model or {}, "model")
     arch_cfg = _config(entry.config_cls, arch_options or {}, "arch")
     actor_cls = CategoricalActor if spec.discrete else GaussianActor
-    actor = trainable(actor_cls(spec, entry, model_cfg, arch_cfg))
-    critic = trainable(AgentValueCritic(spec, entry, model_cfg, arch_cfg))
+    actor_net, critic_net = (
+        actor_cls(spec, entry, model_cfg, arch_cfg),
+        AgentValueCritic(spec, entry, model_cfg, arch_cfg),
+    )
+    entry.link_networks(actor_net, critic_net, arch_cfg)
+    actor, critic = trainable(actor_net), trainable(critic_net)
     return {"actor": actor, "critic": critic, "total": actor + critic}
 
 

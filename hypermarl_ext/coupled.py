@@ -59,9 +59,10 @@ class CoupledHyperMLP(nn.Module):
         feature_norm: masked LayerNorm of the input.
         embedding_dim: size of learned embeddings.
         hidden_dims: trunk widths (at least one).
-        init: "paper" or "hyperfan".
+        init: "official", "paper" or "hyperfan".
         embedding: "learned" or "onehot".
         role: "actor" or "critic".
+        embedding_gain: orthogonal gain of learned embeddings.
     """
 
     def __init__(
@@ -78,21 +79,22 @@ class CoupledHyperMLP(nn.Module):
         init: str,
         embedding: str,
         role: str,
+        embedding_gain: float = 1.0,
     ) -> None:
         super().__init__()
         self.dims = list(dims)
         self.register_buffer("in_mask", in_mask.float())  # (n_agents, in_dim)
         self.activation = ACTIVATIONS[activation]()
         self.layer_norm, self.feature_norm, self.role = layer_norm, feature_norm, role
-        self.embedding = AgentEmbedding(n_agents, embedding_dim, embedding)
+        self.embedding = AgentEmbedding(n_agents, embedding_dim, embedding, embedding_gain)
         in_dim = dims[0][0]
-        self.trunk = trunk_mlp(self.embedding.dim + in_dim, hidden_dims)
+        self.trunk = trunk_mlp(self.embedding.dim + in_dim, hidden_dims, init)
         self.heads = GeneratorHeads(hidden_dims[-1], dims)
         with torch.no_grad():
             self.trunk[0].weight[:, self.embedding.dim :] = 0.0  # observation columns: coupling is learned
             context = self.embedding()  # (n_agents, E)
             z = self.trunk(torch.cat([context, context.new_zeros(n_agents, in_dim)], dim=-1))  # (n_agents, H)
-        (self.heads.init_paper if init == "paper" else self.heads.init_hyperfan)(z, gains)
+        self.heads.initialise(init, [z] * len(dims), [z] * len(dims), gains)
 
     def forward(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, k, in_dim) for the k selected agents (all when `agents` is None) -> (B, k, out_dim)."""

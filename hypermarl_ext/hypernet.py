@@ -6,36 +6,51 @@ which asks its `LayerParams` for one (weight, bias) per layer for a selection of
 sources below generate them for all k agents in one hypernetwork pass, and `AgentMLP` applies them
 with one `baddbmm` per layer:
 
-- `MLPHyperParams` (`hypermarl`): e_i (learned embedding or one-hot id, (k, E)) -> trunk MLP
-  (ReLU, `hypernet_hidden_dims`) -> features z_i (k, H) -> for every target layer l one linear
-  weight head (H -> in_l·out_l, reshaped to (in_l, out_l)) and one linear bias head (H -> out_l).
-  This is the paper's θ = f_ψ1(g_ψ2(e)) (Eq. 10) with g the trunk and f the heads.
+- `MLPHyperParams` (`hypermarl`): e_i (learned embedding or one-hot id, (k, E)) -> generator MLPs
+  (ReLU, `hypernet_hidden_dims`) -> linear heads. With `trunk: per_head` (the default, as the
+  paper's authors built it) every target layer l has two independent generators: one MLP ending in
+  the weight head (H -> in_l·out_l, reshaped to (in_l, out_l)) and another ending in the bias head
+  (H -> out_l); only the context e_i is shared between heads. With `trunk: shared` one MLP's
+  features z_i (k, H) feed every head. Either way θ = f_ψ1(g_ψ2(e)) (the paper's Eq. 10).
 - `LinearHyperParams` (`hypermarl_linear`): θ_i = 1_i·W + b on one-hot ids. 1_i·W is row i of W, so
   W is stored as per-agent rows, one (n_agents, in_l, out_l) and one (n_agents, out_l) block per
   layer (its columns grouped by target layer), and b as shared (in_l, out_l) and (out_l,) blocks.
   Without the shared bias the generated parameters *are* the per-agent rows: exactly NoPS.
 
-Initialisation (`hypernet_init`):
+Initialisation (`hypernet_init`), with each layer's gain (the activation's for hidden layers, the
+output gain for the last: 0.01 for actors, 1.0 for critics):
 
+- `official` (the authors' public code): the hidden layers of the generator MLPs are plain dense
+  layers with LeCun-normal weights (truncated normal, variance 1/fan_in) and zero biases. Every
+  weight head's kernel has one row per hidden unit h of its MLP, and each row, reshaped to
+  (in_l, out_l), is an independent orthogonal matrix Q_h at the layer's gain; the weight head's bias
+  is zero. Bias heads (kernel and bias) are zero, so every generated bias starts at zero. Agent i's
+  generated matrix is therefore Σ_h z_ih·Q_h: neither orthogonal nor at the plain orthogonal scale
+  (larger by about √(H/E) with unit-variance features), exactly as the authors initialise it.
 - `paper`: every agent's generated weight matrix starts as an independent orthogonal
-  (fan_in × fan_out) matrix with the gain a plain network would use (the activation's gain for hidden
-  layers, `out_gain` for the last), and every generated bias at zero. For the linear hypernetwork the
-  rows of W are these matrices and b = 0. For the MLP hypernetwork the heads are linear in the
-  features, θ_i = z_i·A + c, so with Q_i the target orthogonal matrices (flattened, rows of Q) we set
-  c = 0, the bias heads to zero, and A = Z⁺Q, the minimum-norm least-squares solution of Z·A = Q over
-  the agents' initial features Z (n_agents, H). This is exact when Z has full row rank, which needs
-  n_agents ≤ H and distinct embeddings; singular directions of Z weaker than `PINV_RTOL` times the
-  largest are dropped so that A stays bounded, so exactness needs a condition number of Z below
-  1/`PINV_RTOL`. Orthogonal embeddings with n_agents ≤ embedding_dim give condition numbers of a
-  few; with the defaults (embedding 8, hidden 64) it holds up to about 32 agents. Beyond that (more
+  (fan_in × fan_out) matrix with the layer's gain, and every generated bias at zero; generator MLPs
+  are orthogonally initialised (gain √2, zero biases). For the linear hypernetwork the rows of W are
+  these matrices and b = 0. For the MLP hypernetwork the heads are linear in the features,
+  θ_i = z_i·A + c, so with Q_i the target orthogonal matrices (flattened, rows of Q) we set c = 0, the
+  bias heads to zero, and A = Z⁺Q, the minimum-norm least-squares solution of Z·A = Q over the
+  agents' initial features Z (n_agents, H) of the head's generator. This is exact when Z has full row
+  rank, which needs n_agents ≤ H and distinct embeddings; singular directions of Z weaker than
+  `PINV_RTOL` times the largest are dropped so that A stays bounded, so exactness needs a condition
+  number of Z below 1/`PINV_RTOL`. Orthogonal embeddings with n_agents ≤ embedding_dim give condition
+  numbers of a few; with embedding 8 and hidden 64 it holds up to about 32 agents. Beyond that (more
   agents than the features can separate) A is rescaled so the generated matrices keep the targets'
   mean squared norm (the right gain), though they are then only approximately orthogonal.
 - `hyperfan`: Chang et al. (2020) hyperfan-in, for a target layer with biases: head weights drawn
   with variances such that the generated weights have variance gain²/(2·fan_in) and the generated
   biases gain²/2, i.e. Var(A) = gain²/(2·fan_in·H·E[z²]) and Var(bias head) = gain²/(2·H·E[z²]), with
-  E[z²] the mean squared initial feature of the agents; head biases zero. For the linear
-  hypernetwork (features: the one-hot ids, H·E[z²] = 1) the rows of W are drawn with these
-  variances directly and b = 0.
+  E[z²] the mean squared initial feature of the agents (of each head's own generator); head biases
+  zero. Generator MLPs as for `paper`. For the linear hypernetwork (features: the one-hot ids,
+  H·E[z²] = 1) the rows of W are drawn with these variances directly and b = 0.
+
+Learned embeddings are orthogonally initialised with gain `embedding_gain` (√2 by default, the
+authors' value). With `share_embedding` the critic's hypernetwork reads the actor's embedding tensor
+(see `MLPHyperParams.read_embedding_of`): the actor's optimiser owns it and only the actor's loss moves
+it; the critic reads it as a constant.
 
 Caching: under `torch.no_grad()` (acting, evaluation, targets) the generated layers of all agents are
 cached and reused while every hypernetwork tensor keeps its storage and version counter, which every
@@ -49,6 +64,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +74,9 @@ from harl.models.agent_mlp import LayerParams, activation_gain, mark_per_agent, 
 
 PINV_RTOL = 1e-2
 """Singular values of the initial features below this fraction of the largest are ignored by the paper init."""
+
+LECUN_TRUNCATION_STD = 0.87962566103423978
+"""Std of a standard normal truncated to [-2, 2]; LeCun-normal divides by it to keep variance 1/fan_in."""
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -70,13 +89,14 @@ class AgentEmbedding(nn.Module):
         dim: embedding size (learned only; one-hot ids have size n_agents).
         kind: "learned" (trainable (n_agents, dim), orthogonally initialised, rows owned by their agent)
             or "onehot" (a fixed identity buffer).
+        gain: the orthogonal gain of learned embeddings (each row has this norm when n_agents ≤ dim).
     """
 
-    def __init__(self, n_agents: int, dim: int, kind: str) -> None:
+    def __init__(self, n_agents: int, dim: int, kind: str, gain: float = 1.0) -> None:
         super().__init__()
         if kind == "learned":
             weight = torch.empty(n_agents, dim)
-            nn.init.orthogonal_(weight)
+            nn.init.orthogonal_(weight, gain=gain)
             self.weight = mark_per_agent(nn.Parameter(weight))
         else:
             self.register_buffer("weight", torch.eye(n_agents))
@@ -99,19 +119,68 @@ class AgentEmbedding(nn.Module):
         return float((1.0 - cos[upper[0], upper[1]]).mean())
 
 
-def trunk_mlp(in_dim: int, hidden_dims: list[int]) -> nn.Sequential:
-    """ReLU MLP from contexts to hypernetwork features, orthogonally initialised (gain √2, zero biases).
+@torch.no_grad()
+def lecun_normal_(weight: torch.Tensor, fan_in: int) -> torch.Tensor:
+    """LeCun-normal init as JAX/Flax dense layers use it: a normal truncated at ±2 std, variance 1/fan_in."""
+    nn.init.trunc_normal_(weight, std=1.0, a=-2.0, b=2.0)
+    return weight.mul_(math.sqrt(1.0 / fan_in) / LECUN_TRUNCATION_STD)
 
-    Empty `hidden_dims` gives the identity: the heads then read the contexts directly.
+
+def trunk_mlp(in_dim: int, hidden_dims: list[int], init: str = "paper") -> nn.Sequential:
+    """ReLU MLP from contexts to hypernetwork features, zero biases.
+
+    Weights: LeCun normal for `init` "official" (plain dense layers, as the authors' code), orthogonal
+    with gain √2 otherwise. Empty `hidden_dims` gives the identity: the heads then read the contexts.
     """
     layers: list[nn.Module] = []
     for width in hidden_dims:
         linear = nn.Linear(in_dim, width)
-        nn.init.orthogonal_(linear.weight, gain=activation_gain("relu"))
+        if init == "official":
+            lecun_normal_(linear.weight, in_dim)
+        else:
+            nn.init.orthogonal_(linear.weight, gain=activation_gain("relu"))
         nn.init.zeros_(linear.bias)
         layers += [linear, nn.ReLU()]
         in_dim = width
     return nn.Sequential(*layers)
+
+
+class GeneratorMLPs(nn.Module):
+    """G independent ReLU MLPs with the same widths over the same contexts, evaluated as one batch.
+
+    The per-head generators of `trunk: per_head`: 2 per target layer (weight, bias). Layer j holds
+    (G, in_j, out_j) weights and (G, out_j) biases, initialised like `trunk_mlp` MLP by MLP.
+
+    Args:
+        count: G, the number of MLPs.
+        in_dim: context size E.
+        hidden_dims: widths (empty: every MLP is the identity).
+        init: "official" (LeCun normal) or other (orthogonal, gain √2); zero biases.
+    """
+
+    def __init__(self, count: int, in_dim: int, hidden_dims: list[int], init: str) -> None:
+        super().__init__()
+        self.count = count
+        weights, biases = [], []
+        for width in hidden_dims:
+            weight = torch.empty(count, in_dim, width)
+            for g in range(count):  # init only
+                if init == "official":
+                    lecun_normal_(weight[g], in_dim)
+                else:
+                    nn.init.orthogonal_(weight[g], gain=activation_gain("relu"))
+            weights.append(nn.Parameter(weight))
+            biases.append(nn.Parameter(torch.zeros(count, width)))
+            in_dim = width
+        self.weights = nn.ParameterList(weights)
+        self.biases = nn.ParameterList(biases)
+
+    def forward(self, context: torch.Tensor) -> list[torch.Tensor]:
+        """Contexts (k, E) -> every MLP's features, a list of G tensors (k, H)."""
+        h = context.unsqueeze(0).expand(self.count, -1, -1)  # (G, k, E)
+        for weight, bias in zip(self.weights, self.biases, strict=True):
+            h = torch.relu(torch.baddbmm(bias.unsqueeze(1), h, weight))  # (G, k, width)
+        return list(h.unbind(0))
 
 
 def embedding_diagnostics(module: nn.Module, embedding: AgentEmbedding, role: str) -> dict[str, float]:
@@ -144,22 +213,34 @@ class GeneratorHeads(nn.Module):
         self.weight_heads = nn.ModuleList([nn.Linear(feature_dim, i * o) for i, o in dims])
         self.bias_heads = nn.ModuleList([nn.Linear(feature_dim, o) for _, o in dims])
 
-    def forward(self, z: torch.Tensor) -> Layers:
-        """Features z (k, H) -> per layer a weight (k, in, out) and a bias (k, out)."""
-        return [
-            (w_head(z).view(-1, o, i).transpose(1, 2), b_head(z))
-            for (i, o), w_head, b_head in zip(self.dims, self.weight_heads, self.bias_heads, strict=True)
-        ]
+    def forward(self, weight_features: Sequence[torch.Tensor], bias_features: Sequence[torch.Tensor]) -> Layers:
+        """Per layer l, features (k, H) of its weight and bias heads -> a weight (k, in, out) and a bias (k, out)."""
+        heads = zip(self.dims, self.weight_heads, self.bias_heads, weight_features, bias_features, strict=True)
+        return [(w_head(zw).view(-1, o, i).transpose(1, 2), b_head(zb)) for (i, o), w_head, b_head, zw, zb in heads]
 
     @torch.no_grad()
-    def init_paper(self, z: torch.Tensor, gains: list[float]) -> None:
+    def init_official(self, gains: list[float]) -> None:
+        """The authors' init: every weight-head row (one per feature h), as a layer matrix, an independent
+        orthogonal matrix at the layer's gain; weight-head biases and both parts of the bias heads zero."""
+        for (i, o), gain, w_head, b_head in zip(self.dims, gains, self.weight_heads, self.bias_heads, strict=True):
+            feature_dim = w_head.in_features
+            rows = orthogonal_stack(feature_dim, i, o, gain).transpose(1, 2)  # (H, out, in): Q_hᵀ, (out, in) order
+            w_head.weight.copy_(rows.reshape(feature_dim, o * i).T)  # column h = Q_h
+            nn.init.zeros_(w_head.bias)
+            nn.init.zeros_(b_head.weight)
+            nn.init.zeros_(b_head.bias)
+
+    @torch.no_grad()
+    def init_paper(self, features: Sequence[torch.Tensor], gains: list[float]) -> None:
         """Heads such that agent i's generated layers are independent orthogonal matrices (zero biases).
 
-        z: (n_agents, H) the agents' initial features. See the module docstring for the fit.
+        features: per layer, (n_agents, H) the agents' initial features of its weight head. See the
+        module docstring for the fit.
         """
-        n = z.shape[0]
-        z_pinv = torch.linalg.pinv(z, rtol=PINV_RTOL)  # (H, n)
-        for (i, o), gain, w_head, b_head in zip(self.dims, gains, self.weight_heads, self.bias_heads, strict=True):
+        layers = zip(self.dims, gains, self.weight_heads, self.bias_heads, features, strict=True)
+        for (i, o), gain, w_head, b_head, z in layers:
+            n = z.shape[0]
+            z_pinv = torch.linalg.pinv(z, rtol=PINV_RTOL)  # (H, n)
             target = orthogonal_stack(n, i, o, gain).transpose(1, 2).reshape(n, o * i).to(z)  # (n, out·in)
             head = z_pinv @ target  # (H, out·in)
             fitted = (z @ head).norm()
@@ -170,17 +251,40 @@ class GeneratorHeads(nn.Module):
             nn.init.zeros_(b_head.bias)
 
     @torch.no_grad()
-    def init_hyperfan(self, z: torch.Tensor, gains: list[float]) -> None:
+    def init_hyperfan(
+        self, weight_features: Sequence[torch.Tensor], bias_features: Sequence[torch.Tensor], gains: list[float]
+    ) -> None:
         """Hyperfan-in (Chang et al. 2020) for target layers with biases.
 
-        z: (n_agents, H) the agents' initial features, giving E[z²] and H.
+        weight_features, bias_features: per layer, (n_agents, H) the agents' initial features of its
+        weight and bias heads, giving H·E[z²].
         """
-        fan = z.shape[1] * z.pow(2).mean().clamp_min(1e-12)  # H·E[z²]
-        for (i, _), gain, w_head, b_head in zip(self.dims, gains, self.weight_heads, self.bias_heads, strict=True):
-            nn.init.normal_(w_head.weight, std=math.sqrt(gain**2 / (2 * i * fan)))
+        layers = zip(self.dims, gains, self.weight_heads, self.bias_heads, weight_features, bias_features, strict=True)
+        for (i, _), gain, w_head, b_head, zw, zb in layers:
+            nn.init.normal_(w_head.weight, std=math.sqrt(gain**2 / (2 * i * _fan(zw))))
             nn.init.zeros_(w_head.bias)
-            nn.init.normal_(b_head.weight, std=math.sqrt(gain**2 / (2 * fan)))
+            nn.init.normal_(b_head.weight, std=math.sqrt(gain**2 / (2 * _fan(zb))))
             nn.init.zeros_(b_head.bias)
+
+    def initialise(
+        self,
+        init: str,
+        weight_features: Sequence[torch.Tensor],
+        bias_features: Sequence[torch.Tensor],
+        gains: list[float],
+    ) -> None:
+        """Apply `hypernet_init` ("official", "paper" or "hyperfan") given the agents' initial features."""
+        if init == "official":
+            self.init_official(gains)
+        elif init == "paper":
+            self.init_paper(weight_features, gains)
+        else:
+            self.init_hyperfan(weight_features, bias_features, gains)
+
+
+def _fan(z: torch.Tensor) -> torch.Tensor:
+    """H·E[z²] of features z (n_agents, H)."""
+    return z.shape[1] * z.pow(2).mean().clamp_min(1e-12)
 
 
 class _GenerationCache:
@@ -218,10 +322,14 @@ class HyperParams(LayerParams):
     def generate(self, agents: torch.Tensor | None) -> Layers:
         """Generate one (weight (k, in, out), bias (k, out)) per layer for the selected agents."""
 
+    def sources(self) -> list[torch.Tensor]:
+        """Every tensor the generated layers depend on (the cache is valid while none of them changes)."""
+        return [*self.parameters(), *self.buffers()]
+
     def layers(self, agents: torch.Tensor | None) -> Layers:
         if torch.is_grad_enabled():
             return self.generate(agents)
-        sources = [*self.parameters(), *self.buffers()]
+        sources = self.sources()
         key = tuple((t.data_ptr(), t._version) for t in sources)
         if key != self._cache.key:
             self._cache.key, self._cache.sources = key, [t.detach() for t in sources]
@@ -236,17 +344,20 @@ class HyperParams(LayerParams):
 
 
 class MLPHyperParams(HyperParams):
-    """`hypermarl`: an MLP hypernetwork over agent embeddings generating every layer of every agent.
+    """`hypermarl`: MLP hypernetworks over agent embeddings generating every layer of every agent.
 
     Args:
         n_agents: number of agents.
         dims: (in, out) of every target layer.
-        gains: orthogonal gain of every target layer (paper init).
+        gains: orthogonal gain of every target layer.
         embedding_dim: size of learned embeddings.
-        hidden_dims: trunk widths.
-        init: "paper" or "hyperfan".
+        hidden_dims: generator MLP widths.
+        init: "official", "paper" or "hyperfan".
         embedding: "learned" or "onehot".
         role: "actor" or "critic".
+        trunk: "per_head" (an independent generator MLP for every weight and every bias head) or "shared"
+            (one MLP feeding every head).
+        embedding_gain: orthogonal gain of learned embeddings.
     """
 
     def __init__(
@@ -259,20 +370,57 @@ class MLPHyperParams(HyperParams):
         init: str,
         embedding: str,
         role: str,
+        trunk: str = "per_head",
+        embedding_gain: float = 1.0,
     ) -> None:
         super().__init__(role)
-        self.embedding = AgentEmbedding(n_agents, embedding_dim, embedding)
-        self.trunk = trunk_mlp(self.embedding.dim, hidden_dims)
+        self.embedding = AgentEmbedding(n_agents, embedding_dim, embedding, embedding_gain)
+        self._read_embedding: list[AgentEmbedding] = []  # the actor's embedding, when read (share_embedding)
+        self.n_layers, self.trunk_kind = len(dims), trunk
+        if trunk == "per_head":
+            self.generators = GeneratorMLPs(2 * len(dims), self.embedding.dim, hidden_dims, init)
+        else:
+            self.trunk = trunk_mlp(self.embedding.dim, hidden_dims, init)
         self.heads = GeneratorHeads(hidden_dims[-1] if hidden_dims else self.embedding.dim, dims)
         with torch.no_grad():
-            z = self.trunk(self.embedding())  # (n_agents, H)
-        (self.heads.init_paper if init == "paper" else self.heads.init_hyperfan)(z, gains)
+            weight_features, bias_features = self._features(self.embedding())
+        self.heads.initialise(init, weight_features, bias_features, gains)
+
+    def _features(self, context: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Contexts (k, E) -> per layer the features (k, H) of its weight head and of its bias head."""
+        if self.trunk_kind == "per_head":
+            features = self.generators(context)  # 2L × (k, H): weight heads first, then bias heads
+            return features[: self.n_layers], features[self.n_layers :]
+        z = self.trunk(context)  # (k, H)
+        return [z] * self.n_layers, [z] * self.n_layers
+
+    def context(self, agents: torch.Tensor | None) -> torch.Tensor:
+        """(k, E) the selected agents' contexts: this network's embedding, or the one it reads."""
+        if self._read_embedding:
+            return self._read_embedding[0](agents).detach()
+        return self.embedding(agents)
+
+    def read_embedding_of(self, owner: MLPHyperParams) -> None:
+        """Read `owner`'s embedding tensor from now on instead of an own one (`share_embedding`).
+
+        The tensor stays a parameter of `owner` only, so `owner`'s optimiser alone steps it; this network
+        reads it detached (its loss does not move it) and keeps no embedding parameter of its own.
+        """
+        if owner.embedding.weight.shape != self.embedding.weight.shape:
+            raise ValueError("shared embeddings need the same number of agents and embedding size")
+        self.embedding = None  # no parameter, no state: the owner saves and loads it
+        self._read_embedding = [owner.embedding]
+        self.invalidate_cache()
+
+    def sources(self) -> list[torch.Tensor]:
+        return [*super().sources(), *(e.weight for e in self._read_embedding)]
 
     def generate(self, agents: torch.Tensor | None) -> Layers:
-        z = self.trunk(self.embedding(agents))  # (k, H)
-        return self.heads(z)
+        return self.heads(*self._features(self.context(agents)))
 
     def diagnostics(self) -> dict[str, float]:
+        if self._read_embedding:  # the owner (the actor) reports the shared embedding
+            return {}
         return embedding_diagnostics(self, self.embedding, self.role)
 
 

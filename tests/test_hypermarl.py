@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from harl.cli import evaluate_main, train, train_main
 from harl.config import ModelConfig
@@ -20,6 +21,7 @@ from harl.optim import AgentAdam
 from harl.registry import ALGORITHMS, get_architecture, load_extensions
 from harl.utils.checkpoint import load_checkpoint
 from hypermarl_ext import count_parameters
+from hypermarl_ext.architectures import generated_params
 from hypermarl_ext.config import CoupledHyperConfig, HyperMARLConfig, LinearHyperConfig
 from hypermarl_ext.hypernet import LinearHyperParams, MLPHyperParams
 
@@ -55,7 +57,7 @@ def generated(net) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if isinstance(net, AgentMLP):
             return net.params.layers(None)
         z = net.trunk(torch.cat([net.embedding(), torch.randn(net.embedding.weight.shape[0], net.dims[0][0])], -1))
-        return net.heads(z)
+        return net.heads([z] * len(net.dims), [z] * len(net.dims))
 
 
 def hetero_spec() -> EnvSpec:
@@ -92,9 +94,10 @@ def test_output_shapes_and_agent_selection(arch):
 @pytest.mark.parametrize(
     ("arch", "options"),
     [
-        ("hypermarl", {}),
-        ("hypermarl", {"embedding": "onehot"}),
-        ("hypermarl", {"embedding_dim": 4, "hypernet_hidden_dims": [64, 32]}),
+        ("hypermarl", {"hypernet_init": "paper"}),
+        ("hypermarl", {"hypernet_init": "paper", "trunk": "shared"}),
+        ("hypermarl", {"hypernet_init": "paper", "embedding": "onehot"}),
+        ("hypermarl", {"hypernet_init": "paper", "embedding_dim": 4, "hypernet_hidden_dims": [64, 32]}),
         ("hypermarl_linear", {}),
         ("hypermarl_linear", {"shared_bias": False}),
         ("hypermarl_coupled", {}),
@@ -123,8 +126,124 @@ def test_paper_init_gives_independent_orthogonal_layers_and_zero_biases(
         assert cross < 0.6, cross
 
 
+# ---------------------------------------------------------------------------- the authors' structure (defaults)
+
+
+def official_count(n: int, emb: int, hidden: int, dims: list[tuple[int, int]], trunk: str = "per_head") -> int:
+    """Trainable parameters of the hypernetwork of one network: embeddings, generators and heads."""
+    heads = sum((hidden * i * o + i * o) + (hidden * o + o) for i, o in dims)
+    generators = (2 * len(dims) if trunk == "per_head" else 1) * (emb * hidden + hidden)
+    return n * emb + generators + heads
+
+
+@pytest.mark.parametrize("trunk", ["per_head", "shared"])
+def test_parameter_count_of_the_default_structure(trunk):
+    n, emb, hidden = 5, 8, 64
+    net = build("hypermarl", n=n, in_dim=6, out_dim=3, hidden=(32,), trunk=trunk)
+    dims = [(6, 32), (32, 3)]
+    assert sum(p.numel() for p in net.parameters()) == official_count(n, emb, hidden, dims, trunk)
+    if trunk == "per_head":  # one generator MLP (E -> H) per weight head and per bias head: 2 per layer
+        assert net.params.generators.weights[0].shape == (4, emb, hidden)
+    # the same count through count_parameters (actor: + per-agent log-stds; critic on the 10-dim state)
+    sizes = {"n_agents": n, "obs_dim": 6, "act_dim": 3, "state_dim": 10, "model": {"hidden_sizes": [32]}}
+    counts = count_parameters("hypermarl", **sizes, arch_options={"trunk": trunk})
+    assert counts["actor"] == official_count(n, emb, hidden, dims, trunk) + n * 3
+    assert counts["critic"] == official_count(n, emb, hidden, [(10, 32), (32, 1)], trunk)
+    shared = count_parameters("hypermarl", **sizes, arch_options={"trunk": trunk, "share_embedding": True})
+    assert shared["actor"] == counts["actor"] and shared["critic"] == counts["critic"] - n * emb
+
+
+@pytest.mark.parametrize(("role", "out_gain"), [("actor", 0.01), ("critic", 1.0)])
+def test_official_init_orthogonal_head_rows_zero_bias_heads_lecun_generators(role, out_gain):
+    torch.manual_seed(0)
+    n, emb, hidden = 6, 8, 64
+    net = build("hypermarl", n=n, in_dim=10, out_dim=4, hidden=(32, 16), out_gain=out_gain, role=role)
+    params: MLPHyperParams = net.params
+    # embeddings: orthogonal rows of norm √2 (n ≤ E)
+    gram = params.embedding.weight @ params.embedding.weight.T
+    torch.testing.assert_close(gram, 2.0 * torch.eye(n), atol=1e-5, rtol=0)
+    for (fan_in, fan_out), gain, w_head, b_head in zip(
+        [(10, 32), (32, 16), (16, 4)],
+        [RELU_GAIN, RELU_GAIN, out_gain],
+        params.heads.weight_heads,
+        params.heads.bias_heads,
+    ):
+        assert w_head.weight.shape == (fan_in * fan_out, hidden)
+        # every row of the authors' (H, in·out) kernel (a column here), as a layer matrix, is orthogonal at the gain
+        q = w_head.weight.T.reshape(hidden, fan_out, fan_in)  # (H, out, in)
+        small = min(fan_in, fan_out)
+        gram = q @ q.transpose(1, 2) if fan_out <= fan_in else q.transpose(1, 2) @ q
+        torch.testing.assert_close(gram, gain**2 * torch.eye(small).expand(hidden, -1, -1), atol=1e-5, rtol=0)
+        flat = q.reshape(hidden, -1) / q.reshape(hidden, -1).norm(dim=1, keepdim=True)  # independent rows
+        assert (flat @ flat.T - torch.eye(hidden)).abs().max() < 0.6
+        assert torch.count_nonzero(w_head.bias) == 0
+        assert torch.count_nonzero(b_head.weight) == 0 and torch.count_nonzero(b_head.bias) == 0
+    # generator MLPs: LeCun normal (variance 1/E, truncated at 2 std), zero biases
+    weights = params.generators.weights[0]
+    assert weights.var().item() == pytest.approx(1.0 / emb, rel=0.1)
+    assert weights.abs().max().item() <= 2.0 / math.sqrt(emb) / 0.8796 + 1e-6
+    assert torch.count_nonzero(params.generators.biases[0]) == 0
+    # generated: zero biases and Σ_h z_ih·Q_h, larger than an orthogonal layer by about √(H/E) (not "fixed")
+    layers = generated(net)
+    assert all(torch.count_nonzero(b) == 0 for _, b in layers)
+    weight = layers[0][0]  # (n, 10, 32)
+    ratio = weight.norm(dim=(1, 2)).mean() / (RELU_GAIN * math.sqrt(10))
+    assert 0.5 * math.sqrt(hidden / emb) < ratio < 2.0 * math.sqrt(hidden / emb)
+
+
+def test_per_head_generators_are_independent():
+    """Weight and bias heads of every layer have their own generator MLP: only the context is shared."""
+    net = build("hypermarl", n=4, in_dim=6, out_dim=3, hidden=(8,))
+    params: MLPHyperParams = net.params
+    with torch.no_grad():  # give the bias heads something to say, then perturb the bias generators only
+        for b_head in params.heads.bias_heads:
+            b_head.weight.normal_()
+    before = [(w.detach().clone(), b.detach().clone()) for w, b in params.generate(None)]
+    with torch.no_grad():
+        params.generators.weights[0][2:].add_(1.0)  # MLPs 2, 3: the bias heads of layers 0, 1
+    after = params.generate(None)
+    for (w0, b0), (w1, b1) in zip(before, after, strict=True):
+        assert torch.equal(w0, w1) and not torch.equal(b0, b1)
+    loss = params.generate(None)[0][0].sum()  # layer 0's weights: only generator 0 and its head get gradients
+    grads = torch.autograd.grad(loss, [params.generators.weights[0]])[0]
+    assert grads[0].abs().sum() > 0 and torch.count_nonzero(grads[1:]) == 0
+
+
+def test_shared_embedding_is_owned_by_the_actor_optimiser(tmp_path):
+    spec = hetero_spec()
+    load_extensions()
+    from harl.algos.ppo_base import OnPolicyLearner
+    from harl.experiment import build_config
+
+    cfg, _ = build_config("mappo", "hypermarl", "mamujoco", {"share_embedding": "true", "hidden_sizes": "16"})
+    learner = ALGORITHMS["mappo"].learner_cls(spec, cfg, get_architecture("hypermarl"), torch.device("cpu"))
+    assert isinstance(learner, OnPolicyLearner)
+    actor_params, critic_params = generated_params(learner.actor), generated_params(learner.critic)
+    embedding = actor_params.embedding.weight
+    critic_tensors = {id(p) for group in learner.critic_optimizer.param_groups for p in group["params"]}
+    assert id(embedding) not in critic_tensors and all(embedding is not p for p in learner.critic.parameters())
+    assert id(embedding) in {id(p) for group in learner.actor_optimizer.param_groups for p in group["params"]}
+    assert not any("embedding" in key for key in learner.critic.state_dict())
+    torch.testing.assert_close(critic_params.context(None), embedding.detach())
+    # the critic's loss does not move it; the actor's step does, and the critic then reads the new values
+    state = torch.randn(5, spec.state_dim)
+    learner.critic(state).sum().backward()
+    assert embedding.grad is None
+    with torch.no_grad():
+        values_before = learner.critic(state)
+        embedding.add_(0.5)  # what an optimiser step does: an in-place update of the actor's tensor
+        assert not torch.allclose(learner.critic(state), values_before)  # not a stale cached generation
+    assert critic_params.diagnostics() == {}
+
+
 @pytest.mark.parametrize(
-    ("arch", "options"), [("hypermarl", {}), ("hypermarl", {"embedding": "onehot"}), ("hypermarl_linear", {})]
+    ("arch", "options"),
+    [
+        ("hypermarl", {}),
+        ("hypermarl", {"trunk": "shared"}),
+        ("hypermarl", {"embedding": "onehot"}),
+        ("hypermarl_linear", {}),
+    ],
 )
 def test_hyperfan_init_variances(arch, options):
     torch.manual_seed(0)
@@ -138,7 +257,7 @@ def test_hyperfan_init_variances(arch, options):
 
 def test_paper_init_with_more_agents_than_features_keeps_the_gain():
     n = 96  # more agents than the 64 hypernetwork features: orthogonality can only be approximate
-    net = build("hypermarl", n=n, in_dim=16, out_dim=16, hidden=(16,), out_gain=1.0)
+    net = build("hypermarl", n=n, in_dim=16, out_dim=16, hidden=(16,), out_gain=1.0, hypernet_init="paper")
     for (weight, _), gain in zip(generated(net), [RELU_GAIN, 1.0], strict=True):
         mean_sq_norm = weight.pow(2).sum((1, 2)).mean()
         assert mean_sq_norm.item() == pytest.approx(16 * gain**2, rel=1e-4)
@@ -159,7 +278,9 @@ def test_same_seed_same_networks():
 def test_coupled_equals_hypermarl_at_init_then_couples_the_observation():
     torch.manual_seed(0)
     coupled = build("hypermarl_coupled", n=4, in_dim=6, hidden=(80, 8), hypernet_hidden_dims=[16])
-    decoupled = build("hypermarl", n=4, in_dim=6, hidden=(80, 8), hypernet_hidden_dims=[16])
+    decoupled = build(
+        "hypermarl", n=4, in_dim=6, hidden=(80, 8), hypernet_hidden_dims=[16], trunk="shared", hypernet_init="paper"
+    )
     params: MLPHyperParams = decoupled.params
     with torch.no_grad():  # the same embeddings, trunk (without its observation columns) and heads
         params.embedding.weight.copy_(coupled.embedding.weight)
@@ -177,7 +298,8 @@ def test_coupled_equals_hypermarl_at_init_then_couples_the_observation():
     for b, i in ((0, 0), (5, 3)):
         h = norm(x[b, i], (6,))
         z = coupled.trunk(torch.cat([coupled.embedding.weight[i], h]))
-        for index, ((w, bias), (fan_in, fan_out)) in enumerate(zip(coupled.heads(z[None]), coupled.dims, strict=True)):
+        generated_layers = coupled.heads([z[None]] * 3, [z[None]] * 3)
+        for index, ((w, bias), (fan_in, fan_out)) in enumerate(zip(generated_layers, coupled.dims, strict=True)):
             h = h @ w[0] + bias[0]
             assert w.shape == (1, fan_in, fan_out)
             if index < len(coupled.dims) - 1:
@@ -402,11 +524,17 @@ def test_count_parameters():
     ("cfg", "message"),
     [
         (HyperMARLConfig(embedding_dim=0), "arch.embedding_dim must be > 0, got 0"),
-        (HyperMARLConfig(hypernet_init="xavier"), "arch.hypernet_init must be one of paper, hyperfan"),
+        (HyperMARLConfig(hypernet_init="xavier"), "arch.hypernet_init must be one of official, paper, hyperfan"),
         (HyperMARLConfig(embedding="random"), "arch.embedding must be one of learned, onehot"),
         (HyperMARLConfig(hypernet_hidden_dims=[64, 0]), "arch.hypernet_hidden_dims"),
+        (HyperMARLConfig(trunk="none"), "arch.trunk must be one of per_head, shared"),
+        (HyperMARLConfig(embedding_gain=0.0), "arch.embedding_gain must be > 0, got 0.0"),
+        (HyperMARLConfig(share_embedding=True, generate="actor"), "arch.share_embedding needs generated actor"),
+        (HyperMARLConfig(share_embedding=True, embedding="onehot"), "arch.share_embedding shares learned"),
         (LinearHyperConfig(generate="policy"), "arch.generate must be one of actor, critic, both"),
+        (LinearHyperConfig(hypernet_init="official"), "arch.hypernet_init must be one of paper, hyperfan"),
         (CoupledHyperConfig(hypernet_hidden_dims=[]), "at least one width"),
+        (CoupledHyperConfig(trunk="per_head"), "arch.trunk per_head is not available for hypermarl_coupled"),
     ],
 )
 def test_config_validation(cfg, message):
@@ -433,8 +561,17 @@ MATRIX = [
     [
         (["--arch", "hypermarl", "--embedding_dim", "0"], "arch.embedding_dim must be > 0, got 0"),
         (["--arch", "hypermarl", "--embedding_dim", "-3"], "arch.embedding_dim must be > 0, got -3"),
-        (["--arch", "hypermarl", "--hypernet_init", "xavier"], "arch.hypernet_init must be one of paper, hyperfan"),
+        (
+            ["--arch", "hypermarl", "--hypernet_init", "xavier"],
+            "arch.hypernet_init must be one of official, paper, hyperfan",
+        ),
         (["--arch", "hypermarl", "--embedding", "random"], "arch.embedding must be one of learned, onehot"),
+        (["--arch", "hypermarl", "--trunk", "deep"], "arch.trunk must be one of per_head, shared"),
+        (
+            ["--arch", "hypermarl", "--share_embedding", "true", "--generate", "actor"],
+            "arch.share_embedding needs generated actor and critic",
+        ),
+        (["--arch", "hypermarl_coupled", "--trunk", "per_head"], "not available for hypermarl_coupled"),
         (["--arch", "hypermarl_coupled", "--generate", "value"], "arch.generate must be one of actor, critic, both"),
         (["--arch", "hypermarl_linear", "--embedding_dim", "4"], "unknown config key 'embedding_dim'"),
         (["--arch", "hypermarl_linear", "--shared_bias", "maybe"], "arch.shared_bias expects true/false"),
@@ -444,6 +581,17 @@ def test_bad_arch_options_exit_2_with_one_line(argv, message, capsys, tmp_path):
     assert train([*MATRIX, *argv, "--log_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_shared_embedding_without_a_generated_critic_exits_2_before_printing(capsys, tmp_path):
+    argv = ["--algo", "masac", "--arch", "hypermarl", "--env", "mamujoco", "--share_embedding", "true"]
+    assert train([*argv, "--log_dir", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == (
+        "error: --algo masac cannot use --arch hypermarl: arch.share_embedding needs a critic generated per agent, "
+        "and its critic is one joint Q network; set --share_embedding false"
+    )
 
 
 def test_bad_arch_option_in_a_real_process(tmp_path):
@@ -504,6 +652,31 @@ def test_checkpoint_resume_and_evaluate_through_the_cli(tmp_path, capsys):
     capsys.readouterr()
     assert evaluate_main(["--checkpoint", str(run_dir), "--episodes", "4"]) == 0
     assert "episode return over 4 episodes" in capsys.readouterr().out
+
+
+def test_checkpoint_of_the_earlier_structure_resumes_and_evaluates(tmp_path, capsys):
+    """A run saved before trunk/embedding_gain/share_embedding existed (a shared trunk, paper init, embeddings at
+    gain 1) rebuilds that structure from its saved config; forcing another structure is one line, exit 2."""
+    legacy = ["--trunk", "shared", "--hypernet_init", "paper", "--embedding_gain", "1"]
+    run_dir = run_train(tmp_path, *MATRIX, "--arch", "hypermarl", "--save_interval", "100", *legacy)
+    new_keys = ("trunk", "embedding_gain", "share_embedding")
+
+    def strip(config: dict) -> dict:
+        return {**config, "arch": {k: v for k, v in config["arch"].items() if k not in new_keys}}
+
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(strip(yaml.safe_load((run_dir / "config.yaml").read_text()))))
+    for path in (run_dir / "checkpoints").glob("step_*.pt"):
+        payload = torch.load(path, weights_only=False)
+        torch.save({**payload, "config": strip(payload["config"])}, path)
+    assert "net.params.trunk.0.weight" in load_checkpoint(run_dir)["learner"]["actor"]
+    capsys.readouterr()
+    assert evaluate_main(["--checkpoint", str(run_dir), "--episodes", "3"]) == 0
+    assert train_main(["--resume", str(run_dir), "--num_env_steps", "300"]) == 0
+    assert load_checkpoint(run_dir)["runner"]["env_steps"] == 300
+    capsys.readouterr()
+    assert train(["--resume", str(run_dir), "--num_env_steps", "400", "--trunk", "per_head"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not fit this learner" in err[0], err
 
 
 @pytest.mark.parametrize("algo", sorted(a for a, entry in ALGORITHMS.items() if entry.continuous))

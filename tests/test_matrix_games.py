@@ -11,7 +11,7 @@ from .example_scripts import load_example
 
 load_extensions()
 mg = load_example("matrix_games")
-METHODS = {m.arch: m for m in mg.METHODS}
+METHODS = {m.name: m for m in mg.METHODS}
 
 
 def test_nops_specialises_where_fups_cannot():
@@ -23,6 +23,18 @@ def test_nops_specialises_where_fups_cannot():
     assert fups < 0.8  # a shared policy without ids: at best 0.75 in expectation (paper, section 3.2)
     assert result.greedy[1, 0, 0].item() == 0.5  # both agents' most likely item is the same one
     assert result.parameters == {"NoPS": 36, "FuPS": 34}  # the paper's Table 4 counts for n = 2
+
+
+def test_a_row_is_the_same_alone_or_beside_other_methods():
+    """Every (method, n, seed) has its own generators: the other rows never change a row's scores."""
+    torch.set_num_threads(1)
+    names = ["hypermarl", "hypermarl_shared"] if "hypermarl" in ARCHITECTURES else ["nops", "fups"]
+    settings = {"seeds": 3, "trials": 40, "eval_trials": 200, "lr": 0.05}
+    alone = mg.run_study(4, [METHODS[names[0]]], **settings)
+    beside = mg.run_study(4, [METHODS["fups_id"], METHODS[names[1]], METHODS[names[0]]], **settings)
+    assert torch.equal(alone.stochastic[0], beside.stochastic[2]) and torch.equal(alone.greedy[0], beside.greedy[2])
+    assert not torch.equal(beside.stochastic[1], beside.stochastic[2])  # rows do differ from each other
+    assert len(set(alone.stochastic[0, 0].tolist())) > 1  # and seeds from each other
 
 
 def test_cli_writes_the_report_and_keeps_the_analysis(tmp_path, capsys):

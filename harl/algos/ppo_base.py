@@ -100,6 +100,7 @@ class OnPolicyLearner:
         self.n_agents = spec.n_agents
         self.actor = ON_POLICY_ACTORS[actor_kind](spec, arch, cfg.model, cfg.arch).to(device)
         self.critic = AgentValueCritic(spec, arch, cfg.model, cfg.arch).to(device)
+        arch.link_networks(self.actor, self.critic, cfg.arch)
         self.actor_optimizer = AgentAdam(self.actor.parameters(), lr=self.cfg.lr, eps=self.cfg.opti_eps)
         self.critic_optimizer = AgentAdam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=self.cfg.opti_eps)
         self.value_norm = ValueNorm((spec.n_agents,)).to(device) if self.cfg.use_valuenorm else None
