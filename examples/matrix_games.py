@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import copy
 import re
-import zlib
 import shlex
 import sys
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,7 @@ from harl.cli import guarded
 from harl.config import ModelConfig
 from harl.envs.matrix import GAMES, MatrixGameVecEnv
 from harl.errors import UserError
+from harl.models.net_spec import NetSpec
 from harl.registry import ARCHITECTURES, get_architecture, load_extensions
 from harl.utils.cli_args import ArgParser, int_list
 
@@ -97,7 +98,9 @@ METHODS = (
     Method("FuPS", "fups", shared_hidden=True),
     Method("FuPS+ID", "fups_id", shared_hidden=True),
     Method("HyperMARL (MLP)", "hypermarl", hyper_mlp=True),
-    Method("HyperMARL (MLP, shared trunk)", "hypermarl", "hypermarl_shared", hyper_mlp=True, options=(("trunk", "shared"),)),
+    Method(
+        "HyperMARL (MLP, shared trunk)", "hypermarl", "hypermarl_shared", hyper_mlp=True, options=(("trunk", "shared"),)
+    ),
     Method(
         "HyperMARL (MLP, earlier: shared trunk, paper init)",
         "hypermarl",
@@ -155,11 +158,13 @@ class VectorisedPolicy:
         if method.hyper_mlp:
             embedding, hidden_width = hyper_sizes
             arch_cfg.embedding_dim, arch_cfg.hypernet_hidden_dims = embedding or n, [hidden_width or n]
-        in_mask = torch.ones(n, 1, dtype=torch.bool)
+        net_spec = NetSpec.full_input(
+            n_agents=n, in_dim=1, out_dim=n, hidden_sizes=hidden, out_gain=model_cfg.gain, role="actor", model=model_cfg
+        )
         nets = {}
         for r in sorted(set(replicas)):  # one initialisation per seed, shared by that seed's games
             torch.manual_seed(method_seed(method, n, seed, r, "init"))
-            nets[r] = entry.build_net(n, 1, n, hidden, model_cfg.gain, in_mask, "actor", model_cfg, arch_cfg)
+            nets[r] = entry.build_net(spec=net_spec, arch_cfg=arch_cfg)
         modules = [copy.deepcopy(nets[r]) for r in replicas]
         self.parameter_count = sum(p.numel() for p in modules[0].parameters() if p.requires_grad)
         self.params, self.buffers = stack_module_state(modules)  # leaves (R, ...) requiring grad
@@ -267,7 +272,9 @@ def run_study(
     # vmap's batched tensors do not support)
     probs = torch.softmax(torch.stack([pol.logits() for pol in policies]).detach(), -1)  # (M, R, N, A)
     with torch.no_grad():
-        stochastic = payoffs(envs, sample_actions(probs, noise.draw(eval_trials, n_agents).unsqueeze(-1)), seeds).mean((-2, -1))
+        stochastic = payoffs(envs, sample_actions(probs, noise.draw(eval_trials, n_agents).unsqueeze(-1)), seeds).mean(
+            (-2, -1)
+        )
         greedy = payoffs(envs, probs.argmax(-1).unsqueeze(2), seeds).mean((-2, -1))
     shape = (len(methods), len(games), seeds)
     return StudyResult(

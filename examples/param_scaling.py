@@ -24,6 +24,7 @@ import torch
 from harl.cli import guarded
 from harl.config import ModelConfig
 from harl.errors import UserError
+from harl.models.net_spec import NetSpec
 from harl.registry import ARCHITECTURES, get_architecture, load_extensions
 from harl.utils.cli_args import ArgParser, int_list
 
@@ -47,28 +48,25 @@ def count(
     """(actor, critic) trainable parameters of architecture `name` for `n_agents` agents."""
     entry = get_architecture(name)
     cfg = arch_config(name, options)
-    actor = entry.build_net(
-        n_agents,
-        obs_dim,
-        act_dim,
-        model.hidden_sizes,
-        model.gain,
-        torch.ones(n_agents, obs_dim, dtype=torch.bool),
-        "actor",
-        model,
-        cfg,
+    actor_spec = NetSpec.full_input(
+        n_agents=n_agents,
+        in_dim=obs_dim,
+        out_dim=act_dim,
+        hidden_sizes=model.hidden_sizes,
+        out_gain=model.gain,
+        role="actor",
+        model=model,
     )
-    critic = entry.build_net(
-        n_agents,
-        critic_in,
-        1,
-        model.critic_sizes,
-        1.0,
-        torch.ones(n_agents, critic_in, dtype=torch.bool),
-        "critic",
-        model,
-        cfg,
+    critic_spec = NetSpec.full_input(
+        n_agents=n_agents,
+        in_dim=critic_in,
+        out_dim=1,
+        hidden_sizes=model.critic_sizes,
+        out_gain=1.0,
+        role="critic",
+        model=model,
     )
+    actor, critic = entry.build_net(spec=actor_spec, arch_cfg=cfg), entry.build_net(spec=critic_spec, arch_cfg=cfg)
     return trainable(actor), trainable(critic)
 
 

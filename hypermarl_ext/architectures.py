@@ -1,7 +1,7 @@
 """The builders behind `--arch hypermarl`, `hypermarl_linear` and `hypermarl_coupled`.
 
-Learners build every actor and per-agent critic through `build_net(..., role)` and every
-state-independent parameter (Gaussian log-std) through `build_agent_param(..., role)`, so these
+Learners build every actor and per-agent critic through `build_net(spec=NetSpec(..., role=...), ...)` and
+every state-independent parameter (Gaussian log-std) through `build_agent_param(..., role=...)`, so these
 architectures work with every learner:
 
 - A role listed in `arch.generate` ("actor", "critic" or "both") gets a network whose layers are
@@ -26,11 +26,11 @@ depends on padded entries, and the policies mask padded action dimensions out of
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from harl.config import EmptyConfig, ModelConfig
+from harl.config import EmptyConfig
 from harl.models.agent_mlp import AgentMLP, AgentParam, layer_dims, layer_gains
+from harl.models.net_spec import NetSpec
 from harl.registry import AlgoEntry, get_architecture
 from hypermarl_ext.config import CoupledHyperConfig, HyperMARLConfig, LinearHyperConfig
 from hypermarl_ext.coupled import CoupledHyperMLP
@@ -46,106 +46,66 @@ def generates(role: str, arch_cfg: HyperMARLConfig | LinearHyperConfig) -> bool:
     return arch_cfg.generate in (role, "both")
 
 
-def shared_with_id(
-    n_agents: int,
-    in_dim: int,
-    out_dim: int,
-    hidden_sizes: list[int],
-    out_gain: float,
-    in_mask: torch.Tensor,
-    role: str,
-    model_cfg: ModelConfig,
-) -> nn.Module:
+def shared_with_id(spec: NetSpec) -> nn.Module:
     """The network of a role that is not generated: FuPS with a one-hot agent id (the paper's baseline),
     built by the registered `fups_id` architecture."""
-    fups_id = get_architecture("fups_id")
-    return fups_id.build_net(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg, EmptyConfig())
+    return get_architecture("fups_id").build_net(spec=spec, arch_cfg=EmptyConfig())
 
 
-def build_hypermarl_net(
-    n_agents: int,
-    in_dim: int,
-    out_dim: int,
-    hidden_sizes: list[int],
-    out_gain: float,
-    in_mask: torch.Tensor,
-    role: str,
-    model_cfg: ModelConfig,
-    arch_cfg: HyperMARLConfig,
-) -> nn.Module:
-    """`hypermarl`: an `AgentMLP` whose layers an MLP hypernetwork generates from agent embeddings."""
-    if not generates(role, arch_cfg):
-        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg)
-    dims = layer_dims(in_dim, hidden_sizes, out_dim)
+def build_hypermarl_net(*, spec: NetSpec, arch_cfg: HyperMARLConfig) -> nn.Module:
+    """`hypermarl`: an `AgentMLP` whose layers MLP hypernetworks generate from agent embeddings."""
+    if not generates(spec.role, arch_cfg):
+        return shared_with_id(spec)
+    model, dims = spec.model, layer_dims(spec.in_dim, list(spec.hidden_sizes), spec.out_dim)
     params = MLPHyperParams(
-        n_agents,
+        spec.n_agents,
         dims,
-        layer_gains(len(dims), model_cfg.activation, out_gain),
+        layer_gains(len(dims), model.activation, spec.out_gain),
         arch_cfg.embedding_dim,
         arch_cfg.hypernet_hidden_dims,
         arch_cfg.hypernet_init,
         arch_cfg.embedding,
-        role,
+        spec.role,
         trunk=arch_cfg.trunk,
         embedding_gain=arch_cfg.embedding_gain,
     )
-    return AgentMLP(params, n_agents, in_mask, model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm)
+    return AgentMLP(params, spec.n_agents, spec.in_mask, model.activation, model.layer_norm, model.feature_norm)
 
 
-def build_linear_net(
-    n_agents: int,
-    in_dim: int,
-    out_dim: int,
-    hidden_sizes: list[int],
-    out_gain: float,
-    in_mask: torch.Tensor,
-    role: str,
-    model_cfg: ModelConfig,
-    arch_cfg: LinearHyperConfig,
-) -> nn.Module:
+def build_linear_net(*, spec: NetSpec, arch_cfg: LinearHyperConfig) -> nn.Module:
     """`hypermarl_linear`: an `AgentMLP` whose layers are θ_i = 1_i·W + b."""
-    if not generates(role, arch_cfg):
-        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg)
-    dims = layer_dims(in_dim, hidden_sizes, out_dim)
+    if not generates(spec.role, arch_cfg):
+        return shared_with_id(spec)
+    model, dims = spec.model, layer_dims(spec.in_dim, list(spec.hidden_sizes), spec.out_dim)
     params = LinearHyperParams(
-        n_agents,
+        spec.n_agents,
         dims,
-        layer_gains(len(dims), model_cfg.activation, out_gain),
+        layer_gains(len(dims), model.activation, spec.out_gain),
         arch_cfg.shared_bias,
         arch_cfg.hypernet_init,
-        role,
+        spec.role,
     )
-    return AgentMLP(params, n_agents, in_mask, model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm)
+    return AgentMLP(params, spec.n_agents, spec.in_mask, model.activation, model.layer_norm, model.feature_norm)
 
 
-def build_coupled_net(
-    n_agents: int,
-    in_dim: int,
-    out_dim: int,
-    hidden_sizes: list[int],
-    out_gain: float,
-    in_mask: torch.Tensor,
-    role: str,
-    model_cfg: ModelConfig,
-    arch_cfg: CoupledHyperConfig,
-) -> nn.Module:
+def build_coupled_net(*, spec: NetSpec, arch_cfg: CoupledHyperConfig) -> nn.Module:
     """`hypermarl_coupled`: the hypernetwork reads [agent embedding, observation] (no gradient decoupling)."""
-    if not generates(role, arch_cfg):
-        return shared_with_id(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg)
-    dims = layer_dims(in_dim, hidden_sizes, out_dim)
+    if not generates(spec.role, arch_cfg):
+        return shared_with_id(spec)
+    model, dims = spec.model, layer_dims(spec.in_dim, list(spec.hidden_sizes), spec.out_dim)
     return CoupledHyperMLP(
-        n_agents,
+        spec.n_agents,
         dims,
-        layer_gains(len(dims), model_cfg.activation, out_gain),
-        in_mask,
-        model_cfg.activation,
-        model_cfg.layer_norm,
-        model_cfg.feature_norm,
+        layer_gains(len(dims), model.activation, spec.out_gain),
+        spec.in_mask,
+        model.activation,
+        model.layer_norm,
+        model.feature_norm,
         arch_cfg.embedding_dim,
         arch_cfg.hypernet_hidden_dims,
         arch_cfg.hypernet_init,
         arch_cfg.embedding,
-        role,
+        spec.role,
         arch_cfg.embedding_gain,
     )
 
@@ -178,7 +138,7 @@ def supports_hypermarl(algo: AlgoEntry, arch_cfg: HyperMARLConfig) -> str | None
 
 
 def build_agent_param(
-    n_agents: int, width: int, init_value: float, role: str, arch_cfg: HyperMARLConfig | LinearHyperConfig
+    *, n_agents: int, width: int, init_value: float, role: str, arch_cfg: HyperMARLConfig | LinearHyperConfig
 ) -> AgentParam:
     """Per-agent state-independent parameters for generated roles, shared ones for FuPS+ID roles."""
     return AgentParam(n_agents, width, init_value, per_agent=generates(role, arch_cfg))

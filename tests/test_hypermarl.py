@@ -16,6 +16,7 @@ from harl.config import ModelConfig
 from harl.envs.spec import EnvSpec
 from harl.errors import ConfigError
 from harl.models.agent_mlp import AgentMLP, StackedParams, is_per_agent
+from harl.models.net_spec import NetSpec
 from harl.models.policies import AgentValueCritic, CategoricalActor, GaussianActor
 from harl.optim import AgentAdam
 from harl.registry import ALGORITHMS, get_architecture, load_extensions
@@ -48,7 +49,8 @@ def build(
     entry = get_architecture(arch)
     mask = torch.ones(n, in_dim, dtype=torch.bool) if in_mask is None else in_mask
     model = model or ModelConfig(hidden_sizes=list(hidden))
-    return entry.build_net(n, in_dim, out_dim, list(hidden), out_gain, mask, role, model, entry.config_cls(**options))
+    spec = NetSpec(n, in_dim, out_dim, tuple(hidden), out_gain, mask, role, model)
+    return entry.build_net(spec=spec, arch_cfg=entry.config_cls(**options))
 
 
 def generated(net) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -10,33 +10,25 @@ same way and works with every learner.
 
 from __future__ import annotations
 
-import torch
-
-from harl.config import EmptyConfig, ModelConfig
+from harl.config import EmptyConfig
 from harl.models.agent_mlp import AgentMLP, AgentParam, SharedParams, StackedParams, layer_dims, layer_gains
+from harl.models.net_spec import NetSpec
 from harl.registry import ArchEntry, register_architecture
 
 
 def _build(per_agent: bool, append_id: bool):
-    def build_net(
-        n_agents: int,
-        in_dim: int,
-        out_dim: int,
-        hidden_sizes: list[int],
-        out_gain: float,
-        in_mask: torch.Tensor,
-        role: str,
-        model_cfg: ModelConfig,
-        arch_cfg: EmptyConfig,
-    ) -> AgentMLP:
-        dims = layer_dims(in_dim + (n_agents if append_id else 0), hidden_sizes, out_dim)
-        gains = layer_gains(len(dims), model_cfg.activation, out_gain)
+    def build_net(*, spec: NetSpec, arch_cfg: EmptyConfig) -> AgentMLP:
+        n_agents, model = spec.n_agents, spec.model
+        dims = layer_dims(spec.in_dim + (n_agents if append_id else 0), list(spec.hidden_sizes), spec.out_dim)
+        gains = layer_gains(len(dims), model.activation, spec.out_gain)
         params = StackedParams(n_agents, dims, gains) if per_agent else SharedParams(dims, gains)
         return AgentMLP(
-            params, n_agents, in_mask, model_cfg.activation, model_cfg.layer_norm, model_cfg.feature_norm, append_id
+            params, n_agents, spec.in_mask, model.activation, model.layer_norm, model.feature_norm, append_id
         )
 
-    def build_agent_param(n_agents: int, width: int, init_value: float, role: str, arch_cfg: EmptyConfig) -> AgentParam:
+    def build_agent_param(
+        *, n_agents: int, width: int, init_value: float, role: str, arch_cfg: EmptyConfig
+    ) -> AgentParam:
         return AgentParam(n_agents, width, init_value, per_agent=per_agent)
 
     return build_net, build_agent_param

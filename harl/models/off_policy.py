@@ -20,7 +20,7 @@ from torch import nn
 from harl.config import ModelConfig
 from harl.envs.spec import EnvSpec
 from harl.models.agent_mlp import ACTIVATIONS, layer_dims, layer_gains, orthogonal_stack
-from harl.models.policies import LOG_2PI, Actor
+from harl.models.policies import LOG_2PI, Actor, actor_net_spec
 from harl.registry import ArchEntry
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -56,17 +56,7 @@ class SquashedGaussianActor(BoundedActor):
     def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
         super().__init__(spec)
         self.act_dim = spec.act_dim_max
-        self.net = arch.build_net(
-            spec.n_agents,
-            spec.obs_dim_max,
-            2 * spec.act_dim_max,
-            model_cfg.hidden_sizes,
-            model_cfg.gain,
-            torch.as_tensor(spec.obs_mask),
-            "actor",
-            model_cfg,
-            arch_cfg,
-        )
+        self.net = arch.build_net(spec=actor_net_spec(spec, 2 * spec.act_dim_max, model_cfg), arch_cfg=arch_cfg)
 
     def sample(
         self, obs: torch.Tensor, agents: torch.Tensor | None = None, deterministic: bool = False
@@ -97,17 +87,7 @@ class DeterministicActor(BoundedActor):
 
     def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
         super().__init__(spec)
-        self.net = arch.build_net(
-            spec.n_agents,
-            spec.obs_dim_max,
-            spec.act_dim_max,
-            model_cfg.hidden_sizes,
-            model_cfg.gain,
-            torch.as_tensor(spec.obs_mask),
-            "actor",
-            model_cfg,
-            arch_cfg,
-        )
+        self.net = arch.build_net(spec=actor_net_spec(spec, spec.act_dim_max, model_cfg), arch_cfg=arch_cfg)
 
     def forward(self, obs: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """obs (B, k, O) -> normalised actions (B, k, A) of the k selected agents (all when None)."""

@@ -19,10 +19,25 @@ from torch import nn
 
 from harl.config import ModelConfig
 from harl.envs.spec import EnvSpec
+from harl.models.net_spec import NetSpec
 from harl.models.recurrent import build_agent_net
 from harl.registry import ArchEntry
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+def actor_net_spec(spec: EnvSpec, out_dim: int, model_cfg: ModelConfig) -> NetSpec:
+    """The actor network of an env layout: every agent's own observation entries in, `out_dim` outputs."""
+    return NetSpec(
+        n_agents=spec.n_agents,
+        in_dim=spec.obs_dim_max,
+        out_dim=out_dim,
+        hidden_sizes=tuple(model_cfg.hidden_sizes),
+        out_gain=model_cfg.gain,
+        in_mask=torch.as_tensor(spec.obs_mask),
+        role="actor",
+        model=model_cfg,
+    )
 
 
 class Actor(nn.Module):
@@ -54,18 +69,7 @@ class OnPolicyActor(Actor, ABC):
     def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
         super().__init__(spec)
         self.recurrent = model_cfg.recurrent
-        self.net = build_agent_net(
-            arch,
-            spec.n_agents,
-            spec.obs_dim_max,
-            spec.act_dim_max,
-            model_cfg.hidden_sizes,
-            model_cfg.gain,
-            torch.as_tensor(spec.obs_mask),
-            "actor",
-            model_cfg,
-            arch_cfg,
-        )
+        self.net = build_agent_net(arch, actor_net_spec(spec, spec.act_dim_max, model_cfg), arch_cfg)
 
     @abstractmethod
     def _sample(
@@ -142,7 +146,11 @@ class GaussianActor(OnPolicyActor):
     def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
         super().__init__(spec, arch, model_cfg, arch_cfg)
         self.log_std = arch.build_agent_param(
-            spec.n_agents, spec.act_dim_max, math.log(model_cfg.std_init), "actor", arch_cfg
+            n_agents=spec.n_agents,
+            width=spec.act_dim_max,
+            init_value=math.log(model_cfg.std_init),
+            role="actor",
+            arch_cfg=arch_cfg,
         )
 
     def _params(self, obs: torch.Tensor, agents: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,19 +232,16 @@ class AgentValueCritic(nn.Module):
         super().__init__()
         self.n_agents = spec.n_agents
         self.recurrent = model_cfg.recurrent
-        self.net = build_agent_net(
-            arch,
-            spec.n_agents,
-            spec.state_dim,
-            1,
-            model_cfg.critic_sizes,
-            1.0,
-            torch.ones(spec.n_agents, spec.state_dim, dtype=torch.bool),
-            "critic",
-            model_cfg,
-            arch_cfg,
-            shared_input=True,
+        net_spec = NetSpec.full_input(
+            n_agents=spec.n_agents,
+            in_dim=spec.state_dim,
+            out_dim=1,
+            hidden_sizes=model_cfg.critic_sizes,
+            out_gain=1.0,
+            role="critic",
+            model=model_cfg,
         )
+        self.net = build_agent_net(arch, net_spec, arch_cfg, shared_input=True)
 
     def forward(self, state: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """Feed-forward: state (B, state_dim) -> values (B, k)."""

@@ -18,11 +18,12 @@ episode start is marked by a reset (the hidden state is zeroed before that step)
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harl.config import ModelConfig
 from harl.models.agent_mlp import (
     ACTIVATIONS,
     AgentMLP,
@@ -31,6 +32,7 @@ from harl.models.agent_mlp import (
     activation_gain,
     agent_linear,
 )
+from harl.models.net_spec import NetSpec
 from harl.registry import ArchEntry
 
 
@@ -151,44 +153,29 @@ class RecurrentAgentNet(nn.Module):
         return out.view(steps, batch, k, -1), last.transpose(0, 1).expand(-1, k, -1)
 
 
-def build_agent_net(
-    arch: ArchEntry,
-    n_agents: int,
-    in_dim: int,
-    out_dim: int,
-    hidden_sizes: list[int],
-    out_gain: float,
-    in_mask: torch.Tensor,
-    role: str,
-    model_cfg: ModelConfig,
-    arch_cfg: object,
-    shared_input: bool = False,
-) -> nn.Module:
-    """The network of `role` for all agents: `arch.build_net`'s, or with `model_cfg.recurrent` a
-    `RecurrentAgentNet` whose encoder takes `hidden_sizes[0]`, GRU `model_cfg.rnn_hidden_size` and whose head
-    (built by `arch.build_net`) the remaining `hidden_sizes[1:]`."""
-    if not model_cfg.recurrent:
-        return arch.build_net(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg, arch_cfg)
-    per_agent = arch.recurrent_core == "per_agent"
-    width, hidden_size = hidden_sizes[0], model_cfg.rnn_hidden_size
-    dims, gains = [(in_dim, width)], [activation_gain(model_cfg.activation)]
+def build_agent_net(arch: ArchEntry, spec: NetSpec, arch_cfg: object, *, shared_input: bool = False) -> nn.Module:
+    """The network `spec` describes: `arch.build_net`'s, or with `spec.model.recurrent` a `RecurrentAgentNet`
+    whose encoder takes `hidden_sizes[0]`, GRU `model.rnn_hidden_size` and whose head (built by
+    `arch.build_net`) the remaining `hidden_sizes[1:]`."""
+    model = spec.model
+    if not model.recurrent:
+        return arch.build_net(spec=spec, arch_cfg=arch_cfg)
+    n_agents, per_agent = spec.n_agents, arch.recurrent_core == "per_agent"
+    width, hidden_size = spec.hidden_sizes[0], model.rnn_hidden_size
+    dims, gains = [(spec.in_dim, width)], [activation_gain(model.activation)]
     params = StackedParams(n_agents, dims, gains) if per_agent else SharedParams(dims, gains)
     encoder = AgentMLP(
-        params, n_agents, in_mask, model_cfg.activation, layer_norm=False, feature_norm=model_cfg.feature_norm
+        params, n_agents, spec.in_mask, model.activation, layer_norm=False, feature_norm=model.feature_norm
     )
-    head = arch.build_net(
-        n_agents,
-        hidden_size,
-        out_dim,
-        hidden_sizes[1:],
-        out_gain,
-        torch.ones(n_agents, hidden_size, dtype=torch.bool),
-        role,
-        model_cfg,
-        arch_cfg,
+    head_spec = dataclasses.replace(
+        spec,
+        in_dim=hidden_size,
+        hidden_sizes=spec.hidden_sizes[1:],
+        in_mask=torch.ones(n_agents, hidden_size, dtype=torch.bool),
     )
+    head = arch.build_net(spec=head_spec, arch_cfg=arch_cfg)
     gru = AgentGRU(n_agents, width, hidden_size, per_agent)
-    return RecurrentAgentNet(encoder, gru, head, model_cfg.activation, model_cfg.layer_norm, shared_input)
+    return RecurrentAgentNet(encoder, gru, head, model.activation, model.layer_norm, shared_input)
 
 
 def reset_hidden(hidden: torch.Tensor | None, done: torch.Tensor) -> torch.Tensor | None:
