@@ -41,7 +41,9 @@ def random_actions(out, spec, generator: torch.Generator) -> torch.Tensor:
 def env_only(cfg, vector_steps: int) -> float:
     """Env steps/s of random play (after a warm-up that compiles SMAX's step)."""
     device = torch.device(cfg.run.device)
-    env = get_environment(cfg.env_name).make(cfg.env, cfg.run.n_rollout_threads, 0, device, False, cfg.run.n_workers)
+    env = get_environment(cfg.env_name).make(
+        cfg.env, n_envs=cfg.run.n_rollout_threads, seed=0, device=device, n_workers=cfg.run.n_workers
+    )
     generator = torch.Generator().manual_seed(0)
     out = env.reset(0)
     for _ in range(3):

@@ -70,7 +70,7 @@ def throughput(cfg, vector_steps: int, rounds: int) -> tuple[list[Window], list[
     also returns the number of worker processes (beside the stepping main process)."""
     cfg.algo.episode_length = vector_steps
     env = get_environment("mamujoco").make(
-        cfg.env, cfg.run.n_rollout_threads, 0, torch.device("cpu"), False, cfg.run.n_workers
+        cfg.env, n_envs=cfg.run.n_rollout_threads, seed=0, device=torch.device("cpu"), n_workers=cfg.run.n_workers
     )
     low, high = torch.as_tensor(env.spec.act_low), torch.as_tensor(env.spec.act_high)
     actions = [low + (high - low) * torch.rand(env.n_envs, *low.shape) for _ in range(16)]
@@ -127,7 +127,7 @@ def inference(obs_mode: str, batch: int = 20, reps: int = 200, rounds: int = 5) 
     cfg, _ = build_config(
         "mappo", "nops", "mamujoco", {"scenario": "Humanoid", "agent_conf": "17x1", "obs_mode": obs_mode}
     )
-    env = get_environment("mamujoco").make(cfg.env, 1, 0, torch.device("cpu"), False, 0)
+    env = get_environment("mamujoco").make(cfg.env, n_envs=1, seed=0, device=torch.device("cpu"))
     spec = env.spec
     env.close()
     n_agents, obs_dim, act_dim = spec.n_agents, spec.obs_dim_max, spec.act_dim_max

@@ -50,7 +50,7 @@ def load_policy(path: str, device: torch.device) -> LoadedPolicy:
     cfg = config_from_dict(checkpoint["config"], {"run.device": str(device)})
     if cfg.model.recurrent:
         raise UserError(f"{path}: SND scores single observations; recurrent policies depend on their history")
-    env = get_environment(cfg.env_name).make(cfg.env, 1, 0, device, True, 0)
+    env = get_environment(cfg.env_name).make(cfg.env, n_envs=1, seed=0, device=device)
     try:
         learner = build_learner(cfg, env.spec, device)
     finally:
@@ -109,7 +109,7 @@ def load_observations(path: Path, n_agents: int, obs_dim: int) -> tuple[torch.Te
 def collect_observations(policy: LoadedPolicy, count: int, seed: int, device: torch.device):
     """`count` joint observations (and avail masks) from rollouts of `policy`'s stochastic policy."""
     n_envs = min(count, 16)
-    env = get_environment(policy.env_name).make(policy.env_cfg, n_envs, seed, device, True, 0)
+    env = get_environment(policy.env_name).make(policy.env_cfg, n_envs=n_envs, seed=seed, device=device)
     obs_list, avail_list = [], []
     try:
         with torch.random.fork_rng(devices=[]):

@@ -165,7 +165,7 @@ def evaluate_main(argv: list[str]) -> int:
     checkpoint = load_checkpoint(Path(args.checkpoint), device=device)
     cfg = config_from_dict(checkpoint["config"], {"run.device": str(device)})
     n_envs = 1 if args.render else cfg.run.n_eval_rollout_threads
-    env = get_environment(cfg.env_name).make(cfg.env, n_envs, args.seed, device, True, 0)
+    env = get_environment(cfg.env_name).make(cfg.env, n_envs=n_envs, seed=args.seed, device=device)
     learner = build_learner(cfg, env.spec, device)
     try:
         learner.load_state_dict(checkpoint["learner"])

@@ -54,9 +54,9 @@ class ArchEntry:
     Attributes:
         name: registry key (`--arch`).
         config_cls: dataclass of the architecture's options (the `arch` config section).
-        build_net: `(n_agents, in_dim, out_dim, hidden_sizes, out_gain, in_mask, role, model_cfg, arch_cfg)
-            -> AgentNet`, a module mapping (B, n_agents, in_dim) to (B, n_agents, out_dim) for all agents at once.
-        build_agent_param: `(n_agents, width, init_value, role, arch_cfg) -> AgentParam`, a module returning a
+        build_net: `(*, spec: harl.models.net_spec.NetSpec, arch_cfg) -> AgentNet`, a module mapping
+            (B, k, in_dim) to (B, k, out_dim) for k selected agents (all by default) at once.
+        build_agent_param: `(*, n_agents, width, init_value, role, arch_cfg) -> AgentParam`, a module returning a
             (n_agents, width) tensor (per agent or shared), used for state-independent log-stds.
         shares_parameters: True when agents' networks share trainable parameters (FuPS, hypernetworks).
         recurrent_core: how recurrent networks (`model.recurrent`) parameterise their observation encoder and GRU:
@@ -92,7 +92,8 @@ class EnvEntry:
         name: registry key (`--env`).
         config_cls: dataclass of the env options (the `env` config section); must define
             `scenario_name() -> str` (used for run folders and tuned configs) and `validate()`.
-        make: `(env_cfg, n_envs, seed, device, for_eval) -> VecEnv`.
+        make: `(env_cfg, *, n_envs, seed, device, n_workers=0) -> VecEnv`: `n_envs` envs, env k seeded with
+            `seed + k`, stepped by `n_workers` worker processes beside the calling one where the env supports it.
         scenarios: `() -> list[str]`, the valid scenario names, for `--list` and error messages.
         description: one line for `--list`.
     """

@@ -179,7 +179,7 @@ def test_render_without_display_is_a_user_error(monkeypatch):
 def test_registered_make_builds_a_vec_env():
     entry = ENVIRONMENTS["mamujoco"]
     assert entry.config_cls is MaMuJoCoConfig and entry.make is make
-    venv = entry.make(MaMuJoCoConfig(), n_envs=2, seed=0, device="cpu", for_eval=True, n_workers=0)
+    venv = entry.make(MaMuJoCoConfig(), n_envs=2, seed=0, device="cpu", n_workers=0)
     try:
         out = venv.reset(0)
         assert out.obs.shape == (2, 2, 12) and out.state.shape == (2, 17)

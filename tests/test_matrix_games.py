@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from harl.cli import guarded
@@ -73,3 +74,12 @@ def test_bad_input_is_one_line_exit_2(capsys):
         assert guarded(mg.main)([*argv, "--out", "-"]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_hypermarl_specialises_on_the_4_agent_game():
+    """The study's defaults (20 seeds, 10 000 updates): the authors' HyperMARL specialises like NoPS."""
+    torch.set_num_threads(1)
+    result = mg.run_study(4, [METHODS["hypermarl"]], games=["specialisation"])
+    sampled, greedy = result.stochastic[0, 0].mean().item(), result.greedy[0, 0].mean().item()
+    assert sampled >= 0.97 and greedy >= 0.95, (sampled, greedy)

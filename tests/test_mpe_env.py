@@ -40,7 +40,7 @@ def test_spec(scenario, continuous, obs_dims, act_dims, state_dim, shared):
 
 
 def test_speaker_listener_is_padded_and_truncated_at_max_cycles():
-    env = make(MpeConfig(scenario="simple_speaker_listener", max_cycles=3), 2, 0, "cpu", False, 0)
+    env = make(MpeConfig(scenario="simple_speaker_listener", max_cycles=3), n_envs=2, seed=0, device="cpu")
     out = env.reset(0)
     assert out.obs.shape == (2, 2, 11) and out.state.shape == (2, 14)
     assert (out.obs[:, 0, 3:] == 0).all()  # the speaker's 3 entries, zero-padded to the listener's 11
@@ -65,7 +65,7 @@ def test_continuous_actions_are_clipped_to_bounds_and_reach_the_env():
 
 def test_same_seed_same_episodes():
     def rollout(seed: int) -> list[torch.Tensor]:
-        env = make(MpeConfig(max_cycles=4), 2, 0, "cpu", False, 0)
+        env = make(MpeConfig(max_cycles=4), n_envs=2, seed=0, device="cpu")
         outs = [env.reset(seed).obs]
         generator = torch.Generator().manual_seed(0)
         for _ in range(6):
@@ -90,7 +90,7 @@ def test_missing_mpe2_says_what_to_install(monkeypatch):
     mpe_env._scenario_module.cache_clear()
     try:
         with pytest.raises(UserError, match="pip install mpe2"):
-            make(MpeConfig(), 1, 0, "cpu", False, 0)
+            make(MpeConfig(), n_envs=1, seed=0, device="cpu")
     finally:
         mpe_env._scenario_module.cache_clear()
 

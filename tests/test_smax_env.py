@@ -133,7 +133,7 @@ def test_unknown_map_lists_the_valid_ones():
 def test_sc2_backend_says_what_to_install(monkeypatch):
     monkeypatch.delenv("SC2PATH", raising=False)
     with pytest.raises(UserError, match="StarCraft II") as error:
-        make(SmacConfig(backend="sc2"), 1, 0, "cpu", False, 0)
+        make(SmacConfig(backend="sc2"), n_envs=1, seed=0, device="cpu")
     assert "smacv2" in str(error.value) and "\n" not in str(error.value)
 
 

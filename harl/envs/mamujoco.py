@@ -260,13 +260,11 @@ class MaMuJoCoEnv:
         self._env.close()
 
 
-def make(
-    env_cfg: MaMuJoCoConfig, n_envs: int, seed: int, device: torch.device | str, for_eval: bool, n_workers: int
-) -> VecEnv:
+def make(env_cfg: MaMuJoCoConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0) -> VecEnv:
     """Build `n_envs` MaMuJoCo envs batched by `make_vec_env` with `n_workers` worker processes (beside the
     calling one).
 
-    `seed` and `for_eval` are not needed here: episodes are seeded by the `reset(seed)` of the result.
+    `seed` is not needed here: episodes are seeded by the `reset(seed)` of the result.
     """
     env_cfg.validate()
     env_fns = [functools.partial(MaMuJoCoEnv, env_cfg) for _ in range(n_envs)]

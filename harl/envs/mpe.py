@@ -164,9 +164,7 @@ class MpeEnv:
         self._env.close()
 
 
-def make(
-    env_cfg: MpeConfig, n_envs: int, seed: int, device: torch.device | str, for_eval: bool, n_workers: int
-) -> VecEnv:
+def make(env_cfg: MpeConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0) -> VecEnv:
     """Build `n_envs` MPE envs batched by `make_vec_env` with `n_workers` worker processes (beside the calling one).
 
     Episodes are seeded by the `reset(seed)` of the result (env k gets `seed + k`).

@@ -378,9 +378,7 @@ class SmaxVecEnv:
         return None
 
 
-def make(
-    env_cfg: SmacConfig, n_envs: int, seed: int, device: torch.device | str, for_eval: bool, n_workers: int
-) -> VecEnv:
+def make(env_cfg: SmacConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0) -> VecEnv:
     """Build `n_envs` games: SMAX natively vectorised (`n_workers` is not used), or StarCraft II games
     (backend sc2) batched by `make_vec_env` with `n_workers` worker processes."""
     env_cfg.validate()

@@ -343,9 +343,7 @@ def _stack_padded(per_agent: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.nn.functional.pad(t.float(), (0, width - t.shape[-1])) for t in per_agent], dim=1)
 
 
-def make(
-    env_cfg: VmasConfig, n_envs: int, seed: int, device: torch.device | str, for_eval: bool, n_workers: int
-) -> VmasVecEnv:
+def make(env_cfg: VmasConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0) -> VmasVecEnv:
     """Build `n_envs` VMAS worlds on `device` (natively vectorised: `n_workers` is not used)."""
     return VmasVecEnv(env_cfg, n_envs, device, seed)
 

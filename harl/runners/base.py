@@ -61,7 +61,9 @@ class Runner(ABC):
         self.device = resolve_device(run.device)
         seed_everything(run.seed)
         env_entry = get_environment(cfg.env_name)
-        self.env = env_entry.make(cfg.env, run.n_rollout_threads, run.seed, self.device, False, run.n_workers)
+        self.env = env_entry.make(
+            cfg.env, n_envs=run.n_rollout_threads, seed=run.seed, device=self.device, n_workers=run.n_workers
+        )
         self.spec = self.env.spec
         self.eval_env = None
         self.learner = build_learner(cfg, self.spec, self.device)
@@ -205,7 +207,7 @@ class Runner(ABC):
         if self.eval_env is None:
             env_entry = get_environment(self.cfg.env_name)
             self.eval_env = env_entry.make(
-                self.cfg.env, run.n_eval_rollout_threads, run.seed + 100_000, self.device, True, 0
+                self.cfg.env, n_envs=run.n_eval_rollout_threads, seed=run.seed + 100_000, device=self.device
             )
         metrics = evaluate(
             self.learner,
