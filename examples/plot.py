@@ -1,6 +1,7 @@
 """Plot and tabulate a results directory: IQM learning curves and final scores with 95% bootstrap CIs.
 
     python examples/plot.py results [--out results/plots] [--metric eval/episode_return] [--reps 2000]
+        [--max_steps N]   # only rows at env steps <= N: runs compared at one budget
 
 Runs are found as `progress.csv` files in run folders laid out as
 `<env>/<scenario>/<algo>-<arch>/<exp_name>/seed-<k>-<timestamp>/`; a task is an (env, scenario) and a
@@ -20,6 +21,7 @@ and `summary.md` with a table of IQM [95% CI] per method and task, and those sta
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -55,8 +57,9 @@ class Run:
     extras: dict[str, float] = field(default_factory=dict)
 
 
-def read_run(csv_path: Path, metric: str) -> Run | None:
-    """Parse a run folder (None when it is not laid out as a harl run or lacks the metric)."""
+def read_run(csv_path: Path, metric: str, max_steps: float = math.inf) -> Run | None:
+    """Parse a run folder (None when it is not laid out as a harl run or lacks the metric); only its rows
+    at env steps ≤ `max_steps` count."""
     import pandas as pd
 
     run_dir = csv_path.parent
@@ -70,6 +73,7 @@ def read_run(csv_path: Path, metric: str) -> Run | None:
         return None
     if metric not in frame or "env_steps" not in frame:
         return None
+    frame = frame[frame["env_steps"] <= max_steps]
     rows = frame[["env_steps", metric]].dropna()
     if rows.empty:
         return None
@@ -91,11 +95,15 @@ def read_run(csv_path: Path, metric: str) -> Run | None:
     )
 
 
-def find_runs(results_dir: Path, metric: str) -> dict[tuple[str, str], dict[str, list[Run]]]:
-    """{(env, scenario): {method: [runs]}} of every run under `results_dir` that logged `metric`."""
+def find_runs(
+    results_dir: Path, metric: str, max_steps: float = math.inf
+) -> dict[tuple[str, str], dict[str, list[Run]]]:
+    """{(env, scenario): {method: [runs]}} of every run under `results_dir` that logged `metric` (rows at env
+    steps ≤ `max_steps` only)."""
     if not results_dir.is_dir():
         raise UserError(f"results directory not found: {results_dir}")
-    runs = [run for path in sorted(results_dir.rglob("progress.csv")) if (run := read_run(path, metric))]
+    paths = sorted(results_dir.rglob("progress.csv"))
+    runs = [run for path in paths if (run := read_run(path, metric, max_steps))]
     if not runs:
         raise UserError(
             f"no runs with a {metric!r} column under {results_dir} "
@@ -253,19 +261,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--points", type=int, default=50, help="points of the learning-curve grid")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument(
+        "--max_steps",
+        type=int,
+        default=None,
+        help="only rows at env steps ≤ this: compare runs at one budget (e.g. runs stopped at different steps)",
+    )
     args = parser.parse_args(argv)
-    if args.reps < 1 or args.points < 1:
-        raise UserError("--reps and --points must be positive")
+    if args.reps < 1 or args.points < 1 or (args.max_steps is not None and args.max_steps < 1):
+        raise UserError("--reps, --points and --max_steps must be positive")
     results_dir = Path(args.results_dir)
-    tasks = find_runs(results_dir, args.metric)
+    tasks = find_runs(results_dir, args.metric, math.inf if args.max_steps is None else args.max_steps)
     out = Path(args.out) if args.out else results_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
     sections = [
         f"# Results: {results_dir}",
         "",
         f"IQM over seeds with 95% stratified-bootstrap confidence intervals ({args.reps} resamples, rliable). "
-        "The final score of a run is its last logged value; extra statistics are means over runs "
-        "± standard error.",
+        "The final score of a run is its last logged value"
+        + ("" if args.max_steps is None else f" at or before {args.max_steps} env steps")
+        + "; extra statistics are means over runs ± standard error.",
         "",
     ]
     for task, methods in sorted(tasks.items()):

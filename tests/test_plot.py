@@ -36,6 +36,18 @@ def test_fake_runs_give_known_iqms_and_every_figure(tmp_path, capsys):
         assert (out / f"{name}_matrix_specialisation-4.png").stat().st_size > 1000
 
 
+def test_max_steps_compares_runs_at_one_budget(tmp_path, capsys):
+    results = tmp_path / "results"
+    fake_run(results, "mappo-nops", 1, ["0,,0.2,,,", "100,0.5,0.8,0.9,,", "200,0.5,0.1,0.3,,"])
+    fake_run(results, "mappo-nops", 2, ["0,,0.4,,,", "100,0.7,1.0,0.7,,"])
+    out = tmp_path / "plots"
+    assert guarded(plot.main)([str(results), "--out", str(out), "--reps", "200", "--max_steps", "150"]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "| mappo-nops | 2 | 100 | 0.9 [0.8, 1] | 0.8 ± 0.1 |" in summary  # the 200-step row is left out
+    assert "last logged value at or before 150 env steps" in summary
+    assert guarded(plot.main)([str(results), "--max_steps", "0"]) == 2
+
+
 def test_real_tiny_matrix_runs(tmp_path, capsys):
     tiny = [
         "--env",
