@@ -15,10 +15,10 @@ observation 1 and learns from the team reward (the mean payoff, as the environme
 log-probability, the loss summed over the batch's plays, −Σ_b R_b Σ_i log π_i(a_bi) (`--reduction mean`
 averages instead, i.e. a 10× smaller step), its gradient taken exactly through the networks.
 Parameter counts follow Table 4: NoPS has 4 hidden units per agent; FuPS and FuPS+ID share one network
-with 4n hidden units; both hypernetworks generate, per agent, the NoPS-sized policy (4 hidden units);
-the MLP hypernetwork uses embedding size and trunk width n (the smallest sizes for which every agent's
-initial generated policy is an independent orthogonal init), which puts its parameter count between
-NoPS's and FuPS+ID's as Table 4's counts are. The counts are printed with the results.
+with 4n hidden units; both hypernetworks generate, per agent, the NoPS-sized policy (4 hidden units).
+The MLP hypernetwork rows use `hypermarl`'s own defaults (embedding 8, generator width 64: the paper's
+MAPPO sizes), so they hold far more parameters than the networks they generate; `--embedding_dim` and
+`--hypernet_hidden` size them otherwise. The counts are printed with the results.
 
 Every (method, n, seed) draws its actions from its own random generator, seeded from the method's key,
 n and the seed, and its initial parameters from a seed of its own too, so a row is the same whether it runs
@@ -77,7 +77,7 @@ class Method:
         key: the name `--methods` takes (default: `arch`); it also seeds the row's random generators.
         shared_hidden: True: one hidden layer of `width`·n units (a shared network); False: `width` units
             per agent's (possibly generated) network.
-        hyper_mlp: size the MLP hypernetwork's embedding and trunk to n.
+        hyper_mlp: an MLP hypernetwork, sized by the study's `--embedding_dim` / `--hypernet_hidden` when given.
         options: architecture options other than the defaults.
     """
 
@@ -157,7 +157,10 @@ class VectorisedPolicy:
         arch_cfg = entry.config_cls(**dict(method.options))
         if method.hyper_mlp:
             embedding, hidden_width = hyper_sizes
-            arch_cfg.embedding_dim, arch_cfg.hypernet_hidden_dims = embedding or n, [hidden_width or n]
+            if embedding is not None:
+                arch_cfg.embedding_dim = embedding
+            if hidden_width is not None:
+                arch_cfg.hypernet_hidden_dims = [hidden_width]
         net_spec = NetSpec.full_input(
             n_agents=n, in_dim=1, out_dim=n, hidden_sizes=hidden, out_gain=model_cfg.gain, role="actor", model=model_cfg
         )
@@ -246,7 +249,7 @@ def run_study(
 ) -> StudyResult:
     """Train every method on every game with `seeds` seeds, all at once, and score the final policies.
 
-    `hyper_sizes` are the MLP hypernetwork's embedding size and trunk width (None: n).
+    `hyper_sizes` are the MLP hypernetwork's embedding size and generator width (None: the architecture's default).
     """
     replicas = [s for _ in games for s in range(seeds)]  # (G·S,): replica -> seed
     policies = [VectorisedPolicy(method, n_agents, width, replicas, seed, hyper_sizes) for method in methods]
@@ -337,6 +340,8 @@ def paper_comparison(results: list[StudyResult], tolerance: float = 0.02) -> str
 
 def markdown_report(results: list[StudyResult], command: str, seconds: float, cpu_seconds: float, args) -> str:
     n_list = ", ".join(str(r.n_agents) for r in results)
+    embedding = "hypermarl's default (8)" if args.embedding_dim is None else args.embedding_dim
+    width = "hypermarl's default (64)" if args.hypernet_hidden is None else args.hypernet_hidden
     return "\n".join(
         [
             "# Matrix games: Specialisation and Synchronisation (paper section 3.3, Table 2, with HyperMARL rows)",
@@ -348,7 +353,9 @@ def markdown_report(results: list[StudyResult], command: str, seconds: float, cp
             f"batch {args.batch} plays per update, {args.trials} updates, {args.seeds} seeds "
             "(the same initial parameters "
             f"in both games), n ∈ {{{n_list}}}; hidden width {args.width} per agent (shared networks: {args.width}·n), "
-            "ReLU, softmax output, orthogonal initialisation (output gain 0.01, zero biases). Scores: the mean payoff "
+            "ReLU, softmax output, orthogonal initialisation (output gain 0.01, zero biases; hypernetworks: each "
+            f"architecture's own init; MLP hypernetworks: embedding {embedding}, generator width {width}). "
+            "Scores: the mean payoff "
             f"over {args.eval_trials} plays with sampled actions after training; mean ± std (population) over seeds.",
             "",
             "## Mean reward, sampled actions (as the paper's Table 2)",
@@ -414,9 +421,11 @@ def main(argv: list[str]) -> int:
         "payoff, as the env gives it); agent: each agent from its own payoff",
     )
     parser.add_argument("--reduction", default="sum", help="sum or mean of the REINFORCE loss over the batch")
-    parser.add_argument("--embedding_dim", type=int, default=None, help="MLP hypernetwork embedding size (default n)")
     parser.add_argument(
-        "--hypernet_hidden", type=int, default=None, help="MLP hypernetwork generator width (default n)"
+        "--embedding_dim", type=int, default=None, help="MLP hypernetwork embedding size (default: hypermarl's, 8)"
+    )
+    parser.add_argument(
+        "--hypernet_hidden", type=int, default=None, help="MLP hypernetwork generator width (default: hypermarl's, 64)"
     )
     parser.add_argument("--out", default="docs/results/matrix_games.md", help="markdown report ('-': do not write)")
     args = parser.parse_args(argv)

@@ -656,6 +656,24 @@ def test_checkpoint_resume_and_evaluate_through_the_cli(tmp_path, capsys):
     assert "episode return over 4 episodes" in capsys.readouterr().out
 
 
+def test_shared_embedding_through_the_cli(tmp_path, capsys):
+    """`--share_embedding true`: one embedding, saved with the actor, read by the critic; resume and evaluate."""
+    run_dir = run_train(tmp_path, *MATRIX, "--arch", "hypermarl", "--share_embedding", "true", "--save_interval", "100")
+    saved = load_checkpoint(run_dir)
+    assert "net.params.embedding.weight" in saved["learner"]["actor"]
+    assert not any("embedding" in key for key in saved["learner"]["critic"])
+    rows = read_progress(run_dir)
+    assert rows[-1]["diversity/embedding_cosine"] != "" and "diversity/critic_embedding_cosine" not in rows[-1]
+    assert train_main(["--resume", str(run_dir), "--num_env_steps", "300"]) == 0
+    resumed = load_checkpoint(run_dir)
+    assert not torch.equal(
+        saved["learner"]["actor"]["net.params.embedding.weight"],
+        resumed["learner"]["actor"]["net.params.embedding.weight"],
+    )
+    capsys.readouterr()
+    assert evaluate_main(["--checkpoint", str(run_dir), "--episodes", "3"]) == 0
+
+
 def test_checkpoint_of_the_earlier_structure_resumes_and_evaluates(tmp_path, capsys):
     """A run saved before trunk/embedding_gain/share_embedding existed (a shared trunk, paper init, embeddings at
     gain 1) rebuilds that structure from its saved config; forcing another structure is one line, exit 2."""
