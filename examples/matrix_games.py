@@ -20,9 +20,9 @@ The MLP hypernetwork rows use `hypermarl`'s own defaults (embedding 8, generator
 MAPPO sizes), so they hold far more parameters than the networks they generate; `--embedding_dim` and
 `--hypernet_hidden` size them otherwise. The counts are printed with the results.
 
-Every (method, n, seed) draws its actions from its own random generator, seeded from the method's key,
-n and the seed, and its initial parameters from a seed of its own too, so a row is the same whether it runs
-alone or beside other methods. Everything is vectorised: seeds and both games are a leading replica
+Every (method, n, seed, game) draws its actions from its own random generator, seeded from the method's
+key, n, the seed and the game, and every (method, n, seed) its initial parameters from a seed of its own too,
+so a row is the same whether it runs alone or beside other methods and games. Everything is vectorised: seeds and both games are a leading replica
 dimension of every network (`torch.func.vmap` over stacked copies), all methods step together, and since
 the observation is constant each update needs one forward of every policy and the analytic gradient of the
 REINFORCE loss with respect to the logits, backpropagated through the networks.
@@ -185,28 +185,28 @@ class VectorisedPolicy:
 
 
 class ActionNoise:
-    """The uniform draws behind every method's sampled actions: one generator per (method, n, seed).
+    """The uniform draws behind every method's sampled actions: one generator per (method, n, seed, game).
 
-    Replicas are grouped by game (replica g·S + s plays game g with seed s); both games of a seed draw from
-    that seed's generator, `CHUNK` training updates at a time.
+    Replicas are grouped by game (replica g·S + s plays game g with seed s), in the order of `generators`;
+    each draws `CHUNK` training updates at a time.
     """
 
     CHUNK = 100
 
-    def __init__(self, methods: list[Method], n_agents: int, seeds: int, games: int, base_seed: int) -> None:
-        self.games, self.n_agents = games, n_agents
+    def __init__(self, methods: list[Method], n_agents: int, seeds: int, games: Sequence[str], base_seed: int) -> None:
+        self.n_agents = n_agents
         self.generators = [
-            [torch.Generator().manual_seed(method_seed(m, n_agents, base_seed, s, "actions")) for s in range(seeds)]
+            [
+                torch.Generator().manual_seed(method_seed(m, n_agents, base_seed, s, f"actions|{game}"))
+                for game in games
+                for s in range(seeds)
+            ]
             for m in methods
         ]
 
     def draw(self, *shape: int) -> torch.Tensor:
         """(M, G·S, *shape) uniforms in [0, 1), for leading dims `shape[:-2]` and plays × agents `shape[-2:]`."""
-        per_method = [
-            torch.stack([torch.rand((self.games, *shape), generator=g) for g in gens], dim=1).flatten(0, 1)
-            for gens in self.generators
-        ]
-        return torch.stack(per_method)
+        return torch.stack([torch.stack([torch.rand(shape, generator=g) for g in gens]) for gens in self.generators])
 
     def training(self, trials: int, batch: int):
         """Yields, for every training update, (M, G·S, batch, N, 1) uniforms."""
@@ -255,7 +255,7 @@ def run_study(
     policies = [VectorisedPolicy(method, n_agents, width, replicas, seed, hyper_sizes) for method in methods]
     envs = [MatrixGameVecEnv(game, n_agents, 1, "cpu") for game in games]
     optimizer = torch.optim.SGD([p for pol in policies for p in pol.params.values()], lr=lr)
-    noise = ActionNoise(methods, n_agents, seeds, len(games), seed)
+    noise = ActionNoise(methods, n_agents, seeds, games, seed)
     for uniforms in noise.training(trials, batch):
         logits = torch.stack([pol.logits() for pol in policies])  # (M, R, N, A)
         probs = torch.softmax(logits.detach(), -1)

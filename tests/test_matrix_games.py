@@ -27,13 +27,15 @@ def test_nops_specialises_where_fups_cannot():
 
 
 def test_a_row_is_the_same_alone_or_beside_other_methods():
-    """Every (method, n, seed) has its own generators: the other rows never change a row's scores."""
+    """Every (method, n, seed, game) has its own generators: other rows or games never change a row's scores."""
     torch.set_num_threads(1)
     names = ["hypermarl", "hypermarl_shared"] if "hypermarl" in ARCHITECTURES else ["nops", "fups"]
     settings = {"seeds": 3, "trials": 40, "eval_trials": 200, "lr": 0.05}
     alone = mg.run_study(4, [METHODS[names[0]]], **settings)
     beside = mg.run_study(4, [METHODS["fups_id"], METHODS[names[1]], METHODS[names[0]]], **settings)
     assert torch.equal(alone.stochastic[0], beside.stochastic[2]) and torch.equal(alone.greedy[0], beside.greedy[2])
+    one_game = mg.run_study(4, [METHODS[names[0]]], games=["specialisation"], **settings)  # nor the other game
+    assert torch.equal(one_game.stochastic[0, 0], beside.stochastic[2, 0])
     assert not torch.equal(beside.stochastic[1], beside.stochastic[2])  # rows do differ from each other
     assert len(set(alone.stochastic[0, 0].tolist())) > 1  # and seeds from each other
 
