@@ -22,10 +22,11 @@ MAPPO sizes), so they hold far more parameters than the networks they generate; 
 
 Every (method, n, seed, game) draws its actions from its own random generator, seeded from the method's
 key, n, the seed and the game, and every (method, n, seed) its initial parameters from a seed of its own too,
-so a row is the same whether it runs alone or beside other methods and games. Everything is vectorised: seeds and both games are a leading replica
-dimension of every network (`torch.func.vmap` over stacked copies), all methods step together, and since
-the observation is constant each update needs one forward of every policy and the analytic gradient of the
-REINFORCE loss with respect to the logits, backpropagated through the networks.
+so a row is the same whether it runs alone or beside other methods and games. Everything is vectorised:
+seeds and both games are a leading replica dimension of every network (`torch.func.vmap` over stacked
+copies), all methods step together, and since the observation is constant each update needs one forward of
+every policy and the analytic gradient of the REINFORCE loss with respect to the logits, backpropagated
+through the networks.
 """
 
 from __future__ import annotations

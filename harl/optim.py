@@ -30,7 +30,7 @@ class AgentAdam(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
     @torch.no_grad()
-    def step(self, agents: torch.Tensor | None = None, closure=None):  # noqa: D417 - torch's signature
+    def step(self, agents: torch.Tensor | None = None) -> None:
         """Update parameters; per-agent tensors only in the rows of `agents` (all rows when None)."""
         for group in self.param_groups:
             beta1, beta2 = group["betas"]

@@ -26,8 +26,6 @@ import numpy as np
 
 from harl.envs.spec import EnvSpec
 
-RACES = ("protoss", "terran", "zerg")
-
 # Per race: SMACv2's unit types and their sampling weights, and the unit types that may not fill a
 # team on their own (smacv2's `exception_unit_types`).
 _TEAMS = {
