@@ -29,7 +29,7 @@ from __future__ import annotations
 from torch import nn
 
 from harl.config import EmptyConfig
-from harl.models.agent_mlp import AgentMLP, AgentParam, layer_dims, layer_gains
+from harl.models.agent_mlp import AgentParam
 from harl.models.net_spec import NetSpec
 from harl.registry import AlgoEntry, get_architecture
 from hypermarl_ext.config import CoupledHyperConfig, HyperMARLConfig, LinearHyperConfig
@@ -56,11 +56,11 @@ def build_hypermarl_net(*, spec: NetSpec, arch_cfg: HyperMARLConfig) -> nn.Modul
     """`hypermarl`: an `AgentMLP` whose layers MLP hypernetworks generate from agent embeddings."""
     if not generates(spec.role, arch_cfg):
         return shared_with_id(spec)
-    model, dims = spec.model, layer_dims(spec.in_dim, list(spec.hidden_sizes), spec.out_dim)
+    dims, gains = spec.layers()
     params = MLPHyperParams(
         spec.n_agents,
         dims,
-        layer_gains(len(dims), model.activation, spec.out_gain),
+        gains,
         arch_cfg.embedding_dim,
         arch_cfg.hypernet_hidden_dims,
         arch_cfg.hypernet_init,
@@ -69,34 +69,28 @@ def build_hypermarl_net(*, spec: NetSpec, arch_cfg: HyperMARLConfig) -> nn.Modul
         trunk=arch_cfg.trunk,
         embedding_gain=arch_cfg.embedding_gain,
     )
-    return AgentMLP(params, spec.n_agents, spec.in_mask, model.activation, model.layer_norm, model.feature_norm)
+    return spec.mlp(params)
 
 
 def build_linear_net(*, spec: NetSpec, arch_cfg: LinearHyperConfig) -> nn.Module:
     """`hypermarl_linear`: an `AgentMLP` whose layers are θ_i = 1_i·W + b."""
     if not generates(spec.role, arch_cfg):
         return shared_with_id(spec)
-    model, dims = spec.model, layer_dims(spec.in_dim, list(spec.hidden_sizes), spec.out_dim)
-    params = LinearHyperParams(
-        spec.n_agents,
-        dims,
-        layer_gains(len(dims), model.activation, spec.out_gain),
-        arch_cfg.shared_bias,
-        arch_cfg.hypernet_init,
-        spec.role,
-    )
-    return AgentMLP(params, spec.n_agents, spec.in_mask, model.activation, model.layer_norm, model.feature_norm)
+    dims, gains = spec.layers()
+    params = LinearHyperParams(spec.n_agents, dims, gains, arch_cfg.shared_bias, arch_cfg.hypernet_init, spec.role)
+    return spec.mlp(params)
 
 
 def build_coupled_net(*, spec: NetSpec, arch_cfg: CoupledHyperConfig) -> nn.Module:
     """`hypermarl_coupled`: the hypernetwork reads [agent embedding, observation] (no gradient decoupling)."""
     if not generates(spec.role, arch_cfg):
         return shared_with_id(spec)
-    model, dims = spec.model, layer_dims(spec.in_dim, list(spec.hidden_sizes), spec.out_dim)
+    dims, gains = spec.layers()
+    model = spec.model
     return CoupledHyperMLP(
         spec.n_agents,
         dims,
-        layer_gains(len(dims), model.activation, spec.out_gain),
+        gains,
         spec.in_mask,
         model.activation,
         model.layer_norm,

@@ -11,20 +11,16 @@ same way and works with every learner.
 from __future__ import annotations
 
 from harl.config import EmptyConfig
-from harl.models.agent_mlp import AgentMLP, AgentParam, SharedParams, StackedParams, layer_dims, layer_gains
+from harl.models.agent_mlp import AgentMLP, AgentParam, SharedParams, StackedParams
 from harl.models.net_spec import NetSpec
 from harl.registry import ArchEntry, register_architecture
 
 
 def _build(per_agent: bool, append_id: bool):
     def build_net(*, spec: NetSpec, arch_cfg: EmptyConfig) -> AgentMLP:
-        n_agents, model = spec.n_agents, spec.model
-        dims = layer_dims(spec.in_dim + (n_agents if append_id else 0), list(spec.hidden_sizes), spec.out_dim)
-        gains = layer_gains(len(dims), model.activation, spec.out_gain)
-        params = StackedParams(n_agents, dims, gains) if per_agent else SharedParams(dims, gains)
-        return AgentMLP(
-            params, n_agents, spec.in_mask, model.activation, model.layer_norm, model.feature_norm, append_id
-        )
+        dims, gains = spec.layers(extra_inputs=spec.n_agents if append_id else 0)
+        params = StackedParams(spec.n_agents, dims, gains) if per_agent else SharedParams(dims, gains)
+        return spec.mlp(params, append_id)
 
     def build_agent_param(
         *, n_agents: int, width: int, init_value: float, role: str, arch_cfg: EmptyConfig

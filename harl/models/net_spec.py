@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from harl.config import ModelConfig
+from harl.models.agent_mlp import AgentMLP, LayerParams, layer_dims, layer_gains
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,19 @@ class NetSpec:
     in_mask: torch.Tensor
     role: str
     model: ModelConfig
+
+    def layers(self, extra_inputs: int = 0) -> tuple[list[tuple[int, int]], list[float]]:
+        """(in, out) of every layer and its orthogonal-init gain (the activation's, then `out_gain`), for an
+        input widened by `extra_inputs` entries (e.g. an appended agent id)."""
+        dims = layer_dims(self.in_dim + extra_inputs, list(self.hidden_sizes), self.out_dim)
+        return dims, layer_gains(len(dims), self.model.activation, self.out_gain)
+
+    def mlp(self, params: LayerParams, append_id: bool = False) -> AgentMLP:
+        """The `AgentMLP` this spec describes, with its layers' weights from `params`."""
+        model = self.model
+        return AgentMLP(
+            params, self.n_agents, self.in_mask, model.activation, model.layer_norm, model.feature_norm, append_id
+        )
 
     @classmethod
     def full_input(
