@@ -83,11 +83,16 @@ def throughput(cfg, vector_steps: int, rounds: int) -> tuple[list[Window], list[
     env_windows, rollout_windows = [], []
     with tempfile.TemporaryDirectory() as folder:
         runner = OnPolicyRunner(cfg, folder)
-        runner.collect()  # warm-up
+
+        def rollout() -> None:  # what an iteration does before training: collect, then the critic on the rollout
+            runner.collect()
+            runner.learner.evaluate_rollout(runner.buffer)
+
+        rollout()  # warm-up
         env_pids, runner_pids = getattr(env, "pids", []), getattr(runner.env, "pids", [])
         for _ in range(rounds):
             env_windows.append(_window(env_only, vector_steps, env.n_envs, env_pids))
-            rollout_windows.append(_window(runner.collect, vector_steps, env.n_envs, runner_pids))
+            rollout_windows.append(_window(rollout, vector_steps, env.n_envs, runner_pids))
         runner.close()
     env.close()
     return env_windows, rollout_windows, len(env_pids)

@@ -39,11 +39,11 @@ def child(arch: str, ppo_epoch: int, threads: int) -> None:
     cfg, _ = build_config("mappo", arch, "mamujoco", overrides)
     with tempfile.TemporaryDirectory() as folder:
         runner = OnPolicyRunner(cfg, folder)
-        next_values = runner.collect()
+        runner.collect()
         seconds = []
         for _ in range(3):
             start = time.perf_counter()
-            runner.learner.train(runner.buffer, next_values)
+            runner.learner.train(runner.buffer)
             seconds.append(time.perf_counter() - start)
         runner.close()
     print(json.dumps(seconds[1:]))

@@ -121,7 +121,7 @@ def collect_observations(policy: LoadedPolicy, count: int, seed: int, device: to
                 obs_list.append(obs.cpu())
                 if avail is not None:
                     avail_list.append(avail.cpu())
-                env_actions = policy.learner.act(obs, state, avail, False)[0]
+                env_actions = policy.learner.act(obs, state, avail).env_actions
                 out = env.step(env_actions)
     finally:
         env.close()

@@ -165,4 +165,11 @@ def run_folder(cfg: ExperimentConfig) -> Path:
 
 
 def check_env_compatible(cfg: ExperimentConfig, action_type: str) -> None:
-    check_compatible(get_algorithm(cfg.algo_name), get_architecture(cfg.arch_name), action_type)
+    """Refuse a learner × architecture × run options that cannot work on an env with these actions."""
+    algo = get_algorithm(cfg.algo_name)
+    check_compatible(algo, get_architecture(cfg.arch_name), action_type)
+    if cfg.run.snd_interval > 0 and algo.actor_kind.get(action_type) == "deterministic":
+        raise UserError(
+            f"--snd_interval: {cfg.algo_name}'s actors are deterministic; SND compares action "
+            "distributions (use a stochastic learner, e.g. hasac/masac/mappo)"
+        )

@@ -186,13 +186,13 @@ class GeneratorMLPs(nn.Module):
 def embedding_diagnostics(module: nn.Module, embedding: AgentEmbedding, role: str) -> dict[str, float]:
     """The agents' mean pairwise embedding cosine distance, for the runner's log.
 
-    Keyed `diversity/embedding_cosine` for actors and `diversity/{role}_embedding_cosine` otherwise (the
-    runner puts the learner's attribute name, e.g. `critic`, in place of `{role}`). Nothing for a single
-    agent or for a frozen copy (a target network: no trainable parameter).
+    Keyed `diversity/embedding_cosine` for actors and `diversity/<role>_embedding_cosine` otherwise (e.g.
+    `diversity/critic_embedding_cosine`). Nothing for a single agent or for a frozen copy (a target network:
+    no trainable parameter).
     """
     if embedding.weight.shape[0] < 2 or not any(p.requires_grad for p in module.parameters()):
         return {}
-    key = "diversity/embedding_cosine" if role == "actor" else "diversity/{role}_embedding_cosine"
+    key = "diversity/embedding_cosine" if role == "actor" else f"diversity/{role}_embedding_cosine"
     return {key: embedding.cosine_distance()}
 
 

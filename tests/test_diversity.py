@@ -198,7 +198,7 @@ def test_snd_of_categorical_actors_by_architecture():
     own = snd_of_actor(actor(CategoricalActor, "fups", env_spec), obs, obs_mode="own")
     assert own.value > 0 and own.n_obs == 10  # differences in what agents see count in "own" mode
     net = actor(CategoricalActor, "nops", env_spec)
-    direct = snd_categorical(net.probs(obs.reshape(-1, 1, 4).expand(-1, 3, -1)).detach())
+    direct = snd_categorical(net.distribution(obs.reshape(-1, 1, 4).expand(-1, 3, -1)).probs.detach())
     # batches of 7 or all at once: the same float32 sums in another order
     assert snd_of_actor(net, obs, batch_size=7).value == pytest.approx(direct.value, rel=1e-6)
 

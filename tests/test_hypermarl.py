@@ -214,7 +214,7 @@ def test_per_head_generators_are_independent():
 def test_shared_embedding_is_owned_by_the_actor_optimiser(tmp_path):
     spec = hetero_spec()
     load_extensions()
-    from harl.algos.ppo_base import OnPolicyLearner
+    from harl.algos.base import OnPolicyLearner
     from harl.experiment import build_config
 
     cfg, _ = build_config("mappo", "hypermarl", "mamujoco", {"share_embedding": "true", "hidden_sizes": "16"})
@@ -481,7 +481,7 @@ def test_heterogeneous_discrete_actions_never_pick_padded_ones():
     )
     entry = get_architecture("hypermarl")
     actor = CategoricalActor(spec, entry, ModelConfig(hidden_sizes=[16]), HyperMARLConfig())
-    probs = actor.probs(torch.randn(50, 3, 5) * torch.as_tensor(spec.obs_mask))
+    probs = actor.distribution(torch.randn(50, 3, 5) * torch.as_tensor(spec.obs_mask)).probs
     assert torch.count_nonzero(probs * ~torch.as_tensor(spec.act_mask)) == 0
     torch.testing.assert_close(probs.sum(-1), torch.ones(50, 3))
 
@@ -494,7 +494,7 @@ def test_embedding_cosine_diagnostics():
     ((key, value),) = actor_net.params.diagnostics().items()
     assert key == "diversity/embedding_cosine"
     assert value == pytest.approx(1.0, abs=1e-5)  # 5 orthonormal embeddings of size 8
-    assert list(critic_net.params.diagnostics()) == ["diversity/{role}_embedding_cosine"]
+    assert list(critic_net.params.diagnostics()) == ["diversity/critic_embedding_cosine"]
     with torch.no_grad():
         actor_net.params.embedding.weight.copy_(torch.ones(5, 8))
     assert actor_net.params.diagnostics()["diversity/embedding_cosine"] == pytest.approx(0.0, abs=1e-6)

@@ -140,7 +140,7 @@ def test_categorical_respects_own_actions_and_avail_masks():
     avail[:, 1, 0] = False
     actions, _ = actor.act(obs, avail)
     assert actions[:, 0].max() <= 1 and (actions[:, 2] == 0).all() and (actions[:, 1] != 0).all()
-    probs = actor.probs(obs, avail)
+    probs = actor.distribution(obs, avail).probs
     torch.testing.assert_close(probs.sum(-1), torch.ones(500, 3))
     _, entropy = actor.evaluate(obs, actions, avail)
     assert torch.isfinite(entropy).all() and (entropy[:, 2] == 0).all()

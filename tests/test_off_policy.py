@@ -126,7 +126,7 @@ def toy_learner(algo: str, spec: EnvSpec, arch: str = "nops"):
         buffer.insert(
             torch.randn(e, n, 4),
             torch.randn(e, 5),
-            learner.random_act(e)[1],
+            learner.random_act(e).actions,
             torch.randn(e, n),
             torch.randn(e, n, 4),
             torch.randn(e, 5),
@@ -337,7 +337,8 @@ def test_learners_find_the_best_joint_action_of_a_one_step_game(algo):
     scale, mask = learner.actor.act_scale, learner.actor.act_mask
     for _ in range(64):  # one-step episodes with uniformly random actions
         obs, state = torch.randn(64, 2, 4), torch.zeros(64, 5)
-        env_actions, actions = learner.random_act(64)
+        warmup = learner.random_act(64)
+        env_actions, actions = warmup.env_actions, warmup.actions
         reward = -(((env_actions - target) / scale * mask) ** 2).sum((1, 2))  # (E,)
         buffer.insert(
             obs,
@@ -351,7 +352,7 @@ def test_learners_find_the_best_joint_action_of_a_one_step_game(algo):
         )
     learner.train(buffer, 600)
     with torch.no_grad():
-        env_actions, _, _ = learner.act(torch.randn(500, 2, 4), None, None, deterministic=True)
+        env_actions = learner.act(torch.randn(500, 2, 4), None, None, deterministic=True).env_actions
     mean = env_actions.mean(0)
     assert torch.all((env_actions[:, 1, 0] >= 0) & (env_actions[:, 1, 0] <= 0.4))
     if "sac" in algo:

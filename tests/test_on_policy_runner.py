@@ -32,8 +32,10 @@ def test_rollout_values_and_time_limit_bootstraps(tmp_path, n_workers, recurrent
     cfg, _ = build_config("mappo", "nops", "mamujoco", overrides)
     runner = OnPolicyRunner(cfg, tmp_path)
     try:
+        buffer, learner, gamma = runner.buffer, runner.learner, cfg.algo.gamma
         runner.collect()  # the second rollout starts mid-episode, from carried hidden states, and ends an episode
-        hidden = None if runner.critic_hidden is None else runner.critic_hidden.clone()  # (E, N, H) or None
+        learner.evaluate_rollout(buffer)
+        hidden = None if buffer.critic_carry is None else buffer.critic_carry.clone()  # (E, N, H) or None
         assert not recurrent or hidden.abs().sum() > 0
         outs = []
         original = runner.env.step
@@ -43,8 +45,11 @@ def test_rollout_values_and_time_limit_bootstraps(tmp_path, n_workers, recurrent
             return outs[-1]
 
         runner.env.step = recording
-        next_values = runner.collect()
-        buffer, learner, gamma = runner.buffer, runner.learner, cfg.algo.gamma
+        runner.collect()
+        learner.evaluate_rollout(buffer)
+        rewards = buffer.rewards.clone()
+        learner.evaluate_rollout(buffer)  # once per rollout: no second bootstrap
+        torch.testing.assert_close(buffer.rewards, rewards)
         for t in range(buffer.length):
             if recurrent and t % 4 == 0:
                 torch.testing.assert_close(buffer.critic_hidden[t // 4], hidden)
@@ -60,8 +65,8 @@ def test_rollout_values_and_time_limit_bootstraps(tmp_path, n_workers, recurrent
             hidden = reset_hidden(after, outs[t].done.float())
         assert [t for t, out in enumerate(outs) if out.truncated.all()] == [1, 5, 9]  # all 3 envs cut
         assert not torch.equal(buffer.rewards[1], outs[1].reward)  # the bootstrap was added
-        torch.testing.assert_close(next_values, learner.values(outs[-1].state, hidden)[0])
+        torch.testing.assert_close(buffer.values[-1], learner.values(outs[-1].state, hidden)[0])
         if recurrent:
-            torch.testing.assert_close(runner.critic_hidden, hidden)
+            torch.testing.assert_close(buffer.critic_carry, hidden)
     finally:
         runner.close()

@@ -199,7 +199,7 @@ def test_sequences_layout():
             dones[t],
             code.view(3, 1, 1).expand(3, 3, 2),
         )
-        if t % 4 == 0:  # the critic's chunk-start hidden states are written by the runner after a rollout
+        if t % 4 == 0:  # the critic's chunk-start hidden states are written by the learner after a rollout
             buffer.critic_hidden[t // 4] = -code.view(3, 1, 1).expand(3, 3, 2)
     seq = buffer.sequences(torch.zeros(10, 3, 3))
     assert seq.length == 4 and seq.n_chunks == 9  # ⌈10 / 4⌉ chunks per env
@@ -244,14 +244,16 @@ def test_chunked_evaluation_reproduces_rollout(algo, arch, tmp_path):
     try:
         learner, buffer = runner.learner, runner.buffer
         runner.collect()
-        next_values = runner.collect()  # the second rollout starts from carried-over hidden states
+        learner.evaluate_rollout(buffer)
+        runner.collect()  # the second rollout starts from carried-over hidden states
+        learner.evaluate_rollout(buffer)
         assert buffer.actor_hidden[0].abs().sum() > 0
         for j in range(1, buffer.actor_hidden.shape[0]):  # chunk starts right after an episode end hold zeros
             ended = buffer.dones[4 * j - 1].bool()
             assert (buffer.actor_hidden[j][ended] == 0).all() and (buffer.critic_hidden[j][ended] == 0).all()
             assert (buffer.actor_hidden[j][~ended].abs().sum((-1, -2)) > 0).all()
         assert buffer.dones.sum() > 0
-        seq = learner.prepare(buffer, next_values)
+        seq = learner.prepare(buffer)
         assert seq.valid is not None  # 10 steps in chunks of 4: padded
         with torch.no_grad():
             for batch in seq.actor_minibatches(2, learner.generator):
@@ -264,7 +266,7 @@ def test_chunked_evaluation_reproduces_rollout(algo, arch, tmp_path):
             for batch in seq.critic_minibatches(2, learner.generator):
                 values = learner.value_norm.denormalize(learner.evaluate_values(batch))
                 torch.testing.assert_close(values, batch.values)
-        metrics = learner.train(buffer, next_values)
+        metrics = learner.train(buffer)
         assert np.isfinite(metrics["losses/critic/value_loss"])
     finally:
         runner.close()

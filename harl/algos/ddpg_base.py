@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from harl.algos.off_policy_base import OffPolicyConfig, OffPolicyLearner, polyak_update
+from harl.algos.base import ActOutput
+from harl.algos.off_policy_base import OffPolicyConfig, ReplayLearner, polyak_update
 from harl.buffers.replay import ReplayBatch
 from harl.config import ExperimentConfig, non_negative, positive
 from harl.envs.spec import EnvSpec
@@ -53,7 +54,7 @@ class TD3Config(DDPGConfig):
         positive(self, "policy_freq")
 
 
-class DeterministicLearner(OffPolicyLearner):
+class DeterministicLearner(ReplayLearner):
     """Deterministic actors (any architecture) with target actors, and a centralised Q critic.
 
     Subclasses implement `update`, using `train_critic`, `actor_due`, `actor_q` and `finish_update`.
@@ -62,10 +63,8 @@ class DeterministicLearner(OffPolicyLearner):
     n_q = 1
     td3 = False
 
-    def __init__(
-        self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, sequential: bool
-    ) -> None:
-        super().__init__(spec, cfg, arch, device, sequential)
+    def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device) -> None:
+        super().__init__(spec, cfg, arch, device)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.first_head = torch.zeros(1, dtype=torch.long, device=device)
 
@@ -73,10 +72,19 @@ class DeterministicLearner(OffPolicyLearner):
         return DeterministicActor(spec, arch, cfg.model, cfg.arch)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = False):
-        """Returns env-ready actions (E, N, A), stored normalised actions (E, N, A) and zero log-probs (E, N)."""
+    def act(
+        self,
+        obs: torch.Tensor,
+        state: torch.Tensor,
+        avail: torch.Tensor | None,
+        *,
+        deterministic: bool = False,
+        hidden: torch.Tensor | None = None,
+    ) -> ActOutput:
+        """Env-ready actions (E, N, A) and stored normalised actions (E, N, A), with exploration noise unless
+        `deterministic`."""
         actions = self.actor.act(obs, 0.0 if deterministic else self.cfg.expl_noise)
-        return self.actor.env_actions(actions), actions, torch.zeros(actions.shape[:2], device=actions.device)
+        return ActOutput(self.actor.env_actions(actions), actions)
 
     def train_critic(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
         """Q regression on the target actors' next actions (smoothed, and min over twins, for TD3)."""

@@ -8,9 +8,7 @@ import torch
 from harl.algos.ddpg_base import DDPGConfig, DeterministicLearner, TD3Config
 from harl.algos.off_policy_base import frozen
 from harl.buffers.replay import ReplayBuffer
-from harl.config import ExperimentConfig
-from harl.envs.spec import EnvSpec
-from harl.registry import AlgoEntry, ArchEntry, register_algorithm
+from harl.registry import AlgoEntry, register_algorithm
 
 
 class HADDPG(DeterministicLearner):
@@ -19,9 +17,6 @@ class HADDPG(DeterministicLearner):
     With a parameter-sharing architecture, every agent's turn updates the shared parameters (as
     HARL's `share_param`); per-agent parameters of other agents never move in agent i's turn.
     """
-
-    def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device) -> None:
-        super().__init__(spec, cfg, arch, device, sequential=True)
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
         batch = buffer.sample(self.cfg.batch_size, self.generator)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from harl.algos.ppo_base import OnPolicyLearner, PPOConfig, agent_metrics
+from harl.algos.ppo_base import PPOConfig, PPOLearner, agent_metrics
 from harl.buffers.rollout import RolloutBuffer
 from harl.registry import AlgoEntry, register_algorithm
 
 
-class HAPPO(OnPolicyLearner):
+class HAPPO(PPOLearner):
     """Heterogeneous-agent PPO (sequential update).
 
     With a parameter-sharing architecture, every agent's turn updates the shared parameters
@@ -21,9 +21,9 @@ class HAPPO(OnPolicyLearner):
         super().__init__(spec, cfg, arch, device, ALGO.actor_kind[spec.action_type])
         self.last_order: list[int] = []
 
-    def train(self, buffer: RolloutBuffer, next_values: torch.Tensor) -> dict[str, float]:
+    def train(self, buffer: RolloutBuffer) -> dict[str, float]:
         # ALGO LOGIC: advantages, the critic, then agents in a random order with the running factor.
-        sequences = self.prepare(buffer, next_values)
+        sequences = self.prepare(buffer)
         metrics = self.train_critic(buffer, sequences)
         # (L, C, 1): product of earlier agents' ratios at every step of every sequence
         factor = torch.ones(sequences.length, sequences.n_chunks, 1, device=self.device)

@@ -8,9 +8,7 @@ import torch
 from harl.algos.off_policy_base import frozen
 from harl.algos.sac_base import SACConfig, SACLearner
 from harl.buffers.replay import ReplayBuffer
-from harl.config import ExperimentConfig
-from harl.envs.spec import EnvSpec
-from harl.registry import AlgoEntry, ArchEntry, register_algorithm
+from harl.registry import AlgoEntry, register_algorithm
 
 
 class HASAC(SACLearner):
@@ -20,9 +18,6 @@ class HASAC(SACLearner):
     shared parameters (as HARL's `share_param`); per-agent parameters of other agents never move
     in agent i's turn (`AgentAdam.step(agents=...)`).
     """
-
-    def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device) -> None:
-        super().__init__(spec, cfg, arch, device, sequential=True)
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
         batch = buffer.sample(self.cfg.batch_size, self.generator)

@@ -8,16 +8,11 @@ import torch
 from harl.algos.ddpg_base import DDPGConfig, DeterministicLearner, TD3Config
 from harl.algos.off_policy_base import frozen
 from harl.buffers.replay import ReplayBuffer
-from harl.config import ExperimentConfig
-from harl.envs.spec import EnvSpec
-from harl.registry import AlgoEntry, ArchEntry, register_algorithm
+from harl.registry import AlgoEntry, register_algorithm
 
 
 class MADDPG(DeterministicLearner):
     """Multi-agent DDPG: one Q network, actors maximise Q(s, μ_1(o_1), ..., μ_N(o_N)) together."""
-
-    def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device) -> None:
-        super().__init__(spec, cfg, arch, device, sequential=False)
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
         batch = buffer.sample(self.cfg.batch_size, self.generator)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from harl.algos.ppo_base import OnPolicyLearner, PPOConfig, agent_metrics
+from harl.algos.ppo_base import PPOConfig, PPOLearner, agent_metrics
 from harl.buffers.rollout import RolloutBuffer
 from harl.registry import AlgoEntry, register_algorithm
 
 
-class MAPPO(OnPolicyLearner):
+class MAPPO(PPOLearner):
     """Multi-agent PPO. The joint objective is the sum of the agents' clipped surrogates, so each
     agent's own parameters get exactly its own PPO gradient, and shared parameters the sum."""
 
@@ -17,9 +17,9 @@ class MAPPO(OnPolicyLearner):
         kind = ALGO.actor_kind[spec.action_type]
         super().__init__(spec, cfg, arch, device, kind)
 
-    def train(self, buffer: RolloutBuffer, next_values: torch.Tensor) -> dict[str, float]:
+    def train(self, buffer: RolloutBuffer) -> dict[str, float]:
         # ALGO LOGIC: advantages, then the critic, then all actors together.
-        sequences = self.prepare(buffer, next_values)
+        sequences = self.prepare(buffer)
         metrics = self.train_critic(buffer, sequences)
         sums = {
             k: torch.zeros(self.n_agents, device=self.device)

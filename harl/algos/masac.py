@@ -8,17 +8,12 @@ import torch
 from harl.algos.off_policy_base import frozen
 from harl.algos.sac_base import SACConfig, SACLearner
 from harl.buffers.replay import ReplayBuffer
-from harl.config import ExperimentConfig
-from harl.envs.spec import EnvSpec
-from harl.registry import AlgoEntry, ArchEntry, register_algorithm
+from harl.registry import AlgoEntry, register_algorithm
 
 
 class MASAC(SACLearner):
     """Multi-agent SAC. The joint loss mean(Σ_i α_i log π_i − Q(s, a_1..a_N)) gives each agent's own
     parameters exactly its own soft policy gradient, and shared parameters the sum."""
-
-    def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device) -> None:
-        super().__init__(spec, cfg, arch, device, sequential=False)
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
         batch = buffer.sample(self.cfg.batch_size, self.generator)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harl.algos.base import ActOutput, CollectionSchedule, network_diagnostics
 from harl.buffers.replay import ReplayBatch, ReplayBuffer
 from harl.config import ExperimentConfig, non_negative, positive
 from harl.envs.spec import EnvSpec
@@ -26,7 +27,7 @@ from harl.errors import ConfigError
 from harl.metrics.gradients import GradientStats
 from harl.models.off_policy import JointQCritic
 from harl.optim import AgentAdam
-from harl.registry import ArchEntry
+from harl.registry import ArchEntry, get_algorithm
 
 
 @dataclass
@@ -98,8 +99,9 @@ def polyak_update(online: nn.Module, target: nn.Module, rate: float) -> None:
     torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), rate)
 
 
-class OffPolicyLearner(ABC):
-    """Actors for all agents (built by the subclass), the joint Q critic and its target, optimisers.
+class ReplayLearner(ABC):
+    """Actors for all agents (built by the subclass), the joint Q critic and its target, optimisers: an
+    `harl.algos.base.OffPolicyLearner`.
 
     Subclasses define `actor` (in `build_actor`), `n_q` (Q heads) and `update(buffer)`: one gradient
     update returning detached metric tensors.
@@ -109,15 +111,11 @@ class OffPolicyLearner(ABC):
         cfg: the experiment config (`cfg.algo` is an `OffPolicyConfig`).
         arch: the architecture that builds the actors.
         device: the training device.
-        sequential: whether agents' actor steps happen one after another (HA learners).
     """
 
     n_q: int = 2
-    recurrent: bool = False  # feed-forward actors only (the config refuses model.recurrent for off-policy learners)
 
-    def __init__(
-        self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, sequential: bool
-    ) -> None:
+    def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device) -> None:
         self.spec, self.device, self.cfg = spec, device, cfg.algo
         self.n_agents = spec.n_agents
         self.actor = self.build_actor(spec, cfg, arch).to(device)
@@ -130,7 +128,13 @@ class OffPolicyLearner(ABC):
         self.grad_stats = GradientStats() if cfg.run.grad_stats else None
         # The last actor update's agent groups in order: [[i], [j], ...] sequential, [[0, ..., N-1]] simultaneous.
         self.last_order: list[list[int]] = []
-        if sequential and arch.shares_parameters:
+        self.schedule = CollectionSchedule(
+            steps_per_iteration=self.cfg.train_interval,
+            warmup_steps=self.cfg.warmup_steps,
+            updates_per_iteration=self.cfg.train_interval * self.cfg.update_per_train,
+            min_transitions=self.cfg.batch_size,
+        )
+        if get_algorithm(cfg.algo_name).sequential and arch.shares_parameters:
             print(
                 f"note: --arch {arch.name} shares actor parameters between agents, so in this sequential update "
                 "every agent's step updates the shared parameters (as HARL's share_param)"
@@ -140,13 +144,27 @@ class OffPolicyLearner(ABC):
     def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> nn.Module:
         """The module serving every agent's policy (built through `arch`)."""
 
+    def make_buffer(self, n_envs: int) -> ReplayBuffer:
+        """A replay buffer of `buffer_size` transitions from `n_envs` envs, with n-step targets."""
+        return ReplayBuffer(self.spec, self.cfg.buffer_size, n_envs, self.cfg.n_step, self.cfg.gamma, self.device)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critic": self.critic}
+
+    def diagnostics(self) -> dict[str, float]:
+        return network_diagnostics(self.networks())
+
     # ------------------------------------------------------------------ acting
 
+    def initial_hidden(self, n_envs: int) -> None:
+        """Feed-forward actors carry no hidden state."""
+        return None
+
     @torch.no_grad()
-    def random_act(self, n_envs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def random_act(self, n_envs: int) -> ActOutput:
         """Warm-up actions, uniform within each agent's own bounds: env actions (E, N, A), stored (normalised) ones."""
         actions = self.actor.random_actions(n_envs)
-        return self.actor.env_actions(actions), actions
+        return ActOutput(self.actor.env_actions(actions), actions)
 
     # ------------------------------------------------------------------ learning
 

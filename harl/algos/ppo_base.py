@@ -11,15 +11,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from harl.algos.base import ActOutput, CollectionSchedule, network_diagnostics
 from harl.buffers.rollout import ActorBatch, CriticBatch, RolloutBuffer, Sequences
 from harl.config import ExperimentConfig, non_negative, positive
 from harl.envs.spec import EnvSpec
 from harl.errors import ConfigError
 from harl.metrics.gradients import GradientStats
 from harl.models.policies import ON_POLICY_ACTORS, AgentValueCritic
+from harl.models.recurrent import reset_hidden
 from harl.optim import AgentAdam, clip_grad_norm_agentwise, grad_norms_agentwise
 from harl.registry import ArchEntry
 from harl.utils.value_norm import ValueNorm
+
+VALUE_CHUNK = 16384  # states per critic call when evaluating a whole rollout (bounds the activations' memory)
 
 
 @dataclass
@@ -86,12 +90,14 @@ class PPOConfig:
             raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
 
 
-class OnPolicyLearner:
-    """Actor (all agents), per-agent critic, their optimisers and the value normaliser.
+class PPOLearner:
+    """Actor (all agents), per-agent critic, their optimisers and the value normaliser: an
+    `harl.algos.base.OnPolicyLearner`.
 
-    Subclasses implement `train(buffer, next_values)`: the actor update. Feed-forward and recurrent
-    (`model.recurrent`) learners train alike on `Sequences` of the rollout: chunks of one step each, or
-    of `data_chunk_length` steps evaluated from their stored hidden states (chunked BPTT).
+    Subclasses implement `train(buffer)`: `prepare` (the critic on the finished rollout, bootstraps, GAE),
+    the critic update and their actor update. Feed-forward and recurrent (`model.recurrent`) learners train
+    alike on `Sequences` of the rollout: chunks of one step each, or of `data_chunk_length` steps evaluated
+    from their stored hidden states (chunked BPTT).
     """
 
     def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, actor_kind: str):
@@ -109,6 +115,24 @@ class OnPolicyLearner:
         self.recurrent = cfg.model.recurrent
         self.hidden_size = cfg.model.rnn_hidden_size if self.recurrent else 0  # 0: no hidden states
         self.chunk_length = self.cfg.data_chunk_length if self.recurrent else 1
+        self.schedule = CollectionSchedule(steps_per_iteration=self.cfg.episode_length)
+
+    def make_buffer(self, n_envs: int) -> RolloutBuffer:
+        """A rollout buffer of `episode_length` steps of `n_envs` envs (with hidden states when recurrent)."""
+        return RolloutBuffer(
+            self.spec,
+            self.schedule.steps_per_iteration,
+            n_envs,
+            self.device,
+            hidden_size=self.hidden_size,
+            chunk_length=self.chunk_length,
+        )
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"actor": self.actor, "critic": self.critic}
+
+    def diagnostics(self) -> dict[str, float]:
+        return network_diagnostics(self.networks())
 
     # ------------------------------------------------------------------ acting
 
@@ -124,9 +148,10 @@ class OnPolicyLearner:
         obs: torch.Tensor,
         state: torch.Tensor,
         avail: torch.Tensor | None,
+        *,
         deterministic: bool = False,
         hidden: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> ActOutput:
         """Every agent's action on one vector step.
 
         Args:
@@ -145,7 +170,7 @@ class OnPolicyLearner:
             actions, log_probs, hidden = self.actor.act_step(obs, hidden, avail, deterministic)
         else:
             actions, log_probs = self.actor.act(obs, avail, deterministic)
-        return self.actor.env_actions(actions), actions, log_probs, hidden
+        return ActOutput(self.actor.env_actions(actions), actions, log_probs, hidden)
 
     @torch.no_grad()
     def values(
@@ -170,11 +195,62 @@ class OnPolicyLearner:
         values, hiddens = self.critic.forward_sequence(states, hidden, resets, every_hidden=True)
         return self.value_norm.denormalize(values) if self.value_norm is not None else values, hiddens
 
+    # ------------------------------------------------------------------ after the rollout
+
+    @torch.no_grad()
+    def evaluate_rollout(self, buffer: RolloutBuffer) -> None:
+        """The critic on a finished rollout: writes its values (at the rollout's steps and at the states after
+        it) and the time-limit bootstraps into the buffer, once per rollout.
+
+        The critic's weights do not change during a rollout, so it is evaluated once on all the rollout's
+        states after it (a recurrent critic along them from its carried hidden states) rather than at every
+        step, which keeps its cost off the path between env steps.
+        """
+        if buffer.evaluated:
+            return
+        if self.recurrent:
+            self._recurrent_rollout_values(buffer)
+            return
+        t, e = buffer.length, buffer.n_envs
+        final_states = [cut.final_state for cut in buffer.cuts]  # (k_i, S) each
+        states = torch.cat([buffer.state.flatten(0, 1), buffer.next_state, *final_states])  # (T·E + E + Σk, S)
+        values = torch.cat([self.values(chunk)[0] for chunk in states.split(VALUE_CHUNK)])  # (T·E + E + Σk, N)
+        buffer.set_values(values[: (t + 1) * e].view(t + 1, e, -1))
+        buffer.bootstrap(values[(t + 1) * e :], self.cfg.gamma)
+
+    def _recurrent_rollout_values(self, buffer: RolloutBuffer) -> None:
+        """Recurrent critics: the critic runs along the rollout's states and the states after it from the hidden
+        states carried into the rollout, zeroed after every episode end, as it would have step by step. The
+        buffer gets the hidden states the training chunks start from and those before the next rollout; a cut
+        at step t is valued on its final state from the hidden state after step t."""
+        t, e, chunk = buffer.length, buffer.n_envs, buffer.chunk_length
+        states = torch.cat([buffer.state, buffer.next_state.unsqueeze(0)])  # (T+1, E, S)
+        resets = torch.cat([torch.zeros_like(buffer.dones[:1]), buffer.dones])  # (T+1, E): zero after an end
+        carried = buffer.critic_carry  # (E, N, H)
+        envs_per_call = max(1, VALUE_CHUNK // (t + 1))
+        values, hiddens = zip(
+            *(
+                self.values_sequence(states[:, envs], carried[envs], resets[:, envs])
+                for envs in torch.arange(e, device=self.device).split(envs_per_call)
+            ),
+            strict=True,
+        )
+        values, hiddens = torch.cat(values, dim=1), torch.cat(hiddens, dim=1)  # (T+1, E, N), (T+1, E, N, H)
+        # hidden states before each step: the carried ones, then those after the previous step, zeroed at ends
+        before = torch.cat([carried.unsqueeze(0), reset_hidden(hiddens[:t], buffer.dones)])
+        buffer.set_values(values, chunk_hidden=before[:t:chunk], carry=before[t])
+        if buffer.cuts:
+            final_states = torch.cat([cut.final_state for cut in buffer.cuts])  # (Σk, S)
+            final_hidden = torch.cat([hiddens[cut.step, cut.envs] for cut in buffer.cuts])  # (Σk, N, H)
+            buffer.bootstrap(self.values(final_states, final_hidden)[0], self.cfg.gamma)
+
     # ------------------------------------------------------------------ learning
 
-    def prepare(self, buffer: RolloutBuffer, next_values: torch.Tensor) -> Sequences:
-        """GAE, then the rollout as training sequences with advantages normalised over the whole batch."""
-        buffer.compute_gae(next_values, self.cfg.gamma, self.cfg.gae_lambda)
+    def prepare(self, buffer: RolloutBuffer) -> Sequences:
+        """The critic on the finished rollout, GAE, then the rollout as training sequences with advantages
+        normalised over the whole batch."""
+        self.evaluate_rollout(buffer)
+        buffer.compute_gae(self.cfg.gamma, self.cfg.gae_lambda)
         advantages = buffer.advantages  # (T, E, N)
         return buffer.sequences((advantages - advantages.mean()) / (advantages.std() + 1e-5))
 

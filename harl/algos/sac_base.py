@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from harl.algos.off_policy_base import OffPolicyConfig, OffPolicyLearner, polyak_update
+from harl.algos.base import ActOutput
+from harl.algos.off_policy_base import OffPolicyConfig, ReplayLearner, polyak_update
 from harl.buffers.replay import ReplayBatch
 from harl.config import ExperimentConfig, positive
 from harl.envs.spec import EnvSpec
@@ -38,7 +39,7 @@ class SACConfig(OffPolicyConfig):
         positive(self, "alpha", "alpha_lr")
 
 
-class SACLearner(OffPolicyLearner):
+class SACLearner(ReplayLearner):
     """Squashed-Gaussian actors (any architecture), a soft twin Q critic, per-agent and joint temperatures.
 
     Subclasses implement `update` with their actor update (sequential or simultaneous), using
@@ -47,10 +48,8 @@ class SACLearner(OffPolicyLearner):
 
     n_q = 2
 
-    def __init__(
-        self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, sequential: bool
-    ) -> None:
-        super().__init__(spec, cfg, arch, device, sequential)
+    def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device) -> None:
+        super().__init__(spec, cfg, arch, device)
         self.target_entropy = -torch.tensor(spec.act_dims, dtype=torch.float32, device=device)  # (N,)
         start = math.log(self.cfg.alpha)
         self.log_alpha = torch.full((self.n_agents,), start, device=device, requires_grad=True)  # (N,) actors
@@ -71,10 +70,18 @@ class SACLearner(OffPolicyLearner):
         return self.log_alpha_joint.detach().exp()
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = False):
-        """Returns env-ready actions (E, N, A), stored normalised actions (E, N, A) and their log-probs (E, N)."""
+    def act(
+        self,
+        obs: torch.Tensor,
+        state: torch.Tensor,
+        avail: torch.Tensor | None,
+        *,
+        deterministic: bool = False,
+        hidden: torch.Tensor | None = None,
+    ) -> ActOutput:
+        """Env-ready actions (E, N, A), stored normalised actions (E, N, A) and their log-probs (E, N)."""
         actions, log_probs = self.actor.act(obs, deterministic)
-        return self.actor.env_actions(actions), actions, log_probs
+        return ActOutput(self.actor.env_actions(actions), actions, log_probs)
 
     def train_critic(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
         """Soft twin-Q regression: next value = min_k Q'_k(s', a') − α_joint · Σ_i log π_i(a'_i | o'_i)."""

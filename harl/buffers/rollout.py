@@ -14,9 +14,11 @@ from harl.envs.spec import EnvSpec
 class RolloutBuffer:
     """T steps of n_envs environments, all agents at once, on the training device.
 
-    Truncated episodes are bootstrapped by the runner, which adds γ·V(final state) to the reward of
-    the cut step once the critic has been evaluated after the rollout; `dones` therefore cut GAE at
-    every episode end.
+    The runner writes it (`reset`, `insert` at every vector step, `finish` with the states after the
+    rollout); the learner evaluates its critic on the finished rollout and writes the values through
+    `set_values` and the time-limit bootstraps through `bootstrap`, which adds γ·V(final state) to the
+    reward of every step where an episode was cut by a time limit (`insert`'s `truncated`); `dones`
+    therefore cut GAE at every episode end.
 
     Recurrent learners train on chunks of `chunk_length` consecutive steps of one env (see `Sequences`);
     for them the buffer keeps the actor's and the critic's hidden states at the first step of every chunk.
@@ -59,7 +61,13 @@ class RolloutBuffer:
         # (⌈T/L⌉, E, N, H): hidden states before the first step of every chunk (recurrent learners only)
         self.actor_hidden = torch.zeros(chunks, e, n, hidden_size, device=device) if hidden_size else None
         self.critic_hidden = torch.zeros(chunks, e, n, hidden_size, device=device) if hidden_size else None
+        # (E, N, H): the critic's hidden states carried from one rollout into the next (recurrent learners only)
+        self.critic_carry = torch.zeros(e, n, hidden_size, device=device) if hidden_size else None
+        self.next_obs = torch.zeros(e, n, spec.obs_dim_max, device=device)  # (E, N, O) after the rollout
+        self.next_state = torch.zeros(e, spec.state_dim, device=device)  # (E, S) after the rollout
+        self.cuts: list[TimeLimitCut] = []
         self.step = 0
+        self.evaluated = False  # whether the learner has written the finished rollout's values
 
     def insert(
         self,
@@ -71,11 +79,18 @@ class RolloutBuffer:
         rewards,
         dones,
         actor_hidden: torch.Tensor | None = None,
+        truncated: torch.Tensor | None = None,
+        final_state: torch.Tensor | None = None,
     ) -> None:
         """Store one vector step (all tensors already on the buffer's device); recurrent learners also pass
-        the actor's hidden states (E, N, H) the step started from. The critic's side, `values[:T]` and
-        `critic_hidden`, is written after the rollout, when the critic is evaluated on all its states."""
+        the actor's hidden states (E, N, H) the step started from. `truncated` (E,) marks the envs whose
+        episode a time limit cut at this step (not terminated) and `final_state` (E, S) the states they
+        ended in, for the learner's bootstrap. The critic's side, `values[:T]` and `critic_hidden`, is
+        written after the rollout, when the critic is evaluated on all its states."""
         t = self.step
+        if truncated is not None and bool(truncated.any()):
+            envs = truncated.nonzero().squeeze(1)
+            self.cuts.append(TimeLimitCut(t, envs, final_state[envs]))
         self.obs[t], self.state[t], self.actions[t] = obs, state, actions
         if self.avail is not None:
             self.avail[t] = avail
@@ -84,11 +99,39 @@ class RolloutBuffer:
             self.actor_hidden[t // self.chunk_length] = actor_hidden
         self.step += 1
 
-    def compute_gae(self, next_values: torch.Tensor, gamma: float, gae_lambda: float) -> None:
-        """Generalised advantage estimation; next_values (E, N) are V of the state after the last step."""
-        assert self.step == self.length, "compute_gae needs a full rollout"
-        self.values[-1] = next_values
-        gae = torch.zeros_like(next_values)
+    def finish(self, next_obs: torch.Tensor, next_state: torch.Tensor) -> None:
+        """Close a full rollout with the observations (E, N, O) and states (E, S) after its last step."""
+        assert self.step == self.length, "finish needs a full rollout"
+        self.next_obs.copy_(next_obs)
+        self.next_state.copy_(next_state)
+
+    def set_values(
+        self,
+        values: torch.Tensor,
+        chunk_hidden: torch.Tensor | None = None,
+        carry: torch.Tensor | None = None,
+    ) -> None:
+        """The critic's denormalised values (T+1, E, N) at the rollout's steps and at the states after it;
+        recurrent learners also give its hidden states before every training chunk (⌈T/L⌉, E, N, H) and
+        those to carry into the next rollout (E, N, H). Marks the rollout `evaluated`."""
+        self.values.copy_(values)
+        if chunk_hidden is not None:
+            self.critic_hidden.copy_(chunk_hidden)
+            self.critic_carry.copy_(carry)
+        self.evaluated = True
+
+    def bootstrap(self, final_values: torch.Tensor, gamma: float) -> None:
+        """Add γ·V(final state) to the rewards of the time-limit cuts; `final_values` (Σk, N) in `cuts`' order."""
+        offset = 0
+        for cut in self.cuts:
+            k = len(cut.envs)
+            self.rewards[cut.step, cut.envs] += gamma * final_values[offset : offset + k]
+            offset += k
+
+    def compute_gae(self, gamma: float, gae_lambda: float) -> None:
+        """Generalised advantage estimation on the evaluated rollout (`values[T]`: V of the states after it)."""
+        assert self.evaluated, "compute_gae needs the rollout's values (set_values)"
+        gae = torch.zeros_like(self.values[-1])
         for t in reversed(range(self.length)):  # inherently sequential in time
             not_done = (1.0 - self.dones[t]).unsqueeze(-1)  # (E, 1)
             delta = self.rewards[t] + gamma * self.values[t + 1] * not_done - self.values[t]
@@ -110,7 +153,25 @@ class RolloutBuffer:
         return Sequences(self, advantages)
 
     def reset(self) -> None:
+        """Start a new rollout (the critic's carried hidden states stay)."""
         self.step = 0
+        self.cuts = []
+        self.evaluated = False
+
+
+@dataclass(frozen=True)
+class TimeLimitCut:
+    """Envs whose episode a time limit cut at one step of the rollout.
+
+    Attributes:
+        step: the step t.
+        envs: (k,) the envs cut.
+        final_state: (k, S) the states their episodes ended in (the reward of step t gains γ·V of them).
+    """
+
+    step: int
+    envs: torch.Tensor
+    final_state: torch.Tensor
 
 
 @dataclass

@@ -3,8 +3,6 @@
 from harl.metrics.diversity import (
     DISTANCES,
     OBS_MODES,
-    CategoricalPolicies,
-    GaussianPolicies,
     SNDResult,
     js_distance_categorical,
     js_divergence_gaussian_mc,
@@ -17,6 +15,7 @@ from harl.metrics.diversity import (
     wasserstein_gaussian,
 )
 from harl.metrics.gradients import GradientStats, flat_grad, gradient_noise, param_variance
+from harl.models.distributions import CategoricalPolicies, GaussianPolicies
 
 __all__ = [
     "DISTANCES",

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import torch
 
 from harl.errors import UserError
+from harl.models.distributions import CategoricalPolicies, PolicyDistribution
 
 DISTANCES = ("jsd", "tvd", "wasserstein")
 """Distances D inside SND: Jensen–Shannon distance (paper), total variation (categorical), 2-Wasserstein
@@ -76,28 +77,6 @@ class SNDResult:
     n_obs: int
     distance: str
     estimator: str
-
-
-@dataclass(frozen=True)
-class CategoricalPolicies:
-    """Every agent's categorical action distribution on a batch of observations: probs (B, N, A)."""
-
-    probs: torch.Tensor
-
-
-@dataclass(frozen=True)
-class GaussianPolicies:
-    """Every agent's diagonal Gaussian on a batch of observations.
-
-    Attributes:
-        mean: (B, N, A).
-        log_std: (B, N, A).
-        act_mask: (N, A), 1 on each agent's real action dimensions.
-    """
-
-    mean: torch.Tensor
-    log_std: torch.Tensor
-    act_mask: torch.Tensor
 
 
 # ---------------------------------------------------------------------------------------- distances
@@ -340,29 +319,16 @@ def snd_gaussian(
 
 def policy_distributions(
     actor: torch.nn.Module, obs: torch.Tensor, avail: torch.Tensor | None = None
-) -> CategoricalPolicies | GaussianPolicies:
-    """Every agent's action distribution from any harl actor (any architecture) on observations (B, N, O).
-
-    Categorical actors give their masked probabilities; Gaussian actors their mean and log-std;
-    squashed-Gaussian (SAC) actors the Gaussian before the tanh. Deterministic actors have no
-    distribution and are refused.
+) -> PolicyDistribution:
+    """Every agent's action distribution from any harl actor (any architecture) on observations (B, N, O),
+    as the actor reports it (`actor.distribution`): categorical actors their masked probabilities, Gaussian
+    actors their mean and log-std, squashed-Gaussian (SAC) actors the Gaussian before the tanh. Actors
+    without one (deterministic DDPG/TD3 actors) are refused.
     """
-    from harl.models.off_policy import DeterministicActor, SquashedGaussianActor
-    from harl.models.policies import CategoricalActor, GaussianActor
-
-    if isinstance(actor, (CategoricalActor, GaussianActor)) and actor.recurrent:
-        raise UserError("SND scores policies on single observations; recurrent policies depend on their history")
-    if isinstance(actor, CategoricalActor):
-        return CategoricalPolicies(actor.probs(obs, avail))
-    if isinstance(actor, GaussianActor):
-        mean, log_std = actor._params(obs, None)
-        return GaussianPolicies(mean, log_std, actor.act_mask)
-    if isinstance(actor, SquashedGaussianActor):
-        mean, log_std = actor.net(obs, None).split(actor.act_dim, dim=-1)
-        return GaussianPolicies(mean, log_std.clamp(-20.0, 2.0), actor.act_mask)
-    if isinstance(actor, DeterministicActor):
+    distribution = actor.distribution(obs, avail)
+    if distribution is None:
         raise UserError("SND compares action distributions; deterministic (DDPG/TD3) actors have none")
-    raise UserError(f"cannot measure the diversity of a {type(actor).__name__}")
+    return distribution
 
 
 def _observation_set(

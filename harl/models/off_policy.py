@@ -20,6 +20,7 @@ from torch import nn
 from harl.config import ModelConfig
 from harl.envs.spec import EnvSpec
 from harl.models.agent_mlp import ACTIVATIONS, layer_dims, layer_gains, orthogonal_stack
+from harl.models.distributions import GaussianPolicies
 from harl.models.policies import LOG_2PI, Actor, actor_net_spec
 from harl.registry import ArchEntry
 
@@ -77,6 +78,11 @@ class SquashedGaussianActor(BoundedActor):
         """Every agent's normalised action (B, N, A) and log-prob (B, N)."""
         return self.sample(obs, None, deterministic)
 
+    def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> GaussianPolicies:
+        """Every agent's Gaussian before the squash (the JS divergence is invariant under the tanh)."""
+        mean, log_std = self.net(obs, None).split(self.act_dim, dim=-1)  # (B, N, A) each
+        return GaussianPolicies(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), self.act_mask)
+
 
 class DeterministicActor(BoundedActor):
     """Deterministic policy a = tanh(net(obs)) (DDPG/TD3), explored with Gaussian noise.
@@ -92,6 +98,10 @@ class DeterministicActor(BoundedActor):
     def forward(self, obs: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """obs (B, k, O) -> normalised actions (B, k, A) of the k selected agents (all when None)."""
         return torch.tanh(self.net(obs, agents)) * self._rows(self.act_mask, agents)
+
+    def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> None:
+        """A deterministic policy has no action distribution."""
+        return None
 
     def act(self, obs: torch.Tensor, noise_std: float = 0.0) -> torch.Tensor:
         """Every agent's normalised action (B, N, A), with clipped Gaussian exploration noise when noise_std > 0."""

@@ -19,6 +19,8 @@ from torch import nn
 
 from harl.config import ModelConfig
 from harl.envs.spec import EnvSpec
+from harl.errors import UserError
+from harl.models.distributions import CategoricalPolicies, GaussianPolicies, PolicyDistribution
 from harl.models.net_spec import NetSpec
 from harl.models.recurrent import build_agent_net
 from harl.registry import ArchEntry
@@ -82,6 +84,16 @@ class OnPolicyActor(Actor, ABC):
         self, out: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs and entropies (..., k) of `actions` under the distributions of network outputs (..., k, A)."""
+
+    @abstractmethod
+    def _distribution(self, obs: torch.Tensor, avail: torch.Tensor | None) -> PolicyDistribution:
+        """Feed-forward: every agent's distribution on obs (B, N, O)."""
+
+    def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> PolicyDistribution:
+        """Every agent's action distribution on obs (B, N, O), for metrics (feed-forward actors only)."""
+        if self.recurrent:
+            raise UserError("SND scores policies on single observations; recurrent policies depend on their history")
+        return self._distribution(obs, avail)
 
     def act(
         self, obs: torch.Tensor, avail: torch.Tensor | None = None, deterministic: bool = False
@@ -158,6 +170,9 @@ class GaussianActor(OnPolicyActor):
         mean = self.net(obs, agents)  # (B, k, A)
         return mean, self.log_std(agents).expand_as(mean)
 
+    def _distribution(self, obs: torch.Tensor, avail: torch.Tensor | None) -> GaussianPolicies:
+        return GaussianPolicies(*self._params(obs, None), self.act_mask)
+
     def _sample(
         self, mean: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,9 +234,8 @@ class CategoricalActor(OnPolicyActor):
         entropy = -(log_p.exp() * log_p).sum(-1)
         return log_p.gather(-1, actions.long()).squeeze(-1), entropy
 
-    def probs(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> torch.Tensor:
-        """Feed-forward: (B, N, A) action probabilities (for diversity metrics)."""
-        return self._log_probs_all(self.net(obs, None), avail, None).exp()
+    def _distribution(self, obs: torch.Tensor, avail: torch.Tensor | None) -> CategoricalPolicies:
+        return CategoricalPolicies(self._log_probs_all(self.net(obs, None), avail, None).exp())  # (B, N, A)
 
 
 class AgentValueCritic(nn.Module):

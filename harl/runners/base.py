@@ -1,7 +1,9 @@
-"""The run loop shared by on- and off-policy training: set-up, evaluation, logging, checkpoints.
+"""The run loop shared by on- and off-policy training: set-up, the loop, logging and checkpoints.
 
-A runner orchestrates; it computes no losses. Subclasses implement `iterate()` (collect experience
-and call the learner's update) and may extend `state_dict()` with their own buffers.
+A runner orchestrates; it computes no losses and no returns. It drives its learner only through the
+protocols of `harl.algos.base`; evaluation (`Evaluator`) and episode statistics (`EpisodeStats`) are
+pieces of their own, checkpoint files are `harl.utils.checkpoint`'s. Subclasses implement `iterate()`
+(collect experience and call the learner's `train`) and may extend `state_dict()` with their own buffers.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import random
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,14 @@ import torch
 from tqdm import tqdm
 
 import harl
+from harl.algos.base import Learner
 from harl.config import ExperimentConfig
 from harl.errors import CheckpointError, UserError
-from harl.evaluation import evaluate
 from harl.experiment import check_env_compatible
 from harl.metrics.diversity import snd_metrics
-from harl.models.off_policy import DeterministicActor
 from harl.registry import get_algorithm, get_architecture, get_environment
+from harl.runners.episodes import EpisodeStats
+from harl.runners.evaluator import Evaluator
 from harl.utils.checkpoint import Checkpointer, rng_state, set_rng_state
 from harl.utils.logger import RunLogger
 from harl.utils.memory import keep_freed_memory
@@ -43,7 +45,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_learner(cfg: ExperimentConfig, spec, device: torch.device):
+def build_learner(cfg: ExperimentConfig, spec, device: torch.device) -> Learner:
     """The registered learner for `cfg.algo_name` over `cfg.arch_name`, for an env with `spec`."""
     check_env_compatible(cfg, spec.action_type)
     return get_algorithm(cfg.algo_name).learner_cls(spec, cfg, get_architecture(cfg.arch_name), device)
@@ -65,13 +67,11 @@ class Runner(ABC):
             cfg.env, n_envs=run.n_rollout_threads, seed=run.seed, device=self.device, n_workers=run.n_workers
         )
         self.spec = self.env.spec
-        self.eval_env = None
         self.learner = build_learner(cfg, self.spec, self.device)
-        self.env_steps, self.iteration, self.episodes = 0, 0, 0
-        self.recent_returns: deque[float] = deque(maxlen=100)
-        self.finished_returns: list[float] = []
-        self.finished_lengths: list[float] = []
-        self.last_eval: float = math.nan
+        self.schedule = self.learner.schedule
+        self.evaluator = Evaluator(cfg, self.device)
+        self.episodes = EpisodeStats()
+        self.env_steps, self.iteration = 0, 0
         if checkpoint is not None:
             self.load_state_dict(checkpoint)
         self.logger = RunLogger(self.run_dir, resume_step=self.env_steps if checkpoint is not None else None)
@@ -80,11 +80,6 @@ class Runner(ABC):
         self.next_save = self._next_multiple(run.save_interval)
         self.next_log = self._next_multiple(run.log_interval)
         self.next_snd = self._next_multiple(run.snd_interval)
-        if run.snd_interval > 0 and isinstance(self.learner.actor, DeterministicActor):
-            raise UserError(
-                f"--snd_interval: {cfg.algo_name}'s actors are deterministic; SND compares action "
-                "distributions (use a stochastic learner, e.g. hasac/masac/mappo)"
-            )
 
     def _next_multiple(self, interval: int) -> float:
         return math.inf if interval <= 0 else (self.env_steps // interval + 1) * interval
@@ -93,7 +88,7 @@ class Runner(ABC):
 
     @abstractmethod
     def iterate(self) -> dict[str, float]:
-        """Collect experience (advancing `self.env_steps`) and update the learner; returns metrics."""
+        """Collect experience (advancing `self.env_steps`) and train the learner; returns metrics."""
 
     def run(self) -> Path:
         """Train until `num_env_steps`, evaluating, logging and checkpointing on the way."""
@@ -125,67 +120,33 @@ class Runner(ABC):
                         self.env_steps,
                         {
                             **metrics,
-                            **self._episode_metrics(),
-                            **self.diagnostics(),
+                            **self.episodes.metrics(),
+                            **self.learner.diagnostics(),
                             **self.diversity(),
                             "charts/SPS": sps,
                         },
                     )
                 if finished or self.env_steps >= self.next_eval:
                     self.next_eval = self._next_multiple(run.eval_interval)
-                    self.logger.log(self.env_steps, self.run_evaluation())
+                    self.logger.log(self.env_steps, self.evaluator(self.learner, self.iteration))
                 self.logger.write_row()
                 if finished or self.env_steps >= self.next_save:
                     self.next_save = self._next_multiple(run.save_interval)
                     self.save()
                 bar.update(self.env_steps - before)
-                bar.set_postfix(SPS=f"{sps:.0f}", eval=f"{self.last_eval:.3g}", refresh=False)
+                bar.set_postfix(SPS=f"{sps:.0f}", eval=f"{self.evaluator.last_return:.3g}", refresh=False)
         finally:
             bar.close()
             self.close()
         return self.run_dir
 
-    def track_episodes(self, out) -> None:
-        """Record the returns and lengths of episodes that ended in a vector step."""
-        done = out.done.cpu()
-        if bool(done.any()):
-            ended = torch.nonzero(done).flatten()
-            returns = out.episode_return.cpu()[ended].tolist()
-            self.finished_returns += returns
-            self.recent_returns.extend(returns)
-            self.finished_lengths += out.episode_length.cpu()[ended].float().tolist()
-            self.episodes += len(returns)
-
-    def _episode_metrics(self) -> dict[str, float]:
-        metrics: dict[str, float] = {"charts/episodes": self.episodes}
-        if self.finished_returns:
-            metrics["charts/episode_return"] = float(np.mean(self.finished_returns))
-            metrics["charts/episode_length"] = float(np.mean(self.finished_lengths))
-        self.finished_returns, self.finished_lengths = [], []
-        return metrics
-
-    def learner_modules(self) -> dict[str, torch.nn.Module]:
-        """The learner's networks by attribute name (actor, critic, ...)."""
-        return {k: v for k, v in vars(self.learner).items() if isinstance(v, torch.nn.Module)}
-
     def parameter_counts(self) -> dict[str, int]:
-        """Trainable parameters per network of the learner (target copies excluded)."""
+        """Trainable parameters per network of the learner (`model/<role>_parameters`)."""
         counts = {
-            f"model/{name}_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad)
-            for name, module in self.learner_modules().items()
-            if not name.startswith("target")
+            f"model/{role}_parameters": sum(p.numel() for p in network.parameters() if p.requires_grad)
+            for role, network in self.learner.networks().items()
         }
         return {key: count for key, count in counts.items() if count > 0}
-
-    def diagnostics(self) -> dict[str, float]:
-        """Scalars exposed by any sub-module with a `diagnostics()` method (e.g. hypernetwork embeddings)."""
-        metrics: dict[str, float] = {}
-        for name, module in self.learner_modules().items():
-            for sub in module.modules():
-                report = getattr(sub, "diagnostics", None)
-                if callable(report):
-                    metrics.update({key.format(role=name): value for key, value in report().items()})
-        return metrics
 
     @abstractmethod
     def recent_observations(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -201,24 +162,6 @@ class Runner(ABC):
         return snd_metrics(
             self.learner.actor, obs, avail, self.spec.obs_dims, run.snd_max_obs, run.snd_samples, run.seed
         )
-
-    def run_evaluation(self) -> dict[str, float]:
-        run = self.cfg.run
-        if self.eval_env is None:
-            env_entry = get_environment(self.cfg.env_name)
-            self.eval_env = env_entry.make(
-                self.cfg.env, n_envs=run.n_eval_rollout_threads, seed=run.seed + 100_000, device=self.device
-            )
-        metrics = evaluate(
-            self.learner,
-            self.eval_env,
-            run.eval_episodes,
-            run.eval_deterministic,
-            seed=run.seed + 100_000 + self.iteration,
-            device=self.device,
-        )
-        self.last_eval = metrics["eval/episode_return"]
-        return metrics
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -236,7 +179,7 @@ class Runner(ABC):
             "runner": {
                 "env_steps": self.env_steps,
                 "iteration": self.iteration,
-                "episodes": self.episodes,
+                "episodes": self.episodes.episodes,
                 "rng": rng_state(),
             },
         }
@@ -256,7 +199,8 @@ class Runner(ABC):
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(f"checkpoint {state.get('path')} does not fit this learner: {first}") from None
         runner = state["runner"]
-        self.env_steps, self.iteration, self.episodes = runner["env_steps"], runner["iteration"], runner["episodes"]
+        self.env_steps, self.iteration = runner["env_steps"], runner["iteration"]
+        self.episodes.episodes = runner["episodes"]
         set_rng_state(runner["rng"])
 
     def save(self) -> Path:
@@ -265,5 +209,4 @@ class Runner(ABC):
     def close(self) -> None:
         self.logger.close()
         self.env.close()
-        if self.eval_env is not None:
-            self.eval_env.close()
+        self.evaluator.close()
