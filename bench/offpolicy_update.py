@@ -28,9 +28,9 @@ import torch
 from harl.buffers.replay import ReplayBuffer
 from harl.config import apply_overrides
 from harl.envs.mamujoco import MaMuJoCoConfig, MaMuJoCoEnv
-from harl.envs.spec import EnvSpec
 from harl.experiment import default_config
 from harl.registry import ARCHITECTURES, get_algorithm, get_architecture, load_extensions
+from harl.spec import EnvSpec
 from harl.utils.memory import keep_freed_memory
 
 BATCH, HIDDEN, N_ENVS = 1000, [256, 256], 20
@@ -50,7 +50,6 @@ def replicated_spec(base: EnvSpec, n_agents: int) -> EnvSpec:
         act_dims=(base.act_dims[0],) * n_agents,
         act_low=np.repeat(base.act_low[:1], n_agents, axis=0),
         act_high=np.repeat(base.act_high[:1], n_agents, axis=0),
-        episode_limit=base.episode_limit,
     )
 
 

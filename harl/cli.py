@@ -15,7 +15,7 @@ from harl.config import read_yaml
 from harl.errors import UserError
 from harl.evaluation import evaluate
 from harl.experiment import build_config, config_from_dict, run_folder
-from harl.registry import ALGORITHMS, ARCHITECTURES, ENVIRONMENTS, get_algorithm, get_environment, load_extensions
+from harl.registry import ALGORITHMS, ARCHITECTURES, all_environments, get_algorithm, get_environment, load_extensions
 from harl.runners import runner_for
 from harl.runners.base import build_learner, resolve_device
 from harl.utils.checkpoint import load_checkpoint
@@ -89,7 +89,7 @@ def print_registry() -> None:
     for name, entry in sorted(ARCHITECTURES.items()):
         print(f"  {name:<18} {entry.description}")
     print("environments:")
-    for name, entry in sorted(ENVIRONMENTS.items()):
+    for name, entry in all_environments().items():
         print(f"  {name:<10} {entry.description}")
         print(f"             scenarios: {', '.join(entry.scenarios())}")
 

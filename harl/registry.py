@@ -108,6 +108,8 @@ class EnvEntry:
 ALGORITHMS: dict[str, AlgoEntry] = {}
 ARCHITECTURES: dict[str, ArchEntry] = {}
 ENVIRONMENTS: dict[str, EnvEntry] = {}
+ENVIRONMENT_MODULES: dict[str, str] = {}
+"""Environments registered by name only, with the module whose import registers them (imported on lookup)."""
 
 
 def _register(registry: dict, entry: Any) -> Any:
@@ -127,6 +129,11 @@ def register_architecture(entry: ArchEntry) -> ArchEntry:
 
 def register_environment(entry: EnvEntry) -> EnvEntry:
     return _register(ENVIRONMENTS, entry)
+
+
+def register_environment_module(name: str, module: str) -> None:
+    """Announce environment `name`, registered by importing `module` the first time it is looked up."""
+    ENVIRONMENT_MODULES[name] = module
 
 
 _loaded = False
@@ -163,7 +170,21 @@ def get_architecture(name: str) -> ArchEntry:
 
 
 def get_environment(name: str) -> EnvEntry:
-    return _lookup(ENVIRONMENTS, "environment", name)
+    load_extensions()
+    if name not in ENVIRONMENTS and name in ENVIRONMENT_MODULES:
+        importlib.import_module(ENVIRONMENT_MODULES[name])
+    if name not in ENVIRONMENTS:
+        valid = ", ".join(sorted({*ENVIRONMENTS, *ENVIRONMENT_MODULES}))
+        raise UserError(f"unknown environment {name!r}; valid: {valid}")
+    return ENVIRONMENTS[name]
+
+
+def all_environments() -> dict[str, EnvEntry]:
+    """Every environment, importing the adapters registered by name only (for `--list` and tests)."""
+    load_extensions()
+    for name in ENVIRONMENT_MODULES:
+        get_environment(name)
+    return dict(sorted(ENVIRONMENTS.items()))
 
 
 def check_compatible(

@@ -10,10 +10,10 @@ import numpy as np
 from torch import nn
 
 from harl.config import ModelConfig
-from harl.envs.spec import EnvSpec
 from harl.errors import ConfigError
 from harl.models.policies import AgentValueCritic, CategoricalActor, GaussianActor
 from harl.registry import get_architecture
+from harl.spec import EnvSpec
 
 
 def uniform_spec(n_agents: int, obs_dim: int, act_dim: int, state_dim: int, discrete: bool = False) -> EnvSpec:
@@ -26,7 +26,6 @@ def uniform_spec(n_agents: int, obs_dim: int, act_dim: int, state_dim: int, disc
         act_dims=(act_dim,) * n_agents,
         act_low=np.zeros((n_agents, act_dim), np.float32) if discrete else -np.ones((n_agents, act_dim), np.float32),
         act_high=np.ones((n_agents, act_dim), np.float32),
-        episode_limit=1,
     )
 
 

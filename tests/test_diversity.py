@@ -11,7 +11,6 @@ import torch
 from scipy.spatial.distance import jensenshannon
 
 from harl.config import ModelConfig
-from harl.envs.spec import EnvSpec
 from harl.errors import UserError
 from harl.metrics import (
     js_distance_categorical,
@@ -24,6 +23,7 @@ from harl.metrics import (
 from harl.models.off_policy import DeterministicActor, SquashedGaussianActor
 from harl.models.policies import CategoricalActor, GaussianActor
 from harl.registry import get_architecture
+from harl.spec import EnvSpec
 
 torch.manual_seed(0)
 
@@ -61,7 +61,6 @@ def spec(n: int, obs_dim: int, act_dims: tuple[int, ...], discrete: bool) -> Env
         act_dims=act_dims,
         act_low=low,
         act_high=np.ones((n, a), np.float32),
-        episode_limit=10,
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from harl.algos.base import ActOutput
-from harl.envs.spec import StepOutput
 from harl.evaluation import episode_quotas, evaluate
+from harl.spec import StepOutput
 
 LONG = 10  # steps of an episode that chose to continue
 

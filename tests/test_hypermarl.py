@@ -13,13 +13,13 @@ import yaml
 
 from harl.cli import evaluate_main, train, train_main
 from harl.config import ModelConfig
-from harl.envs.spec import EnvSpec
 from harl.errors import ConfigError
 from harl.models.agent_mlp import AgentMLP, StackedParams, is_per_agent
 from harl.models.net_spec import NetSpec
 from harl.models.policies import AgentValueCritic, CategoricalActor, GaussianActor
 from harl.optim import AgentAdam
 from harl.registry import ALGORITHMS, get_architecture, load_extensions
+from harl.spec import EnvSpec
 from harl.utils.checkpoint import load_checkpoint
 from hypermarl_ext import count_parameters
 from hypermarl_ext.architectures import generated_params
@@ -73,7 +73,6 @@ def hetero_spec() -> EnvSpec:
         act_dims=act_dims,
         act_low=-np.ones((3, 3), np.float32),
         act_high=np.ones((3, 3), np.float32),
-        episode_limit=10,
     )
 
 
@@ -477,7 +476,6 @@ def test_heterogeneous_discrete_actions_never_pick_padded_ones():
         act_dims=(2, 4, 3),
         act_low=np.zeros((3, 4), np.float32),
         act_high=np.ones((3, 4), np.float32),
-        episode_limit=10,
     )
     entry = get_architecture("hypermarl")
     actor = CategoricalActor(spec, entry, ModelConfig(hidden_sizes=[16]), HyperMARLConfig())

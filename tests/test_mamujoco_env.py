@@ -9,7 +9,7 @@ import torch
 from harl.envs.mamujoco import AGENT_CONFS, MaMuJoCoConfig, MaMuJoCoEnv, _mamujoco, make, scenarios
 from harl.envs.vector import SerialVecEnv
 from harl.errors import ConfigError, UserError
-from harl.registry import ENVIRONMENTS
+from harl.registry import get_environment
 
 
 def _env(**kwargs) -> MaMuJoCoEnv:
@@ -26,7 +26,7 @@ def test_halfcheetah_2x3_spec_and_shapes():
     spec = env.spec
     assert spec.agent_ids == ("agent_0", "agent_1")
     assert spec.obs_dims == (12, 12) and spec.act_dims == (3, 3) and spec.state_dim == 17
-    assert spec.action_type == "continuous" and spec.shared_reward and spec.episode_limit == 1000
+    assert spec.action_type == "continuous"
     np.testing.assert_array_equal(spec.act_low, -np.ones((2, 3)))
     np.testing.assert_array_equal(spec.act_high, np.ones((2, 3)))
     obs, state, avail = env.reset(0)
@@ -40,7 +40,7 @@ def test_halfcheetah_2x3_spec_and_shapes():
 def test_heterogeneous_observations_are_zero_padded():
     env = _env(scenario="HalfCheetah", agent_conf="6x1")
     spec = env.spec
-    assert spec.obs_dims == (9, 9, 8, 9, 9, 8) and spec.act_dims == (1,) * 6 and spec.heterogeneous
+    assert spec.obs_dims == (9, 9, 8, 9, 9, 8) and spec.act_dims == (1,) * 6
     rng = np.random.default_rng(0)
     obs, _, _ = env.reset(0)
     for _ in range(5):
@@ -177,7 +177,7 @@ def test_render_without_display_is_a_user_error(monkeypatch):
 
 
 def test_registered_make_builds_a_vec_env():
-    entry = ENVIRONMENTS["mamujoco"]
+    entry = get_environment("mamujoco")
     assert entry.config_cls is MaMuJoCoConfig and entry.make is make
     venv = entry.make(MaMuJoCoConfig(), n_envs=2, seed=0, device="cpu", n_workers=0)
     try:

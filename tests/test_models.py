@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from harl.config import EmptyConfig, ModelConfig
-from harl.envs.spec import EnvSpec
 from harl.models.agent_mlp import AgentMLP, StackedParams, agent_linear, masked_layer_norm
 from harl.models.policies import CategoricalActor, GaussianActor
 from harl.optim import AgentAdam, clip_grad_norm_agentwise
 from harl.registry import get_architecture
+from harl.spec import EnvSpec
 
 
 def hetero_spec(discrete: bool = False) -> EnvSpec:
@@ -26,7 +26,6 @@ def hetero_spec(discrete: bool = False) -> EnvSpec:
         act_dims=act_dims,
         act_low=low,
         act_high=-low,
-        episode_limit=10,
     )
 
 

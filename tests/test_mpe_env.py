@@ -21,20 +21,20 @@ from harl.envs.mpe import MpeConfig, MpeEnv, make  # noqa: E402
 
 
 @pytest.mark.parametrize(
-    ("scenario", "continuous", "obs_dims", "act_dims", "state_dim", "shared"),
+    ("scenario", "continuous", "obs_dims", "act_dims", "state_dim"),
     [
-        ("simple_spread", False, (18, 18, 18), (5, 5, 5), 54, False),
-        ("simple_spread", True, (18, 18, 18), (5, 5, 5), 54, False),
-        ("simple_reference", False, (21, 21), (50, 50), 42, False),
-        ("simple_reference", True, (21, 21), (15, 15), 42, False),
-        ("simple_speaker_listener", False, (3, 11), (3, 5), 14, True),
-        ("simple_speaker_listener", True, (3, 11), (3, 5), 14, True),
+        ("simple_spread", False, (18, 18, 18), (5, 5, 5), 54),
+        ("simple_spread", True, (18, 18, 18), (5, 5, 5), 54),
+        ("simple_reference", False, (21, 21), (50, 50), 42),
+        ("simple_reference", True, (21, 21), (15, 15), 42),
+        ("simple_speaker_listener", False, (3, 11), (3, 5), 14),
+        ("simple_speaker_listener", True, (3, 11), (3, 5), 14),
     ],
 )
-def test_spec(scenario, continuous, obs_dims, act_dims, state_dim, shared):
+def test_spec(scenario, continuous, obs_dims, act_dims, state_dim):
     spec = MpeEnv(MpeConfig(scenario=scenario, continuous_actions=continuous)).spec
     assert spec.obs_dims == obs_dims and spec.act_dims == act_dims and spec.state_dim == state_dim
-    assert spec.discrete is not continuous and spec.shared_reward is shared and spec.episode_limit == 25
+    assert spec.discrete is not continuous
     if continuous:
         assert (spec.act_low == 0).all() and (spec.act_high == 1).all()
 

@@ -13,11 +13,11 @@ from torch.distributions import Normal
 from harl.buffers.replay import ReplayBuffer
 from harl.cli import train_main
 from harl.config import apply_overrides
-from harl.envs.spec import EnvSpec
 from harl.errors import UserError
 from harl.experiment import build_config, default_config
 from harl.models.off_policy import JointQCritic, SquashedGaussianActor
 from harl.registry import ALGORITHMS, ARCHITECTURES, get_architecture, load_extensions
+from harl.spec import EnvSpec
 from harl.utils.checkpoint import load_checkpoint
 
 from .conftest import ROOT, read_progress, run_train
@@ -103,7 +103,6 @@ def toy_spec(act_dims=(2, 2, 2), low=None, high=None) -> EnvSpec:
         act_dims=tuple(act_dims),
         act_low=-np.ones((n, a), np.float32) if low is None else low,
         act_high=np.ones((n, a), np.float32) if high is None else high,
-        episode_limit=100,
     )
 
 

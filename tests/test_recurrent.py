@@ -11,13 +11,13 @@ import harl.models.recurrent as recurrent_module
 from harl.buffers.rollout import RolloutBuffer
 from harl.cli import evaluate_cli, train
 from harl.config import EmptyConfig, ModelConfig
-from harl.envs.spec import EnvSpec
 from harl.experiment import build_config
 from harl.models.agent_mlp import SharedParams, StackedParams, is_per_agent
 from harl.models.policies import AgentValueCritic, CategoricalActor, GaussianActor
 from harl.models.recurrent import AgentGRU, reset_hidden
 from harl.registry import get_architecture, load_extensions
 from harl.runners.on_policy import OnPolicyRunner
+from harl.spec import EnvSpec
 from hypermarl_ext.config import HyperMARLConfig
 from hypermarl_ext.hypernet import HyperParams
 
@@ -40,7 +40,6 @@ def spec(n_agents: int = 3, discrete: bool = False) -> EnvSpec:
         act_dims=(2,) * n_agents,
         act_low=low,
         act_high=np.ones((n_agents, 2), np.float32),
-        episode_limit=10,
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harl.buffers.replay import ReplayBuffer
-from harl.envs.spec import EnvSpec
+from harl.spec import EnvSpec
 
 N_AGENTS = 2
 
@@ -22,7 +22,6 @@ def tiny_spec() -> EnvSpec:
         act_dims=(1, 1),
         act_low=-np.ones((2, 1), np.float32),
         act_high=np.ones((2, 1), np.float32),
-        episode_limit=100,
     )
 
 

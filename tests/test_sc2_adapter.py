@@ -60,7 +60,7 @@ def test_spec_and_step_translation():
     spec = game.spec
     assert spec.n_agents == N_AGENTS and spec.obs_dims == (4,) * N_AGENTS and spec.state_dim == 6
     assert spec.action_type == "discrete" and spec.act_dims == (N_ACTIONS,) * N_AGENTS
-    assert spec.has_avail_actions and spec.episode_limit == LIMIT
+    assert spec.has_avail_actions
     obs, state, avail = game.reset(7)
     assert obs.shape == (N_AGENTS, 4) and obs.dtype == np.float32 and state.shape == (6,)
     assert avail.dtype == bool and avail[1].tolist() == [True, True, False, True, True]

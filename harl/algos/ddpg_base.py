@@ -18,9 +18,9 @@ from harl.algos.base import ActOutput
 from harl.algos.off_policy_base import OffPolicyConfig, ReplayLearner, polyak_update
 from harl.buffers.replay import ReplayBatch
 from harl.config import ExperimentConfig, non_negative, positive
-from harl.envs.spec import EnvSpec
 from harl.models.off_policy import DeterministicActor
 from harl.registry import ArchEntry
+from harl.spec import EnvSpec
 
 
 @dataclass

@@ -22,12 +22,12 @@ from torch import nn
 from harl.algos.base import ActOutput, CollectionSchedule, network_diagnostics
 from harl.buffers.replay import ReplayBatch, ReplayBuffer
 from harl.config import ExperimentConfig, non_negative, positive
-from harl.envs.spec import EnvSpec
 from harl.errors import ConfigError
 from harl.metrics.gradients import GradientStats
 from harl.models.off_policy import JointQCritic
 from harl.optim import AgentAdam
 from harl.registry import ArchEntry, get_algorithm
+from harl.spec import EnvSpec
 
 
 @dataclass

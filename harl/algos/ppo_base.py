@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from harl.algos.base import ActOutput, CollectionSchedule, network_diagnostics
 from harl.buffers.rollout import ActorBatch, CriticBatch, RolloutBuffer, Sequences
 from harl.config import ExperimentConfig, non_negative, positive
-from harl.envs.spec import EnvSpec
 from harl.errors import ConfigError
 from harl.metrics.gradients import GradientStats
 from harl.models.policies import ON_POLICY_ACTORS, AgentValueCritic
 from harl.models.recurrent import reset_hidden
 from harl.optim import AgentAdam, clip_grad_norm_agentwise, grad_norms_agentwise
 from harl.registry import ArchEntry
+from harl.spec import EnvSpec
 from harl.utils.value_norm import ValueNorm
 
 VALUE_CHUNK = 16384  # states per critic call when evaluating a whole rollout (bounds the activations' memory)

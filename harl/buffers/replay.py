@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-from harl.envs.spec import EnvSpec
 from harl.errors import CheckpointError
+from harl.spec import EnvSpec
 
 
 @dataclass

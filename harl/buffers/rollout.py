@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harl.envs.spec import EnvSpec
+from harl.spec import EnvSpec
 
 
 class RolloutBuffer:

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from harl.config import non_negative, positive
-from harl.envs.spec import EnvSpec, VecEnv
 from harl.envs.vector import make_vec_env
 from harl.errors import ConfigError, UserError
 from harl.registry import EnvEntry, register_environment
+from harl.spec import EnvSpec, VecEnv
 
 # Agent splits gymnasium-robotics defines itself ('|' separates groups of unequal size).
 _LIBRARY_CONFS: dict[str, tuple[str, ...]] = {
@@ -202,9 +202,6 @@ class MaMuJoCoEnv:
             act_dims=act_dims,
             act_low=self._act_low.copy(),
             act_high=self._act_high.copy(),
-            episode_limit=cfg.episode_limit,
-            shared_reward=True,
-            extra={"obs_mode": cfg.obs_mode},
         )
         self._agent_ids_one_hot = np.eye(n, dtype=np.float32)  # (n_agents, n_agents)
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from harl.config import positive
-from harl.envs.spec import EnvSpec, StepOutput
 from harl.errors import ConfigError
 from harl.registry import EnvEntry, register_environment
+from harl.spec import EnvSpec, StepOutput
 
 GAMES = ("specialisation", "synchronisation")
 
@@ -57,7 +57,6 @@ class MatrixGameVecEnv:
             act_dims=(n,) * n,
             act_low=np.zeros((n, n), dtype=np.float32),
             act_high=np.ones((n, n), dtype=np.float32),
-            episode_limit=1,
         )
         self._obs = torch.ones(n_envs, n, 1, device=self.device)  # (E, N, 1)
         self._last_actions: torch.Tensor | None = None

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from harl.config import positive
-from harl.envs.spec import EnvSpec, VecEnv
 from harl.envs.vector import make_vec_env
 from harl.errors import ConfigError, UserError
 from harl.registry import EnvEntry, register_environment
+from harl.spec import EnvSpec, VecEnv
 
 # Scenario -> the mpe2 module that defines it.
 MODULES = {
@@ -37,7 +37,6 @@ MODULES = {
     "simple_reference": "simple_reference_v3",
     "simple_speaker_listener": "simple_speaker_listener_v4",
 }
-_SHARED_REWARD = {"simple_spread": False, "simple_reference": False, "simple_speaker_listener": True}
 
 
 @dataclass
@@ -122,8 +121,6 @@ class MpeEnv:
             act_dims=act_dims,
             act_low=self._act_low.copy(),
             act_high=self._act_high.copy(),
-            episode_limit=cfg.max_cycles,
-            shared_reward=_SHARED_REWARD[cfg.scenario],
         )
 
     def _pad(self, obs: dict[str, np.ndarray]) -> np.ndarray:

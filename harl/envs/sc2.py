@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harl.envs.spec import EnvSpec
+from harl.spec import EnvSpec
 
 # Per race: SMACv2's unit types and their sampling weights, and the unit types that may not fill a
 # team on their own (smacv2's `exception_unit_types`).
@@ -85,10 +85,7 @@ class Sc2Game:
             act_dims=(n_actions,) * n,
             act_low=np.zeros((n, n_actions), dtype=np.float32),
             act_high=np.ones((n, n_actions), dtype=np.float32),
-            episode_limit=int(info["episode_limit"]),
             has_avail_actions=True,
-            shared_reward=True,
-            extra={"simulator": "starcraft2-smacv2"},
         )
 
     def _observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -41,10 +41,10 @@ import torch
 
 from harl.config import positive
 from harl.envs.sc2 import Sc2Game
-from harl.envs.spec import EnvSpec, StepOutput, VecEnv
 from harl.envs.vector import make_vec_env
 from harl.errors import ConfigError, UserError
 from harl.registry import EnvEntry, register_environment
+from harl.spec import EnvSpec, StepOutput, VecEnv
 
 # The maps of JaxMARL SMAX's scenario table (`jaxmarl.environments.smax.smax_env.MAP_NAME_TO_SCENARIO`),
 # listed here so configs validate without importing JAX.
@@ -306,10 +306,7 @@ class SmaxVecEnv:
             act_dims=(n_actions,) * n,
             act_low=np.zeros((n, n_actions), dtype=np.float32),
             act_high=np.ones((n, n_actions), dtype=np.float32),
-            episode_limit=cfg.max_steps,
             has_avail_actions=True,
-            shared_reward=True,
-            extra={"simulator": "jaxmarl-smax", "n_enemies": int(env.num_enemies)},
         )
         self._seed_games(seed)
 

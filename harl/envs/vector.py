@@ -28,8 +28,8 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from harl.envs.spec import EnvSpec, MultiAgentEnv, StepOutput, VecEnv
 from harl.errors import EnvWorkerError, UserError
+from harl.spec import EnvSpec, MultiAgentEnv, StepOutput, VecEnv
 
 EnvFn = Callable[[], MultiAgentEnv]
 

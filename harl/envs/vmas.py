@@ -37,9 +37,9 @@ import numpy as np
 import torch
 
 from harl.config import positive
-from harl.envs.spec import EnvSpec, StepOutput
 from harl.errors import ConfigError, UserError
 from harl.registry import EnvEntry, register_environment
+from harl.spec import EnvSpec, StepOutput
 
 SCENARIOS = ("dispersion", "navigation")
 _PAPER_CONTINUOUS = {"dispersion": False, "navigation": True}
@@ -198,9 +198,6 @@ class VmasVecEnv:
             act_dims=act_dims,
             act_low=act_low,
             act_high=act_high,
-            episode_limit=cfg.max_steps,
-            shared_reward=cfg.share_reward and not (cfg.scenario == "navigation" and cfg.collisions),
-            extra={"state": "concatenated observations"},
         )
         self._act_dims = act_dims
         self._returns = torch.zeros(n_envs, device=self.device)  # (E,) team return of the running episodes

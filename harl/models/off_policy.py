@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from harl.config import ModelConfig
-from harl.envs.spec import EnvSpec
 from harl.models.agent_mlp import ACTIVATIONS, layer_dims, layer_gains, orthogonal_stack
 from harl.models.distributions import GaussianPolicies
 from harl.models.policies import LOG_2PI, Actor, actor_net_spec
 from harl.registry import ArchEntry
+from harl.spec import EnvSpec
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 LOG_2 = math.log(2.0)

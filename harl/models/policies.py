@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from harl.config import ModelConfig
-from harl.envs.spec import EnvSpec
 from harl.errors import UserError
 from harl.models.distributions import CategoricalPolicies, GaussianPolicies, PolicyDistribution
 from harl.models.net_spec import NetSpec
 from harl.models.recurrent import build_agent_net
 from harl.registry import ArchEntry
+from harl.spec import EnvSpec
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -32,9 +32,7 @@ class EnvSpec:
         act_dims: continuous: per-agent action sizes; discrete: per-agent number of actions.
         act_low: (n_agents, act_dim_max) lower bounds (continuous; zeros for discrete).
         act_high: (n_agents, act_dim_max) upper bounds (continuous; ones for discrete).
-        episode_limit: maximum episode length in steps (truncation).
         has_avail_actions: whether `avail_actions` masks are produced (discrete only).
-        shared_reward: whether all agents always receive the same reward.
     """
 
     agent_ids: tuple[str, ...]
@@ -44,10 +42,7 @@ class EnvSpec:
     act_dims: tuple[int, ...]
     act_low: np.ndarray
     act_high: np.ndarray
-    episode_limit: int
     has_avail_actions: bool = False
-    shared_reward: bool = True
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.agent_ids)
@@ -76,10 +71,6 @@ class EnvSpec:
     def action_shape(self) -> int:
         """Width of the action tensor per agent: 1 (an index) for discrete, act_dim_max for continuous."""
         return 1 if self.discrete else self.act_dim_max
-
-    @property
-    def heterogeneous(self) -> bool:
-        return len(set(self.obs_dims)) > 1 or len(set(self.act_dims)) > 1
 
     @property
     def obs_mask(self) -> np.ndarray:
