@@ -13,5 +13,10 @@ class CheckpointError(UserError):
     """A checkpoint that is missing, corrupt or incompatible with the requested run."""
 
 
+class TrainingDiverged(UserError):
+    """Training produced a non-finite loss, gradient norm, parameter or action: the run stops with one line
+    naming the quantity and the update, before anything from that update is checkpointed."""
+
+
 class EnvWorkerError(RuntimeError):
     """An environment worker process died or stopped answering."""

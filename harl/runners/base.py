@@ -22,7 +22,7 @@ from tqdm import tqdm
 import harl
 from harl.algos.base import Learner
 from harl.config import ExperimentConfig
-from harl.errors import CheckpointError, UserError
+from harl.errors import CheckpointError, TrainingDiverged, UserError
 from harl.experiment import check_env_compatible
 from harl.metrics.diversity import snd_metrics
 from harl.registry import get_algorithm, get_architecture, get_environment
@@ -43,6 +43,27 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def first_non_finite(metrics: dict[str, float], networks: dict[str, torch.nn.Module]) -> str | None:
+    """The first metric (a loss, a gradient norm, ...) or network whose value or parameters are not finite."""
+    for key, value in metrics.items():
+        if not math.isfinite(value):
+            return f"{key} = {value}"
+    for role, network in networks.items():
+        params = [p.detach() for p in network.parameters()]
+        if params and not bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all()):
+            return f"the {role}'s parameters (not finite)"
+    return None
+
+
+def check_actions(actions: torch.Tensor, env_steps: int) -> None:
+    """Stop on non-finite actions (E, N, A) before they reach an environment."""
+    if not bool(torch.isfinite(actions).all()):
+        raise TrainingDiverged(
+            f"the policy's actions became non-finite at {env_steps} env steps; the run stopped before stepping "
+            "the envs with them (its last checkpoint is kept; try a lower learning rate or gradient clipping)"
+        )
 
 
 def build_learner(cfg: ExperimentConfig, spec, device: torch.device) -> Learner:
@@ -112,6 +133,14 @@ class Runner(ABC):
                 before = self.env_steps
                 metrics = self.iterate()
                 self.iteration += 1
+                diverged = first_non_finite(metrics, self.learner.networks())
+                if diverged is not None:
+                    latest = self.checkpointer.latest()
+                    raise TrainingDiverged(
+                        f"training diverged in update {self.iteration} (at {self.env_steps} env steps): {diverged}; "
+                        f"the run stopped, keeping its last checkpoint ({latest or 'none yet'}); try a lower learning "
+                        "rate or gradient clipping"
+                    )
                 sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
                 finished = self.env_steps >= run.num_env_steps or time.perf_counter() >= deadline
                 if finished or run.log_interval == 0 or self.env_steps >= self.next_log:

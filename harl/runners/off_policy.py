@@ -9,7 +9,7 @@ import torch
 
 from harl.algos.base import OffPolicyLearner
 from harl.config import ExperimentConfig
-from harl.runners.base import Runner
+from harl.runners.base import Runner, check_actions
 
 
 class OffPolicyRunner(Runner):
@@ -50,6 +50,7 @@ class OffPolicyRunner(Runner):
                 action = learner.random_act(self.env.n_envs)
             else:
                 action = learner.act(obs, state, avail)
+                check_actions(action.env_actions, self.env_steps)
             out = self.env.step(action.env_actions)
             buffer.insert(
                 obs,

@@ -6,7 +6,7 @@ import torch
 
 from harl.algos.base import OnPolicyLearner
 from harl.models.recurrent import reset_hidden
-from harl.runners.base import Runner
+from harl.runners.base import Runner, check_actions
 
 
 class OnPolicyRunner(Runner):
@@ -45,6 +45,7 @@ class OnPolicyRunner(Runner):
         obs, state, avail = self._to_device(self.out)
         for _ in range(self.schedule.steps_per_iteration):
             action = self.learner.act(obs, state, avail, hidden=self.actor_hidden)
+            check_actions(action.env_actions, self.env_steps)
             out = self.env.step(action.env_actions)
             done = out.done.to(self.device).float()  # (E,)
             buffer.insert(
