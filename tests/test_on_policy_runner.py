@@ -12,9 +12,11 @@ from harl.runners.on_policy import OnPolicyRunner
 
 
 @pytest.mark.parametrize(
-    "n_workers, recurrent", [(0, False), (1, False), (1, True)], ids=["in-process", "worker", "worker-recurrent"]
+    "algo, n_workers, recurrent",
+    [("mappo", 0, False), ("mappo", 1, False), ("mappo", 1, True), ("ippo", 0, False), ("ippo", 0, True)],
+    ids=["in-process", "worker", "worker-recurrent", "ippo", "ippo-recurrent"],
 )
-def test_rollout_values_and_time_limit_bootstraps(tmp_path, n_workers, recurrent):
+def test_rollout_values_and_time_limit_bootstraps(tmp_path, algo, n_workers, recurrent):
     """Against critic calls made step by step, as the rollout unfolds: buffer.values[t] = V(s_t | h_t); at a
     time-limit cut the reward gains γ·V(final state | hidden after the step); the returned next values are
     V of the states after the rollout; a recurrent critic's chunk-start and carried hidden states match."""
@@ -29,7 +31,7 @@ def test_rollout_values_and_time_limit_bootstraps(tmp_path, n_workers, recurrent
         "recurrent": str(recurrent).lower(),
         "data_chunk_length": 4,
     }
-    cfg, _ = build_config("mappo", "nops", "mamujoco", overrides)
+    cfg, _ = build_config(algo, "nops", "mamujoco", overrides)
     runner = OnPolicyRunner(cfg, tmp_path)
     try:
         buffer, learner, gamma = runner.buffer, runner.learner, cfg.algo.gamma
@@ -53,19 +55,21 @@ def test_rollout_values_and_time_limit_bootstraps(tmp_path, n_workers, recurrent
         for t in range(buffer.length):
             if recurrent and t % 4 == 0:
                 torch.testing.assert_close(buffer.critic_hidden[t // 4], hidden)
-            values, after = learner.values(buffer.state[t], hidden)
+            values, after = learner.values(learner.critic.inputs(buffer.obs[t], buffer.state[t]), hidden)
             torch.testing.assert_close(buffer.values[t], values)
             expected = outs[t].reward.clone()  # (E, N)
             cut = outs[t].truncated & ~outs[t].terminated
             if cut.any():
                 final_hidden = None if after is None else after[cut]
-                expected[cut] += gamma * learner.values(outs[t].final_state[cut], final_hidden)[0]
+                final = learner.critic.inputs(outs[t].final_obs[cut], outs[t].final_state[cut])
+                expected[cut] += gamma * learner.values(final, final_hidden)[0]
             torch.testing.assert_close(buffer.rewards[t], expected)
             assert torch.equal(buffer.dones[t], outs[t].done.float())
             hidden = reset_hidden(after, outs[t].done.float())
         assert [t for t, out in enumerate(outs) if out.truncated.all()] == [1, 5, 9]  # all 3 envs cut
         assert not torch.equal(buffer.rewards[1], outs[1].reward)  # the bootstrap was added
-        torch.testing.assert_close(buffer.values[-1], learner.values(outs[-1].state, hidden)[0])
+        after_rollout = learner.critic.inputs(outs[-1].obs, outs[-1].state)
+        torch.testing.assert_close(buffer.values[-1], learner.values(after_rollout, hidden)[0])
         if recurrent:
             torch.testing.assert_close(buffer.critic_carry, hidden)
     finally:

@@ -100,12 +100,15 @@ class PPOLearner:
     from their stored hidden states (chunked BPTT).
     """
 
+    centralised_critic = True
+    """Whether every agent's critic reads the global state (MAPPO, HAPPO) or only its own observation (IPPO)."""
+
     def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, actor_kind: str):
         self.spec, self.device = spec, device
         self.cfg: PPOConfig = cfg.algo
         self.n_agents = spec.n_agents
         self.actor = ON_POLICY_ACTORS[actor_kind](spec, arch, cfg.model, cfg.arch).to(device)
-        self.critic = AgentValueCritic(spec, arch, cfg.model, cfg.arch).to(device)
+        self.critic = AgentValueCritic(spec, arch, cfg.model, cfg.arch, centralised=self.centralised_critic).to(device)
         arch.link_networks(self.actor, self.critic, cfg.arch)
         self.actor_optimizer = AgentAdam(self.actor.parameters(), lr=self.cfg.lr, eps=self.cfg.opti_eps)
         self.critic_optimizer = AgentAdam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=self.cfg.opti_eps)
@@ -174,25 +177,26 @@ class PPOLearner:
 
     @torch.no_grad()
     def values(
-        self, state: torch.Tensor, hidden: torch.Tensor | None = None
+        self, inputs: torch.Tensor, hidden: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Denormalised per-agent values (E, N) of states (E, S), and the critic's hidden states (E, N, H)
-        after them (recurrent learners, from `hidden` before them; None for feed-forward learners)."""
+        """Denormalised per-agent values (E, N) of the critic's inputs (states (E, S) or observations (E, N, O),
+        see `AgentValueCritic.inputs`), and the critic's hidden states (E, N, H) after them (recurrent
+        learners, from `hidden` before them; None for feed-forward learners)."""
         if self.recurrent:
-            values, hidden = self.critic.forward_sequence(state.unsqueeze(0), hidden)
+            values, hidden = self.critic.forward_sequence(inputs.unsqueeze(0), hidden)
             values = values[0]
         else:
-            values = self.critic(state)
+            values = self.critic(inputs)
         return self.value_norm.denormalize(values) if self.value_norm is not None else values, hidden
 
     @torch.no_grad()
     def values_sequence(
-        self, states: torch.Tensor, hidden: torch.Tensor, resets: torch.Tensor
+        self, inputs: torch.Tensor, hidden: torch.Tensor, resets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Recurrent learners: denormalised values (L, E, N) along state sequences (L, E, S) from the critic's
-        hidden states `hidden` (E, N, H) before them, zeroed before the steps where `resets` (L, E) is 1;
-        also the hidden states after every step (L, E, N, H)."""
-        values, hiddens = self.critic.forward_sequence(states, hidden, resets, every_hidden=True)
+        """Recurrent learners: denormalised values (L, E, N) along input sequences ((L, E, S) states or
+        (L, E, N, O) observations) from the critic's hidden states `hidden` (E, N, H) before them, zeroed
+        before the steps where `resets` (L, E) is 1; also the hidden states after every step (L, E, N, H)."""
+        values, hiddens = self.critic.forward_sequence(inputs, hidden, resets, every_hidden=True)
         return self.value_norm.denormalize(values) if self.value_norm is not None else values, hiddens
 
     # ------------------------------------------------------------------ after the rollout
@@ -211,10 +215,11 @@ class PPOLearner:
         if self.recurrent:
             self._recurrent_rollout_values(buffer)
             return
-        t, e = buffer.length, buffer.n_envs
-        final_states = [cut.final_state for cut in buffer.cuts]  # (k_i, S) each
-        states = torch.cat([buffer.state.flatten(0, 1), buffer.next_state, *final_states])  # (T·E + E + Σk, S)
-        values = torch.cat([self.values(chunk)[0] for chunk in states.split(VALUE_CHUNK)])  # (T·E + E + Σk, N)
+        t, e, inputs_of = buffer.length, buffer.n_envs, self.critic.inputs
+        finals = [inputs_of(cut.final_obs, cut.final_state) for cut in buffer.cuts]  # (k_i, S) or (k_i, N, O)
+        rollout = inputs_of(buffer.obs, buffer.state).flatten(0, 1)  # (T·E, S) or (T·E, N, O)
+        inputs = torch.cat([rollout, inputs_of(buffer.next_obs, buffer.next_state), *finals])  # (T·E + E + Σk, ...)
+        values = torch.cat([self.values(chunk)[0] for chunk in inputs.split(VALUE_CHUNK)])  # (T·E + E + Σk, N)
         buffer.set_values(values[: (t + 1) * e].view(t + 1, e, -1))
         buffer.bootstrap(values[(t + 1) * e :], self.cfg.gamma)
 
@@ -223,14 +228,15 @@ class PPOLearner:
         states carried into the rollout, zeroed after every episode end, as it would have step by step. The
         buffer gets the hidden states the training chunks start from and those before the next rollout; a cut
         at step t is valued on its final state from the hidden state after step t."""
-        t, e, chunk = buffer.length, buffer.n_envs, buffer.chunk_length
-        states = torch.cat([buffer.state, buffer.next_state.unsqueeze(0)])  # (T+1, E, S)
+        t, e, chunk, inputs_of = buffer.length, buffer.n_envs, buffer.chunk_length, self.critic.inputs
+        after = inputs_of(buffer.next_obs, buffer.next_state)  # (E, S) or (E, N, O)
+        inputs = torch.cat([inputs_of(buffer.obs, buffer.state), after.unsqueeze(0)])  # (T+1, E, ...)
         resets = torch.cat([torch.zeros_like(buffer.dones[:1]), buffer.dones])  # (T+1, E): zero after an end
         carried = buffer.critic_carry  # (E, N, H)
         envs_per_call = max(1, VALUE_CHUNK // (t + 1))
         values, hiddens = zip(
             *(
-                self.values_sequence(states[:, envs], carried[envs], resets[:, envs])
+                self.values_sequence(inputs[:, envs], carried[envs], resets[:, envs])
                 for envs in torch.arange(e, device=self.device).split(envs_per_call)
             ),
             strict=True,
@@ -240,9 +246,9 @@ class PPOLearner:
         before = torch.cat([carried.unsqueeze(0), reset_hidden(hiddens[:t], buffer.dones)])
         buffer.set_values(values, chunk_hidden=before[:t:chunk], carry=before[t])
         if buffer.cuts:
-            final_states = torch.cat([cut.final_state for cut in buffer.cuts])  # (Σk, S)
+            finals = torch.cat([inputs_of(cut.final_obs, cut.final_state) for cut in buffer.cuts])  # (Σk, ...)
             final_hidden = torch.cat([hiddens[cut.step, cut.envs] for cut in buffer.cuts])  # (Σk, N, H)
-            buffer.bootstrap(self.values(final_states, final_hidden)[0], self.cfg.gamma)
+            buffer.bootstrap(self.values(finals, final_hidden)[0], self.cfg.gamma)
 
     # ------------------------------------------------------------------ learning
 
@@ -252,7 +258,8 @@ class PPOLearner:
         self.evaluate_rollout(buffer)
         buffer.compute_gae(self.cfg.gamma, self.cfg.gae_lambda)
         advantages = buffer.advantages  # (T, E, N)
-        return buffer.sequences((advantages - advantages.mean()) / (advantages.std() + 1e-5))
+        normalised = (advantages - advantages.mean()) / (advantages.std() + 1e-5)
+        return buffer.sequences(normalised, centralised_critic=self.centralised_critic)
 
     def evaluate_actions(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs and entropies (L, B, k) of the batch's actions along its sequences under the current actor."""
@@ -270,9 +277,9 @@ class PPOLearner:
     def evaluate_values(self, batch: CriticBatch) -> torch.Tensor:
         """Normalised values (M, N) at the batch's real steps under the current critic."""
         if self.recurrent:
-            values, _ = self.critic.forward_sequence(batch.state, batch.hidden, batch.resets)  # (L, B, N)
+            values, _ = self.critic.forward_sequence(batch.inputs, batch.hidden, batch.resets)  # (L, B, N)
         else:
-            values = self.critic(batch.state.flatten(0, 1)).view(*batch.state.shape[:2], -1)  # (L, B, N)
+            values = self.critic(batch.inputs.flatten(0, 1)).view(*batch.inputs.shape[:2], -1)  # (L, B, N)
         return batch.flat(values)
 
     def train_critic(self, buffer: RolloutBuffer, sequences: Sequences) -> dict[str, float]:

@@ -80,17 +80,18 @@ class RolloutBuffer:
         dones,
         actor_hidden: torch.Tensor | None = None,
         truncated: torch.Tensor | None = None,
+        final_obs: torch.Tensor | None = None,
         final_state: torch.Tensor | None = None,
     ) -> None:
         """Store one vector step (all tensors already on the buffer's device); recurrent learners also pass
         the actor's hidden states (E, N, H) the step started from. `truncated` (E,) marks the envs whose
-        episode a time limit cut at this step (not terminated) and `final_state` (E, S) the states they
-        ended in, for the learner's bootstrap. The critic's side, `values[:T]` and `critic_hidden`, is
-        written after the rollout, when the critic is evaluated on all its states."""
+        episode a time limit cut at this step (not terminated), `final_obs` (E, N, O) and `final_state`
+        (E, S) the observations and states they ended in, for the learner's bootstrap. The critic's side,
+        `values` and `critic_hidden`, is written after the rollout, when the critic is evaluated on all of it."""
         t = self.step
         if truncated is not None and bool(truncated.any()):
             envs = truncated.nonzero().squeeze(1)
-            self.cuts.append(TimeLimitCut(t, envs, final_state[envs]))
+            self.cuts.append(TimeLimitCut(t, envs, final_obs[envs], final_state[envs]))
         self.obs[t], self.state[t], self.actions[t] = obs, state, actions
         if self.avail is not None:
             self.avail[t] = avail
@@ -148,9 +149,10 @@ class RolloutBuffer:
             value = value[:-1]
         return value.reshape(self.length * self.n_envs, *value.shape[2:])
 
-    def sequences(self, advantages: torch.Tensor) -> Sequences:
-        """The rollout as training sequences of `chunk_length` steps, with the learner's advantages (T, E, N)."""
-        return Sequences(self, advantages)
+    def sequences(self, advantages: torch.Tensor, centralised_critic: bool = True) -> Sequences:
+        """The rollout as training sequences of `chunk_length` steps, with the learner's advantages (T, E, N);
+        the critic reads the states (centralised) or every agent's own observation."""
+        return Sequences(self, advantages, centralised_critic)
 
     def reset(self) -> None:
         """Start a new rollout (the critic's carried hidden states stay)."""
@@ -166,11 +168,13 @@ class TimeLimitCut:
     Attributes:
         step: the step t.
         envs: (k,) the envs cut.
+        final_obs: (k, N, O) the observations their episodes ended in.
         final_state: (k, S) the states their episodes ended in (the reward of step t gains γ·V of them).
     """
 
     step: int
     envs: torch.Tensor
+    final_obs: torch.Tensor
     final_state: torch.Tensor
 
 
@@ -213,7 +217,7 @@ class ActorBatch(Chunks):
 class CriticBatch(Chunks):
     """What the critic loss needs for B sequences (inputs as sequences, targets flat)."""
 
-    state: torch.Tensor  # (L, B, S)
+    inputs: torch.Tensor  # (L, B, S) states, or (L, B, N, O) observations for decentralised critics
     hidden: torch.Tensor | None  # (B, N, H) critic hidden states before each sequence (recurrent only)
     resets: torch.Tensor | None  # (L, B)
     values: torch.Tensor  # (M, N) values at collection (denormalised)
@@ -230,7 +234,7 @@ class Sequences:
     chunk, in the order of `RolloutBuffer.flat`).
     """
 
-    def __init__(self, buffer: RolloutBuffer, advantages: torch.Tensor) -> None:
+    def __init__(self, buffer: RolloutBuffer, advantages: torch.Tensor, centralised_critic: bool = True) -> None:
         t, e, steps = buffer.length, buffer.n_envs, buffer.chunk_length
         self.length = steps
         self._per_env = math.ceil(t / steps)
@@ -238,7 +242,8 @@ class Sequences:
         self.n_chunks = self._per_env * e
         self.device = buffer.obs.device
         self.obs = self._layout(buffer.obs)  # (L, C, N, O)
-        self.state = self._layout(buffer.state)  # (L, C, S)
+        # (L, C, S) states, or the observations for decentralised critics
+        self.critic_inputs = self._layout(buffer.state) if centralised_critic else self.obs
         self.avail = None if buffer.avail is None else self._layout(buffer.avail)  # (L, C, N, A)
         self.actions = self._layout(buffer.actions)  # (L, C, N, action_shape)
         self.log_probs = self._layout(buffer.log_probs)  # (L, C, N)
@@ -309,7 +314,7 @@ class Sequences:
         return CriticBatch(
             index=index,
             valid=chunks.valid,
-            state=self.state[:, index],
+            inputs=self.critic_inputs[:, index],
             hidden=None if self.critic_hidden is None else self.critic_hidden[index],
             resets=None if self.resets is None else self.resets[:, index],
             values=chunks.take(self.values),

@@ -239,40 +239,52 @@ class CategoricalActor(OnPolicyActor):
 
 
 class AgentValueCritic(nn.Module):
-    """Per-agent value heads V_i(s) on the centralised state, built by the architecture (recurrent with
-    `model.recurrent`: each agent's value then depends on the history of states through a GRU)."""
+    """Per-agent value heads V_i, built by the architecture: on the centralised state (MAPPO, HAPPO) or, with
+    `centralised=False`, each on its own agent's observation only (IPPO's decentralised critics). Recurrent
+    with `model.recurrent`: each agent's value then depends on the history of its inputs through a GRU.
 
-    def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
+    Its inputs (`inputs(obs, state)`): states (B, S) when centralised, observations (B, N, O) otherwise.
+    """
+
+    def __init__(
+        self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg, *, centralised: bool = True
+    ) -> None:
         super().__init__()
         self.n_agents = spec.n_agents
         self.recurrent = model_cfg.recurrent
-        net_spec = NetSpec.full_input(
-            n_agents=spec.n_agents,
-            in_dim=spec.state_dim,
-            out_dim=1,
-            hidden_sizes=model_cfg.critic_sizes,
-            out_gain=1.0,
-            role="critic",
-            model=model_cfg,
-        )
-        self.net = build_agent_net(arch, net_spec, arch_cfg, shared_input=True)
+        self.centralised = centralised
+        sizes = {"hidden_sizes": tuple(model_cfg.critic_sizes), "out_gain": 1.0, "role": "critic", "model": model_cfg}
+        if centralised:
+            net_spec = NetSpec.full_input(n_agents=spec.n_agents, in_dim=spec.state_dim, out_dim=1, **sizes)
+        else:
+            in_mask = torch.as_tensor(spec.obs_mask)
+            net_spec = NetSpec(n_agents=spec.n_agents, in_dim=spec.obs_dim_max, out_dim=1, in_mask=in_mask, **sizes)
+        self.net = build_agent_net(arch, net_spec, arch_cfg, shared_input=centralised)
 
-    def forward(self, state: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
-        """Feed-forward: state (B, state_dim) -> values (B, k)."""
+    def inputs(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """What the critic reads from observations (..., N, O) and states (..., S): one of them."""
+        return state if self.centralised else obs
+
+    def _per_agent(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Inputs (..., S) or (..., k, O) -> (..., k, in) for the k selected agents."""
+        return x.unsqueeze(-2).expand(*x.shape[:-1], k, x.shape[-1]) if self.centralised else x
+
+    def forward(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed-forward: inputs (B, S) or (B, k, O) -> values (B, k) of the k selected agents (all when None)."""
         k = self.n_agents if agents is None else agents.numel()
-        return self.net(state.unsqueeze(1).expand(-1, k, -1), agents).squeeze(-1)
+        return self.net(self._per_agent(x, k), agents).squeeze(-1)
 
     def forward_sequence(
         self,
-        state: torch.Tensor,
+        x: torch.Tensor,
         hidden: torch.Tensor,
         resets: torch.Tensor | None = None,
         every_hidden: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Recurrent: every agent's values (L, B, N) along state sequences (L, B, state_dim).
+        """Recurrent: every agent's values (L, B, N) along input sequences.
 
         Args:
-            state: (L, B, state_dim) states.
+            x: (L, B, S) states or (L, B, N, O) observations.
             hidden: (B, N, H) hidden states before the first step.
             resets: (L, B) 1.0 where an episode starts, or None.
             every_hidden: return the hidden states after every step (L, B, N, H), not only the last.
@@ -280,8 +292,7 @@ class AgentValueCritic(nn.Module):
         Returns:
             Values (L, B, N) and the hidden states after the last step (B, N, H) (or after every step).
         """
-        x = state.unsqueeze(2).expand(-1, -1, self.n_agents, -1)  # (L, B, N, S)
-        values, hidden = self.net(x, hidden, resets, every_hidden=every_hidden)
+        values, hidden = self.net(self._per_agent(x, self.n_agents), hidden, resets, every_hidden=every_hidden)
         return values.squeeze(-1), hidden
 
 

@@ -58,6 +58,7 @@ class OnPolicyRunner(Runner):
                 done,
                 self.actor_hidden,
                 truncated=(out.truncated & ~out.terminated).to(self.device),  # (E,): time-limit cuts
+                final_obs=out.final_obs.to(self.device),  # (E, N, O)
                 final_state=out.final_state.to(self.device),  # (E, S)
             )
             self.actor_hidden = reset_hidden(action.hidden, done)
