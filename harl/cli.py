@@ -2,6 +2,10 @@
 
 Bad input of any kind (unknown algo/arch/env/scenario/config key, ill-typed value, corrupt
 checkpoint, missing CUDA) ends the process with exit status 2 and one line on stderr.
+
+A training run holds its run folder (`harl.utils.run_lock`) from before its first write to its exit.
+SIGINT / SIGTERM end it after the current iteration with a checkpoint at the step reached, exit status
+130 / 143 and one line naming the folder to `--resume` (`harl.utils.signals`).
 """
 
 from __future__ import annotations

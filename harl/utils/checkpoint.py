@@ -255,7 +255,7 @@ def describe_mismatch(checkpoint: dict, config: dict, spec: dict) -> str:
         if made.get(section, {}).get(key) != config.get(section, {}).get(key)
     ]
     line = (
-        f"checkpoint {checkpoint.get('path')} does not fit this run: it was made with "
+        f"checkpoint {checkpoint.get('path')} does not fit this learner: it was made with "
         f"{summary(made, checkpoint.get('spec'))}; this run asks for {summary(config, spec)}"
     )
     return line + (f" (differing: {', '.join(differing)})" if differing else "")
