@@ -2,23 +2,32 @@
 
 Bad input of any kind (unknown algo/arch/env/scenario/config key, ill-typed value, corrupt
 checkpoint, missing CUDA) ends the process with exit status 2 and one line on stderr.
+
+A training run holds its run folder (`harl.utils.run_lock`) from before its first write to its exit.
+SIGINT / SIGTERM end it after the current iteration with a checkpoint at the step reached, exit status
+130 / 143 and one line naming the folder to `--resume` (`harl.utils.signals`).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harl.config import read_yaml
+import torch
+
+from harl.config import ExperimentConfig, read_yaml
 from harl.errors import UserError
 from harl.evaluation import evaluate
-from harl.experiment import build_config, config_from_dict, run_folder
+from harl.experiment import build_config, config_from_dict, run_folder, run_folder_base
 from harl.registry import ALGORITHMS, ARCHITECTURES, all_environments, get_algorithm, get_environment, load_extensions
 from harl.runners import runner_for
-from harl.runners.base import build_learner, resolve_device
-from harl.utils.checkpoint import load_checkpoint
+from harl.runners.base import Runner, build_learner, resolve_device
+from harl.utils.checkpoint import list_checkpoints, load_checkpoint, set_aside_newer
+from harl.utils.run_lock import RunLock
+from harl.utils.signals import StopNow, exit_status, stop_signal, stop_signals
 
 MAIN_FLAGS = ("algo", "arch", "env", "load_config", "resume")
 SWITCHES = ("list", "list_keys", "no_tuned")
@@ -40,9 +49,10 @@ def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str] | None], in
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("interrupted: continue from the last checkpoint with --resume RUN_DIR", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as stop:
+            signum = getattr(stop, "signum", signal.SIGINT)
+            print(f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+            return exit_status(signum)
 
     return wrapper
 
@@ -94,51 +104,117 @@ def print_registry() -> None:
         print(f"             scenarios: {', '.join(entry.scenarios())}")
 
 
+def check_device(name: str) -> torch.device:
+    """The torch device for `--device`, refusing CUDA (or a CUDA index) this machine does not have."""
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise UserError(
+            f"--device {name}: this machine has {count} CUDA device{'s' if count != 1 else ''} "
+            f"(cuda:0 to cuda:{count - 1}); pick one of them or cpu"
+        )
+    return device
+
+
+def saved_config(run_dir: Path, overrides: dict[str, str]) -> ExperimentConfig:
+    """A run folder's `config.yaml` with `overrides` applied; a garbled file is one `UserError` line."""
+    path = run_dir / "config.yaml"
+    try:
+        config_from_dict(read_yaml(path))
+    except (UserError, ValueError, TypeError, AttributeError, KeyError) as err:
+        raise UserError(f"{path} is not a usable harl run config ({err}); --resume needs the one a run wrote") from None
+    return config_from_dict(read_yaml(path), overrides)
+
+
 def train_main(argv: list[str]) -> int:
     main, switches, overrides = parse_train_args(argv)
     load_extensions()
     if "list" in switches:
         print_registry()
         return 0
-    checkpoint = None
     if "resume" in main:
-        if set(main) - {"resume"} or "load_config" in main:
+        if set(main) - {"resume"}:
             raise UserError("--resume takes the run folder only (plus optional --<key> overrides)")
-        run_dir = Path(main["resume"])
-        if not (run_dir / "config.yaml").is_file():
-            raise UserError(f"{run_dir} is not a run folder (no config.yaml)")
-        cfg = config_from_dict(read_yaml(run_dir / "config.yaml"), overrides)
-        checkpoint = load_checkpoint(run_dir / "checkpoints", device=resolve_device(cfg.run.device))
-        print(f"resuming {run_dir} from {checkpoint['path']} at {checkpoint['runner']['env_steps']} env steps")
-    else:
-        if "list_keys" in switches:
-            cfg, _ = build_config(
-                main.get("algo"),
-                main.get("arch"),
-                main.get("env"),
-                overrides,
-                main.get("load_config"),
-                use_tuned="no_tuned" not in switches,
-            )
-            print(cfg.dump(), end="")
-            return 0
-        cfg, sources = build_config(
-            main.get("algo"),
-            main.get("arch"),
-            main.get("env"),
-            overrides,
-            main.get("load_config"),
-            use_tuned="no_tuned" not in switches,
-        )
+        with stop_signals():
+            return resume_run(Path(main["resume"]), overrides)
+    cfg, sources = build_config(
+        main.get("algo"),
+        main.get("arch"),
+        main.get("env"),
+        overrides,
+        main.get("load_config"),
+        use_tuned="no_tuned" not in switches,
+    )
+    if "list_keys" in switches:
+        print(cfg.dump(), end="")
+        return 0
+    check_device(cfg.run.device)
+    run_folder_base(cfg)  # names that would leave --log_dir are refused before anything is made
+    with stop_signals(), run_folder(cfg) as lock:
+        try:
+            runner = runner_for(get_algorithm(cfg.algo_name))(cfg, lock.folder, None)
+        except BaseException:
+            lock.discard()  # a run that could not start leaves no folder behind
+            raise
         for source in sources:
             print(f"config layer: {source}")
-        run_dir = run_folder(cfg)
-    text = cfg.dump()
-    print(text, end="")
-    (run_dir / "config.yaml").write_text(text)
-    runner = runner_for(get_algorithm(cfg.algo_name))(cfg, run_dir, checkpoint)
-    runner.logger.text("config", f"```\n{text}\n```")
-    runner.run()
+        return train_runner(runner, lock.folder, cfg.dump())
+
+
+def resume_run(run_dir: Path, overrides: dict[str, str]) -> int:
+    """Continue the run in `run_dir` from its newest readable checkpoint, holding the folder throughout.
+
+    Nothing in the folder changes unless the checkpoint loads into the configured learner.
+    """
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} is not a run folder (no config.yaml)")
+    with RunLock.acquire(run_dir):
+        cfg = saved_config(run_dir, overrides)
+        checkpoint = load_checkpoint(run_dir / "checkpoints", device=check_device(cfg.run.device))
+        runner = runner_for(get_algorithm(cfg.algo_name))(cfg, run_dir, checkpoint)
+        steps = checkpoint["runner"]["env_steps"]
+        print(f"resuming {run_dir} from {checkpoint['path']} at {steps} env steps")
+        if "fallback" in checkpoint:
+            print(f"note: {checkpoint['fallback']}")
+        for moved in set_aside_newer(run_dir / "checkpoints", steps):
+            print(f"note: set aside the unreadable {moved.name}")
+        if not get_algorithm(cfg.algo_name).on_policy and checkpoint.get("buffer") is None:
+            print(
+                f"note: {Path(checkpoint['path']).name} holds no replay buffer (saved with save_buffer: false); "
+                "the resumed run refills an empty one"
+            )
+        return train_runner(runner, run_dir, cfg.dump())
+
+
+def train_runner(runner: Runner, run_dir: Path, config_text: str) -> int:
+    """Print and save the config, train, and report how the run ended (exit status 128 + signal when stopped)."""
+    print(config_text, end="")
+    (run_dir / "config.yaml").write_text(config_text)
+    runner.logger.text("config", f"```\n{config_text}\n```")
+    print(f"run folder: {run_dir}", flush=True)
+    try:
+        runner.run()
+    except StopNow as stop:
+        latest = list_checkpoints(run_dir / "checkpoints")
+        then = (
+            f"the latest checkpoint is {latest[-1]}; continue with --resume {run_dir}"
+            if latest
+            else f"{run_dir} holds no checkpoint, so the run must start afresh"
+        )
+        print(
+            f"stopped at once by a second {signal.Signals(stop.signum).name} at {runner.env_steps} env steps; {then}",
+            file=sys.stderr,
+        )
+        return exit_status(stop.signum)
+    signum = stop_signal()
+    if signum is not None:
+        latest = list_checkpoints(run_dir / "checkpoints")[-1]
+        print(
+            f"interrupted by {signal.Signals(signum).name} at {runner.env_steps} env steps: saved {latest}; "
+            f"continue with --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return exit_status(signum)
     print(f"run folder: {run_dir}")
     print(f"logs: {run_dir / 'tb'} (tensorboard --logdir {run_dir / 'tb'}), {run_dir / 'progress.csv'}")
     return 0
@@ -161,8 +237,10 @@ def evaluate_main(argv: list[str]) -> int:
     if args.episodes is not None and args.episodes <= 0:
         raise UserError("--episodes must be positive")
     load_extensions()
-    device = resolve_device(args.device)
+    device = check_device(args.device)
     checkpoint = load_checkpoint(Path(args.checkpoint), device=device)
+    if "fallback" in checkpoint:
+        print(f"note: {checkpoint['fallback']}")
     cfg = config_from_dict(checkpoint["config"], {"run.device": str(device)})
     n_envs = 1 if args.render else cfg.run.n_eval_rollout_threads
     env = get_environment(cfg.env_name).make(cfg.env, n_envs=n_envs, seed=args.seed, device=device)

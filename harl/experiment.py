@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from harl.config import (
 )
 from harl.errors import ConfigError, UserError
 from harl.registry import ALGORITHMS, check_compatible, get_algorithm, get_architecture, get_environment
+from harl.utils.run_lock import RunLock
 
 
 def default_config(algo: str, arch: str, env: str) -> ExperimentConfig:
@@ -145,23 +147,42 @@ def check_recurrent(cfg: ExperimentConfig) -> None:
         )
 
 
-def run_folder(cfg: ExperimentConfig) -> Path:
-    """`<log_dir>/<env>/<scenario>/<algo>-<arch>/<exp_name>/seed-<k>-<timestamp>/` (made unique)."""
-    base = (
-        Path(cfg.run.log_dir)
-        / cfg.env_name
-        / cfg.env.scenario_name()
-        / f"{cfg.algo_name}-{cfg.arch_name}"
-        / cfg.run.exp_name
-    )
+def run_folder_base(cfg: ExperimentConfig) -> Path:
+    """`<log_dir>/<env>/<scenario>/<algo>-<arch>/<exp_name>/`, refusing names that would leave `log_dir`.
+
+    Every level below `log_dir` must be one plain folder name: not empty, not `.` or `..`, without a
+    path separator.
+    """
+    levels = {
+        "--env": cfg.env_name,
+        "the scenario name": cfg.env.scenario_name(),
+        "--algo/--arch": f"{cfg.algo_name}-{cfg.arch_name}",
+        "--exp_name": cfg.run.exp_name,
+    }
+    for flag, name in levels.items():
+        if name in ("", ".", "..") or any(sep in name for sep in ("/", "\\", os.sep, "\0")):
+            raise UserError(
+                f"{flag} {name!r} must be a plain folder name (not empty, not . or .., no / or \\): "
+                "it becomes one level of the run folder under --log_dir"
+            )
+    return Path(cfg.run.log_dir).joinpath(*levels.values())
+
+
+def run_folder(cfg: ExperimentConfig) -> RunLock:
+    """Create and lock `<run_folder_base>/seed-<k>-<timestamp>/` (made unique); the lock's `folder` is it.
+
+    The folder appears already locked (see `harl.utils.run_lock`), so no other process sees it unheld.
+    `RunLock.discard()` removes it again (with the parents it created) when the run cannot start.
+    """
+    base = run_folder_base(cfg)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = base / f"seed-{cfg.run.seed}-{stamp}"
-    suffix = 1
-    while folder.exists():
-        suffix += 1
-        folder = base / f"seed-{cfg.run.seed}-{stamp}-{suffix}"
-    folder.mkdir(parents=True)
-    return folder
+    try:
+        return RunLock.create(base, f"seed-{cfg.run.seed}-{stamp}")
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        raise UserError(
+            f"--log_dir {cfg.run.log_dir}: cannot create the run folder: {err.strerror or err}{where}"
+        ) from None
 
 
 def check_env_compatible(cfg: ExperimentConfig, action_type: str) -> None:

@@ -9,7 +9,10 @@ are found again by globbing `seed-<k>-*` there. Before launching, every grid poi
 - resume: a run holds an earlier checkpoint -> continued with `--resume` up to `num_env_steps`
   (the most advanced one when there are several);
 - new: no run with a checkpoint -> started afresh (folders of runs that died before their first
-  checkpoint cannot be resumed and are removed first, so each seed has one run folder).
+  checkpoint cannot be resumed and are removed first, so each seed has one run folder);
+- busy: a run folder of the point is held by a live process (another sweep or `train.py`, see
+  `harl.utils.run_lock`) -> left alone: a sweep never resumes, deletes or duplicates a run another
+  process is training.
 
 A run found on disk must have been made with the same configuration (every `algo`, `env`, `model`
 and `arch` key; the `run` section may differ, e.g. a larger `num_env_steps`): a sweep whose settings
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -37,8 +41,10 @@ from typing import Any
 from harl.cli import parse_train_args
 from harl.config import read_yaml
 from harl.errors import UserError
-from harl.experiment import build_config
-from harl.utils.checkpoint import Checkpointer
+from harl.experiment import build_config, run_folder_base
+from harl.utils.checkpoint import checkpoint_step, list_checkpoints
+from harl.utils.run_lock import RunLock, holder_pid, is_held
+from harl.utils.signals import exit_status
 
 BACKENDS = ("local", "ray")
 
@@ -56,8 +62,8 @@ class GridPoint:
         log_dir: the sweep's log directory (`run.log_dir`).
         target_steps: the run's `num_env_steps`.
         config: the resolved configuration (`ExperimentConfig.to_dict()`).
-        status: "new", "resume" or "done" (set by `plan`).
-        run_dir: the existing run folder to resume or that is done.
+        status: "new", "resume", "done" or "busy" (set by `plan`).
+        run_dir: the existing run folder to resume, that is done, or that another process holds.
     """
 
     algo: str
@@ -149,7 +155,7 @@ def build_grid(
                         "--exp_name",
                         exp_name,
                     ]
-                    base = Path(cfg.run.log_dir) / env / cfg.env.scenario_name() / f"{algo}-{arch}" / exp_name
+                    base = run_folder_base(cfg)
                     points.append(
                         GridPoint(
                             algo,
@@ -172,8 +178,8 @@ def build_grid(
 
 def latest_step(run_dir: Path) -> int | None:
     """The env steps of a run folder's latest checkpoint (None without one)."""
-    latest = Checkpointer(run_dir / "checkpoints", keep=1).latest() if (run_dir / "checkpoints").is_dir() else None
-    return None if latest is None else int(latest.stem.split("_")[1])
+    found = list_checkpoints(run_dir / "checkpoints")
+    return checkpoint_step(found[-1]) if found else None
 
 
 def check_same_config(point: GridPoint, run_dir: Path) -> None:
@@ -193,6 +199,10 @@ def plan(points: list[GridPoint]) -> None:
     """Classify every point as new, resume or done from the run folders already on disk (see module doc)."""
     for point in points:
         runs = sorted(p for p in point.base.glob(f"seed-{point.seed}-*") if p.is_dir())
+        held = [r for r in runs if is_held(r)]
+        if held:
+            point.status, point.run_dir = "busy", held[0]
+            continue
         with_ckpt = [(latest_step(r), r) for r in runs]
         usable = [(step, r) for step, r in with_ckpt if step is not None]
         if usable:
@@ -205,11 +215,23 @@ def plan(points: list[GridPoint]) -> None:
 
 
 def remove_dead_runs(point: GridPoint) -> list[Path]:
-    """Delete this point's run folders without any checkpoint (runs that died before their first save)."""
-    dead = [r for r in point.base.glob(f"seed-{point.seed}-*") if r.is_dir() and latest_step(r) is None]
-    for run_dir in dead:
-        shutil.rmtree(run_dir)
-    return dead
+    """Delete this point's run folders without any checkpoint (runs that died before their first save).
+
+    A folder is only deleted while this process holds its lock, so a run that another process is
+    training (or has just started) is never touched.
+    """
+    removed = []
+    for run_dir in sorted(point.base.glob(f"seed-{point.seed}-*")):
+        if not run_dir.is_dir() or latest_step(run_dir) is not None:
+            continue
+        lock = RunLock.try_acquire(run_dir)
+        if lock is None:
+            continue
+        with lock:
+            if latest_step(run_dir) is None:
+                shutil.rmtree(run_dir)
+                removed.append(run_dir)
+    return removed
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -220,6 +242,7 @@ def run_task(task: Task) -> dict[str, Any]:
     Path(task.log_file).parent.mkdir(parents=True, exist_ok=True)
     with open(task.log_file, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f"$ train.py {' '.join(task.argv)}", flush=True)
+        code = 1
         try:
             code = train_main(task.argv)
             error = None if code == 0 else f"exit status {code}"
@@ -229,7 +252,8 @@ def run_task(task: Task) -> dict[str, Any]:
         except Exception as err:  # a crashed run must not take the sweep down
             traceback.print_exc()
             error = f"{type(err).__name__}: {err}"
-    return {"name": task.name, "error": error, "seconds": time.perf_counter() - start, **task.extra}
+    stopped = code in (exit_status(signal.SIGINT), exit_status(signal.SIGTERM))
+    return {"name": task.name, "error": error, "stopped": stopped, "seconds": time.perf_counter() - start, **task.extra}
 
 
 def make_tasks(points: list[GridPoint], log_root: Path, threads_per_run: int | None) -> list[Task]:
@@ -260,12 +284,19 @@ def execute_local(tasks: list[Task], workers: int) -> list[dict[str, Any]]:
         for task in tasks:
             results.append(run_task(task))
             _report(results[-1], len(results), len(tasks))
+            if results[-1]["stopped"]:  # Ctrl-C / SIGTERM: the run saved a checkpoint; start no other
+                raise KeyboardInterrupt
         return results
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(run_task, task) for task in tasks]
-        for future in as_completed(futures):
-            results.append(future.result())
-            _report(results[-1], len(results), len(tasks))
+        try:
+            for future in as_completed(futures):
+                results.append(future.result())
+                _report(results[-1], len(results), len(tasks))
+        except KeyboardInterrupt:  # start no further run; the running ones checkpoint and end on the same Ctrl-C
+            for future in futures:
+                future.cancel()
+            raise
     return results
 
 
@@ -309,6 +340,10 @@ def run_sweep(
     for point in points:
         if point.status == "done":
             print(f"skip   {point.name}: finished in {point.run_dir}")
+        elif point.status == "busy":
+            pid = holder_pid(point.run_dir)
+            who = f"process {pid}" if pid is not None else "another process"
+            print(f"busy   {point.name}: {point.run_dir} is being trained by {who}; left alone")
         elif point.status == "resume":
             print(f"resume {point.name}: {point.run_dir} ({latest_step(point.run_dir)} of {point.target_steps} steps)")
         else:
@@ -318,7 +353,12 @@ def run_sweep(
     log_root = points[0].log_dir / "sweep_logs" / points[0].base.name
     tasks = make_tasks(points, log_root, threads_per_run)
     if not tasks:
-        print("nothing to run: every run of the sweep is finished")
+        busy = sum(point.status == "busy" for point in points)
+        print(
+            f"nothing to run: {busy} run(s) of the sweep are held by other processes, the others are finished"
+            if busy
+            else "nothing to run: every run of the sweep is finished"
+        )
         return []
     print(f"running {len(tasks)} run(s) on the {backend} backend; console output in {log_root}", flush=True)
     if backend == "ray":

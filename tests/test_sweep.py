@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from harl.cli import guarded
 from harl.sweep import latest_step
 
+from .conftest import ROOT
 from .example_scripts import load_example
 
 sweep = load_example("sweep")
@@ -63,6 +70,47 @@ def test_dead_run_without_checkpoint_is_replaced(tmp_path, capsys):
     assert "removed" in capsys.readouterr().out
     (folder,) = run_folders(tmp_path)
     assert folder != dead and latest_step(folder) == 100
+
+
+def test_a_sweep_leaves_runs_of_other_processes_alone(tmp_path, capsys):
+    """A run another process is training (here: started by hand, no checkpoint yet) is neither deleted nor
+    resumed nor duplicated; once it has stopped with a checkpoint, the sweep resumes it."""
+    point = ["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--game", "specialisation", "--n_agents", "2"]
+    point += ["--seed", "1", "--exp_name", "sweep", "--n_rollout_threads", "10", "--log_dir", str(tmp_path)]
+    endless = ["--num_env_steps", "100000000", "--save_interval", "100000000", "--eval_interval", "0"]
+    out = tmp_path / "train.out"
+    with out.open("w") as console:
+        live = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "train.py"), *point, *endless],
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        deadline = time.time() + 120
+        while "trainable parameters" not in out.read_text():
+            assert live.poll() is None and time.time() < deadline, out.read_text()
+            time.sleep(0.1)
+        (folder,) = run_folders(tmp_path)
+        assert latest_step(folder) is None
+        argv = ["--algos", "mappo", "--archs", "nops", *TINY, "--log_dir", str(tmp_path), "--num_env_steps", "100"]
+        assert guarded(sweep.main)(argv) == 0
+        printed = capsys.readouterr().out
+        assert f"busy   matrix-specialisation-2-mappo-nops-seed1: {folder} is being trained by process {live.pid}" in (
+            printed
+        )
+        assert (
+            "removed" not in printed and "nothing to run: 1 run(s) of the sweep are held by other processes" in printed
+        )
+        assert live.poll() is None and run_folders(tmp_path) == [folder]
+    finally:
+        live.send_signal(signal.SIGINT)
+        assert live.wait(120) == 130
+    stopped_at = latest_step(folder)
+    assert stopped_at is not None
+    assert guarded(sweep.main)([*argv[:-1], str(stopped_at + 100)]) == 0
+    assert "resume " in capsys.readouterr().out
+    assert run_folders(tmp_path) == [folder] and latest_step(folder) == stopped_at + 100
 
 
 GRID = ["--algos", "mappo", "--archs", "nops", "--env", "matrix", "--seeds", "1"]

@@ -256,7 +256,10 @@ def _worker(conn: Connection, env_fns: Sequence[EnvFn]) -> None:
 
     Every answer is ("ok", payload) or, once, ("error", traceback text) before the worker exits.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent, which closes the workers
+    # Ctrl-C and a cluster's SIGTERM to the whole process group are handled by the parent, which checkpoints
+    # and then closes the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     group = None
     try:
         group = _EnvGroup(env_fns)

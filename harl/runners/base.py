@@ -28,9 +28,10 @@ from harl.metrics.diversity import snd_metrics
 from harl.registry import get_algorithm, get_architecture, get_environment
 from harl.runners.episodes import EpisodeStats
 from harl.runners.evaluator import Evaluator
-from harl.utils.checkpoint import Checkpointer, rng_state, set_rng_state
+from harl.utils.checkpoint import Checkpointer, describe_mismatch, rng_state, set_rng_state
 from harl.utils.logger import RunLogger
 from harl.utils.memory import keep_freed_memory
+from harl.utils.signals import stop_requested
 
 
 def resolve_device(name: str) -> torch.device:
@@ -129,7 +130,7 @@ class Runner(ABC):
         try:
             deadline = start_time + run.time_limit_minutes * 60 if run.time_limit_minutes > 0 else math.inf
             finished = self.env_steps >= run.num_env_steps
-            while not finished:
+            while not finished and not stop_requested():
                 before = self.env_steps
                 metrics = self.iterate()
                 self.iteration += 1
@@ -164,6 +165,8 @@ class Runner(ABC):
                     self.save()
                 bar.update(self.env_steps - before)
                 bar.set_postfix(SPS=f"{sps:.0f}", eval=f"{self.evaluator.last_return:.3g}", refresh=False)
+            if stop_requested() and self.checkpointer.latest_step() != self.env_steps:
+                self.save()  # SIGINT/SIGTERM: a checkpoint at the step reached (see harl.utils.signals)
         finally:
             bar.close()
             self.close()
@@ -221,12 +224,11 @@ class Runner(ABC):
             "state_dim": self.spec.state_dim,
         }
         if state.get("spec") != expected:
-            raise CheckpointError(f"checkpoint {state.get('path')} was made for a different environment layout")
+            raise CheckpointError(describe_mismatch(state, self.cfg.to_dict(), expected))
         try:
             self.learner.load_state_dict(state["learner"])
-        except (KeyError, RuntimeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"checkpoint {state.get('path')} does not fit this learner: {first}") from None
+        except (KeyError, RuntimeError, ValueError):
+            raise CheckpointError(describe_mismatch(state, self.cfg.to_dict(), expected)) from None
         runner = state["runner"]
         self.env_steps, self.iteration = runner["env_steps"], runner["iteration"]
         self.episodes.episodes = runner["episodes"]

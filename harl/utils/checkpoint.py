@@ -1,4 +1,11 @@
-"""Versioned, atomic checkpoints of everything a run needs to continue."""
+"""Versioned, atomic checkpoints of everything a run needs to continue, loaded without running code.
+
+A checkpoint is a `torch.save` zip archive of a dict holding only tensors, numbers, strings, lists,
+tuples and dicts, so it loads with `torch.load(weights_only=True)`: a file that would import anything
+(e.g. a pickle whose payload calls `os.system`) is refused before any of it runs. Format 1 (harl before
+the RNG states became tensors) also held the numpy RNG key as a numpy array; it still loads, with
+numpy's array reconstruction as the only extra type allowed.
+"""
 
 from __future__ import annotations
 
@@ -6,48 +13,96 @@ import os
 import pickle
 import random
 import re
+import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from harl.errors import CheckpointError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _NAME = re.compile(r"^step_(\d+)\.pt$")
+_TMP = re.compile(r"^\.step_(\d+)\.pt\.tmp$")
+# numpy's array reconstruction: the only globals a format-1 checkpoint needs (its numpy RNG key array)
+_reconstruct = np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
+LEGACY_GLOBALS: list[Any] = [
+    np.ndarray,
+    np.dtype,
+    (_reconstruct, "numpy._core.multiarray._reconstruct"),
+    (_reconstruct, "numpy.core.multiarray._reconstruct"),
+    type(np.dtype(np.uint32)),  # the key's dtype, rebuilt from its pickled state
+]
+LEGACY_NAMES = {
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray._reconstruct",
+}
+
+
+class CorruptCheckpoint(CheckpointError):
+    """A checkpoint file that cannot be read (truncated, bit-flipped, not a harl checkpoint)."""
 
 
 def rng_state() -> dict:
-    """Every global RNG's state (python, numpy, torch CPU and CUDA)."""
+    """Every global RNG's state (python, numpy, torch CPU and CUDA) as tuples, ints, floats and tensors."""
+    kind, key, pos, has_gauss, cached = np.random.get_state()
     return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": random.getstate(),  # (version, 625 ints, None)
+        "numpy": (kind, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` saved (also reads format 1, whose numpy key is an array)."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, key, pos, has_gauss, cached = state["numpy"]
+    key = key.cpu().numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+    np.random.set_state((kind, key.astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def checkpoint_step(path: Path) -> int:
+    """The env steps in a checkpoint's file name (`step_<env_steps>.pt`)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"{path} is not named step_<env_steps>.pt")
+    return int(match.group(1))
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """A folder's `step_<env_steps>.pt` files, oldest first (empty when the folder does not exist)."""
+    folder = Path(folder)
+    found = [p for p in folder.glob("step_*.pt") if _NAME.match(p.name)] if folder.is_dir() else []
+    return sorted(found, key=checkpoint_step)
 
 
 class Checkpointer:
     """Saves `step_<env_steps>.pt` files in a folder, keeping the latest `keep` of them.
 
-    Writes go to a temporary file that is renamed into place, so a run killed mid-save never
-    leaves a half-written checkpoint behind.
+    Writes go to a temporary file that is renamed into place, so a run killed mid-save never leaves a
+    half-written checkpoint behind; the temporary files such a kill leaves are removed when the next
+    Checkpointer opens the folder (only the process holding the run folder's lock makes one).
     """
 
     def __init__(self, folder: Path, keep: int) -> None:
         self.folder, self.keep = Path(folder), keep
         self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.iterdir():
+            if _TMP.match(stale.name):
+                stale.unlink(missing_ok=True)
 
     def save(self, env_steps: int, payload: dict) -> Path:
+        """Write `payload` as the checkpoint at `env_steps` (atomically), then drop the oldest beyond `keep`."""
         path = self.folder / f"step_{env_steps}.pt"
         tmp = self.folder / f".step_{env_steps}.pt.tmp"
         torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
@@ -59,33 +114,148 @@ class Checkpointer:
         return path
 
     def list(self) -> list[Path]:
-        found = [p for p in self.folder.glob("step_*.pt") if _NAME.match(p.name)]
-        return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+        """The checkpoints in the folder, oldest first."""
+        return list_checkpoints(self.folder)
 
     def latest(self) -> Path | None:
+        """The newest checkpoint, or None."""
         found = self.list()
         return found[-1] if found else None
 
+    def latest_step(self) -> int | None:
+        """The env steps of the newest checkpoint, or None."""
+        latest = self.latest()
+        return None if latest is None else checkpoint_step(latest)
 
-def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict:
-    """Load and check a checkpoint; any failure becomes a one-line `CheckpointError`."""
-    path = Path(path)
-    if path.is_dir():
-        latest = Checkpointer(path / "checkpoints" if (path / "checkpoints").is_dir() else path, keep=1).latest()
-        if latest is None:
-            raise CheckpointError(f"no checkpoint found in {path}")
-        path = latest
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+
+def set_aside_newer(folder: Path, env_steps: int) -> list[Path]:
+    """Rename the checkpoints past `env_steps` (unreadable ones a resume skipped) to `*.pt.corrupt`.
+
+    Without this, a resumed run's `keep` rotation could delete the good checkpoints it writes while
+    keeping the unreadable newer ones. Returns the new names.
+    """
+    moved = []
+    for path in list_checkpoints(folder):
+        if checkpoint_step(path) > env_steps:
+            target = path.with_name(path.name + ".corrupt")
+            path.replace(target)
+            moved.append(target)
+    return moved
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The imports a torch zip archive's pickle would perform beyond weights-only types (nothing is run)."""
     try:
-        data = torch.load(path, map_location=device, weights_only=False)
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # unreadable: reported as corrupt by the caller
+        return []
+
+
+def _read(path: Path, device: torch.device | str) -> dict:
+    """Read one checkpoint file with the weights-only unpickler; one-line `CheckpointError` on any failure."""
+    if not zipfile.is_zipfile(path):
+        raise CorruptCheckpoint(f"checkpoint {path} is corrupt or not a harl checkpoint (not a torch zip archive)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                data = torch.load(path, map_location=device, weights_only=True)
+            except pickle.UnpicklingError:
+                unsafe = _unsafe_globals(path)
+                if not unsafe:
+                    raise
+                if not set(unsafe) <= LEGACY_NAMES:
+                    refused = ", ".join(sorted(set(unsafe) - LEGACY_NAMES))
+                    raise CheckpointError(
+                        f"refusing checkpoint {path}: loading it would import {refused}, which no harl checkpoint "
+                        "holds (it may carry code; nothing of it was run)"
+                    ) from None
+                with torch.serialization.safe_globals(LEGACY_GLOBALS):
+                    data = torch.load(path, map_location=device, weights_only=True)
+                if not isinstance(data, dict) or data.get("format_version") != 1:
+                    raise CorruptCheckpoint(
+                        f"checkpoint {path} holds numpy arrays outside a format-1 RNG state"
+                    ) from None
+    except CheckpointError:
+        raise
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a harl checkpoint ({type(err).__name__})") from None
-    if not isinstance(data, dict) or "format_version" not in data:
-        raise CheckpointError(f"{path} is not a harl checkpoint")
-    if data["format_version"] != FORMAT_VERSION:
+        raise CorruptCheckpoint(
+            f"checkpoint {path} is corrupt or not a harl checkpoint ({type(err).__name__})"
+        ) from None
+    if not isinstance(data, dict) or "format_version" not in data or "runner" not in data:
+        raise CorruptCheckpoint(f"checkpoint {path} is corrupt or not a harl checkpoint (no harl payload)")
+    if data["format_version"] not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"checkpoint {path} has format version {data['format_version']}, this harl reads version {FORMAT_VERSION}"
+            f"checkpoint {path} has format version {data['format_version']}; this harl reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     data["path"] = str(path)
     return data
+
+
+def _candidates(path: Path) -> Iterator[Path]:
+    yield from reversed(list_checkpoints(path / "checkpoints" if (path / "checkpoints").is_dir() else path))
+
+
+def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict:
+    """Load and check a checkpoint file, or the newest readable one of a run folder / checkpoints folder.
+
+    When newer checkpoints of a folder are unreadable, the newest readable one is returned and
+    `data["fallback"]` says which were skipped and how many env steps are lost. Any failure is a
+    one-line `CheckpointError`.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        return _read(path, device)
+    skipped: list[tuple[Path, CorruptCheckpoint]] = []
+    for candidate in _candidates(path):
+        try:
+            data = _read(candidate, device)
+        except CorruptCheckpoint as err:
+            skipped.append((candidate, err))
+            continue
+        if skipped:
+            lost = checkpoint_step(skipped[0][0]) - checkpoint_step(candidate)
+            names = ", ".join(p.name for p, _ in skipped)
+            data["fallback"] = (
+                f"{names} unreadable ({skipped[0][1]}); using {candidate.name} instead, {lost} env steps lost"
+            )
+        return data
+    if skipped:
+        raise skipped[0][1]
+    raise CheckpointError(f"no checkpoint found in {path}")
+
+
+def describe_mismatch(checkpoint: dict, config: dict, spec: dict) -> str:
+    """One line: what a checkpoint was made with and what the current run asks for (algo, arch, env, sizes).
+
+    Args:
+        checkpoint: a loaded checkpoint (its `config`, `spec` and `path`).
+        config: the current run's `ExperimentConfig.to_dict()`.
+        spec: the current environment's layout (`agent_ids`, `obs_dims`, `act_dims`, `state_dim`).
+    """
+    made = checkpoint.get("config") or {}
+
+    def summary(cfg: dict, layout: dict | None) -> str:
+        main, model = cfg.get("main", {}), cfg.get("model", {})
+        text = f"{main.get('algo')}/{main.get('arch')} on {main.get('env')}"
+        if layout:
+            text += (
+                f", {len(layout.get('agent_ids', []))} agents, obs dims {layout.get('obs_dims')}, "
+                f"action dims {layout.get('act_dims')}, state dim {layout.get('state_dim')}"
+            )
+        return text + f", hidden sizes {model.get('hidden_sizes')}"
+
+    differing = [
+        f"{section}.{key} {made.get(section, {}).get(key)!r} vs {config.get(section, {}).get(key)!r}"
+        for section in ("main", "env", "model", "arch", "algo")
+        for key in sorted(set(made.get(section, {})) | set(config.get(section, {})))
+        if made.get(section, {}).get(key) != config.get(section, {}).get(key)
+    ]
+    line = (
+        f"checkpoint {checkpoint.get('path')} does not fit this learner: it was made with "
+        f"{summary(made, checkpoint.get('spec'))}; this run asks for {summary(config, spec)}"
+    )
+    return line + (f" (differing: {', '.join(differing)})" if differing else "")

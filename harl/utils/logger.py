@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -12,29 +13,48 @@ FIXED_COLUMNS = ["env_steps", "train/episode_return", "eval/episode_return"]
 CSV_ALIASES = {"charts/episode_return": "train/episode_return"}
 
 
+def read_complete_rows(path: Path) -> tuple[list[str], list[dict[str, float]]]:
+    """A `progress.csv`'s columns and rows, without a last line that was cut off mid-write.
+
+    Every complete row ends with a line break; a row without one (or one whose `env_steps` does not
+    parse) is a torn write, and dropped.
+    """
+    text = path.read_text()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = list(reader.fieldnames or FIXED_COLUMNS)
+    rows = []
+    for row in reader:
+        try:
+            rows.append({k: float(v) for k, v in row.items() if k is not None and v not in ("", None)})
+        except (TypeError, ValueError):
+            continue
+        if "env_steps" not in rows[-1]:
+            rows.pop()
+    return columns, rows
+
+
 class RunLogger:
     """Writes scalars to `tb/` and rows to `progress.csv` in the run folder.
 
     A row gathers every scalar logged for one env-step count; `write_row` appends it. When a new
     metric appears, the CSV is rewritten with the extended header (files stay small). On resume,
-    rows and tensorboard events past the checkpoint's step are dropped, so the logs continue
-    exactly where the checkpoint left off.
+    rows and tensorboard events past the checkpoint's step are dropped (those at the step are
+    kept, in both), so the logs continue exactly where the checkpoint left off; a torn last CSV
+    line (a kill during an append) is dropped too.
     """
 
     def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
         self.csv_path = Path(run_dir) / "progress.csv"
-        self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=resume_step)
+        # tensorboard drops earlier sessions' events at steps >= purge_step
+        purge_step = None if resume_step is None else resume_step + 1
+        self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge_step)
         self.columns = list(FIXED_COLUMNS)
         self.rows: list[dict[str, float]] = []
         if resume_step is not None and self.csv_path.exists():
-            with self.csv_path.open() as f:
-                reader = csv.DictReader(f)
-                self.columns = list(reader.fieldnames or FIXED_COLUMNS)
-                self.rows = [
-                    {k: float(v) for k, v in row.items() if v not in ("", None)}
-                    for row in reader
-                    if float(row["env_steps"]) <= resume_step
-                ]
+            self.columns, rows = read_complete_rows(self.csv_path)
+            self.rows = [row for row in rows if row["env_steps"] <= resume_step]
             self._rewrite()
         self.pending: dict[str, float] = {}
         self.pending_step: int | None = None
