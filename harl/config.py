@@ -13,6 +13,12 @@ Values are layered: dataclass defaults < `harl/configs/algos/<algo>.yaml` <
 `tuned_configs/`) < CLI overrides. Every layer goes through `apply_overrides`, which accepts
 `section.key` or a bare `key` whose leaf name is unique, parses strings by the field's declared
 type (never `eval`) and rejects unknown, ambiguous or ill-typed keys with a `ConfigError`.
+
+One source of defaults: a field's default lives in its dataclass, nowhere else. The YAML files under
+`harl/configs/` hold only departures from the layers below them: every key of an algo YAML differs from the
+dataclass default, and every key of an env YAML changes the resolved value for at least one of the learners it
+applies to (all of them; the on- or off-policy ones for its `on_policy:` / `off_policy:` blocks).
+`tests/test_config.py` fails on a key that restates what the layers below give.
 """
 
 from __future__ import annotations

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import pytest
 
-from harl.config import ExperimentConfig, ModelConfig, RunConfig, apply_overrides, parse_value
+from harl.config import (
+    PACKAGE_CONFIG_DIR,
+    ExperimentConfig,
+    ModelConfig,
+    RunConfig,
+    apply_overrides,
+    env_layer,
+    parse_value,
+    read_yaml,
+)
 from harl.errors import ConfigError
-from harl.experiment import build_config
+from harl.experiment import build_config, default_config
+from harl.registry import ALGORITHMS, ENVIRONMENTS, load_extensions
+
+load_extensions()
 
 
 def test_leaf_and_dotted_keys_are_parsed_by_type():
@@ -107,3 +120,64 @@ def test_tuned_config_is_applied_for_its_scenario_only():
     assert cfg.algo.clip_param == 0.2 and not any("tuned_configs" in s for s in sources)
     cfg, sources = build_config("happo", "nops", "mamujoco", {}, use_tuned=False)
     assert cfg.algo.clip_param == 0.2
+
+
+# ---------------------------------------------------------------------------- one source of defaults
+
+
+def algo_yaml_cases() -> list[tuple[str, str, object]]:
+    cases = []
+    for algo in sorted(ALGORITHMS):
+        path = PACKAGE_CONFIG_DIR / "algos" / f"{algo}.yaml"
+        if path.is_file():
+            cases += [(algo, key, value) for key, value in flat(read_yaml(path))]
+    return cases
+
+
+def flat(data: dict) -> list[tuple[str, object]]:
+    return [(f"{section}.{key}", value) for section, values in data.items() for key, value in values.items()]
+
+
+@pytest.mark.parametrize(("algo", "key", "value"), algo_yaml_cases())
+def test_algo_yaml_keys_depart_from_the_dataclass_defaults(algo, key, value):
+    """The rule at the top of harl/config.py: defaults live in the dataclasses, YAML layers hold departures."""
+    defaults = default_config(algo, "nops", "matrix")
+    changed = copy.deepcopy(defaults)
+    apply_overrides(changed, {key: value})
+    assert changed.to_dict() != defaults.to_dict(), f"harl/configs/algos/{algo}.yaml restates the default of {key}"
+
+
+def env_yaml_cases() -> list[tuple[str, str | None, str, object]]:
+    cases = []
+    for path in sorted((PACKAGE_CONFIG_DIR / "envs").glob("*.yaml")):
+        data = read_yaml(path)
+        for block in (None, "on_policy", "off_policy"):
+            layer = data.get(block) or {} if block else {k: v for k, v in data.items() if k not in ENV_BLOCKS}
+            cases += [(path.stem, block, key, value) for key, value in flat(layer)]
+    return cases
+
+
+ENV_BLOCKS = ("on_policy", "off_policy")
+
+
+@pytest.mark.parametrize(("env", "block", "key", "value"), env_yaml_cases())
+def test_env_yaml_keys_change_the_config_of_some_learner(env, block, key, value):
+    assert env in ENVIRONMENTS, f"harl/configs/envs/{env}.yaml names no registered env"
+    algos = [name for name, entry in ALGORITHMS.items() if block is None or entry.on_policy == (block == "on_policy")]
+    changes = []
+    for algo in algos:
+        below = default_config(algo, "nops", env)
+        algo_yaml = PACKAGE_CONFIG_DIR / "algos" / f"{algo}.yaml"
+        if algo_yaml.is_file():
+            apply_overrides(below, read_yaml(algo_yaml))
+        changed = copy.deepcopy(below)
+        apply_overrides(changed, {key: value})
+        changes.append(changed.to_dict() != below.to_dict())
+    assert any(changes), f"harl/configs/envs/{env}.yaml restates what the layers below give for {key}"
+
+
+def test_env_layer_blocks_are_the_only_nesting():
+    for path in sorted((PACKAGE_CONFIG_DIR / "envs").glob("*.yaml")):
+        for on_policy in (True, False):
+            layer = env_layer(read_yaml(path), on_policy)
+            assert set(layer) <= {"run", "algo", "env", "model", "arch"}, path
