@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from harl.config import positive
+from harl.config import bounded, check_bounds
 from harl.envs.spec import EnvSpec, StepOutput
 from harl.errors import ConfigError
 from harl.registry import EnvEntry, register_environment
@@ -29,15 +29,13 @@ class MatrixConfig:
 
     game: str = "specialisation"
     """specialisation (optimum: all agents on different items) or synchronisation (all on one item)."""
-    n_agents: int = 4
+    n_agents: int = bounded(4, ge=2)
     """Number of agents (and of food items / actions)."""
 
     def validate(self) -> None:
+        check_bounds(self, "env")
         if self.game not in GAMES:
             raise ConfigError(f"unknown matrix game {self.game!r}; valid: {', '.join(GAMES)}")
-        positive(self, "n_agents")
-        if self.n_agents < 2:
-            raise ConfigError("env.n_agents must be at least 2")
 
     def scenario_name(self) -> str:
         return f"{self.game}-{self.n_agents}"
