@@ -7,10 +7,18 @@ in a real process, where a traceback or a printed config would show.
 from __future__ import annotations
 
 import pytest
+import torch
 
+from harl.buffers.rollout import RolloutBuffer
 from harl.cli import train
+from harl.envs.matrix import memory_estimate
+from harl.experiment import build_config
+from harl.registry import get_environment, load_extensions
+from harl.runners.base import build_learner
 
 from .conftest import run_script
+
+load_extensions()
 
 MAPPO = ["--algo", "mappo", "--arch", "nops", "--env", "matrix"]
 MASAC = ["--algo", "masac", "--arch", "nops", "--env", "matrix"]
@@ -59,6 +67,43 @@ def test_bad_values_exit_2_with_one_line(base, argv, message, capsys, tmp_path):
     assert not any(tmp_path.iterdir())  # refused before making a run folder
 
 
+def test_too_many_agents_is_refused_with_the_estimate(capsys, tmp_path):
+    assert train([*MAPPO, "--n_agents", "100000", "--log_dir", str(tmp_path)]) == 2
+    line = assert_one_line_error(capsys)
+    assert line.startswith("error: this run needs at least ") and " TiB on cpu (payoff counts " in line
+    assert "available there; use fewer agents or environments" in line
+
+
+def test_memory_refusal_follows_the_available_memory(monkeypatch, capsys, tmp_path):
+    """The same config passes or is refused depending on what the device has (the limit, not a constant)."""
+    import harl.experiment
+
+    argv = [*MAPPO, "--n_agents", "64", "--list_keys"]
+    monkeypatch.setattr(harl.experiment, "available_memory", lambda device: 1 << 20)
+    assert train(argv) == 2
+    assert "more than the 1.0 MiB available there" in assert_one_line_error(capsys)
+    monkeypatch.setattr(harl.experiment, "available_memory", lambda device: 1 << 30)
+    assert train(argv) == 0
+    assert "n_agents: 64" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("algo", "arch"), [("mappo", "nops"), ("happo", "fups"), ("mappo", "hypermarl")])
+def test_memory_estimate_is_a_lower_bound_of_what_a_run_allocates(algo, arch):
+    sizes = {"n_agents": "6", "n_rollout_threads": "3", "n_eval_rollout_threads": "5", "episode_length": "4"}
+    cfg, _ = build_config(algo, arch, "matrix", sizes)
+    parts = memory_estimate(cfg)
+    env = get_environment("matrix").make(cfg.env, n_envs=5, seed=0, device="cpu")
+    learner = build_learner(cfg, env.spec, torch.device("cpu"))
+    logits = learner.actor.net(env.reset(0).obs, None)  # (E, N, N) for the larger (evaluation) batch
+    assert logits.numel() * logits.element_size() == parts["action logits"]
+    assert parts["payoff counts"] == 2 * parts["action logits"]  # the same shape in int64
+    weights = sum(p.numel() for p in learner.actor.parameters())
+    assert 16 * weights >= parts["actor output layers"] > 0  # with gradients and Adam's two moments
+    buffer = RolloutBuffer(env.spec, cfg.algo.episode_length, cfg.run.n_rollout_threads, torch.device("cpu"))
+    stored = sum(t.numel() * t.element_size() for t in vars(buffer).values() if isinstance(t, torch.Tensor))
+    assert stored >= parts["rollout buffer"] > 0
+
+
 def write_binary(path):
     path.write_bytes(bytes(range(256)) * 4)
 
@@ -91,6 +136,7 @@ def test_bad_load_config_exits_2_with_one_line(make, message, capsys, tmp_path):
     ("argv", "message"),
     [
         (["--lr", "nan"], "error: algo.lr must be a finite number > 0, got nan"),
+        (["--n_agents", "100000"], "error: this run needs at least "),
     ],
 )
 def test_bad_values_in_a_real_process(argv, message, tmp_path):

@@ -15,10 +15,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-from harl.config import bounded, check_bounds
+from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.envs.spec import EnvSpec, StepOutput
 from harl.errors import ConfigError
-from harl.registry import EnvEntry, register_environment
+from harl.registry import EnvEntry, get_algorithm, get_architecture, register_environment
 
 GAMES = ("specialisation", "synchronisation")
 
@@ -108,6 +108,33 @@ def make(env_cfg: MatrixConfig, *, n_envs: int, seed: int, device, n_workers: in
     return MatrixGameVecEnv(env_cfg.game, env_cfg.n_agents, n_envs, device)
 
 
+def memory_estimate(cfg: ExperimentConfig) -> dict[str, int]:
+    """Bytes a run of `cfg` allocates at least, by part: the tensors that grow with n_agents², since each of
+    the N agents chooses among N items. Only what every learner and architecture allocates is counted (e.g.
+    not the training minibatch's logits, nor the per-agent weights a hypernetwork generates), so a run refused
+    for it could not have fitted.
+
+    - payoff counts: `payoffs` one-hot encodes the joint actions of the largest env batch: (E, N, N) int64;
+    - action logits: the policy's output for that batch: (E, N, N) float32;
+    - actor output layers: the last layer maps hidden_sizes[-1] features to N logits, per agent (N copies)
+      for architectures that share no parameters; with its gradient and Adam's two moments, 4 floats each;
+    - rollout buffer (on-policy learners): observations, actions, log-probs, values, rewards, returns and
+      advantages of (episode_length, n_rollout_threads, N) float32 each.
+    """
+    n = cfg.env.n_agents
+    envs = max(cfg.run.n_rollout_threads, cfg.run.n_eval_rollout_threads)
+    width = cfg.model.hidden_sizes[-1]
+    layers = width * n * (1 if get_architecture(cfg.arch_name).shares_parameters else n)
+    parts = {
+        "payoff counts": envs * n * n * 8,
+        "action logits": envs * n * n * 4,
+        "actor output layers": layers * 4 * 4,
+    }
+    if get_algorithm(cfg.algo_name).on_policy:
+        parts["rollout buffer"] = 7 * cfg.algo.episode_length * cfg.run.n_rollout_threads * n * 4
+    return parts
+
+
 register_environment(
     EnvEntry(
         name="matrix",
@@ -115,5 +142,6 @@ register_environment(
         make=make,
         scenarios=lambda: [f"{g} (n_agents >= 2)" for g in GAMES],
         description="the paper's n-agent Specialisation / Synchronisation matrix games",
+        memory_estimate=memory_estimate,
     )
 )
