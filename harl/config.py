@@ -13,15 +13,26 @@ Values are layered: dataclass defaults < `harl/configs/algos/<algo>.yaml` <
 `tuned_configs/`) < CLI overrides. Every layer goes through `apply_overrides`, which accepts
 `section.key` or a bare `key` whose leaf name is unique, parses strings by the field's declared
 type (never `eval`) and rejects unknown, ambiguous or ill-typed keys with a `ConfigError`.
+
+One source of defaults: a field's default lives in its dataclass, nowhere else. The YAML files under
+`harl/configs/` hold only departures from the layers below them: every key of an algo YAML differs from the
+dataclass default, and every key of an env YAML changes the resolved value for at least one of the learners it
+applies to (all of them; the on- or off-policy ones for its `on_policy:` / `off_policy:` blocks).
+`tests/test_config.py` fails on a key that restates what the layers below give.
+
+Numeric fields declare the values they accept with `bounded(...)` (a `Bounds` in the field's metadata); every
+float must also be finite. Every section's `validate()` starts with `check_bounds`, which checks both for every
+field generically; the rest of a `validate()` checks what involves several fields or choices.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,72 +43,147 @@ from harl.errors import ConfigError
 SECTIONS = ("run", "algo", "env", "model", "arch")
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
 TUNED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "tuned_configs"
+SEED_LIMIT = 2**31
+"""Seeds lie in [0, SEED_LIMIT): numpy's legacy seeding and JAX keys take 32-bit seeds, and runs derive
+further seeds by offsets (env k: seed + k, evaluation: seed + 100_000 + iteration), which then still fit."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric config field accepts (each item's, for a list field). Floats must also be finite.
+
+    Attributes:
+        gt: exclusive lower bound.
+        ge: inclusive lower bound.
+        lt: exclusive upper bound.
+        le: inclusive upper bound.
+        note: why, or what the special values mean (appended to the error message).
+    """
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    note: str = ""
+
+    def admits(self, value: float) -> bool:
+        """Whether `value` lies within the bounds (NaN never does)."""
+        return (
+            (self.gt is None or value > self.gt)
+            and (self.ge is None or value >= self.ge)
+            and (self.lt is None or value < self.lt)
+            and (self.le is None or value <= self.le)
+        )
+
+    def __str__(self) -> str:
+        """The rule as the error message states it: `> 0`, `>= -1`, `in [0, 1]`, `in [0, 2**31) (why)`."""
+        low, opening = (self.gt, "(") if self.gt is not None else (self.ge, "[")
+        high, closing = (self.lt, ")") if self.lt is not None else (self.le, "]")
+        if low is not None and high is not None:
+            text = f"in {opening}{_number(low)}, {_number(high)}{closing}"
+        elif low is not None:
+            text = f"{'>' if opening == '(' else '>='} {_number(low)}"
+        elif high is not None:
+            text = f"{'<' if closing == ')' else '<='} {_number(high)}"
+        else:
+            text = "any number"
+        return f"{text} ({self.note})" if self.note else text
+
+
+def _number(value: float) -> str:
+    """Bounds as people write them: 0, 0.5, 2**31."""
+    if isinstance(value, int) and value >= 2**16 and value & (value - 1) == 0:
+        return f"2**{value.bit_length() - 1}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def bounded(
+    default: Any = MISSING,
+    *,
+    default_factory: Any = MISSING,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    note: str = "",
+) -> Any:
+    """A dataclass field whose values (or list items) must lie within the given bounds, e.g.
+    `lr: float = bounded(5e-4, gt=0)`, `gamma: float = bounded(0.99, ge=0, le=1)`."""
+    bounds = Bounds(gt=gt, ge=ge, lt=lt, le=le, note=note)
+    return field(default=default, default_factory=default_factory, metadata={"bounds": bounds})
+
+
+def check_bounds(section_cfg: Any, section: str) -> None:
+    """Check every field of a config section (a dataclass) against its declared `Bounds`, and floats for
+    finiteness. Raises ConfigError naming `section.field`, the rule and the value."""
+    for f in dataclasses.fields(section_cfg):
+        value = getattr(section_cfg, f.name)
+        bounds: Bounds | None = f.metadata.get("bounds")
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if item is None or isinstance(item, (bool, str)):
+                continue
+            finite = not isinstance(item, float) or math.isfinite(item)
+            if finite and (bounds is None or bounds.admits(item)):
+                continue
+            rule = " ".join(part for part in ("" if finite else "a finite number", str(bounds or "")) if part)
+            verb = "be" if item is value else "hold values"
+            raise ConfigError(f"{section}.{f.name} must {verb} {rule}, got {value!r}")
 
 
 @dataclass
 class RunConfig:
     """Budget, seeding, device, logging, evaluation and checkpointing of one run."""
 
-    num_env_steps: int = 1_000_000
+    num_env_steps: int = bounded(1_000_000, gt=0)
     """Total environment steps (vector steps × n_rollout_threads) to train for."""
-    n_rollout_threads: int = 20
+    n_rollout_threads: int = bounded(20, gt=0)
     """Number of parallel training environments."""
-    n_workers: int = -1
+    n_workers: int = bounded(-1, ge=-1, note="-1: auto, 0: in-process")
     """Env worker processes stepping the training envs beside the training process, which steps an equal
     share itself while they step theirs (-1: one stepping process per core, so cores - 1 workers; capped
     at envs - 1; 0: every env in-process). Ignored by natively vectorised envs (matrix, vmas, smax)."""
-    seed: int = 1
-    """Seed of everything random in the run (torch, numpy, python, envs)."""
+    seed: int = bounded(1, ge=0, lt=SEED_LIMIT, note="what numpy's and the envs' seeding accept")
+    """Seed of everything random in the run (torch, numpy, python, envs), in [0, 2**31): numpy and JAX take
+    32-bit seeds, and the envs' and evaluation's seeds are offsets from it."""
     device: str = "cpu"
     """Training device: cpu, cuda or cuda:N."""
-    torch_threads: int = 0
+    torch_threads: int = bounded(0, ge=0)
     """Intra-op threads for torch on CPU (0: torch's default)."""
     log_dir: str = "results"
     """Root folder of run folders."""
     exp_name: str = "default"
     """Experiment name, one level of the run folder."""
-    log_interval: int = 0
+    log_interval: int = bounded(0, ge=0)
     """Env steps between training log rows (0: after every training iteration)."""
-    eval_interval: int = 100_000
+    eval_interval: int = bounded(100_000, ge=0)
     """Env steps between evaluations (0: only at the end)."""
-    eval_episodes: int = 20
+    eval_episodes: int = bounded(20, gt=0)
     """Episodes per evaluation."""
-    n_eval_rollout_threads: int = 10
+    n_eval_rollout_threads: int = bounded(10, gt=0)
     """Parallel evaluation environments."""
     eval_deterministic: bool = True
     """Evaluate the mode of each policy instead of sampling."""
-    save_interval: int = 200_000
+    save_interval: int = bounded(200_000, gt=0)
     """Env steps between checkpoints (a checkpoint is always written at the end)."""
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = bounded(3, gt=0)
     """How many of the latest checkpoints to keep."""
     progress_bar: bool = True
     """Show a tqdm progress bar (only when stderr is a terminal)."""
-    snd_interval: int = 0
+    snd_interval: int = bounded(0, ge=0)
     """Env steps between `diversity/snd` logs, scored on the latest collected observations (0: never)."""
-    snd_max_obs: int = 1000
+    snd_max_obs: int = bounded(1000, gt=0)
     """Joint observations (an evenly spaced subset of the latest rollout) the SND is computed on."""
-    snd_samples: int = 64
+    snd_samples: int = bounded(64, gt=0)
     """Monte-Carlo draws per distribution for Gaussian policies' SND."""
     grad_stats: bool = False
     """Log `grad/param_variance` and `grad/noise` of the actor gradients at every update."""
-    time_limit_minutes: float = 0.0
+    time_limit_minutes: float = bounded(0.0, ge=0)
     """Wall-clock budget of this process (0: none): when spent, the run ends as at num_env_steps (final
     evaluation and checkpoint); `--resume` with a larger budget continues it."""
 
     def validate(self) -> None:
-        positive(
-            self,
-            "num_env_steps",
-            "n_rollout_threads",
-            "eval_episodes",
-            "n_eval_rollout_threads",
-            "save_interval",
-            "keep_checkpoints",
-        )
-        non_negative(self, "eval_interval", "log_interval", "torch_threads", "time_limit_minutes", "snd_interval")
-        positive(self, "snd_max_obs", "snd_samples")
-        if self.n_workers < -1:
-            raise ConfigError("run.n_workers must be -1 (auto), 0 (in-process) or a positive count")
+        check_bounds(self, "run")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             raise ConfigError(f"run.device must be cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -106,10 +192,10 @@ class RunConfig:
 class ModelConfig:
     """Network shape shared by every architecture (actor and critic)."""
 
-    hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
+    hidden_sizes: list[int] = bounded(default_factory=lambda: [128, 128], gt=0)
     """Hidden layer widths of actors and on-policy critics. Recurrent networks: the first is the observation
     encoder before the GRU, the others the hidden layers of the head after it."""
-    critic_hidden_sizes: list[int] = field(default_factory=list)
+    critic_hidden_sizes: list[int] = bounded(default_factory=list, gt=0)
     """Hidden layer widths of critics (empty: same as hidden_sizes)."""
     activation: Literal["relu", "tanh", "elu", "leaky_relu", "silu"] = "relu"
     """Hidden activation."""
@@ -117,22 +203,20 @@ class ModelConfig:
     """LayerNorm (without affine parameters) after every hidden layer."""
     feature_norm: bool = True
     """LayerNorm (over each agent's own observation entries) on the network input."""
-    gain: float = 0.01
+    gain: float = bounded(0.01, gt=0)
     """Orthogonal-init gain of the actor's output layer."""
-    std_init: float = 1.0
+    std_init: float = bounded(1.0, gt=0)
     """Initial standard deviation of Gaussian policies (on-policy learners)."""
     recurrent: bool = False
     """GRU after an observation encoder (hidden_sizes[0]) in actors and on-policy critics; on-policy learners
     train on sequences of algo.data_chunk_length steps (off-policy learners are feed-forward only)."""
-    rnn_hidden_size: int = 128
+    rnn_hidden_size: int = bounded(128, gt=0)
     """Hidden state size of the GRU of recurrent networks."""
 
     def validate(self) -> None:
-        if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
+        check_bounds(self, "model")
+        if not self.hidden_sizes:
             raise ConfigError("model.hidden_sizes must be a non-empty list of positive widths")
-        if any(h <= 0 for h in self.critic_hidden_sizes):
-            raise ConfigError("model.critic_hidden_sizes must hold positive widths")
-        positive(self, "std_init", "gain", "rnn_hidden_size")
 
     @property
     def critic_sizes(self) -> list[int]:
@@ -145,18 +229,6 @@ class EmptyConfig:
 
     def validate(self) -> None:
         return None
-
-
-def positive(cfg: Any, *names: str) -> None:
-    for name in names:
-        if getattr(cfg, name) <= 0:
-            raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
-
-
-def non_negative(cfg: Any, *names: str) -> None:
-    for name in names:
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
 
 
 @dataclass
@@ -322,18 +394,41 @@ def _flatten(overrides: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning syntax errors and non-mappings into ConfigError."""
+    """Read a YAML mapping with string keys at every level, turning a missing, unreadable, binary or
+    ill-formed file, a non-mapping and a non-string key into ConfigError."""
+    path = Path(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; give a YAML file") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable (permission denied)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file (not UTF-8); give a YAML file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read: {err.strerror or err}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
+    _check_keys(data, path, "")
     return data
+
+
+def _check_keys(data: dict[Any, Any], path: Path, where: str) -> None:
+    """Refuse non-string keys (YAML reads `1:`, `yes:` or `on:` as numbers and booleans) anywhere in `data`."""
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"config file {path}: key {key!r}{where} is not a string (YAML reads it as {type(key).__name__}); "
+                "quote it"
+            )
+        if isinstance(value, dict):
+            _check_keys(value, path, f" under {key}" if not where else f"{where}.{key}")
 
 
 def split_main(data: dict[str, Any], path: Path | str) -> tuple[dict[str, str], dict[str, Any]]:

@@ -22,6 +22,7 @@ from harl.config import (
 )
 from harl.errors import ConfigError, UserError
 from harl.registry import ALGORITHMS, check_compatible, get_algorithm, get_architecture, get_environment
+from harl.utils.memory import available_memory, format_bytes
 from harl.utils.run_lock import RunLock
 
 
@@ -97,6 +98,7 @@ def build_config(
     cfg.validate()
     check_arch_options(cfg)
     check_recurrent(cfg)
+    check_memory(cfg)
     return cfg, sources
 
 
@@ -115,6 +117,7 @@ def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = No
     cfg.validate()
     check_arch_options(cfg)
     check_recurrent(cfg)
+    check_memory(cfg)
     return cfg
 
 
@@ -144,6 +147,22 @@ def check_recurrent(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"recurrent training cuts the rollout into {chunks} sequences of {steps} steps (n_rollout_threads × "
             f"⌈episode_length / data_chunk_length⌉), fewer than the {most} minibatches asked for"
+        )
+
+
+def check_memory(cfg: ExperimentConfig) -> None:
+    """Refuse a run whose env's `memory_estimate` (a lower bound) exceeds the memory its device has available."""
+    estimate = get_environment(cfg.env_name).memory_estimate
+    available = None if estimate is None else available_memory(cfg.run.device)  # None: cannot be told
+    if estimate is None or available is None:
+        return
+    parts = sorted(estimate(cfg).items(), key=lambda item: -item[1])
+    need = sum(size for _, size in parts)
+    if need > available:
+        listed = ", ".join(f"{name} {format_bytes(size)}" for name, size in parts)
+        raise ConfigError(
+            f"this run needs at least {format_bytes(need)} on {cfg.run.device} ({listed}), more than the "
+            f"{format_bytes(available)} available there; use fewer agents or environments"
         )
 
 

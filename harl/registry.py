@@ -96,6 +96,9 @@ class EnvEntry:
             `seed + k`, stepped by `n_workers` worker processes beside the calling one where the env supports it.
         scenarios: `() -> list[str]`, the valid scenario names, for `--list` and error messages.
         description: one line for `--list`.
+        memory_estimate: `(experiment_cfg) -> {part: bytes}`, what a run of this config allocates at least on its
+            device, estimated from the config alone; a run that cannot fit is refused before allocating (None:
+            no estimate).
     """
 
     name: str
@@ -103,6 +106,7 @@ class EnvEntry:
     make: Callable[..., Any]
     scenarios: Callable[[], list[str]]
     description: str = ""
+    memory_estimate: Callable[[Any], dict[str, int]] | None = None
 
 
 ALGORITHMS: dict[str, AlgoEntry] = {}

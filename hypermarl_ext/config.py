@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+from harl.config import bounded, check_bounds
 from harl.errors import ConfigError
 
 HypernetInit = Literal["official", "paper", "hyperfan"]
@@ -35,9 +36,9 @@ class HyperMARLConfig:
     `--trunk shared --hypernet_init paper --embedding_gain 1` is this framework's earlier `hypermarl`.
     """
 
-    embedding_dim: int = 8
+    embedding_dim: int = bounded(8, gt=0)
     """Size of each agent's learned embedding (the paper: 4 for IPPO, 8 for MAPPO); unused with embedding onehot."""
-    hypernet_hidden_dims: list[int] = field(default_factory=lambda: [64])
+    hypernet_hidden_dims: list[int] = bounded(default_factory=lambda: [64], gt=0)
     """Hidden widths (ReLU) of every generator MLP (empty: the heads read the contexts directly)."""
     hypernet_init: HypernetInit = "official"
     """official: the authors' code (every weight-head row an orthogonal layer matrix at the layer's gain, zero
@@ -50,7 +51,7 @@ class HyperMARLConfig:
     trunk: Trunk = "per_head"
     """per_head: an independent generator MLP for every weight head and every bias head (the authors' code);
     shared: one MLP whose features feed every head."""
-    embedding_gain: float = math.sqrt(2.0)
+    embedding_gain: float = bounded(math.sqrt(2.0), gt=0)
     """Orthogonal-init gain of learned embeddings (the authors': √2)."""
     share_embedding: bool = False
     """The critic's hypernetwork reads the actor's embedding tensor (as in the authors' code) instead of its own.
@@ -58,12 +59,7 @@ class HyperMARLConfig:
     and a learner whose critic is generated per agent (the on-policy learners)."""
 
     def validate(self) -> None:
-        if self.embedding_dim <= 0:
-            raise ConfigError(f"arch.embedding_dim must be > 0, got {self.embedding_dim}")
-        if any(h <= 0 for h in self.hypernet_hidden_dims):
-            raise ConfigError(f"arch.hypernet_hidden_dims must hold positive widths, got {self.hypernet_hidden_dims}")
-        if not self.embedding_gain > 0:
-            raise ConfigError(f"arch.embedding_gain must be > 0, got {self.embedding_gain}")
+        check_bounds(self, "arch")
         _check_choice(self, "hypernet_init", HypernetInit)
         _check_choice(self, "embedding", Embedding)
         _check_choice(self, "generate", Generate)
@@ -108,7 +104,7 @@ class CoupledHyperConfig(HyperMARLConfig):
     """shared only: the trunk reads the agent's context together with its observation."""
     hypernet_init: HypernetInit = "paper"
     """As for hypermarl (official, paper, hyperfan)."""
-    embedding_gain: float = 1.0
+    embedding_gain: float = bounded(1.0, gt=0)
     """Orthogonal-init gain of learned embeddings."""
 
     def validate(self) -> None:

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
 
 import pytest
 
-from harl.config import ExperimentConfig, ModelConfig, RunConfig, apply_overrides, parse_value
+from harl.config import (
+    PACKAGE_CONFIG_DIR,
+    ExperimentConfig,
+    ModelConfig,
+    RunConfig,
+    apply_overrides,
+    env_layer,
+    parse_value,
+    read_yaml,
+)
 from harl.errors import ConfigError
-from harl.experiment import build_config
+from harl.experiment import build_config, default_config
+from harl.registry import ALGORITHMS, ARCHITECTURES, all_environments, load_extensions
+
+load_extensions()
 
 
 def test_leaf_and_dotted_keys_are_parsed_by_type():
@@ -107,3 +123,131 @@ def test_tuned_config_is_applied_for_its_scenario_only():
     assert cfg.algo.clip_param == 0.2 and not any("tuned_configs" in s for s in sources)
     cfg, sources = build_config("happo", "nops", "mamujoco", {}, use_tuned=False)
     assert cfg.algo.clip_param == 0.2
+
+
+# ---------------------------------------------------------------------------- declared bounds
+
+
+def config_classes() -> list[tuple[str, type]]:
+    """(section, class) of every config section a run can have."""
+    classes = [("run", RunConfig), ("model", ModelConfig)]
+    classes += [("algo", entry.config_cls) for entry in ALGORITHMS.values()]
+    classes += [("env", entry.config_cls) for entry in all_environments().values()]
+    classes += [("arch", entry.config_cls) for entry in ARCHITECTURES.values()]
+    return list(dict.fromkeys(classes))
+
+
+def numeric_fields(cls: type) -> list[dataclasses.Field]:
+    """Fields of `cls` holding ints or floats (alone, optional or in a list)."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        args = set(typing.get_args(tp)) - {type(None)} or {tp}
+        if args & {int, float} or any(typing.get_args(a) in ((int,), (float,)) for a in args):
+            found.append(f)
+    return found
+
+
+def outside(bounds, tp_is_float: bool) -> list[float]:
+    """Values just outside `bounds` (and NaN, infinities for floats)."""
+    values: list[float] = [math.nan, math.inf, -math.inf] if tp_is_float else []
+    step = 1e-3 if tp_is_float else 1
+    if bounds.gt is not None:
+        values.append(bounds.gt)
+    if bounds.ge is not None:
+        values.append(bounds.ge - step)
+    if bounds.lt is not None:
+        values.append(bounds.lt)
+    if bounds.le is not None:
+        values.append(bounds.le + step)
+    return values
+
+
+@pytest.mark.parametrize(("section", "cls"), config_classes(), ids=lambda x: getattr(x, "__name__", x))
+def test_every_numeric_field_declares_bounds_and_validate_enforces_them(section, cls):
+    hints = typing.get_type_hints(cls)
+    for f in numeric_fields(cls):
+        bounds = f.metadata.get("bounds")
+        assert bounds is not None, f"{cls.__name__}.{f.name} declares no bounds (use harl.config.bounded)"
+        is_float = float in typing.get_args(hints[f.name]) or hints[f.name] is float
+        is_list = typing.get_origin(hints[f.name]) is list
+        bad_values = outside(bounds, is_float)
+        assert bad_values, f"{cls.__name__}.{f.name}: bounds without a limit"
+        for bad in bad_values:
+            cfg = cls()
+            setattr(cfg, f.name, [bad] if is_list else bad)
+            with pytest.raises(ConfigError, match=rf"^{section}\.{f.name} must "):
+                cfg.validate()
+
+
+def test_bounds_messages_state_the_rule():
+    with pytest.raises(ConfigError, match=r"^run\.seed must be in \[0, 2\*\*31\) \(what numpy's"):
+        build_config("mappo", "nops", "matrix", {"seed": "-1"})
+    with pytest.raises(ConfigError, match=r"^algo\.lr must be a finite number > 0, got nan$"):
+        build_config("mappo", "nops", "matrix", {"lr": "nan"})
+    with pytest.raises(ConfigError, match=r"^model\.critic_hidden_sizes must hold values > 0, got \[8, -1\]$"):
+        build_config("mappo", "nops", "matrix", {"critic_hidden_sizes": "8,-1"})
+    cfg, _ = build_config("mappo", "nops", "matrix", {"seed": str(2**31 - 1), "gamma": "1", "entropy_coef": "0"})
+    assert cfg.run.seed == 2**31 - 1 and cfg.algo.gamma == 1.0
+
+
+# ---------------------------------------------------------------------------- one source of defaults
+
+
+def algo_yaml_cases() -> list[tuple[str, str, object]]:
+    cases = []
+    for algo in sorted(ALGORITHMS):
+        path = PACKAGE_CONFIG_DIR / "algos" / f"{algo}.yaml"
+        if path.is_file():
+            cases += [(algo, key, value) for key, value in flat(read_yaml(path))]
+    return cases
+
+
+def flat(data: dict) -> list[tuple[str, object]]:
+    return [(f"{section}.{key}", value) for section, values in data.items() for key, value in values.items()]
+
+
+@pytest.mark.parametrize(("algo", "key", "value"), algo_yaml_cases())
+def test_algo_yaml_keys_depart_from_the_dataclass_defaults(algo, key, value):
+    """The rule at the top of harl/config.py: defaults live in the dataclasses, YAML layers hold departures."""
+    defaults = default_config(algo, "nops", "matrix")
+    changed = copy.deepcopy(defaults)
+    apply_overrides(changed, {key: value})
+    assert changed.to_dict() != defaults.to_dict(), f"harl/configs/algos/{algo}.yaml restates the default of {key}"
+
+
+def env_yaml_cases() -> list[tuple[str, str | None, str, object]]:
+    cases = []
+    for path in sorted((PACKAGE_CONFIG_DIR / "envs").glob("*.yaml")):
+        data = read_yaml(path)
+        for block in (None, "on_policy", "off_policy"):
+            layer = data.get(block) or {} if block else {k: v for k, v in data.items() if k not in ENV_BLOCKS}
+            cases += [(path.stem, block, key, value) for key, value in flat(layer)]
+    return cases
+
+
+ENV_BLOCKS = ("on_policy", "off_policy")
+
+
+@pytest.mark.parametrize(("env", "block", "key", "value"), env_yaml_cases())
+def test_env_yaml_keys_change_the_config_of_some_learner(env, block, key, value):
+    assert env in all_environments(), f"harl/configs/envs/{env}.yaml names no registered env"
+    algos = [name for name, entry in ALGORITHMS.items() if block is None or entry.on_policy == (block == "on_policy")]
+    changes = []
+    for algo in algos:
+        below = default_config(algo, "nops", env)
+        algo_yaml = PACKAGE_CONFIG_DIR / "algos" / f"{algo}.yaml"
+        if algo_yaml.is_file():
+            apply_overrides(below, read_yaml(algo_yaml))
+        changed = copy.deepcopy(below)
+        apply_overrides(changed, {key: value})
+        changes.append(changed.to_dict() != below.to_dict())
+    assert any(changes), f"harl/configs/envs/{env}.yaml restates what the layers below give for {key}"
+
+
+def test_env_layer_blocks_are_the_only_nesting():
+    for path in sorted((PACKAGE_CONFIG_DIR / "envs").glob("*.yaml")):
+        for on_policy in (True, False):
+            layer = env_layer(read_yaml(path), on_policy)
+            assert set(layer) <= {"run", "algo", "env", "model", "arch"}, path

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harl.config import EmptyConfig, ModelConfig
-from harl.models.agent_mlp import AgentMLP, StackedParams, agent_linear, masked_layer_norm
+from harl.models.agent_mlp import AgentMLP, StackedParams, agent_linear, mark_per_agent, masked_layer_norm
 from harl.models.policies import CategoricalActor, GaussianActor
 from harl.optim import AgentAdam, clip_grad_norm_agentwise
 from harl.registry import get_architecture
@@ -172,8 +172,7 @@ def test_agent_adam_moves_only_selected_rows_and_matches_adam():
 
 
 def test_agentwise_clipping_clips_each_agent_separately():
-    a = torch.nn.Parameter(torch.zeros(2, 3))
-    a.per_agent = True
+    a = mark_per_agent(torch.nn.Parameter(torch.zeros(2, 3)))
     shared = torch.nn.Parameter(torch.zeros(4))
     a.grad = torch.tensor([[3.0, 4.0, 0.0], [0.3, 0.4, 0.0]])
     shared.grad = torch.tensor([0.0, 0.0, 6.0, 8.0])

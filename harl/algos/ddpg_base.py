@@ -17,7 +17,7 @@ import torch
 from harl.algos.base import ActOutput
 from harl.algos.off_policy_base import OffPolicyConfig, ReplayLearner, polyak_update
 from harl.buffers.replay import ReplayBatch
-from harl.config import ExperimentConfig, non_negative, positive
+from harl.config import ExperimentConfig, bounded
 from harl.models.off_policy import DeterministicActor
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
@@ -27,31 +27,22 @@ from harl.spec import EnvSpec
 class DDPGConfig(OffPolicyConfig):
     """Hyper-parameters of MADDPG/HADDPG (HARL's names and defaults)."""
 
-    critic_lr: float = 1e-3
+    critic_lr: float = bounded(1e-3, gt=0)
     """Critic learning rate."""
-    expl_noise: float = 0.1
+    expl_noise: float = bounded(0.1, ge=0)
     """Std of the Gaussian exploration noise, as a fraction of half of each agent's own action range."""
-
-    def validate(self) -> None:
-        super().validate()
-        non_negative(self, "expl_noise")
 
 
 @dataclass
 class TD3Config(DDPGConfig):
     """Hyper-parameters of MATD3/HATD3 (HARL's names and defaults)."""
 
-    policy_noise: float = 0.2
+    policy_noise: float = bounded(0.2, ge=0)
     """Std of the target policy smoothing noise (fraction of half the action range)."""
-    noise_clip: float = 0.5
+    noise_clip: float = bounded(0.5, ge=0)
     """Clip of the target policy smoothing noise (fraction of half the action range)."""
-    policy_freq: int = 2
+    policy_freq: int = bounded(2, gt=0)
     """Critic updates per actor update (delayed policy updates)."""
-
-    def validate(self) -> None:
-        super().validate()
-        non_negative(self, "policy_noise", "noise_clip")
-        positive(self, "policy_freq")
 
 
 class DeterministicLearner(ReplayLearner):

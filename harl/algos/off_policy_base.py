@@ -21,7 +21,7 @@ from torch import nn
 
 from harl.algos.base import ActOutput, CollectionSchedule, network_diagnostics
 from harl.buffers.replay import ReplayBatch, ReplayBuffer
-from harl.config import ExperimentConfig, non_negative, positive
+from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.errors import ConfigError
 from harl.metrics.gradients import GradientStats
 from harl.models.off_policy import JointQCritic
@@ -34,51 +34,36 @@ from harl.spec import EnvSpec
 class OffPolicyConfig:
     """Hyper-parameters shared by the off-policy learners (HARL's names and defaults)."""
 
-    warmup_steps: int = 10_000
+    warmup_steps: int = bounded(10_000, ge=0)
     """Env steps of uniformly random actions (within each agent's bounds) before learning starts."""
-    train_interval: int = 50
+    train_interval: int = bounded(50, gt=0)
     """Vector steps collected between two training phases."""
-    update_per_train: int = 1
+    update_per_train: int = bounded(1, gt=0)
     """Gradient updates per collected vector step: each training phase runs train_interval × update_per_train
     updates (HARL's semantics)."""
-    batch_size: int = 1000
+    batch_size: int = bounded(1000, gt=0)
     """Transitions per gradient update."""
-    buffer_size: int = 1_000_000
+    buffer_size: int = bounded(1_000_000, gt=0)
     """Replay capacity in transitions (vector steps × n_rollout_threads)."""
-    n_step: int = 20
+    n_step: int = bounded(20, gt=0)
     """Rewards summed into a target before bootstrapping (stops at episode ends)."""
-    gamma: float = 0.99
+    gamma: float = bounded(0.99, ge=0, le=1)
     """Discount factor."""
-    polyak: float = 0.005
+    polyak: float = bounded(0.005, gt=0, le=1)
     """Target-network averaging rate: target ← (1 - polyak)·target + polyak·online."""
-    lr: float = 5e-4
+    lr: float = bounded(5e-4, gt=0)
     """Actor learning rate."""
-    critic_lr: float = 5e-4
+    critic_lr: float = bounded(5e-4, gt=0)
     """Critic learning rate."""
     use_huber_loss: bool = False
     """Huber instead of squared TD error."""
-    huber_delta: float = 10.0
+    huber_delta: float = bounded(10.0, gt=0)
     """Huber loss threshold."""
     save_buffer: bool = False
     """Store the replay buffer in checkpoints, so a resumed run continues without refilling (large files)."""
 
     def validate(self) -> None:
-        positive(
-            self,
-            "train_interval",
-            "update_per_train",
-            "batch_size",
-            "buffer_size",
-            "n_step",
-            "lr",
-            "critic_lr",
-            "huber_delta",
-        )
-        non_negative(self, "warmup_steps")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError("gamma must lie in [0, 1]")
-        if not 0.0 < self.polyak <= 1.0:
-            raise ConfigError("polyak must lie in (0, 1]")
+        check_bounds(self, "algo")
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"batch_size ({self.batch_size}) cannot exceed buffer_size ({self.buffer_size})")
 

@@ -13,8 +13,7 @@ import torch.nn.functional as F
 
 from harl.algos.base import ActOutput, CollectionSchedule, network_diagnostics
 from harl.buffers.rollout import ActorBatch, CriticBatch, RolloutBuffer, Sequences
-from harl.config import ExperimentConfig, non_negative, positive
-from harl.errors import ConfigError
+from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.metrics.gradients import GradientStats
 from harl.models.policies import ON_POLICY_ACTORS, AgentValueCritic
 from harl.models.recurrent import reset_hidden
@@ -30,64 +29,48 @@ VALUE_CHUNK = 16384  # states per critic call when evaluating a whole rollout (b
 class PPOConfig:
     """Hyper-parameters of MAPPO/HAPPO (HARL's names and defaults)."""
 
-    episode_length: int = 200
+    episode_length: int = bounded(200, gt=0)
     """Vector steps per rollout (the rollout holds episode_length × n_rollout_threads samples)."""
-    lr: float = 5e-4
+    lr: float = bounded(5e-4, gt=0)
     """Actor learning rate."""
-    critic_lr: float = 5e-4
+    critic_lr: float = bounded(5e-4, gt=0)
     """Critic learning rate."""
-    opti_eps: float = 1e-5
+    opti_eps: float = bounded(1e-5, gt=0)
     """Adam epsilon."""
-    ppo_epoch: int = 5
+    ppo_epoch: int = bounded(5, gt=0)
     """Actor epochs per rollout."""
-    critic_epoch: int = 5
+    critic_epoch: int = bounded(5, gt=0)
     """Critic epochs per rollout."""
-    actor_num_mini_batch: int = 1
+    actor_num_mini_batch: int = bounded(1, gt=0)
     """Actor minibatches per epoch."""
-    critic_num_mini_batch: int = 1
+    critic_num_mini_batch: int = bounded(1, gt=0)
     """Critic minibatches per epoch."""
-    clip_param: float = 0.2
+    clip_param: float = bounded(0.2, gt=0)
     """PPO ratio clip (also the value clip)."""
-    entropy_coef: float = 0.01
+    entropy_coef: float = bounded(0.01, ge=0)
     """Entropy bonus weight."""
-    value_loss_coef: float = 1.0
+    value_loss_coef: float = bounded(1.0, ge=0)
     """Critic loss weight."""
     use_clipped_value_loss: bool = True
     """Clip value updates around the rollout's values."""
     use_huber_loss: bool = True
     """Huber instead of squared value error."""
-    huber_delta: float = 10.0
+    huber_delta: float = bounded(10.0, gt=0)
     """Huber loss threshold."""
     use_valuenorm: bool = True
     """Normalise value targets with a running per-agent mean/std."""
-    max_grad_norm: float = 10.0
+    max_grad_norm: float = bounded(10.0, ge=0)
     """Gradient-norm clip (per agent for per-agent parameters; 0 disables)."""
-    gamma: float = 0.99
+    gamma: float = bounded(0.99, ge=0, le=1)
     """Discount factor."""
-    gae_lambda: float = 0.95
+    gae_lambda: float = bounded(0.95, ge=0, le=1)
     """GAE λ."""
-    data_chunk_length: int = 10
+    data_chunk_length: int = bounded(10, gt=0)
     """Recurrent policies (`model.recurrent`): steps of one env per training sequence (BPTT chunk), at most
     episode_length; each chunk starts from the hidden state stored at its first step. Minibatches split chunks."""
 
     def validate(self) -> None:
-        positive(
-            self,
-            "episode_length",
-            "lr",
-            "critic_lr",
-            "opti_eps",
-            "ppo_epoch",
-            "critic_epoch",
-            "actor_num_mini_batch",
-            "critic_num_mini_batch",
-            "clip_param",
-            "huber_delta",
-            "data_chunk_length",
-        )
-        non_negative(self, "entropy_coef", "value_loss_coef", "max_grad_norm")
-        if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
-            raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
+        check_bounds(self, "algo")
 
 
 class PPOLearner:

@@ -17,7 +17,7 @@ import torch
 from harl.algos.base import ActOutput
 from harl.algos.off_policy_base import OffPolicyConfig, ReplayLearner, polyak_update
 from harl.buffers.replay import ReplayBatch
-from harl.config import ExperimentConfig, positive
+from harl.config import ExperimentConfig, bounded
 from harl.models.off_policy import SquashedGaussianActor
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
@@ -29,14 +29,10 @@ class SACConfig(OffPolicyConfig):
 
     auto_alpha: bool = True
     """Tune the entropy temperatures towards their target entropies."""
-    alpha: float = 0.2
+    alpha: float = bounded(0.2, gt=0)
     """The temperature (its initial value when auto_alpha is on)."""
-    alpha_lr: float = 3e-4
+    alpha_lr: float = bounded(3e-4, gt=0)
     """Learning rate of the temperatures."""
-
-    def validate(self) -> None:
-        super().validate()
-        positive(self, "alpha", "alpha_lr")
 
 
 class SACLearner(ReplayLearner):

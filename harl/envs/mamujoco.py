@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from harl.config import non_negative, positive
+from harl.config import bounded, check_bounds
 from harl.envs.vector import make_vec_env
 from harl.errors import ConfigError, UserError
 from harl.registry import EnvEntry, register_environment
@@ -84,14 +84,15 @@ class MaMuJoCoConfig:
     """Robot: Ant, HalfCheetah, Hopper, Humanoid, HumanoidStandup, Pusher, Reacher, Swimmer or Walker2d."""
     agent_conf: str = "2x3"
     """Split of the robot's actuators among agents, e.g. 2x3, 6x1, 4x2, 9|8 (or 9_8), 17x1 (one actuator each)."""
-    agent_obsk: int = 1
+    agent_obsk: int = bounded(1, ge=0)
     """Local obs mode: agents also observe the joints up to this many hops away in the joint graph (0: own only)."""
-    episode_limit: int = 1000
+    episode_limit: int = bounded(1000, gt=0)
     """Episode length in steps; reaching it truncates the episode."""
     obs_mode: Literal["local", "global"] = "local"
     """local: MaMuJoCo's partial observations; global: every agent sees the full state plus a one-hot id (HARL)."""
 
     def validate(self) -> None:
+        check_bounds(self, "env")
         if self.scenario not in AGENT_CONFS:
             raise ConfigError(f"unknown mamujoco scenario {self.scenario!r}; valid: {', '.join(AGENT_CONFS)}")
         confs = AGENT_CONFS[self.scenario]
@@ -100,8 +101,6 @@ class MaMuJoCoConfig:
                 f"unknown agent_conf {self.agent_conf!r} for mamujoco scenario {self.scenario}; "
                 f"valid: {', '.join(confs)}"
             )
-        positive(self, "episode_limit")
-        non_negative(self, "agent_obsk")
 
     def scenario_name(self) -> str:
         """e.g. "HalfCheetah-2x3", "Humanoid-9_8" (usable as a folder name)."""

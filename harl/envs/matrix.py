@@ -15,9 +15,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from harl.config import positive
+from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.errors import ConfigError
-from harl.registry import EnvEntry, register_environment
+from harl.registry import EnvEntry, get_algorithm, get_architecture, register_environment
 from harl.spec import EnvSpec, StepOutput
 
 GAMES = ("specialisation", "synchronisation")
@@ -29,15 +29,13 @@ class MatrixConfig:
 
     game: str = "specialisation"
     """specialisation (optimum: all agents on different items) or synchronisation (all on one item)."""
-    n_agents: int = 4
+    n_agents: int = bounded(4, ge=2)
     """Number of agents (and of food items / actions)."""
 
     def validate(self) -> None:
+        check_bounds(self, "env")
         if self.game not in GAMES:
             raise ConfigError(f"unknown matrix game {self.game!r}; valid: {', '.join(GAMES)}")
-        positive(self, "n_agents")
-        if self.n_agents < 2:
-            raise ConfigError("env.n_agents must be at least 2")
 
     def scenario_name(self) -> str:
         return f"{self.game}-{self.n_agents}"
@@ -109,6 +107,33 @@ def make(env_cfg: MatrixConfig, *, n_envs: int, seed: int, device, n_workers: in
     return MatrixGameVecEnv(env_cfg.game, env_cfg.n_agents, n_envs, device)
 
 
+def memory_estimate(cfg: ExperimentConfig) -> dict[str, int]:
+    """Bytes a run of `cfg` allocates at least, by part: the tensors that grow with n_agents², since each of
+    the N agents chooses among N items. Only what every learner and architecture allocates is counted (e.g.
+    not the training minibatch's logits, nor the per-agent weights a hypernetwork generates), so a run refused
+    for it could not have fitted.
+
+    - payoff counts: `payoffs` one-hot encodes the joint actions of the largest env batch: (E, N, N) int64;
+    - action logits: the policy's output for that batch: (E, N, N) float32;
+    - actor output layers: the last layer maps hidden_sizes[-1] features to N logits, per agent (N copies)
+      for architectures that share no parameters; with its gradient and Adam's two moments, 4 floats each;
+    - rollout buffer (on-policy learners): observations, actions, log-probs, values, rewards, returns and
+      advantages of (episode_length, n_rollout_threads, N) float32 each.
+    """
+    n = cfg.env.n_agents
+    envs = max(cfg.run.n_rollout_threads, cfg.run.n_eval_rollout_threads)
+    width = cfg.model.hidden_sizes[-1]
+    layers = width * n * (1 if get_architecture(cfg.arch_name).shares_parameters else n)
+    parts = {
+        "payoff counts": envs * n * n * 8,
+        "action logits": envs * n * n * 4,
+        "actor output layers": layers * 4 * 4,
+    }
+    if get_algorithm(cfg.algo_name).on_policy:
+        parts["rollout buffer"] = 7 * cfg.algo.episode_length * cfg.run.n_rollout_threads * n * 4
+    return parts
+
+
 register_environment(
     EnvEntry(
         name="matrix",
@@ -116,5 +141,6 @@ register_environment(
         make=make,
         scenarios=lambda: [f"{g} (n_agents >= 2)" for g in GAMES],
         description="the paper's n-agent Specialisation / Synchronisation matrix games",
+        memory_estimate=memory_estimate,
     )
 )

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harl.config import positive
+from harl.config import bounded, check_bounds
 from harl.envs.vector import make_vec_env
 from harl.errors import ConfigError, UserError
 from harl.registry import EnvEntry, register_environment
@@ -47,19 +47,17 @@ class MpeConfig:
     """MPE scenario: simple_spread, simple_reference or simple_speaker_listener."""
     continuous_actions: bool = False
     """Continuous actions in [0, 1] (movement and communication) instead of one discrete choice."""
-    max_cycles: int = 25
+    max_cycles: int = bounded(25, gt=0)
     """Episode length in steps; reaching it truncates the episode."""
-    n_agents: int = 3
+    n_agents: int = bounded(3, gt=0)
     """simple_spread: number of agents (and landmarks)."""
-    local_ratio: float = 0.5
+    local_ratio: float = bounded(0.5, ge=0, le=1)
     """simple_spread, simple_reference: weight of an agent's own reward against the global one."""
 
     def validate(self) -> None:
+        check_bounds(self, "env")
         if self.scenario not in MODULES:
             raise ConfigError(f"unknown mpe scenario {self.scenario!r}; valid: {', '.join(MODULES)}")
-        positive(self, "max_cycles", "n_agents")
-        if not 0.0 <= self.local_ratio <= 1.0:
-            raise ConfigError(f"env.local_ratio must be in [0, 1], got {self.local_ratio}")
 
     def env_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the scenario's `parallel_env`."""

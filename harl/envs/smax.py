@@ -39,7 +39,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 
-from harl.config import positive
+from harl.config import bounded, check_bounds
 from harl.envs.sc2 import Sc2Game
 from harl.envs.vector import make_vec_env
 from harl.errors import ConfigError, UserError
@@ -76,7 +76,7 @@ class SmacConfig:
     """smax: JaxMARL's SMAX in JAX; sc2: real StarCraft II through the smacv2 package (untested, see harl.envs.sc2)."""
     race: Literal["protoss", "terran", "zerg"] = "protoss"
     """Race of both teams on the smacv2_N_units maps with backend sc2 (SMAX draws its own unit types)."""
-    max_steps: int = 100
+    max_steps: int = bounded(100, gt=0)
     """Episode length in steps; reaching it truncates the episode."""
     see_enemy_actions: bool = True
     """Observations include the other units' last actions."""
@@ -88,9 +88,9 @@ class SmacConfig:
     """Whether the heuristic enemy attacks at all."""
 
     def validate(self) -> None:
+        check_bounds(self, "env")
         if self.scenario not in MAPS:
             raise ConfigError(f"unknown smacv2 scenario {self.scenario!r}; valid: {', '.join(MAPS)}")
-        positive(self, "max_steps")
         if self.backend == "sc2":
             _require_sc2()
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harl.config import positive
+from harl.config import bounded, check_bounds
 from harl.errors import ConfigError, UserError
 from harl.registry import EnvEntry, register_environment
 from harl.spec import EnvSpec, StepOutput
@@ -51,21 +51,21 @@ class VmasConfig:
 
     scenario: str = "dispersion"
     """VMAS scenario: dispersion or navigation."""
-    n_agents: int = 4
+    n_agents: int = bounded(4, gt=0)
     """Number of agents."""
-    max_steps: int = 100
+    max_steps: int = bounded(100, gt=0)
     """Episode length in steps; reaching it truncates the episode."""
     continuous_actions: bool | None = None
     """Continuous (force) or discrete actions; None: the paper's choice (dispersion discrete, navigation continuous)."""
     share_reward: bool = False
     """Give every agent the team reward instead of its own (dispersion share_reward, navigation shared_rew)."""
-    n_food: int | None = None
+    n_food: int | None = bounded(None, gt=0)
     """Dispersion: number of food items (None: one per agent)."""
-    food_radius: float = 0.08
+    food_radius: float = bounded(0.08, gt=0)
     """Dispersion: radius of the food items."""
     penalise_by_time: bool = True
     """Dispersion: -0.01 reward on every step an agent eats nothing."""
-    agents_with_same_goal: int = 1
+    agents_with_same_goal: int = bounded(1, gt=0)
     """Navigation: the first k agents share one goal (1: all goals different; n_agents: one common goal)."""
     split_goals: bool = False
     """Navigation: split the team into two halves with one goal each (needs agents_with_same_goal = n_agents / 2)."""
@@ -73,17 +73,15 @@ class VmasConfig:
     """Navigation: agents collide (and observe each other through a lidar)."""
     observe_all_goals: bool = True
     """Navigation: every agent observes every agent's goal, not only its own."""
-    lidar_range: float = 0.35
+    lidar_range: float = bounded(0.35, gt=0)
     """Navigation: lidar range (used when collisions are on)."""
-    agent_radius: float = 0.1
+    agent_radius: float = bounded(0.1, gt=0)
     """Navigation: agent radius."""
 
     def validate(self) -> None:
+        check_bounds(self, "env")
         if self.scenario not in SCENARIOS:
             raise ConfigError(f"unknown vmas scenario {self.scenario!r}; valid: {', '.join(SCENARIOS)}")
-        positive(self, "n_agents", "max_steps", "food_radius", "lidar_range", "agent_radius")
-        if self.n_food is not None and self.n_food <= 0:
-            raise ConfigError(f"env.n_food must be > 0 (or none: one per agent), got {self.n_food}")
         if not 1 <= self.agents_with_same_goal <= self.n_agents:
             raise ConfigError(
                 f"env.agents_with_same_goal must be in [1, n_agents={self.n_agents}], got {self.agents_with_same_goal}"

@@ -37,14 +37,26 @@ def activation_gain(name: str) -> float:
     return nn.init.calculate_gain({"elu": "relu", "silu": "relu"}.get(name, name))
 
 
-def mark_per_agent(param: nn.Parameter) -> nn.Parameter:
-    """Tag a parameter whose dim 0 indexes agents (used by AgentAdam and agent-wise clipping)."""
-    param.per_agent = True
-    return param
+class AgentParameter(nn.Parameter):
+    """A parameter whose dim 0 indexes agents (used by AgentAdam and agent-wise clipping).
+
+    The tag is the parameter's type, so copies keep it: `copy.deepcopy` rebuilds a parameter as
+    `type(param)(data, requires_grad)`, and pickling rebuilds it through `__reduce_ex__`.
+    """
+
+    def __reduce_ex__(self, protocol: int):
+        return AgentParameter, (self.data, self.requires_grad)
+
+
+def mark_per_agent(param: nn.Parameter) -> AgentParameter:
+    """`param` tagged as per-agent (dim 0 indexes agents): an `AgentParameter` on the same storage, to use in
+    its place (e.g. `self.weight = mark_per_agent(nn.Parameter(weight))`)."""
+    return AgentParameter(param.data, param.requires_grad)
 
 
 def is_per_agent(param: torch.Tensor) -> bool:
-    return getattr(param, "per_agent", False)
+    """Whether dim 0 of `param` indexes agents (see `AgentParameter`)."""
+    return isinstance(param, AgentParameter)
 
 
 def orthogonal_stack(n: int, fan_in: int, fan_out: int, gain: float) -> torch.Tensor:
@@ -199,9 +211,8 @@ class AgentParam(nn.Module):
         super().__init__()
         self.n_agents = n_agents
         shape = (n_agents, width) if per_agent else (width,)
-        self.value = nn.Parameter(torch.full(shape, float(init_value)))
-        if per_agent:
-            mark_per_agent(self.value)
+        value = nn.Parameter(torch.full(shape, float(init_value)))
+        self.value = mark_per_agent(value) if per_agent else value
 
     def forward(self, agents: torch.Tensor | None = None) -> torch.Tensor:
         """Returns (k, width) for the selected agents."""

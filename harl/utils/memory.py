@@ -1,4 +1,5 @@
-"""Keep freed tensor memory in the process instead of handing it back to the OS after every update.
+"""Memory of the process: what a device has left (`available_memory`), and keeping freed tensor memory in the
+process instead of handing it back to the OS after every update (`keep_freed_memory`).
 
 glibc's malloc serves large blocks (above a threshold that grows only up to 32 MiB) with `mmap` and
 returns them to the OS on `free`; the next allocation of the same size page-faults every page back in.
@@ -21,6 +22,9 @@ import ctypes
 import ctypes.util
 import os
 import platform
+from pathlib import Path
+
+import torch
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -43,3 +47,34 @@ def keep_freed_memory() -> bool:
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES))
+
+
+def available_memory(device: str) -> int | None:
+    """Bytes still available on `device` (cpu, cuda or cuda:N): the host's available memory (MemAvailable of
+    /proc/meminfo, else its free pages) or the GPU's free memory; None where it cannot be told (e.g. no CUDA)."""
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return None
+        index = torch.device(device).index
+        index = torch.cuda.current_device() if index is None else index
+        return torch.cuda.mem_get_info(index)[0] if index < torch.cuda.device_count() else None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def format_bytes(count: float) -> str:
+    """`count` bytes in binary units: 512 B, 1.5 KiB, 20.0 GiB, 14.6 TiB."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    power = 0
+    while count >= 1024 and power < len(units) - 1:
+        count /= 1024
+        power += 1
+    return f"{count:.0f} B" if power == 0 else f"{count:.1f} {units[power]}"
