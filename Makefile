@@ -25,7 +25,7 @@ train: install
 
 # The default suite (< 10 minutes on 2 cores).
 test: install
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
+	HARL_CONCURRENT_RUNS=2 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
 
 lint: install
 	$(PY) -m ruff check harl hypermarl_ext examples tests bench

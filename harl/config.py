@@ -149,7 +149,8 @@ class RunConfig:
     device: str = "cpu"
     """Training device: cpu, cuda or cuda:N."""
     torch_threads: int = bounded(0, ge=0)
-    """Intra-op threads for torch on CPU (0: torch's default)."""
+    """Intra-op threads of the training process (0: this run's share of the cores it may use, less its env
+    workers; see `harl.utils.threads`)."""
     log_dir: str = "results"
     """Root folder of run folders."""
     exp_name: str = "default"

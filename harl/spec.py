@@ -128,6 +128,8 @@ class VecEnv(Protocol):
 
     spec: EnvSpec
     n_envs: int
+    n_workers: int
+    """Worker processes stepping some of the envs beside the calling process (0: all stepped in it)."""
     device: torch.device
 
     def reset(self, seed: int) -> StepOutput: ...

@@ -46,6 +46,7 @@ class MatrixGameVecEnv:
 
     def __init__(self, game: Literal["specialisation", "synchronisation"], n_agents: int, n_envs: int, device):
         self.game, self.n_envs, self.device = game, n_envs, torch.device(device)
+        self.n_workers = 0  # stepped in this process, as tensors
         n = n_agents
         self.spec = EnvSpec(
             agent_ids=tuple(f"agent_{i}" for i in range(n)),

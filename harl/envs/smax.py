@@ -294,6 +294,7 @@ class SmaxVecEnv:
     def __init__(self, cfg: SmacConfig, n_envs: int, device: torch.device | str, seed: int = 0):
         cfg.validate()
         self.n_envs, self.device = n_envs, torch.device(device)
+        self.n_workers = 0  # stepped in this process by JAX
         self._jax_device = _jax_device(self.device)
         self._smax = _compiled(astuple(cfg))
         env = self._smax.env

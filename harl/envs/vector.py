@@ -14,7 +14,6 @@ each env's own RNG continues and a run is reproducible from the initial seed alo
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import signal
 import time
 import traceback
@@ -30,6 +29,7 @@ import torch
 
 from harl.errors import EnvWorkerError, UserError
 from harl.spec import EnvSpec, MultiAgentEnv, StepOutput, VecEnv
+from harl.utils.threads import available_cores, worker_environment
 
 EnvFn = Callable[[], MultiAgentEnv]
 
@@ -228,6 +228,7 @@ class SerialVecEnv:
         self._group = _EnvGroup(env_fns)
         self.spec = self._group.spec
         self.n_envs = len(env_fns)
+        self.n_workers = 0
         self.device = torch.device(device)
         self._closed = False
 
@@ -260,6 +261,7 @@ def _worker(conn: Connection, env_fns: Sequence[EnvFn]) -> None:
     # and then closes the workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    torch.set_num_threads(1)
     group = None
     try:
         group = _EnvGroup(env_fns)
@@ -356,6 +358,7 @@ class SubprocVecEnv:
         if not 1 <= n_workers <= most:
             raise ValueError(f"n_workers must be in [1, {most}], got {n_workers}")
         self.n_envs = len(env_fns)
+        self.n_workers = n_workers
         self.device = torch.device(device)
         self._timeout = timeout
         n_chunks = n_workers + 1 if step_in_main else n_workers
@@ -376,7 +379,8 @@ class SubprocVecEnv:
             proc = ctx.Process(
                 target=_worker, args=(child_conn, list(env_fns[chunk])), name=f"harl-env-worker-{index}", daemon=True
             )
-            proc.start()
+            with worker_environment():  # one thread per worker, set before it (or the forkserver) imports torch
+                proc.start()
             child_conn.close()
             self._conns.append(parent_conn)
             self._processes.append(proc)
@@ -494,8 +498,7 @@ def make_vec_env(env_fns: Sequence[EnvFn], n_workers: int, device: torch.device 
     if n_workers < -1:
         raise ValueError(f"n_workers must be -1, 0 or positive, got {n_workers}")
     if n_workers == -1:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        n_workers = cores - 1
+        n_workers = available_cores() - 1
     n_workers = min(n_workers, n_envs - 1)
     if n_workers <= 0:
         return SerialVecEnv(env_fns, device)

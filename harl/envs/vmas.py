@@ -160,6 +160,7 @@ class VmasVecEnv:
     def __init__(self, cfg: VmasConfig, n_envs: int, device: torch.device | str, seed: int = 0):
         cfg.validate()
         self.n_envs, self.device = n_envs, torch.device(device)
+        self.n_workers = 0  # stepped in this process, as tensors
         self._rng = _rng_states(seed, self.device)
         with self._own_rng():
             self._env = _vmas().make_env(

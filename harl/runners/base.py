@@ -32,6 +32,7 @@ from harl.utils.checkpoint import Checkpointer, describe_mismatch, rng_state, se
 from harl.utils.logger import RunLogger
 from harl.utils.memory import keep_freed_memory
 from harl.utils.signals import stop_requested
+from harl.utils.threads import training_threads
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,8 +81,6 @@ class Runner(ABC):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         run = cfg.run
         keep_freed_memory()
-        if run.torch_threads > 0:
-            torch.set_num_threads(run.torch_threads)
         self.device = resolve_device(run.device)
         seed_everything(run.seed)
         env_entry = get_environment(cfg.env_name)
@@ -89,6 +88,8 @@ class Runner(ABC):
             cfg.env, n_envs=run.n_rollout_threads, seed=run.seed, device=self.device, n_workers=run.n_workers
         )
         self.spec = self.env.spec
+        self.threads = run.torch_threads or training_threads(self.env.n_workers)  # see harl.utils.threads
+        torch.set_num_threads(self.threads)
         self.learner = build_learner(cfg, self.spec, self.device)
         self.schedule = self.learner.schedule
         self.evaluator = Evaluator(cfg, self.device)
@@ -123,6 +124,7 @@ class Runner(ABC):
             dynamic_ncols=True,
         )
         counts = self.parameter_counts()
+        print(f"torch threads: {self.threads} (see harl.utils.threads; --torch_threads overrides)")
         print("trainable parameters: " + ", ".join(f"{k.split('/')[1]} {v:,}" for k, v in counts.items()))
         if self.env_steps == 0:
             self.logger.log(self.env_steps, counts)
