@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from harl import sweep_cli as sweep
 from harl.cli import guarded
 from harl.sweep import latest_step
 
-from .example_scripts import load_example
-
-sweep = load_example("sweep")
 TINY = [
     "--env",
     "matrix",
