@@ -31,7 +31,7 @@ from harl.errors import ConfigError
 
 SECTIONS = ("run", "algo", "env", "model", "arch")
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
-TUNED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "tuned_configs"
+TUNED_CONFIG_DIR = Path(__file__).parent / "tuned_configs"
 
 
 @dataclass
