@@ -1,6 +1,12 @@
-"""The MaMuJoCo adapter: specs of (heterogeneous) splits, observation modes, episode ends, config errors."""
+"""The MaMuJoCo adapter: specs of (heterogeneous) splits, observation modes, episode ends, config errors, and
+runs without the `mamujoco` extra."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +191,46 @@ def test_registered_make_builds_a_vec_env():
         assert out.obs.shape == (2, 2, 12) and out.state.shape == (2, 17)
     finally:
         venv.close()
+
+
+# `harl-train` in a process where mujoco and gymnasium-robotics cannot be imported (the `mamujoco` extra is absent).
+WITHOUT_EXTRA = (
+    "import sys; sys.modules.update(mujoco=None, gymnasium_robotics=None); "
+    "from harl.cli import train; sys.exit(train())"
+)
+
+
+def _train_without_extra(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRA, "--algo", "mappo", "--arch", "nops", *args, "--log_dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def test_mamujoco_without_its_extra_says_what_to_install(tmp_path):
+    result = _train_without_extra(tmp_path / "results", "--env", "mamujoco")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: the mamujoco environment needs gymnasium-robotics and mujoco: pip install 'harl-hypermarl[mamujoco]' "
+        "(in a clone of the repository: pip install -e '.[mamujoco]')"
+    ]
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "env_args",
+    [
+        ["--env", "matrix", "--num_env_steps", "40", "--n_rollout_threads", "4", "--eval_episodes", "2"],
+        ["--env", "vmas", "--max_steps", "10", "--num_env_steps", "40", "--n_rollout_threads", "4"],
+    ],
+    ids=["matrix", "vmas"],
+)
+def test_other_environments_train_without_the_mamujoco_extra(env_args, tmp_path):
+    if env_args[1] == "vmas":
+        pytest.importorskip("vmas")
+    result = _train_without_extra(tmp_path, *env_args, "--episode_length", "10", "--hidden_sizes", "16,16")
+    assert result.returncode == 0, result.stderr
+    assert "run folder:" in result.stdout
