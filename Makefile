@@ -8,11 +8,11 @@ TRAIN_ARGS ?=
 
 .PHONY: install train test test-all lint bench clean
 
-$(STAMP): setup.py
+$(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,smax,vmas,mpe,research]"
+	$(PY) -m pip install -q -e ".[dev,smax,vmas,mpe,research,mamujoco]"
 	touch $(STAMP)
 
 install: $(STAMP)
