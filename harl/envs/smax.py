@@ -143,7 +143,8 @@ def _jax() -> tuple[Any, Any]:
         raise UserError(
             "the smacv2 environment (JaxMARL SMAX) needs jaxmarl: pip install jaxmarl (or pip install '.[smax]')"
         ) from None
-    if jax.config.jax_compilation_cache_dir is None:  # the user chose no folder (JAX_COMPILATION_CACHE_DIR)
+    # None: the user chose no folder (JAX_COMPILATION_CACHE_DIR); jax's type stubs omit its configuration flags
+    if jax.config.jax_compilation_cache_dir is None:  # type: ignore[attr-defined]
         cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         jax.config.update("jax_compilation_cache_dir", os.path.join(cache_home, "harl", "jax"))
     return jax, smax

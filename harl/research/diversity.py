@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ class LoadedPolicy:
     env_steps: int
     environment: str
     layout: dict
-    learner: object
+    learner: Any  # the checkpoint's learner (any registered algorithm)
     env_cfg: object
     env_name: str
 
@@ -111,7 +112,8 @@ def collect_observations(policy: LoadedPolicy, count: int, seed: int, device: to
     """`count` joint observations (and avail masks) from rollouts of `policy`'s stochastic policy."""
     n_envs = min(count, 16)
     env = get_environment(policy.env_name).make(policy.env_cfg, n_envs=n_envs, seed=seed, device=device)
-    obs_list, avail_list = [], []
+    obs_list: list[torch.Tensor] = []
+    avail_list: list[torch.Tensor] = []
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
