@@ -18,6 +18,8 @@ def test_tiny_comparison_writes_table_and_plots(tmp_path):
         str(tmp_path / "runs"),
         "--out",
         str(out),
+        "--reps",
+        "100",
         *TINY_MAMUJOCO,
         "--warmup_steps",
         "20",

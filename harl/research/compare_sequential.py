@@ -54,6 +54,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--exp_name", default="compare_sequential", help="experiment name of every run")
     parser.add_argument("--log_dir", default="results/compare_sequential", help="root of this experiment's runs")
     parser.add_argument("--out", default="docs/results/compare_sequential", help="where plots and tables go")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the confidence intervals")
     args, extra = parser.parse_known_args(argv)
     groups = [g for g in args.groups.split(",") if g]
     if not groups or set(groups) - set(GROUPS):
@@ -76,7 +77,7 @@ def main(argv: list[str]) -> int:
     if bad:
         return 1
     out = Path(args.out)
-    code = plotting.main([args.log_dir, "--out", str(out)])
+    code = plotting.main([args.log_dir, "--out", str(out), "--reps", str(args.reps)])
     command = "python examples/compare_sequential.py " + " ".join(shlex.quote(a) for a in argv)
     (out / "command.md").write_text(f"Made with:\n\n```bash\n{command}\n```\n")
     return code
