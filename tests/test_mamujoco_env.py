@@ -193,16 +193,29 @@ def test_registered_make_builds_a_vec_env():
         venv.close()
 
 
-# `harl-train` in a process where mujoco and gymnasium-robotics cannot be imported (the `mamujoco` extra is absent).
-WITHOUT_EXTRA = (
-    "import sys; sys.modules.update(mujoco=None, gymnasium_robotics=None); "
-    "from harl.cli import train; sys.exit(train())"
+# The packages of the optional extras: blocked, they cannot be imported in the process below.
+MAMUJOCO_EXTRA = ("mujoco", "gymnasium_robotics")
+EVERY_EXTRA = (
+    *MAMUJOCO_EXTRA,
+    "vmas",
+    "mpe2",
+    "pettingzoo",
+    "gymnasium",
+    "jax",
+    "jaxmarl",
+    "ray",
+    "rliable",
+    "matplotlib",
+    "pandas",
+    "scipy",
 )
 
 
-def _train_without_extra(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _train_without(blocked: tuple[str, ...], tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`harl-train --algo mappo --arch nops ARGS` in a process where the `blocked` packages cannot be imported."""
+    code = f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); from harl.cli import train; sys.exit(train())"
     return subprocess.run(
-        [sys.executable, "-c", WITHOUT_EXTRA, "--algo", "mappo", "--arch", "nops", *args, "--log_dir", str(tmp_path)],
+        [sys.executable, "-c", code, "--algo", "mappo", "--arch", "nops", *args, "--log_dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -211,7 +224,7 @@ def _train_without_extra(tmp_path: Path, *args: str) -> subprocess.CompletedProc
 
 
 def test_mamujoco_without_its_extra_says_what_to_install(tmp_path):
-    result = _train_without_extra(tmp_path / "results", "--env", "mamujoco")
+    result = _train_without(MAMUJOCO_EXTRA, tmp_path / "results", "--env", "mamujoco")
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
         "error: the mamujoco environment needs gymnasium-robotics and mujoco: pip install 'harl-hypermarl[mamujoco]' "
@@ -220,17 +233,17 @@ def test_mamujoco_without_its_extra_says_what_to_install(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize(
-    "env_args",
-    [
-        ["--env", "matrix", "--num_env_steps", "40", "--n_rollout_threads", "4", "--eval_episodes", "2"],
-        ["--env", "vmas", "--max_steps", "10", "--num_env_steps", "40", "--n_rollout_threads", "4"],
-    ],
-    ids=["matrix", "vmas"],
-)
-def test_other_environments_train_without_the_mamujoco_extra(env_args, tmp_path):
-    if env_args[1] == "vmas":
-        pytest.importorskip("vmas")
-    result = _train_without_extra(tmp_path, *env_args, "--episode_length", "10", "--hidden_sizes", "16,16")
+TINY_ARGS = ["--num_env_steps", "40", "--n_rollout_threads", "4", "--episode_length", "10", "--hidden_sizes", "16,16"]
+
+
+def test_matrix_trains_with_the_core_dependencies_only(tmp_path):
+    result = _train_without(EVERY_EXTRA, tmp_path, "--env", "matrix", "--eval_episodes", "2", *TINY_ARGS)
+    assert result.returncode == 0, result.stderr
+    assert "run folder:" in result.stdout
+
+
+def test_vmas_trains_without_the_mamujoco_extra(tmp_path):
+    pytest.importorskip("vmas")
+    result = _train_without(MAMUJOCO_EXTRA, tmp_path, "--env", "vmas", "--max_steps", "10", *TINY_ARGS)
     assert result.returncode == 0, result.stderr
     assert "run folder:" in result.stdout
