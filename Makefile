@@ -6,13 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TRAIN_ARGS ?=
 
-.PHONY: install train test test-all lint bench clean
+.PHONY: install train test lint typecheck wheel-check clean
 
-$(STAMP): setup.py
+$(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,smax,vmas,mpe,research]"
+	$(PY) -m pip install -q -e ".[dev,smax,vmas,mpe,research,mamujoco,cluster]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,6 +29,15 @@ test: install
 
 lint: install
 	$(PY) -m ruff check harl hypermarl_ext examples tests bench
+	$(PY) -m ruff format --check harl hypermarl_ext examples tests bench
+
+# mypy on harl/ with the settings in pyproject.toml.
+typecheck: install
+	$(PY) -m mypy
+
+# Build the wheel, install it outside the repository and run a tuned training and the console scripts from it.
+wheel-check: install
+	.ci/check_wheel $(PY)
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache .mypy_cache

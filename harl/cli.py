@@ -40,7 +40,7 @@ TRAIN_USAGE = (
 )
 
 
-def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
+def guarded(main: Callable[[list[str]], int]) -> Callable[..., int]:
     """Turn UserErrors into one line on stderr and exit status 2."""
 
     def wrapper(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ from harl.errors import ConfigError
 
 SECTIONS = ("run", "algo", "env", "model", "arch")
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
-TUNED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "tuned_configs"
+TUNED_CONFIG_DIR = Path(__file__).parent / "tuned_configs"
 SEED_LIMIT = 2**31
 """Seeds lie in [0, SEED_LIMIT): numpy's legacy seeding and JAX keys take 32-bit seeds, and runs derive
 further seeds by offsets (env k: seed + k, evaluation: seed + 100_000 + iteration), which then still fit."""

@@ -2,7 +2,7 @@
 
 Registries are plain dicts filled where each thing is defined (`register_*` at import time).
 Extensions (such as `hypermarl_ext`) add entries through the same functions; they are found
-through the `harl.extensions` entry-point group (declared in setup.py) or the comma-separated
+through the `harl.extensions` entry-point group (declared in pyproject.toml) or the comma-separated
 `HARL_EXTENSIONS` environment variable, and imported by `load_extensions()`.
 """
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from harl.research import compare_sequential
+
 from .conftest import TINY_MAMUJOCO
-from .example_scripts import load_example
 
 
 def test_tiny_comparison_writes_table_and_plots(tmp_path):
@@ -17,6 +18,8 @@ def test_tiny_comparison_writes_table_and_plots(tmp_path):
         str(tmp_path / "runs"),
         "--out",
         str(out),
+        "--reps",
+        "100",
         *TINY_MAMUJOCO,
         "--warmup_steps",
         "20",
@@ -27,8 +30,8 @@ def test_tiny_comparison_writes_table_and_plots(tmp_path):
     ]
     # --warmup_steps etc. exist only for off-policy learners: run the groups separately
     on = [a for a in argv if a not in ("--warmup_steps", "20", "--batch_size", "8", "--train_interval", "5")]
-    assert load_example("compare_sequential").main([*on, "--groups", "on", "--episode_length", "10"]) == 0
-    assert load_example("compare_sequential").main([*argv, "--groups", "off"]) == 0
+    assert compare_sequential.main([*on, "--groups", "on", "--episode_length", "10"]) == 0
+    assert compare_sequential.main([*argv, "--groups", "off"]) == 0
     summary = (out / "summary.md").read_text()
     for method in ("mappo-hypermarl", "happo-nops", "mappo-fups_id", "masac-hypermarl", "hasac-nops"):
         assert method in summary

@@ -25,7 +25,14 @@ from harl.models.policies import CategoricalActor, GaussianActor
 from harl.registry import get_architecture
 from harl.spec import EnvSpec
 
-torch.manual_seed(0)
+
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test draws its random inputs from seed 0, whichever tests ran before it; the global stream is
+    restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
 
 
 def random_probs(b: int, n: int, a: int) -> torch.Tensor:

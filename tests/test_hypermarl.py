@@ -735,6 +735,7 @@ def eval_returns(run_dir) -> list[float]:
     return [float(row["eval/episode_return"]) for row in read_progress(run_dir) if row["eval/episode_return"]]
 
 
+@pytest.mark.slow  # four full-length runs of the matrix default config, ~10 s each on an idle machine
 @pytest.mark.parametrize(
     ("arch", "game", "reaches"),
     [

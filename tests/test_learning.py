@@ -10,6 +10,10 @@ import pytest
 
 from .conftest import read_progress, run_train
 
+# Full-length runs of the default config (13-22 s each on an idle machine, much more under a loaded CI):
+# `pytest -m slow` runs them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize(
     ("algo", "arch", "low", "high"),

@@ -1,6 +1,12 @@
-"""The MaMuJoCo adapter: specs of (heterogeneous) splits, observation modes, episode ends, config errors."""
+"""The MaMuJoCo adapter: specs of (heterogeneous) splits, observation modes, episode ends, config errors, and
+runs without the `mamujoco` extra."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +191,59 @@ def test_registered_make_builds_a_vec_env():
         assert out.obs.shape == (2, 2, 12) and out.state.shape == (2, 17)
     finally:
         venv.close()
+
+
+# The packages of the optional extras: blocked, they cannot be imported in the process below.
+MAMUJOCO_EXTRA = ("mujoco", "gymnasium_robotics")
+EVERY_EXTRA = (
+    *MAMUJOCO_EXTRA,
+    "vmas",
+    "mpe2",
+    "pettingzoo",
+    "gymnasium",
+    "jax",
+    "jaxmarl",
+    "ray",
+    "rliable",
+    "matplotlib",
+    "pandas",
+    "scipy",
+)
+
+
+def _train_without(blocked: tuple[str, ...], tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`harl-train --algo mappo --arch nops ARGS` in a process where the `blocked` packages cannot be imported."""
+    code = f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); from harl.cli import train; sys.exit(train())"
+    return subprocess.run(
+        [sys.executable, "-c", code, "--algo", "mappo", "--arch", "nops", *args, "--log_dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def test_mamujoco_without_its_extra_says_what_to_install(tmp_path):
+    result = _train_without(MAMUJOCO_EXTRA, tmp_path / "results", "--env", "mamujoco")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: the mamujoco environment needs gymnasium-robotics and mujoco: pip install 'harl-hypermarl[mamujoco]' "
+        "(in a clone of the repository: pip install -e '.[mamujoco]')"
+    ]
+    assert not (tmp_path / "results").exists()
+
+
+TINY_ARGS = ["--num_env_steps", "40", "--n_rollout_threads", "4", "--episode_length", "10", "--hidden_sizes", "16,16"]
+
+
+def test_matrix_trains_with_the_core_dependencies_only(tmp_path):
+    result = _train_without(EVERY_EXTRA, tmp_path, "--env", "matrix", "--eval_episodes", "2", *TINY_ARGS)
+    assert result.returncode == 0, result.stderr
+    assert "run folder:" in result.stdout
+
+
+def test_vmas_trains_without_the_mamujoco_extra(tmp_path):
+    pytest.importorskip("vmas")
+    result = _train_without(MAMUJOCO_EXTRA, tmp_path, "--env", "vmas", "--max_steps", "10", *TINY_ARGS)
+    assert result.returncode == 0, result.stderr
+    assert "run folder:" in result.stdout

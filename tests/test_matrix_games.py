@@ -7,11 +7,9 @@ import torch
 
 from harl.cli import guarded
 from harl.registry import ARCHITECTURES, load_extensions
-
-from .example_scripts import load_example
+from harl.research import matrix_study as mg
 
 load_extensions()
-mg = load_example("matrix_games")
 METHODS = {m.name: m for m in mg.METHODS}
 
 

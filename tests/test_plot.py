@@ -1,15 +1,14 @@
-"""plot.py on hand-written run folders (known IQMs, optional statistics) and on real tiny matrix runs."""
+"""harl-plot (`harl.research.plotting`) on hand-written run folders (known IQMs, optional statistics) and on
+real tiny matrix runs."""
 
 from __future__ import annotations
 
 import pytest
 
 from harl.cli import guarded
+from harl.research import plotting as plot
 
 from .conftest import run_train
-from .example_scripts import load_example
-
-plot = load_example("plot")
 
 HEADER = "env_steps,train/episode_return,eval/episode_return,diversity/snd,grad/param_variance,grad/noise\n"
 

@@ -1,16 +1,14 @@
-"""diversity.py on saved checkpoints and param_scaling.py through the registry builders."""
+"""harl.research.diversity on saved checkpoints and harl.research.param_scaling through the registry builders."""
 
 from __future__ import annotations
 
 import torch
 
 from harl.cli import guarded
+from harl.research import diversity, param_scaling
 
 from .conftest import run_train
-from .example_scripts import load_example
 
-diversity = load_example("diversity")
-param_scaling = load_example("param_scaling")
 TINY = [
     "--env",
     "matrix",

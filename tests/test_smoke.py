@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -82,11 +83,35 @@ ALGO_TINY = {
 }
 
 
+# What every off-policy run logs (the SAC variants also their temperatures).
+OFF_POLICY_SIGNALS = [
+    "losses/critic/loss",
+    "values/q_mean",
+    "values/target_mean",
+    "buffer/size",
+    "timers/updates_per_second",
+    "losses/agent_0/actor_loss",
+]
+SAC_SIGNALS = ["losses/agent_0/entropy", "losses/agent_0/alpha", "losses/critic/alpha"]
+
+
 def tiny_args(algo: str, env: str) -> list[str]:
     fields = {f.name for f in dataclasses.fields(ALGORITHMS[algo].config_cls)}
     args = [arg for key, value in ALGO_TINY.items() if key in fields for arg in (f"--{key}", value)]
     steps = "40" if ALGORITHMS[algo].on_policy else "60"
     return [*args, "--num_env_steps", steps, *ENV_ARGS[env]]
+
+
+def check_run(run_dir, algo: str) -> None:
+    """A finished tiny run: an evaluation, a checkpoint and, off-policy, every learner signal (finite losses)."""
+    rows = read_progress(run_dir)
+    assert rows[-1]["eval/episode_return"] != ""
+    assert list((run_dir / "checkpoints").glob("step_*.pt"))
+    if ALGORITHMS[algo].on_policy:
+        return
+    for key in OFF_POLICY_SIGNALS + (SAC_SIGNALS if "sac" in algo else []):
+        assert any(row.get(key) not in ("", None) for row in rows), key
+    assert all(math.isfinite(float(row["losses/critic/loss"])) for row in rows if row["losses/critic/loss"])
 
 
 def supported(algo: str, env: str) -> bool:
@@ -107,15 +132,13 @@ COMBOS = [
 def test_tiny_run_writes_logs_and_checkpoint(algo, arch, env, tmp_path):
     if env in ENV_PACKAGES:
         pytest.importorskip(ENV_PACKAGES[env])
-    run_dir = run_train(tmp_path, "--algo", algo, "--arch", arch, "--env", env, *tiny_args(algo, env))
-    rows = read_progress(run_dir)
-    assert rows[-1]["eval/episode_return"] != ""
-    assert list((run_dir / "checkpoints").glob("step_*.pt"))
+    check_run(run_train(tmp_path, "--algo", algo, "--arch", arch, "--env", env, *tiny_args(algo, env)), algo)
 
 
 @pytest.mark.parametrize("algo", sorted(a for a in ALGORITHMS if ALGORITHMS[a].continuous))
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_heterogeneous_mamujoco(algo, arch, tmp_path):
+    """HalfCheetah 6x1: agents with different observation sizes."""
     run_dir = run_train(
         tmp_path,
         "--algo",
@@ -128,7 +151,7 @@ def test_heterogeneous_mamujoco(algo, arch, tmp_path):
         "6x1",
         *tiny_args(algo, "mamujoco"),
     )
-    assert read_progress(run_dir)[-1]["eval/episode_return"] != ""
+    check_run(run_dir, algo)
 
 
 def test_every_environment_is_covered():

@@ -10,13 +10,12 @@ import time
 
 import pytest
 
+from harl import sweep_cli as sweep
 from harl.cli import guarded
 from harl.sweep import latest_step
 
 from .conftest import ROOT
-from .example_scripts import load_example
 
-sweep = load_example("sweep")
 TINY = [
     "--env",
     "matrix",

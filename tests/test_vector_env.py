@@ -36,6 +36,7 @@ class CountdownEnv:
         )
         self.t = 0
         self.resets: list[int | None] = []
+        self.closed = False
 
     def _observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         obs = np.array([[self.t, 1.0], [self.t, 0.0]], dtype=np.float32)
@@ -57,7 +58,20 @@ class CountdownEnv:
         pass
 
     def close(self) -> None:
-        pass
+        self.closed = True
+
+
+class PidEnv(CountdownEnv):
+    """A CountdownEnv whose state is the id of the process that steps it."""
+
+    def _observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        obs, _, avail = super()._observe()
+        return obs, np.array([os.getpid()], dtype=np.float32), avail
+
+
+def _same(env: CountdownEnv) -> CountdownEnv:
+    """An env fn that returns `env` itself in this process (and a pickled copy of it in a worker)."""
+    return env
 
 
 def _mamujoco_fns(n: int, **kwargs) -> list:
@@ -71,9 +85,10 @@ def _assert_same(a: StepOutput, b: StepOutput) -> None:
 
 
 def test_serial_episode_bookkeeping_and_info():
-    venv = SerialVecEnv([functools.partial(CountdownEnv, 2), functools.partial(CountdownEnv, 3)])
+    envs = [CountdownEnv(2), CountdownEnv(3)]
+    venv = SerialVecEnv([functools.partial(_same, env) for env in envs])
     out = venv.reset(10)
-    assert [env.resets for env in venv._group.envs] == [[10], [11]]
+    assert [env.resets for env in envs] == [[10], [11]]
     assert out.avail_actions.shape == (2, 2, 3) and out.avail_actions.dtype == torch.bool
     assert out.reward.shape == (2, 2) and not out.done.any() and torch.isnan(out.episode_return).all()
     actions = torch.tensor([[[1], [1]], [[2], [0]]])  # (n_envs, n_agents, 1)
@@ -89,9 +104,10 @@ def test_serial_episode_bookkeeping_and_info():
     out = venv.step(actions)  # env 1 ends after 3 steps: team return 3 * mean(2, 0)
     assert out.done.tolist() == [False, True] and out.episode_return[1].item() == 3.0
     assert out.info["win"][1].item() == 0.0
-    assert [env.resets for env in venv._group.envs] == [[10, None], [11, None]]
+    assert [env.resets for env in envs] == [[10, None], [11, None]]
     venv.close()
     venv.close()
+    assert all(env.closed for env in envs)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +157,8 @@ def test_killed_worker_raises_instead_of_hanging():
     with pytest.raises(EnvWorkerError, match=r"worker 1 .*SIGKILL"):
         venv.step(torch.zeros(4, 2, 3))
     assert time.monotonic() - start < 5.0
-    assert not any(proc.is_alive() for proc in venv._processes)  # the other worker was stopped too
+    workers = [p for p in mp.active_children() if p.name.startswith("harl-env-worker")]
+    assert not [p for p in workers if p.is_alive()]  # the other worker was stopped too
     with pytest.raises(EnvWorkerError, match="closed"):
         venv.step(torch.zeros(4, 2, 3))
     venv.close()
@@ -177,13 +194,14 @@ def test_make_vec_env_worker_counts():
         make_vec_env(fns, -2)
     with pytest.raises(ValueError, match=r"\[1, 1\]"):
         SubprocVecEnv(fns[:2], 2, step_in_main=True)
-    venv = make_vec_env(_mamujoco_fns(3), 5)  # capped: the calling process keeps a share
+    venv = make_vec_env([functools.partial(PidEnv, 2)] * 3, 5)  # capped: the calling process keeps a share
     try:
         assert isinstance(venv, SubprocVecEnv) and len(venv.pids) == 2
-        assert venv._slices == [slice(0, 1), slice(1, 2)] and venv._main_slice == slice(2, 3)
+        # env 0 and env 1 are stepped by one worker each, env 2 by the calling process
+        assert venv.reset(0).state[:, 0].tolist() == [*venv.pids, os.getpid()]
     finally:
         venv.close()
-    venv = make_vec_env(_mamujoco_fns(4), -1)  # one stepping process per core, the calling one included
+    venv = make_vec_env([functools.partial(PidEnv, 2)] * 4, -1)  # one stepping process per core, this one included
     try:
         cores = len(os.sched_getaffinity(0))
         assert len(getattr(venv, "pids", [])) == min(cores - 1, 3)
@@ -192,20 +210,24 @@ def test_make_vec_env_worker_counts():
 
 
 def test_step_in_main_steps_its_chunk_between_step_async_and_step_wait():
-    venv = SubprocVecEnv([functools.partial(CountdownEnv, 5)] * 4, 1, step_in_main=True)
+    envs = [CountdownEnv(5) for _ in range(4)]
+    venv = SubprocVecEnv([functools.partial(_same, env) for env in envs], 1, step_in_main=True)
     try:
-        assert venv._main_slice == slice(2, 4)
         with pytest.raises(RuntimeError, match="step_async"):
             venv.step_wait()
         venv.reset(0)
+        # envs 0-1 are copies in the worker; envs 2-3 are these objects, reset and stepped in this process
+        assert [env.resets for env in envs] == [[], [], [2], [3]]
         venv.step_async(torch.zeros(4, 2, 1, dtype=torch.long))
-        assert [env.t for env in venv._main_group.envs] == [0, 0]  # nothing stepped in here yet
+        assert [env.t for env in envs] == [0, 0, 0, 0]  # nothing stepped in here yet
         out = venv.step_wait()
-        assert [env.t for env in venv._main_group.envs] == [1, 1]
-        assert out.obs.shape[0] == 4
+        assert [env.t for env in envs] == [0, 0, 1, 1]
+        assert out.obs[:, 0, 0].tolist() == [1.0, 1.0, 1.0, 1.0]  # the worker's envs stepped too
     finally:
         venv.close()
-    assert venv._main_group is not None and venv._closed
+    assert [env.closed for env in envs] == [False, False, True, True]
+    with pytest.raises(EnvWorkerError, match="closed"):
+        venv.step(torch.zeros(4, 2, 1, dtype=torch.long))
 
 
 class _BrokenEnv:

@@ -101,6 +101,7 @@ class MaMuJoCoConfig:
                 f"unknown agent_conf {self.agent_conf!r} for mamujoco scenario {self.scenario}; "
                 f"valid: {', '.join(confs)}"
             )
+        _mamujoco()  # the `mamujoco` extra: a missing one is refused with the config, before a run starts
 
     def scenario_name(self) -> str:
         """e.g. "HalfCheetah-2x3", "Humanoid-9_8" (usable as a folder name)."""
@@ -114,10 +115,19 @@ def scenarios() -> list[str]:
 
 @functools.cache
 def _mamujoco() -> ModuleType:
-    """Import gymnasium-robotics' MaMuJoCo, dropping the Adroit notice it prints to stderr on import."""
+    """Import gymnasium-robotics' MaMuJoCo (the `mamujoco` extra), dropping the Adroit notice it prints to
+    stderr on import, or fail with the line that installs it."""
     captured = io.StringIO()
-    with contextlib.redirect_stderr(captured):
-        from gymnasium_robotics import mamujoco_v1
+    try:
+        import mujoco  # noqa: F401  (gymnasium-robotics needs it; checked first for a clear message)
+
+        with contextlib.redirect_stderr(captured):
+            from gymnasium_robotics import mamujoco_v1
+    except ImportError:
+        raise UserError(
+            "the mamujoco environment needs gymnasium-robotics and mujoco: pip install 'harl-hypermarl[mamujoco]' "
+            "(in a clone of the repository: pip install -e '.[mamujoco]')"
+        ) from None
     rest = "".join(line for line in captured.getvalue().splitlines(keepends=True) if "Adroit" not in line)
     if rest:
         sys.stderr.write(rest)

@@ -10,7 +10,6 @@ the agents' symmetry. Natively vectorised in torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -44,7 +43,7 @@ class MatrixConfig:
 class MatrixGameVecEnv:
     """`n_envs` simultaneous one-step matrix games on `device`."""
 
-    def __init__(self, game: Literal["specialisation", "synchronisation"], n_agents: int, n_envs: int, device):
+    def __init__(self, game: str, n_agents: int, n_envs: int, device):
         self.game, self.n_envs, self.device = game, n_envs, torch.device(device)
         self.n_workers = 0  # stepped in this process, as tensors
         n = n_agents

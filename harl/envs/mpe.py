@@ -80,7 +80,7 @@ def _scenario_module(scenario: str) -> Any:
     try:
         return importlib.import_module(f"mpe2.{MODULES[scenario]}")
     except ImportError:
-        message = "the mpe environment needs the mpe2 package: pip install mpe2 (or pip install '.[mpe]')"
+        message = "the mpe environment needs the mpe2 package: pip install mpe2 (or pip install 'harl-hypermarl[mpe]')"
         raise UserError(message) from None
 
 

@@ -44,14 +44,14 @@ def sc2_map(scenario: str, race: Literal["protoss", "terran", "zerg"]) -> tuple[
         return scenario, None
     n_units = int(scenario.split("_")[1])
     unit_types, weights, exceptions = _TEAMS[race]
-    team_gen = {"dist_type": "weighted_teams", "unit_types": list(unit_types), "weights": list(weights)}
+    team_gen: dict[str, Any] = {"dist_type": "weighted_teams", "unit_types": list(unit_types), "weights": list(weights)}
     team_gen |= {"observe": True, **({"exception_unit_types": list(exceptions)} if exceptions else {})}
     start = {"dist_type": "surrounded_and_reflect", "p": 0.5, "map_x": 32, "map_y": 32}
     config = {"n_units": n_units, "n_enemies": n_units, "team_gen": team_gen, "start_positions": start}
     return f"10gen_{race}", config
 
 
-def _smacv2_game(scenario: str, race: str, seed: int | None) -> Any:
+def _smacv2_game(scenario: str, race: Literal["protoss", "terran", "zerg"], seed: int | None) -> Any:
     """A smacv2 game object (starts a StarCraft II process on its first reset)."""
     map_name, capability_config = sc2_map(scenario, race)
     common = {"map_name": map_name, "seed": seed}

@@ -108,7 +108,9 @@ def _require_sc2() -> None:
         missing.append("StarCraft II (installed, with SC2PATH pointing at it)")
     if missing:
         need = " and ".join(missing)
-        raise UserError(f"--backend sc2 needs {need}; use --backend smax (JaxMARL SMAX, pip install '.[smax]')")
+        raise UserError(
+            f"--backend sc2 needs {need}; use --backend smax (JaxMARL SMAX, pip install 'harl-hypermarl[smax]')"
+        )
 
 
 @contextlib.contextmanager
@@ -141,9 +143,11 @@ def _jax() -> tuple[Any, Any]:
             from jaxmarl.environments import smax
     except ImportError:
         raise UserError(
-            "the smacv2 environment (JaxMARL SMAX) needs jaxmarl: pip install jaxmarl (or pip install '.[smax]')"
+            "the smacv2 environment (JaxMARL SMAX) needs jaxmarl: pip install jaxmarl "
+            "(or pip install 'harl-hypermarl[smax]')"
         ) from None
-    if jax.config.jax_compilation_cache_dir is None:  # the user chose no folder (JAX_COMPILATION_CACHE_DIR)
+    # None: the user chose no folder (JAX_COMPILATION_CACHE_DIR); jax's type stubs omit its configuration flags
+    if jax.config.jax_compilation_cache_dir is None:  # type: ignore[attr-defined]
         cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         jax.config.update("jax_compilation_cache_dir", os.path.join(cache_home, "harl", "jax"))
     return jax, smax

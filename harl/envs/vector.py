@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ EnvFn = Callable[[], MultiAgentEnv]
 
 # "forkserver": workers fork from a clean server process (never from a parent that already runs
 # torch threads or a MuJoCo renderer), and the modules preloaded there are imported only once.
-_MP_CONTEXT = "forkserver"
+_MP_CONTEXT: Final = "forkserver"
 
 
 @dataclass

@@ -130,7 +130,9 @@ def _vmas() -> ModuleType:
     try:
         import vmas
     except ImportError:
-        message = "the vmas environment needs the vmas package: pip install vmas (or pip install '.[vmas]')"
+        message = (
+            "the vmas environment needs the vmas package: pip install vmas (or pip install 'harl-hypermarl[vmas]')"
+        )
         raise UserError(message) from None
     return vmas
 

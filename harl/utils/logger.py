@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
@@ -59,7 +60,7 @@ class RunLogger:
         self.pending: dict[str, float] = {}
         self.pending_step: int | None = None
 
-    def log(self, step: int, metrics: dict[str, float]) -> None:
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
         """Record scalars at `step` (tensorboard now, CSV at the next `write_row`)."""
         if self.pending_step is not None and step != self.pending_step:
             self.write_row()
