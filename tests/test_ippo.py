@@ -51,3 +51,27 @@ def test_mappo_critic_reads_the_state_and_ippo_does_not():
     obs, state = torch.randn(4, spec.n_agents, spec.obs_dim_max), torch.randn(4, spec.state_dim)
     assert not torch.allclose(_values(mappo, obs, state), _values(mappo, obs, torch.randn_like(state)))
     torch.testing.assert_close(_values(ippo, obs, state), _values(ippo, obs, torch.randn_like(state)))
+
+
+# (env, scenario override, tuned folder, arch, lr, clip, embedding or None): the paper's appendix B tables 5-14
+IPPO_TUNED = [
+    ("vmas", {"scenario": "dispersion", "n_agents": "4"}, "vmas/dispersion-4", "nops", 5e-4, 0.2, None),
+    ("vmas", {"scenario": "dispersion", "n_agents": "4"}, "vmas/dispersion-4", "hypermarl", 5e-4, 0.2, 4),
+    ("vmas", {"scenario": "navigation", "n_agents": "2"}, "vmas/navigation-2", "hypermarl", 5e-5, 0.2, 4),
+    ("vmas", {"scenario": "navigation", "n_agents": "4"}, "vmas/navigation-4", "fups_id", 5e-5, 0.2, None),
+    ("vmas", {"scenario": "navigation", "n_agents": "8"}, "vmas/navigation-8", "hypermarl", 5e-5, 0.1, 4),
+    ("smacv2", {"scenario": "smacv2_10_units"}, "smacv2/smacv2_10_units", "nops", 0.001, 0.05, None),
+    ("smacv2", {"scenario": "smacv2_10_units"}, "smacv2/smacv2_10_units", "hypermarl", 0.005, 0.05, 4),
+    ("smacv2", {"scenario": "3s5z"}, "smacv2/3s5z", "hypermarl", 0.004, 0.05, 64),
+]
+
+
+@pytest.mark.parametrize(("env", "overrides", "folder", "arch", "lr", "clip", "embedding"), IPPO_TUNED)
+def test_ippo_tuned_configs_resolve(env, overrides, folder, arch, lr, clip, embedding):
+    cfg, sources = build_config("ippo", arch, env, overrides)
+    name = "ippo-hypermarl.yaml" if arch == "hypermarl" else "ippo.yaml"
+    assert sources[-1].endswith(f"tuned_configs/{folder}/{name}")
+    assert cfg.algo.lr == pytest.approx(lr) and cfg.algo.critic_lr == pytest.approx(lr)
+    assert cfg.algo.clip_param == pytest.approx(clip)
+    if embedding is not None:
+        assert cfg.arch.embedding_dim == embedding

@@ -21,7 +21,7 @@ from torch import nn
 
 from harl.buffers.replay import ReplayBuffer
 from harl.buffers.rollout import RolloutBuffer
-from harl.models.distributions import PolicyDistribution
+from harl.models.distributions import Policy
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,6 @@ class CollectionSchedule:
     warmup_steps: int = 0
     updates_per_iteration: int = 0
     min_transitions: int = 0
-
-
-class Policy(Protocol):
-    """What metrics read from a learner's actor: every agent's action distribution on observations."""
-
-    def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> PolicyDistribution | None:
-        """Every agent's action distribution on obs (B, N, O) (None for deterministic policies)."""
 
 
 @runtime_checkable

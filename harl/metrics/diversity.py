@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import torch
 
 from harl.errors import UserError
-from harl.models.distributions import CategoricalPolicies, PolicyDistribution
+from harl.models.distributions import CategoricalPolicies, Policy, PolicyDistribution
 
 DISTANCES = ("jsd", "tvd", "wasserstein")
 """Distances D inside SND: Jensen–Shannon distance (paper), total variation (categorical), 2-Wasserstein
@@ -317,9 +317,7 @@ def snd_gaussian(
 # ---------------------------------------------------------------------------------------- actors
 
 
-def policy_distributions(
-    actor: torch.nn.Module, obs: torch.Tensor, avail: torch.Tensor | None = None
-) -> PolicyDistribution:
+def policy_distributions(actor: Policy, obs: torch.Tensor, avail: torch.Tensor | None = None) -> PolicyDistribution:
     """Every agent's action distribution from any harl actor (any architecture) on observations (B, N, O),
     as the actor reports it (`actor.distribution`): categorical actors their masked probabilities, Gaussian
     actors their mean and log-std, squashed-Gaussian (SAC) actors the Gaussian before the tanh. Actors
@@ -348,7 +346,7 @@ def _observation_set(
 
 @torch.no_grad()
 def snd_of_actor(
-    actor: torch.nn.Module,
+    actor: Policy,
     obs: torch.Tensor,
     avail: torch.Tensor | None = None,
     *,
@@ -398,7 +396,7 @@ def snd_of_actor(
 
 
 def snd_metrics(
-    actor: torch.nn.Module,
+    actor: Policy,
     obs: torch.Tensor,
     avail: torch.Tensor | None,
     obs_dims: tuple[int, ...],

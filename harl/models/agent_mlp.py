@@ -16,6 +16,7 @@ Per-agent trainable tensors are tagged with `mark_per_agent` so that `harl.optim
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import SupportsIndex
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +45,7 @@ class AgentParameter(nn.Parameter):
     `type(param)(data, requires_grad)`, and pickling rebuilds it through `__reduce_ex__`.
     """
 
-    def __reduce_ex__(self, protocol: int):
+    def __reduce_ex__(self, protocol: SupportsIndex):
         return AgentParameter, (self.data, self.requires_grad)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -30,3 +31,13 @@ class GaussianPolicies:
 
 
 PolicyDistribution = CategoricalPolicies | GaussianPolicies
+
+
+class Policy(Protocol):
+    """What metrics read from a learner's actor: every agent's action distribution on observations."""
+
+    act_mask: torch.Tensor
+    """(N, A) 1 on each agent's real action dimensions (continuous) or actions (discrete)."""
+
+    def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> PolicyDistribution | None:
+        """Every agent's action distribution on obs (B, N, O) (None for deterministic policies)."""

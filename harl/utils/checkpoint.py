@@ -9,6 +9,7 @@ numpy's array reconstruction as the only extra type allowed.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import random
@@ -29,7 +30,9 @@ READABLE_VERSIONS = (1, 2)
 _NAME = re.compile(r"^step_(\d+)\.pt$")
 _TMP = re.compile(r"^\.step_(\d+)\.pt\.tmp$")
 # numpy's array reconstruction: the only globals a format-1 checkpoint needs (its numpy RNG key array)
-_reconstruct = np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
+_reconstruct = importlib.import_module(
+    "numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray"
+)._reconstruct
 LEGACY_GLOBALS: list[Any] = [
     np.ndarray,
     np.dtype,
@@ -51,10 +54,10 @@ class CorruptCheckpoint(CheckpointError):
 
 def rng_state() -> dict:
     """Every global RNG's state (python, numpy, torch CPU and CUDA) as tuples, ints, floats and tensors."""
-    kind, key, pos, has_gauss, cached = np.random.get_state()
+    kind, key, pos, has_gauss, cached = np.random.get_state(legacy=True)  # key: (624,) uint32
     return {
         "python": random.getstate(),  # (version, 625 ints, None)
-        "numpy": (kind, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "numpy": (kind, torch.from_numpy(np.asarray(key, dtype=np.int64)), int(pos), int(has_gauss), float(cached)),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
