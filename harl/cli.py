@@ -10,7 +10,6 @@ SIGINT / SIGTERM end it after the current iteration with a checkpoint at the ste
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 from collections.abc import Callable
@@ -26,18 +25,9 @@ from harl.registry import ALGORITHMS, ARCHITECTURES, all_environments, get_algor
 from harl.runners import runner_for
 from harl.runners.base import Runner, build_learner, resolve_device
 from harl.utils.checkpoint import list_checkpoints, load_checkpoint, set_aside_newer
+from harl.utils.cli_args import ArgParser, parse_train_args, seed
 from harl.utils.run_lock import RunLock
 from harl.utils.signals import StopNow, exit_status, stop_signal, stop_signals
-
-MAIN_FLAGS = ("algo", "arch", "env", "load_config", "resume")
-SWITCHES = ("list", "list_keys", "no_tuned")
-
-TRAIN_USAGE = (
-    "usage: train.py --algo ALGO --arch ARCH --env ENV [--exp_name NAME] [--load_config FILE.yaml] [--seed N] "
-    "[--device cpu|cuda] [--<section>.<key> VALUE | --<key> VALUE ...]\n"
-    "       train.py --resume RUN_DIR [--<key> VALUE ...]\n"
-    "       train.py --list | --algo ALGO --arch ARCH --env ENV --list_keys"
-)
 
 
 def guarded(main: Callable[[list[str]], int]) -> Callable[..., int]:
@@ -55,37 +45,6 @@ def guarded(main: Callable[[list[str]], int]) -> Callable[..., int]:
             return exit_status(signum)
 
     return wrapper
-
-
-def parse_train_args(argv: list[str]) -> tuple[dict[str, str], set[str], dict[str, str]]:
-    """Split argv into main flags, switches and config overrides (`--key value` or `--key=value`)."""
-    main: dict[str, str] = {}
-    switches: set[str] = set()
-    overrides: dict[str, str] = {}
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if token in ("-h", "--help"):
-            print(TRAIN_USAGE)
-            raise SystemExit(0)
-        if not token.startswith("--") or len(token) == 2:
-            raise UserError(f"unexpected argument {token!r}; options look like --key value")
-        key, eq, value = token[2:].partition("=")
-        if key in SWITCHES:
-            switches.add(key)
-            i += 1
-            continue
-        if not eq:
-            if i + 1 >= len(argv) or (argv[i + 1].startswith("--") and len(argv[i + 1]) > 2):
-                raise UserError(f"--{key} needs a value")
-            value = argv[i + 1]
-            i += 1
-        i += 1
-        target = main if key in MAIN_FLAGS else overrides
-        if key in target:
-            raise UserError(f"--{key} given twice")
-        target[key] = value
-    return main, switches, overrides
 
 
 def print_registry() -> None:
@@ -221,19 +180,14 @@ def train_runner(runner: Runner, run_dir: Path, config_text: str) -> int:
 
 
 def evaluate_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description="Evaluate a harl checkpoint.", exit_on_error=False)
+    parser = ArgParser(description="Evaluate a harl checkpoint.")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint file, a run folder or its checkpoints/")
     parser.add_argument("--episodes", type=int, default=None, help="episodes to run (default: the run's eval_episodes)")
     parser.add_argument("--render", action="store_true", help="render the first environment")
     parser.add_argument("--device", default="cpu", help="device to load the policies on (cpu, cuda)")
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mode")
-    parser.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
-    try:
-        args = parser.parse_args(argv)
-    except (argparse.ArgumentError, SystemExit) as err:
-        if isinstance(err, SystemExit) and err.code == 0:
-            raise
-        raise UserError(str(err) if isinstance(err, argparse.ArgumentError) else "bad arguments (see --help)") from None
+    parser.add_argument("--seed", type=seed, default=12345, help="seed of the evaluation episodes, in [0, 2**31)")
+    args = parser.parse_args(argv)
     if args.episodes is not None and args.episodes <= 0:
         raise UserError("--episodes must be positive")
     load_extensions()

@@ -38,13 +38,14 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from harl.cli import parse_train_args
 from harl.config import read_yaml
 from harl.errors import UserError
 from harl.experiment import build_config, run_folder_base
 from harl.utils.checkpoint import checkpoint_step, list_checkpoints
+from harl.utils.cli_args import parse_train_args
 from harl.utils.run_lock import RunLock, holder_pid, is_held
 from harl.utils.signals import exit_status
+from harl.utils.threads import CONCURRENT_RUNS_ENV
 
 BACKENDS = ("local", "ray")
 
@@ -256,16 +257,15 @@ def run_task(task: Task) -> dict[str, Any]:
     return {"name": task.name, "error": error, "stopped": stopped, "seconds": time.perf_counter() - start, **task.extra}
 
 
-def make_tasks(points: list[GridPoint], log_root: Path, threads_per_run: int | None) -> list[Task]:
+def make_tasks(points: list[GridPoint], log_root: Path) -> list[Task]:
     """Tasks for the points that are not done (starting or resuming them)."""
-    threads = [] if threads_per_run is None else ["--torch_threads", str(threads_per_run)]
     tasks = []
     for point in points:
         log_file = str(log_root / f"{point.name}.log")
         if point.status == "resume":
-            argv = ["--resume", str(point.run_dir), "--num_env_steps", str(point.target_steps), *threads]
+            argv = ["--resume", str(point.run_dir), "--num_env_steps", str(point.target_steps)]
         elif point.status == "new":
-            argv = [*point.argv, *threads]
+            argv = list(point.argv)
         else:
             continue
         tasks.append(Task(point.name, argv, log_file, {"status": point.status}))
@@ -287,7 +287,10 @@ def execute_local(tasks: list[Task], workers: int) -> list[dict[str, Any]]:
             if results[-1]["stopped"]:  # Ctrl-C / SIGTERM: the run saved a checkpoint; start no other
                 raise KeyboardInterrupt
         return results
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    executor = ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=share_cores, initargs=(workers,)
+    )
+    with executor as pool:
         futures = [pool.submit(run_task, task) for task in tasks]
         try:
             for future in as_completed(futures):
@@ -329,7 +332,6 @@ def run_sweep(
     backend: str = "local",
     ray_address: str | None = None,
     cpus_per_run: float = 1.0,
-    threads_per_run: int | None = None,
 ) -> list[dict[str, Any]]:
     """Plan and execute a sweep; returns one outcome per launched run (done points are skipped)."""
     if backend not in BACKENDS:
@@ -351,7 +353,7 @@ def run_sweep(
                 print(f"note: removed {dead} (no checkpoint, cannot be resumed)")
             print(f"start  {point.name}")
     log_root = points[0].log_dir / "sweep_logs" / points[0].base.name
-    tasks = make_tasks(points, log_root, threads_per_run)
+    tasks = make_tasks(points, log_root)
     if not tasks:
         busy = sum(point.status == "busy" for point in points)
         print(
@@ -366,9 +368,10 @@ def run_sweep(
     return execute_local(tasks, workers)
 
 
-def default_threads(workers: int) -> int:
-    """Torch intra-op threads per run so that `workers` concurrent runs share this machine's cores."""
-    return max(1, (os.cpu_count() or 1) // workers)
+def share_cores(workers: int) -> None:
+    """In a sweep's pool process: `workers` runs share this machine's cores, so each run started here takes
+    its share of them (`harl.utils.threads`)."""
+    os.environ[CONCURRENT_RUNS_ENV] = str(workers)
 
 
 def failures(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

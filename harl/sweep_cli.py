@@ -21,7 +21,7 @@ import sys
 from harl.cli import guarded
 from harl.errors import UserError
 from harl.registry import load_extensions
-from harl.sweep import BACKENDS, build_grid, default_threads, failures, run_sweep
+from harl.sweep import BACKENDS, build_grid, failures, run_sweep
 from harl.utils.cli_args import ArgParser
 
 
@@ -61,10 +61,8 @@ def main(argv: list[str]) -> int:
     points = build_grid(
         names(args.algos), names(args.archs), args.env, args.scenarios, seed_list(args.seeds), args.exp_name, extra
     )
-    user_threads = any(token.lstrip("-").split("=")[0] in ("torch_threads", "run.torch_threads") for token in extra)
-    threads = None if user_threads or args.backend == "ray" else default_threads(args.workers)
     print(f"sweep {args.exp_name}: {len(points)} runs ({args.env})")
-    results = run_sweep(points, args.workers, args.backend, args.ray_address, args.cpus_per_run, threads)
+    results = run_sweep(points, args.workers, args.backend, args.ray_address, args.cpus_per_run)
     return 1 if failures(results) else 0
 
 

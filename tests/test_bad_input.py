@@ -145,3 +145,21 @@ def test_bad_values_in_a_real_process(argv, message, tmp_path):
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
     assert line.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seed", "-1"], "seeds must be in [0, 2**31), got -1"),
+        (["--seed", "99999999999"], "seeds must be in [0, 2**31)"),
+        (["--seed", "x"], "expected an integer seed, got 'x'"),
+        (["--episodes", "two"], "--episodes"),
+        (["--no_such_option", "1"], "unrecognized arguments"),
+    ],
+)
+def test_evaluate_bad_arguments_are_one_line(tmp_path, capsys, args, message):
+    """`harl-evaluate` parses with the same parser family: one line, before the checkpoint is even read."""
+    from harl.cli import evaluate_cli
+
+    assert evaluate_cli(["--checkpoint", str(tmp_path / "missing"), *args]) == 2
+    assert message in assert_one_line_error(capsys)

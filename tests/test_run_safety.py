@@ -321,3 +321,36 @@ def test_a_run_that_cannot_start_leaves_no_folder(tmp_path, capsys):
     assert train(["--algo", "hasac", "--arch", "nops", "--env", "matrix", "--log_dir", str(log_dir)]) == 2
     assert "continuous actions only" in one_line_error(capsys)
     assert not log_dir.exists()
+
+
+def test_resume_purges_events_of_a_predecessor_started_in_the_same_second(tmp_path):
+    """A killed run's event file sorts after the resumed run's when both start within one second and the
+    resumed process has the smaller pid; the resumed run's purge marker must still drop its later events."""
+    from harl.utils.logger import RunLogger
+
+    script = (
+        "import sys; from torch.utils.tensorboard import SummaryWriter\n"
+        "w = SummaryWriter(sys.argv[1])\n"
+        "[w.add_scalar('x', float(s), s) for s in range(100, 900, 100)]\n"
+        "w.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "tb")], check=True)
+    (written,) = (tmp_path / "tb").glob("events.out.tfevents.*")
+    _, _, _, _, host, *_ = written.name.split(".")
+    written.rename(written.with_name(f"events.out.tfevents.{int(time.time())}.{host}.99999999.0"))  # now, a larger pid
+    logger = RunLogger(tmp_path, resume_step=500)
+    for step in (600, 700):
+        logger.log(step, {"x": -float(step)})
+        logger.write_row()
+    logger.close()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert {e.step: e.value for e in events.Scalars("x")} == {
+        100: 100,
+        200: 200,
+        300: 300,
+        400: 400,
+        500: 500,
+        600: -600,
+        700: -700,
+    }

@@ -13,6 +13,7 @@ import pytest
 from harl import sweep_cli as sweep
 from harl.cli import guarded
 from harl.sweep import latest_step
+from harl.utils.threads import available_cores
 
 from .conftest import ROOT
 
@@ -44,7 +45,10 @@ def test_local_sweep_skips_finished_runs_and_resumes_unfinished_ones(tmp_path, c
     folders = run_folders(tmp_path)
     assert [f.parent.parent.name for f in folders] == ["mappo-fups", "mappo-nops"]
     assert all(latest_step(f) == 200 for f in folders)
-    assert len(list((tmp_path / "sweep_logs" / "sweep").glob("*.log"))) == 2
+    logs = list((tmp_path / "sweep_logs" / "sweep").glob("*.log"))
+    assert len(logs) == 2
+    share = max(1, available_cores() // 2)  # 2 runs share the cores; matrix envs need no worker
+    assert all(f"torch threads: {share} " in log.read_text() for log in logs)
     capsys.readouterr()
 
     assert guarded(sweep.main)(grid + ["200"]) == 0  # restart: everything finished

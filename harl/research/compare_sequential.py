@@ -27,7 +27,7 @@ from harl.cli import guarded
 from harl.errors import UserError
 from harl.registry import load_extensions
 from harl.research import plotting
-from harl.sweep import BACKENDS, build_grid, default_threads, failures, run_sweep
+from harl.sweep import BACKENDS, build_grid, failures, run_sweep
 from harl.utils.cli_args import ArgParser
 
 GROUPS = {
@@ -70,10 +70,8 @@ def main(argv: list[str]) -> int:
         for algo, arch in GROUPS[group]
         for point in build_grid([algo], [arch], "mamujoco", args.scenarios, seeds, args.exp_name, common)
     ]
-    user_threads = any(token.lstrip("-").split("=")[0] in ("torch_threads", "run.torch_threads") for token in extra)
-    threads = None if user_threads or args.backend == "ray" else default_threads(args.workers)
     print(f"{len(points)} runs: {', '.join(f'{a}+{b}' for g in groups for a, b in GROUPS[g])} × {len(seeds)} seeds")
-    bad = failures(run_sweep(points, args.workers, args.backend, args.ray_address, 1.0, threads))
+    bad = failures(run_sweep(points, args.workers, args.backend, args.ray_address, 1.0))
     if bad:
         return 1
     out = Path(args.out)

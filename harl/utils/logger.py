@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,6 +37,18 @@ def read_complete_rows(path: Path) -> tuple[list[str], list[dict[str, float]]]:
     return columns, rows
 
 
+def _after_earlier_event_files(folder: Path) -> None:
+    """Wait (at most a second) until a new event file's name sorts after every one in `folder`.
+
+    Event files are named `events.out.tfevents.<unix seconds>.<host>.<pid>...` and tensorboard reads them
+    in name order; a resumed run's purge marker only drops the events of files read before it. A resume
+    within the second its predecessor started (fast tests) could otherwise sort first by a smaller pid.
+    """
+    stamps = [int(p.name.split(".")[3]) for p in folder.glob("events.out.tfevents.*") if p.name.split(".")[3].isdigit()]
+    while stamps and time.time() < max(stamps) + 1:
+        time.sleep(0.05)
+
+
 class RunLogger:
     """Writes scalars to `tb/` and rows to `progress.csv` in the run folder.
 
@@ -50,6 +63,8 @@ class RunLogger:
         self.csv_path = Path(run_dir) / "progress.csv"
         # tensorboard drops earlier sessions' events at steps >= purge_step
         purge_step = None if resume_step is None else resume_step + 1
+        if resume_step is not None:
+            _after_earlier_event_files(Path(run_dir) / "tb")
         self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge_step)
         self.columns = list(FIXED_COLUMNS)
         self.rows: list[dict[str, float]] = []
