@@ -208,6 +208,11 @@ def check_env_compatible(cfg: ExperimentConfig, action_type: str) -> None:
     """Refuse a learner × architecture × run options that cannot work on an env with these actions."""
     algo = get_algorithm(cfg.algo_name)
     check_compatible(algo, get_architecture(cfg.arch_name), action_type)
+    if getattr(cfg.algo, "discrete_policy_loss", "gumbel") == "exact" and action_type != "discrete":
+        raise UserError(
+            f"--discrete_policy_loss exact: this environment's actions are {action_type}; the exact expectation "
+            "is over discrete actions (use the default, gumbel, or a discrete env)"
+        )
     if cfg.run.snd_interval > 0 and algo.actor_kind.get(action_type) == "deterministic":
         raise UserError(
             f"--snd_interval: {cfg.algo_name}'s actors are deterministic; SND compares action "

@@ -12,7 +12,6 @@ from torch.distributions import Normal
 from harl.buffers.replay import ReplayBuffer
 from harl.cli import train_main
 from harl.config import TUNED_CONFIG_DIR, apply_overrides
-from harl.errors import UserError
 from harl.experiment import build_config, default_config
 from harl.models.off_policy import JointQCritic, SquashedGaussianActor
 from harl.registry import ALGORITHMS, ARCHITECTURES, get_architecture, load_extensions
@@ -55,11 +54,6 @@ TINY = [
 def test_the_six_off_policy_learners_are_registered():
     assert OFF_POLICY == ["haddpg", "hasac", "hatd3", "maddpg", "masac", "matd3"]
     assert {name for name in OFF_POLICY if ALGORITHMS[name].sequential} == {"haddpg", "hasac", "hatd3"}
-
-
-def test_discrete_environments_are_refused(tmp_path):
-    with pytest.raises(UserError, match="continuous actions only"):
-        train_main(["--algo", "hasac", "--arch", "nops", "--env", "matrix", "--log_dir", str(tmp_path)])
 
 
 # ---------------------------------------------------------------------------- update semantics

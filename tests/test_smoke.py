@@ -90,9 +90,9 @@ OFF_POLICY_SIGNALS = [
     "values/target_mean",
     "buffer/size",
     "timers/updates_per_second",
-    "losses/agent_0/actor_loss",
+    "losses/<first agent>/actor_loss",
 ]
-SAC_SIGNALS = ["losses/agent_0/entropy", "losses/agent_0/alpha", "losses/critic/alpha"]
+SAC_SIGNALS = ["losses/<first agent>/entropy", "losses/<first agent>/alpha", "losses/critic/alpha"]
 
 
 def tiny_args(algo: str, env: str) -> list[str]:
@@ -109,7 +109,9 @@ def check_run(run_dir, algo: str) -> None:
     assert list((run_dir / "checkpoints").glob("step_*.pt"))
     if ALGORITHMS[algo].on_policy:
         return
+    first_agent = next(k for k in rows[-1] if k.startswith("losses/") and k.endswith("/actor_loss")).split("/")[1]
     for key in OFF_POLICY_SIGNALS + (SAC_SIGNALS if "sac" in algo else []):
+        key = key.replace("<first agent>", first_agent)
         assert any(row.get(key) not in ("", None) for row in rows), key
     assert all(math.isfinite(float(row["losses/critic/loss"])) for row in rows if row["losses/critic/loss"])
 

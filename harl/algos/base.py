@@ -114,8 +114,8 @@ class OffPolicyLearner(Learner, Protocol):
     def make_buffer(self, n_envs: int) -> ReplayBuffer:
         """An empty replay buffer for `n_envs` environments."""
 
-    def random_act(self, n_envs: int) -> ActOutput:
-        """Warm-up actions, uniform over every agent's own action space."""
+    def random_act(self, n_envs: int, avail: torch.Tensor | None = None) -> ActOutput:
+        """Warm-up actions, uniform over every agent's own (available: `avail` (E, N, A)) actions."""
 
     def train(self, buffer: ReplayBuffer, n_updates: int) -> dict[str, float]:
         """Run `n_updates` gradient updates from the buffer; returns metrics averaged over them."""

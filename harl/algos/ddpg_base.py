@@ -13,12 +13,13 @@ import copy
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from harl.algos.base import ActOutput
 from harl.algos.off_policy_base import OffPolicyConfig, ReplayLearner, polyak_update
 from harl.buffers.replay import ReplayBatch
 from harl.config import ExperimentConfig, bounded
-from harl.models.off_policy import DeterministicActor
+from harl.models.off_policy import DeterministicActor, GumbelCategoricalActor
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 
@@ -59,7 +60,9 @@ class DeterministicLearner(ReplayLearner):
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.first_head = torch.zeros(1, dtype=torch.long, device=device)
 
-    def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> DeterministicActor:
+    def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> nn.Module:
+        if spec.discrete:  # Gumbel-softmax policies (the original MADDPG's treatment of discrete actions)
+            return GumbelCategoricalActor(spec, arch, cfg.model, cfg.arch)
         return DeterministicActor(spec, arch, cfg.model, cfg.arch)
 
     @torch.no_grad()
@@ -74,14 +77,17 @@ class DeterministicLearner(ReplayLearner):
     ) -> ActOutput:
         """Env-ready actions (E, N, A) and stored normalised actions (E, N, A), with exploration noise unless
         `deterministic`."""
-        actions = self.actor.act(obs, 0.0 if deterministic else self.cfg.expl_noise)
-        return ActOutput(self.actor.env_actions(actions), actions)
+        if self.spec.discrete:  # Gumbel-softmax policies explore by sampling, evaluate by their modes
+            actions = self.actor.act(obs, deterministic, avail)[0]
+        else:
+            actions = self.actor.act(obs, 0.0 if deterministic else self.cfg.expl_noise)
+        return ActOutput(self.actor.env_actions(actions), self.actor.stored_actions(actions))
 
     def train_critic(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
         """Q regression on the target actors' next actions (smoothed, and min over twins, for TD3)."""
         with torch.no_grad():
-            next_actions = self.target_actor(batch.next_obs)  # (B, N, A)
-            if self.td3:
+            next_actions = self.target_actor(batch.next_obs, avail=batch.next_avail)  # (B, N, A)
+            if self.td3 and not self.spec.discrete:  # smoothing noise on one-hot samples would not be an action
                 noise = (torch.randn_like(next_actions) * self.cfg.policy_noise).clamp(
                     -self.cfg.noise_clip, self.cfg.noise_clip
                 )

@@ -27,20 +27,20 @@ class HADDPG(DeterministicLearner):
             # deterministic policy step against the joint action, then replace that agent's action by
             # its updated policy's, so later agents are trained against their predecessors' new policies.
             with torch.no_grad():
-                actions = self.actor(batch.obs)  # (B, N, A)
+                actions = self.actor(batch.obs, avail=batch.avail)  # (B, N, A)
                 state_embedding = self.critic.embed_state(batch.state, self.first_head)  # shared by every step
             actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
             groups = self.agent_groups(sequential=True)
             with frozen(self.critic):
                 for position, agents in enumerate(groups):  # inherently sequential: one agent per group
-                    obs = batch.obs[:, agents]  # (B, 1, O)
-                    joint = actions.index_copy(1, agents, self.actor(obs, agents))  # (B, N, A)
+                    obs, avail = batch.obs[:, agents], batch.avail_of(agents)  # (B, 1, O), (B, 1, A) or None
+                    joint = actions.index_copy(1, agents, self.actor(obs, agents, avail))  # (B, N, A)
                     loss = -self.actor_q(batch.state, joint, state_embedding).mean()
                     self.step_actor(loss, agents)
                     actor_loss[agents] = loss.detach()
                     if position < len(groups) - 1:  # the last agent's new action is never used
                         with torch.no_grad():
-                            actions[:, agents] = self.actor(obs, agents)
+                            actions[:, agents] = self.actor(obs, agents, avail)
             metrics["actor_loss"] = actor_loss
         self.finish_update(actors_updated)
         return metrics
@@ -60,9 +60,9 @@ register_algorithm(
         config_cls=DDPGConfig,
         on_policy=False,
         sequential=True,
-        discrete=False,
+        discrete=True,
         continuous=True,
-        actor_kind={"continuous": "deterministic"},
+        actor_kind={"continuous": "deterministic", "discrete": "gumbel_categorical"},
         description="heterogeneous-agent DDPG: sequential deterministic policy steps in a random order",
     )
 )
@@ -73,9 +73,9 @@ register_algorithm(
         config_cls=TD3Config,
         on_policy=False,
         sequential=True,
-        discrete=False,
+        discrete=True,
         continuous=True,
-        actor_kind={"continuous": "deterministic"},
+        actor_kind={"continuous": "deterministic", "discrete": "gumbel_categorical"},
         description="heterogeneous-agent TD3: sequential update, twin critic, target smoothing, delayed actor updates",
     )
 )

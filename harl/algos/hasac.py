@@ -26,23 +26,28 @@ class HASAC(SACLearner):
         # take a soft policy step against the joint action, then re-sample that agent's action from
         # its updated policy, so later agents are trained against their predecessors' new policies.
         with torch.no_grad():
-            actions, _ = self.actor.act(batch.obs)  # (B, N, A)
+            actions, _ = self.actor.act(batch.obs, avail=batch.avail)  # (B, N, A)
             state_embedding = self.critic.embed_state(batch.state)  # (2, B, H1), shared by every agent's step
         log_probs = torch.zeros(batch.obs.shape[0], self.n_agents, device=self.device)  # (B, N)
         actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
         groups = self.agent_groups(sequential=True)
         with frozen(self.critic):
             for position, agents in enumerate(groups):  # inherently sequential: one agent per group
-                obs = batch.obs[:, agents]  # (B, 1, O)
-                own, own_log_probs = self.actor.sample(obs, agents)  # (B, 1, A), (B, 1)
-                joint = actions.index_copy(1, agents, own)  # (B, N, A)
-                q = self.critic(batch.state, joint, state_embedding=state_embedding).min(-1).values  # (B,)
-                loss, actor_loss[agents] = self.actor_loss(own_log_probs, q, agents)
+                obs, avail = batch.obs[:, agents], batch.avail_of(agents)  # (B, 1, O), (B, 1, A) or None
+                if self.exact_discrete:  # the expectation over the agent's own actions, others fixed
+                    loss, actor_loss[agents], own_log_probs = self.exact_actor_loss(
+                        batch, actions, agents, state_embedding
+                    )
+                else:
+                    own, own_log_probs = self.actor.sample(obs, agents, avail=avail)  # (B, 1, A), (B, 1)
+                    joint = actions.index_copy(1, agents, own)  # (B, N, A)
+                    q = self.critic(batch.state, joint, state_embedding=state_embedding).min(-1).values  # (B,)
+                    loss, actor_loss[agents] = self.actor_loss(own_log_probs, q, agents)
                 self.step_actor(loss, agents)
                 log_probs[:, agents] = own_log_probs.detach()
                 if position < len(groups) - 1:  # the last agent's new action is never used
                     with torch.no_grad():
-                        actions[:, agents] = self.actor.sample(obs, agents)[0]
+                        actions[:, agents] = self.actor.sample(obs, agents, avail=avail)[0]
         metrics.update(self.update_temperatures(log_probs))
         metrics["actor_loss"] = actor_loss
         self.finish_update()
@@ -56,9 +61,9 @@ ALGO = register_algorithm(
         config_cls=SACConfig,
         on_policy=False,
         sequential=True,
-        discrete=False,
+        discrete=True,
         continuous=True,
-        actor_kind={"continuous": "squashed_gaussian"},
+        actor_kind={"continuous": "squashed_gaussian", "discrete": "gumbel_categorical"},
         description="heterogeneous-agent SAC: sequential soft policy steps in a random order, joint soft twin-Q critic",
     )
 )

@@ -22,7 +22,7 @@ class MADDPG(DeterministicLearner):
             # ALGO LOGIC: every agent's deterministic policy gradient in one joint step.
             self.agent_groups(sequential=False)
             with frozen(self.critic):
-                actions = self.actor(batch.obs)  # (B, N, A)
+                actions = self.actor(batch.obs, avail=batch.avail)  # (B, N, A)
                 loss = -self.actor_q(batch.state, actions).mean()
                 self.step_actor(loss, None)
             metrics["actor_loss"] = loss.detach().expand(self.n_agents)
@@ -44,9 +44,9 @@ register_algorithm(
         config_cls=DDPGConfig,
         on_policy=False,
         sequential=False,
-        discrete=False,
+        discrete=True,
         continuous=True,
-        actor_kind={"continuous": "deterministic"},
+        actor_kind={"continuous": "deterministic", "discrete": "gumbel_categorical"},
         description="multi-agent DDPG: simultaneous deterministic policy step, centralised Q critic",
     )
 )
@@ -57,9 +57,9 @@ register_algorithm(
         config_cls=TD3Config,
         on_policy=False,
         sequential=False,
-        discrete=False,
+        discrete=True,
         continuous=True,
-        actor_kind={"continuous": "deterministic"},
+        actor_kind={"continuous": "deterministic", "discrete": "gumbel_categorical"},
         description="multi-agent TD3: simultaneous update, twin critic, target smoothing, delayed actor updates",
     )
 )

@@ -21,9 +21,12 @@ class MASAC(SACLearner):
         # ALGO LOGIC: all agents sample together and take one joint soft policy step.
         (agents,) = self.agent_groups(sequential=False)
         with frozen(self.critic):
-            actions, log_probs = self.actor.act(batch.obs)  # (B, N, A), (B, N)
-            q = self.critic(batch.state, actions).min(-1).values  # (B,)
-            loss, actor_loss = self.actor_loss(log_probs, q, agents)
+            actions, log_probs = self.actor.act(batch.obs, avail=batch.avail)  # (B, N, A), (B, N)
+            if self.exact_discrete:  # every agent's expectation over its own actions, the others' sampled
+                loss, actor_loss, log_probs = self.exact_actor_loss(batch, actions, agents)
+            else:
+                q = self.critic(batch.state, actions).min(-1).values  # (B,)
+                loss, actor_loss = self.actor_loss(log_probs, q, agents)
             self.step_actor(loss, None)
         metrics.update(self.update_temperatures(log_probs))
         metrics["actor_loss"] = actor_loss
@@ -38,9 +41,9 @@ ALGO = register_algorithm(
         config_cls=SACConfig,
         on_policy=False,
         sequential=False,
-        discrete=False,
+        discrete=True,
         continuous=True,
-        actor_kind={"continuous": "squashed_gaussian"},
+        actor_kind={"continuous": "squashed_gaussian", "discrete": "gumbel_categorical"},
         description="multi-agent SAC: simultaneous soft policy step of all agents, joint soft twin-Q critic",
     )
 )

@@ -146,10 +146,10 @@ class ReplayLearner(ABC):
         return None
 
     @torch.no_grad()
-    def random_act(self, n_envs: int) -> ActOutput:
-        """Warm-up actions, uniform within each agent's own bounds: env actions (E, N, A), stored (normalised) ones."""
-        actions = self.actor.random_actions(n_envs)
-        return ActOutput(self.actor.env_actions(actions), actions)
+    def random_act(self, n_envs: int, avail: torch.Tensor | None = None) -> ActOutput:
+        """Warm-up actions, uniform over each agent's own (available) actions: env actions and stored ones."""
+        actions = self.actor.random_actions(n_envs, avail)
+        return ActOutput(self.actor.env_actions(actions), self.actor.stored_actions(actions))
 
     # ------------------------------------------------------------------ learning
 
@@ -193,7 +193,7 @@ class ReplayLearner(ABC):
     def fit_critic(self, batch: ReplayBatch, next_value: torch.Tensor) -> dict[str, torch.Tensor]:
         """One critic step towards target = team n-step reward + discount · next_value (B,)."""
         target = batch.reward.mean(-1) + batch.discount * next_value  # (B,): team reward (equal per agent if shared)
-        q = self.critic(batch.state, batch.actions)  # (B, n_q)
+        q = self.critic(batch.state, self.actor.critic_actions(batch.actions))  # (B, n_q)
         error = q - target.unsqueeze(1)
         if self.cfg.use_huber_loss:
             loss = F.huber_loss(error, torch.zeros_like(error), delta=self.cfg.huber_delta, reduction="none")

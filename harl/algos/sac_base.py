@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from torch import nn
 
 from harl.algos.base import ActOutput
 from harl.algos.off_policy_base import OffPolicyConfig, ReplayLearner, polyak_update
 from harl.buffers.replay import ReplayBatch
 from harl.config import ExperimentConfig, bounded
-from harl.models.off_policy import SquashedGaussianActor
+from harl.models.off_policy import GumbelCategoricalActor, SquashedGaussianActor
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 
@@ -33,6 +35,12 @@ class SACConfig(OffPolicyConfig):
     """The temperature (its initial value when auto_alpha is on)."""
     alpha_lr: float = bounded(3e-4, gt=0)
     """Learning rate of the temperatures."""
+    discrete_target_entropy: float = bounded(0.98, ge=0, le=1)
+    """Discrete agents' target entropy as a fraction of their largest, log |A_i| (SAC-discrete's 0.98)."""
+    discrete_policy_loss: Literal["gumbel", "exact"] = "gumbel"
+    """Discrete actions: the soft policy loss on a straight-through Gumbel-softmax sample of each agent's
+    action (HARL's), or its exact expectation over the agent's own actions with the other agents' actions
+    fixed, Σ_a π_i(a|o_i)[α_i log π_i(a|o_i) − Q(s, a, a_−i)] (one batched critic call over every action)."""
 
 
 class SACLearner(ReplayLearner):
@@ -46,13 +54,20 @@ class SACLearner(ReplayLearner):
 
     def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device) -> None:
         super().__init__(spec, cfg, arch, device)
-        self.target_entropy = -torch.tensor(spec.act_dims, dtype=torch.float32, device=device)  # (N,)
+        act_dims = torch.tensor(spec.act_dims, dtype=torch.float32, device=device)  # (N,)
+        if spec.discrete:  # a fraction of each agent's largest entropy, log |A_i| (SAC-discrete, HARL)
+            self.target_entropy = self.cfg.discrete_target_entropy * act_dims.log()
+        else:  # −(agent i's action size), as SAC and HARL
+            self.target_entropy = -act_dims
         start = math.log(self.cfg.alpha)
         self.log_alpha = torch.full((self.n_agents,), start, device=device, requires_grad=True)  # (N,) actors
         self.log_alpha_joint = torch.full((), start, device=device, requires_grad=True)  # critic target
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha, self.log_alpha_joint], lr=self.cfg.alpha_lr)
+        self.exact_discrete = spec.discrete and self.cfg.discrete_policy_loss == "exact"
 
-    def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> SquashedGaussianActor:
+    def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> nn.Module:
+        if spec.discrete:
+            return GumbelCategoricalActor(spec, arch, cfg.model, cfg.arch)
         return SquashedGaussianActor(spec, arch, cfg.model, cfg.arch)
 
     @property
@@ -76,13 +91,13 @@ class SACLearner(ReplayLearner):
         hidden: torch.Tensor | None = None,
     ) -> ActOutput:
         """Env-ready actions (E, N, A), stored normalised actions (E, N, A) and their log-probs (E, N)."""
-        actions, log_probs = self.actor.act(obs, deterministic)
-        return ActOutput(self.actor.env_actions(actions), actions, log_probs)
+        actions, log_probs = self.actor.act(obs, deterministic, avail)
+        return ActOutput(self.actor.env_actions(actions), self.actor.stored_actions(actions), log_probs)
 
     def train_critic(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
         """Soft twin-Q regression: next value = min_k Q'_k(s', a') − α_joint · Σ_i log π_i(a'_i | o'_i)."""
         with torch.no_grad():
-            next_actions, next_log_probs = self.actor.act(batch.next_obs)  # (B, N, A), (B, N)
+            next_actions, next_log_probs = self.actor.act(batch.next_obs, avail=batch.next_avail)  # (B, N, A), (B, N)
             next_q = self.target_critic(batch.next_state, next_actions).min(-1).values  # (B,)
             next_value = next_q - self.alpha_joint * next_log_probs.sum(-1)
         return self.fit_critic(batch, next_value)
@@ -95,6 +110,41 @@ class SACLearner(ReplayLearner):
         weighted = self.alpha[agents] * log_probs  # (B, k)
         loss = weighted.sum(1).mean() - q.mean()
         return loss, (weighted.mean(0) - q.mean()).detach()
+
+    def exact_actor_loss(
+        self,
+        batch: ReplayBatch,
+        actions: torch.Tensor,
+        agents: torch.Tensor,
+        state_embedding: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Discrete actions: the soft policy loss of the k selected agents as an exact expectation over each
+        one's own actions, the other agents' actions fixed at `actions` (B, N, A) (one-hot, no gradient):
+        mean_B Σ_i Σ_a π_i(a)[α_i log π_i(a) − Q(s, a, a_−i)], with Q the twin minimum, evaluated for every
+        (agent, action) alternative in one critic call. Returns the loss, each agent's own term (k,) and the
+        expected log-probs E_π_i[log π_i] (B, k) (for the temperatures)."""
+        log_p = self.actor.log_probs_all(batch.obs[:, agents], agents, batch.avail_of(agents))  # (B, k, A)
+        b, k, a = log_p.shape
+        alternatives = actions.detach()[:, None, None].repeat(1, k, a, 1, 1)  # (B, k, A, N, A)
+        slot = torch.arange(k, device=self.device)[:, None].expand(k, a)  # (k, A)
+        choice = torch.arange(a, device=self.device)[None, :].expand(k, a)  # (k, A)
+        one_hots = torch.eye(a, device=self.device)[choice]  # (k, A, A)
+        alternatives[:, slot, choice, agents[slot]] = one_hots  # alternative (j, c): agent agents[j] takes action c
+        if state_embedding is None:
+            state_embedding = self.critic.embed_state(batch.state)  # (2, B, H1)
+        q = (
+            self.critic(
+                batch.state.repeat_interleave(k * a, 0),
+                alternatives.view(b * k * a, *actions.shape[1:]),
+                state_embedding=state_embedding.repeat_interleave(k * a, 1),
+            )
+            .min(-1)
+            .values.view(b, k, a)
+        )  # (B, k, A)
+        probs = log_p.exp()  # unavailable actions: exactly 0
+        per_agent = (probs * (self.alpha[agents, None] * log_p - q)).sum(-1)  # (B, k)
+        expected_log_probs = (probs * log_p).sum(-1)  # (B, k)
+        return per_agent.sum(1).mean(), per_agent.mean(0).detach(), expected_log_probs
 
     def update_temperatures(self, log_probs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Tune α_i on agent i's log-probs (B, N) and the joint α on their sum (when auto_alpha)."""

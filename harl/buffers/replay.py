@@ -2,10 +2,13 @@
 
 The buffer is a ring of `length` vector steps of `n_envs` environments (`length = ceil(buffer_size
 / n_envs)`), all agents at once, on the training device. One `insert` writes one vector step.
-Each slot keeps the transition's state, per-agent observations and (normalised) actions, per-agent
-rewards, the terminated / truncated flags and the *next* observation and state — for a step that
-ended an episode, the final observation and state of that episode (`StepOutput.final_obs`), never
-the first one of the next episode.
+Each slot keeps the transition's state, per-agent observations and actions (normalised ones for
+continuous agents, action indices for discrete ones), per-agent rewards, the terminated / truncated
+flags and the *next* observation and state — for a step that ended an episode, the final observation
+and state of that episode (`StepOutput.final_obs`), never the first one of the next episode. Envs with
+available-action masks also keep the masks of the observation and of the next one (all actions of a
+final observation count as available: a terminated episode is not bootstrapped, and the env does not
+report the masks of a truncated episode's last observation).
 
 `sample` draws `batch_size` transitions uniformly with `torch.randint` (O(batch), never a
 permutation of the buffer) and builds n-step targets on the fly: from a sampled step t of env e
@@ -41,7 +44,8 @@ class ReplayBatch:
     state: torch.Tensor
     """(B, state_dim) states at the sampled step."""
     actions: torch.Tensor
-    """(B, N, act_dim_max) stored (normalised) actions taken at the sampled step."""
+    """(B, N, act_dim_max) stored normalised actions, or (B, N, 1) int64 action indices (discrete), taken at
+    the sampled step (`actor.critic_actions` turns them into what the critic reads)."""
     reward: torch.Tensor
     """(B, N) discounted n-step reward sums."""
     discount: torch.Tensor
@@ -52,6 +56,14 @@ class ReplayBatch:
     """(B, state_dim) states to bootstrap from."""
     steps: torch.Tensor
     """(B,) int64 number of steps L summed into `reward`."""
+    avail: torch.Tensor | None = None
+    """(B, N, A) bool available actions at the sampled step (None: the env has no masks)."""
+    next_avail: torch.Tensor | None = None
+    """(B, N, A) bool available actions of the observations to bootstrap from."""
+
+    def avail_of(self, agents: torch.Tensor) -> torch.Tensor | None:
+        """The selected agents' available actions (B, k, A) at the sampled step, or None."""
+        return None if self.avail is None else self.avail[:, agents]
 
 
 class ReplayBuffer:
@@ -76,12 +88,18 @@ class ReplayBuffer:
         self.device = torch.device(device)
         self.obs = torch.zeros(t, e, n, spec.obs_dim_max, device=device)  # (T, E, N, O)
         self.state = torch.zeros(t, e, spec.state_dim, device=device)  # (T, E, S)
-        self.actions = torch.zeros(t, e, n, spec.act_dim_max, device=device)  # (T, E, N, A)
+        action_dtype = torch.long if spec.discrete else torch.float32
+        self.actions = torch.zeros(t, e, n, spec.action_shape, dtype=action_dtype, device=device)  # (T, E, N, A|1)
         self.rewards = torch.zeros(t, e, n, device=device)  # (T, E, N)
         self.terminated = torch.zeros(t, e, dtype=torch.bool, device=device)  # (T, E)
         self.truncated = torch.zeros(t, e, dtype=torch.bool, device=device)  # (T, E)
         self.next_obs = torch.zeros(t, e, n, spec.obs_dim_max, device=device)  # (T, E, N, O)
         self.next_state = torch.zeros(t, e, spec.state_dim, device=device)  # (T, E, S)
+        self.fields = list(self.FIELDS)
+        if spec.has_avail_actions:
+            self.avail = torch.ones(t, e, n, spec.act_dim_max, dtype=torch.bool, device=device)  # (T, E, N, A)
+            self.next_avail = torch.ones(t, e, n, spec.act_dim_max, dtype=torch.bool, device=device)  # (T, E, N, A)
+            self.fields += ["avail", "next_avail"]
         self.head = 0  # next slot to write
         self.filled = 0  # vector steps held (≤ length)
         self.offsets = torch.arange(n_step, device=device)  # (n,)
@@ -99,7 +117,7 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes of preallocated storage."""
-        return sum(getattr(self, name).nbytes for name in self.FIELDS)
+        return sum(getattr(self, name).nbytes for name in self.fields)
 
     def insert(
         self,
@@ -111,11 +129,15 @@ class ReplayBuffer:
         next_state: torch.Tensor,
         terminated: torch.Tensor,
         truncated: torch.Tensor,
+        avail: torch.Tensor | None = None,
+        next_avail: torch.Tensor | None = None,
     ) -> None:
-        """Write one vector step: obs (E, N, O), state (E, S), actions (E, N, A), rewards (E, N),
+        """Write one vector step: obs (E, N, O), state (E, S), actions (E, N, A|1), rewards (E, N),
         next_obs (E, N, O) and next_state (E, S) (final ones where the episode ended), terminated
-        and truncated (E,) bool."""
+        and truncated (E,) bool; for envs with masks the available actions (E, N, A) of obs and next_obs."""
         t = self.head
+        if "avail" in self.fields:
+            self.avail[t], self.next_avail[t] = avail, next_avail
         self.obs[t], self.state[t], self.actions[t], self.rewards[t] = obs, state, actions, rewards
         self.next_obs[t], self.next_state[t] = next_obs, next_state
         self.terminated[t], self.truncated[t] = terminated, truncated
@@ -151,6 +173,8 @@ class ReplayBuffer:
             next_obs=self.next_obs[last, e],
             next_state=self.next_state[last, e],
             steps=steps,
+            avail=self.avail[t, e] if "avail" in self.fields else None,
+            next_avail=self.next_avail[last, e] if "avail" in self.fields else None,
         )
 
     def cut_episodes(self) -> None:
@@ -168,7 +192,7 @@ class ReplayBuffer:
             "n_envs": self.n_envs,
             "head": self.head,
             "filled": self.filled,
-            **{name: getattr(self, name)[: self.filled].clone() for name in self.FIELDS},
+            **{name: getattr(self, name)[: self.filled].clone() for name in self.fields},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -177,7 +201,9 @@ class ReplayBuffer:
                 f"the checkpoint's replay buffer holds {state['length']} steps x {state['n_envs']} envs, this run's "
                 f"{self.length} x {self.n_envs}: resume with the same buffer_size and n_rollout_threads"
             )
-        for name in self.FIELDS:
+        for name in self.fields:
+            if name not in state:
+                raise CheckpointError(f"the checkpoint's replay buffer has no field {name!r}")
             stored = state[name]
             if stored.shape[1:] != getattr(self, name).shape[1:]:
                 raise CheckpointError(f"the checkpoint's replay buffer field {name!r} has another shape")

@@ -1,9 +1,15 @@
 """Actors and the joint Q critic of the off-policy learners (HASAC, MASAC, MADDPG, MATD3, HADDPG, HATD3).
 
-Actions live in two spaces. Learners, the replay buffer and the critic use *normalised* actions in
-[-1, 1] per real action dimension (padded dimensions are zero). The environment gets each agent's
-action mapped affinely onto that agent's own bounds `act_low`/`act_high` (`env_actions`), so agents
-with different bounds (or sizes) are handled without ever borrowing another agent's bounds.
+Continuous actions live in two spaces. Learners, the replay buffer and the critic use *normalised*
+actions in [-1, 1] per real action dimension (padded dimensions are zero). The environment gets each
+agent's action mapped affinely onto that agent's own bounds `act_low`/`act_high` (`env_actions`), so
+agents with different bounds (or sizes) are handled without ever borrowing another agent's bounds.
+
+Discrete actions (`GumbelCategoricalActor`): learners and the critic use one-hot vectors over each agent's own
+actions (padded entries zero); the replay buffer stores action indices and the environment gets them
+too. Available-action masks are respected wherever a policy samples, takes its mode or is evaluated.
+
+Every actor offers `critic_actions(stored)`: the buffer's stored actions as the critic reads them.
 
 Both actors serve all agents at once and are built through `arch.build_net(..., role="actor")`, so
 every registered architecture (NoPS, FuPS, FuPS+ID, hypernetworks...) works with every learner.
@@ -19,7 +25,7 @@ from torch import nn
 
 from harl.config import ModelConfig
 from harl.models.agent_mlp import ACTIVATIONS, layer_dims, layer_gains, orthogonal_stack
-from harl.models.distributions import GaussianPolicies
+from harl.models.distributions import CategoricalPolicies, GaussianPolicies
 from harl.models.policies import LOG_2PI, Actor, actor_net_spec
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
@@ -40,10 +46,18 @@ class BoundedActor(Actor):
         """Normalised actions (B, N, A) in [-1, 1] -> actions within each agent's own bounds (padded dims zero)."""
         return (self.act_center + self.act_scale * actions) * self.act_mask
 
-    def random_actions(self, batch: int) -> torch.Tensor:
+    def random_actions(self, batch: int, avail: torch.Tensor | None = None) -> torch.Tensor:
         """Uniform normalised actions (batch, N, A) over each agent's own action box (padded dims zero)."""
         uniform = torch.rand(batch, *self.act_mask.shape, device=self.act_mask.device)
         return (2 * uniform - 1) * self.act_mask
+
+    def stored_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Normalised actions (B, N, A) are stored as they are."""
+        return actions
+
+    def critic_actions(self, stored: torch.Tensor) -> torch.Tensor:
+        """Stored normalised actions (B, N, A) are what the critic reads."""
+        return stored
 
 
 class SquashedGaussianActor(BoundedActor):
@@ -60,10 +74,15 @@ class SquashedGaussianActor(BoundedActor):
         self.net = arch.build_net(spec=actor_net_spec(spec, 2 * spec.act_dim_max, model_cfg), arch_cfg=arch_cfg)
 
     def sample(
-        self, obs: torch.Tensor, agents: torch.Tensor | None = None, deterministic: bool = False
+        self,
+        obs: torch.Tensor,
+        agents: torch.Tensor | None = None,
+        deterministic: bool = False,
+        avail: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (B, k, O) for the k selected agents (all when None) -> normalised actions (B, k, A)
-        (reparameterised, so differentiable) and their log-probs (B, k). `deterministic` takes tanh(mean)."""
+        (reparameterised, so differentiable) and their log-probs (B, k). `deterministic` takes tanh(mean);
+        `avail` (discrete actors' masks) is ignored."""
         mean, log_std = self.net(obs, agents).split(self.act_dim, dim=-1)  # (B, k, A) each
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
         noise = torch.zeros_like(mean) if deterministic else torch.randn_like(mean)
@@ -74,7 +93,9 @@ class SquashedGaussianActor(BoundedActor):
         log_prob = ((gaussian - tanh_correction) * mask).sum(-1)
         return torch.tanh(pre_tanh) * mask, log_prob
 
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def act(
+        self, obs: torch.Tensor, deterministic: bool = False, avail: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every agent's normalised action (B, N, A) and log-prob (B, N)."""
         return self.sample(obs, None, deterministic)
 
@@ -95,7 +116,9 @@ class DeterministicActor(BoundedActor):
         super().__init__(spec)
         self.net = arch.build_net(spec=actor_net_spec(spec, spec.act_dim_max, model_cfg), arch_cfg=arch_cfg)
 
-    def forward(self, obs: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, obs: torch.Tensor, agents: torch.Tensor | None = None, avail: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """obs (B, k, O) -> normalised actions (B, k, A) of the k selected agents (all when None)."""
         return torch.tanh(self.net(obs, agents)) * self._rows(self.act_mask, agents)
 
@@ -109,6 +132,88 @@ class DeterministicActor(BoundedActor):
         if noise_std > 0:
             actions = (actions + noise_std * torch.randn_like(actions)).clamp(-1.0, 1.0) * self.act_mask
         return actions
+
+
+class GumbelCategoricalActor(Actor):
+    """Categorical policies over each agent's own actions for the off-policy learners (discrete envs).
+
+    The net outputs logits; padded and unavailable actions get no probability. Actions are one-hot vectors
+    (B, k, A), as the joint Q critic reads them. Sampling is Gumbel-softmax with a straight-through
+    estimator (the one-hot sample in the forward pass, the gradient of the softmax relaxation, temperature
+    1): HARL's treatment of discrete HASAC and the original MADDPG's; its log-probabilities are those of the
+    sampled actions. `deterministic` takes each policy's mode.
+
+    It serves both families: SAC learners use `sample`/`act` (actions and log-probs), DDPG learners call it
+    as their policy (`forward`: a differentiable one-hot sample) and explore by sampling.
+    """
+
+    def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
+        super().__init__(spec)
+        self.net = arch.build_net(spec=actor_net_spec(spec, spec.act_dim_max, model_cfg), arch_cfg=arch_cfg)
+
+    def log_probs_all(
+        self, obs: torch.Tensor, agents: torch.Tensor | None = None, avail: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Log-probabilities (B, k, A) of every action of the k selected agents (all when None) on obs (B, k, O),
+        with padded and unavailable (`avail` (B, k, A) False) actions masked out."""
+        logits = self.net(obs, agents)  # (B, k, A)
+        valid = self._rows(self.act_mask, agents).bool().expand_as(logits)
+        if avail is not None:
+            valid = valid & avail.bool()
+        return F.log_softmax(logits.masked_fill(~valid, torch.finfo(logits.dtype).min), dim=-1)
+
+    def sample(
+        self,
+        obs: torch.Tensor,
+        agents: torch.Tensor | None = None,
+        deterministic: bool = False,
+        avail: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-hot actions (B, k, A) (straight-through Gumbel-softmax samples, or the modes) of the selected
+        agents and their log-probs (B, k)."""
+        log_p = self.log_probs_all(obs, agents, avail)  # (B, k, A)
+        if deterministic:
+            one_hot = F.one_hot(log_p.argmax(-1), log_p.shape[-1]).to(log_p.dtype)
+        else:
+            one_hot = F.gumbel_softmax(log_p, tau=1.0, hard=True)
+        index = one_hot.detach().argmax(-1, keepdim=True)  # (B, k, 1)
+        return one_hot, log_p.gather(-1, index).squeeze(-1)
+
+    def act(
+        self, obs: torch.Tensor, deterministic: bool = False, avail: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every agent's one-hot action (B, N, A) and log-prob (B, N)."""
+        return self.sample(obs, None, deterministic, avail)
+
+    def forward(
+        self, obs: torch.Tensor, agents: torch.Tensor | None = None, avail: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """A differentiable one-hot sample (B, k, A) of the selected agents' policies (DDPG learners)."""
+        return self.sample(obs, agents, False, avail)[0]
+
+    def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> CategoricalPolicies:
+        """Every agent's action probabilities (B, N, A)."""
+        return CategoricalPolicies(self.log_probs_all(obs, None, avail).exp())
+
+    def env_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """One-hot actions (B, N, A) -> action indices (B, N, 1), as the environment and the buffer take them."""
+        return actions.argmax(-1, keepdim=True)
+
+    def stored_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """One-hot actions (B, N, A) are stored as indices (B, N, 1)."""
+        return actions.argmax(-1, keepdim=True)
+
+    def critic_actions(self, stored: torch.Tensor) -> torch.Tensor:
+        """Stored action indices (B, N, 1) -> one-hot actions (B, N, A)."""
+        return F.one_hot(stored.squeeze(-1).long(), self.act_mask.shape[-1]).to(self.act_mask.dtype)
+
+    def random_actions(self, batch: int, avail: torch.Tensor | None = None) -> torch.Tensor:
+        """One-hot actions (batch, N, A) drawn uniformly over each agent's own available actions."""
+        valid = self.act_mask.bool().expand(batch, *self.act_mask.shape)
+        if avail is not None:
+            valid = valid & avail.bool()
+        choice = torch.multinomial(valid.flatten(0, 1).float(), 1).view(batch, -1)  # (batch, N)
+        return F.one_hot(choice, self.act_mask.shape[-1]).to(self.act_mask.dtype)
 
 
 class JointQCritic(nn.Module):

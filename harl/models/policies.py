@@ -296,4 +296,7 @@ class AgentValueCritic(nn.Module):
         return values.squeeze(-1), hidden
 
 
-ON_POLICY_ACTORS = {"gaussian": GaussianActor, "categorical": CategoricalActor}
+ON_POLICY_ACTORS: dict[str, type[GaussianActor] | type[CategoricalActor]] = {
+    "gaussian": GaussianActor,
+    "categorical": CategoricalActor,
+}

@@ -47,11 +47,14 @@ class OffPolicyRunner(Runner):
             if avail is not None:
                 self.recent_avail.append(avail)
             if self.env_steps < schedule.warmup_steps:
-                action = learner.random_act(self.env.n_envs)
+                action = learner.random_act(self.env.n_envs, avail)
             else:
                 action = learner.act(obs, state, avail)
                 check_actions(action.env_actions, self.env_steps)
             out = self.env.step(action.env_actions)
+            next_avail = None
+            if out.avail_actions is not None:  # of the next observations; a finished episode's are not reported
+                next_avail = out.avail_actions.to(device).masked_fill(out.done.to(device)[:, None, None], True)
             buffer.insert(
                 obs,
                 state,
@@ -61,6 +64,8 @@ class OffPolicyRunner(Runner):
                 out.final_state.to(device),
                 out.terminated.to(device),
                 out.truncated.to(device),
+                avail=avail,
+                next_avail=next_avail,
             )
             self.episodes.track(out)
             self.out = out
