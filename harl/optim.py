@@ -57,8 +57,9 @@ class _AdamBatch:
         exp_avg_sq: torch.Tensor,
         step: torch.Tensor,
     ) -> None:
-        """Queue one tensor; the fused kernel walks memory flat, so tensors of another layout than a dense
-        `param` are given to it as working copies of one layout, copied back after it ran."""
+        """Queue one tensor. The fused kernel walks memory flat, so the four tensors go to it as 1-D views of one
+        dense layout (which also runs it at its contiguous speed on transposed weights); tensors laid out
+        otherwise than a dense `param` go as working copies, copied back after it ran."""
         layout = param.stride()
         if _dense_layout(tuple(param.shape), layout) and exp_avg.stride() == layout == exp_avg_sq.stride():
             if grad.stride() != layout:  # e.g. a gradient assigned by hand
@@ -68,10 +69,11 @@ class _AdamBatch:
             self.write_back += [(t, w) for t, w in zip((param, exp_avg, exp_avg_sq), work, strict=True) if w is not t]
             param, exp_avg, exp_avg_sq = work
             grad = grad.contiguous()
-        self.params.append(param)
-        self.grads.append(grad)
-        self.exp_avgs.append(exp_avg)
-        self.exp_avg_sqs.append(exp_avg_sq)
+        numel = param.numel()
+        self.params.append(param.as_strided((numel,), (1,)))
+        self.grads.append(grad.as_strided((numel,), (1,)))
+        self.exp_avgs.append(exp_avg.as_strided((numel,), (1,)))
+        self.exp_avg_sqs.append(exp_avg_sq.as_strided((numel,), (1,)))
         self.steps.append(step)
 
     def run(self, group: dict[str, Any]) -> None:
