@@ -186,7 +186,7 @@ def bench_actor(arch: str, env: EnvSpec, device: torch.device, rounds: int, seco
     rows = []
     for name, ref_fn, fused_fn in cases:
         before, after = compare(ref_fn, fused_fn, rounds, seconds, device)
-        cells = [arch, str(n), f"{total:,} ({per_agent / total:.0%})", name]
+        cells = [arch, str(n), f"{total:,} ({per_agent:,})", name]
         rows.append([*cells, f"{1e3 * before:.3f}", f"{1e3 * after:.3f}", f"{before / after:.2f}x"])
     return rows
 
@@ -211,7 +211,7 @@ def main() -> None:
         f"device {device}, torch threads {torch.get_num_threads()}, hidden {HIDDEN}; median of {args.rounds} "
         f"interleaved windows of {args.seconds:g} s each\n"
     )
-    head = ["actor", "agents", "parameters (per-agent share)", "operation", "reference ms", "fused ms", "speed-up"]
+    head = ["actor", "agents", "parameters (per-agent)", "operation", "reference ms", "fused ms", "speed-up"]
     print("| " + " | ".join(head) + " |")
     print("|---|---:|---:|---|---:|---:|---:|")
     for arch, env in settings:
