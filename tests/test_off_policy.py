@@ -166,8 +166,8 @@ def test_hasac_sequential_and_masac_simultaneous_data_flow():
     samples = []
     sample = learner.actor.sample
 
-    def recording_sample(obs, agents=None, deterministic=False):
-        actions, log_probs = sample(obs, agents, deterministic)
+    def recording_sample(obs, agents=None, deterministic=False, avail=None):
+        actions, log_probs = sample(obs, agents, deterministic, avail)
         if agents is not None and not torch.is_grad_enabled():  # the re-sample after an agent's step
             samples.append((int(agents[0]), actions.detach().clone()))
         return actions, log_probs
