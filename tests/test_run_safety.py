@@ -316,10 +316,11 @@ def test_resume_of_a_garbled_config_is_a_one_line_error(garbage, tmp_path, capsy
 
 
 def test_a_run_that_cannot_start_leaves_no_folder(tmp_path, capsys):
-    """hasac needs continuous actions: found when the env is built, after the run folder was made."""
+    """The exact discrete loss on continuous actions: found when the env is built, after the run folder was made."""
     log_dir = tmp_path / "results"
-    assert train(["--algo", "hasac", "--arch", "nops", "--env", "matrix", "--log_dir", str(log_dir)]) == 2
-    assert "continuous actions only" in one_line_error(capsys)
+    args = ["--algo", "hasac", "--arch", "nops", "--env", "mamujoco", "--discrete_policy_loss", "exact"]
+    assert train([*args, "--log_dir", str(log_dir)]) == 2
+    assert "the exact expectation is over discrete actions" in one_line_error(capsys)
     assert not log_dir.exists()
 
 
