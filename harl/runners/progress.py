@@ -187,8 +187,10 @@ class Progress:
         if self.phase == "warm-up" or sps is None:
             eta = "-"
         else:
-            eta = duration(min((self.total - done) / sps, self.deadline - now))
-            eta += " (time limit)" if self.deadline - now < (self.total - done) / sps else ""
+            remaining = (self.total - done) / sps
+            eta = duration(min(remaining, self.deadline - now)) + (
+                " (time limit)" if self.deadline - now < remaining else ""
+            )
         parts += [f"ETA {eta}", f"elapsed {duration(now - self.created)}"]
         if self.eval_text:
             parts.append(self.eval_text)
@@ -231,13 +233,10 @@ def write_learning_curve(run_dir: Path) -> str:
     _, rows = read_complete_rows(csv_path)
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
-    for column, label, style in (
-        ("train/episode_return", "training episodes", {"alpha": 0.6}),
-        ("eval/episode_return", "evaluation", {"marker": "o"}),
-    ):
+    for column, label in (("train/episode_return", "training episodes"), ("eval/episode_return", "evaluation")):
         points = [(row["env_steps"], row[column]) for row in rows if math.isfinite(row.get(column, math.nan))]
         if points:
-            ax.plot(*zip(*points, strict=True), label=label, **style)
+            ax.plot(*zip(*points, strict=True), label=label, marker="o" if len(points) < 20 else None)
     ax.set_xlabel("env steps")
     ax.set_ylabel("episode return")
     ax.set_title(" / ".join(run_dir.parts[-5:]), fontsize=9)  # env / scenario / algo-arch / exp_name / seed-...
