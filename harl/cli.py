@@ -24,6 +24,7 @@ from harl.experiment import build_config, config_from_dict, run_folder, run_fold
 from harl.registry import ALGORITHMS, ARCHITECTURES, all_environments, get_algorithm, get_environment, load_extensions
 from harl.runners import runner_for
 from harl.runners.base import Runner, build_learner, resolve_device
+from harl.runners.progress import Progress, summary, write_learning_curve
 from harl.utils.checkpoint import list_checkpoints, load_checkpoint, set_aside_newer
 from harl.utils.cli_args import ArgParser, parse_train_args, seed
 from harl.utils.run_lock import RunLock
@@ -109,7 +110,7 @@ def train_main(argv: list[str]) -> int:
         return 0
     check_device(cfg.run.device)
     run_folder_base(cfg)  # names that would leave --log_dir are refused before anything is made
-    with stop_signals(), run_folder(cfg) as lock:
+    with stop_signals(), run_folder(cfg) as lock, Progress.for_run(cfg.run) as progress:
         try:
             runner = runner_for(get_algorithm(cfg.algo_name))(cfg, lock.folder, None)
         except BaseException:
@@ -117,7 +118,7 @@ def train_main(argv: list[str]) -> int:
             raise
         for source in sources:
             print(f"config layer: {source}")
-        return train_runner(runner, lock.folder, cfg.dump())
+        return train_runner(runner, lock.folder, cfg.dump(), progress)
 
 
 def resume_run(run_dir: Path, overrides: dict[str, str]) -> int:
@@ -130,29 +131,31 @@ def resume_run(run_dir: Path, overrides: dict[str, str]) -> int:
     with RunLock.acquire(run_dir):
         cfg = saved_config(run_dir, overrides)
         checkpoint = load_checkpoint(run_dir / "checkpoints", device=check_device(cfg.run.device))
-        runner = runner_for(get_algorithm(cfg.algo_name))(cfg, run_dir, checkpoint)
-        steps = checkpoint["runner"]["env_steps"]
-        print(f"resuming {run_dir} from {checkpoint['path']} at {steps} env steps")
-        if "fallback" in checkpoint:
-            print(f"note: {checkpoint['fallback']}")
-        for moved in set_aside_newer(run_dir / "checkpoints", steps):
-            print(f"note: set aside the unreadable {moved.name}")
-        if not get_algorithm(cfg.algo_name).on_policy and checkpoint.get("buffer") is None:
-            print(
-                f"note: {Path(checkpoint['path']).name} holds no replay buffer (saved with save_buffer: false); "
-                "the resumed run refills an empty one"
-            )
-        return train_runner(runner, run_dir, cfg.dump())
+        with Progress.for_run(cfg.run) as progress:
+            runner = runner_for(get_algorithm(cfg.algo_name))(cfg, run_dir, checkpoint)
+            steps = checkpoint["runner"]["env_steps"]
+            print(f"resuming {run_dir} from {checkpoint['path']} at {steps} env steps")
+            if "fallback" in checkpoint:
+                print(f"note: {checkpoint['fallback']}")
+            for moved in set_aside_newer(run_dir / "checkpoints", steps):
+                print(f"note: set aside the unreadable {moved.name}")
+            if not get_algorithm(cfg.algo_name).on_policy and checkpoint.get("buffer") is None:
+                print(
+                    f"note: {Path(checkpoint['path']).name} holds no replay buffer (saved with save_buffer: false); "
+                    "the resumed run refills an empty one"
+                )
+            return train_runner(runner, run_dir, cfg.dump(), progress)
 
 
-def train_runner(runner: Runner, run_dir: Path, config_text: str) -> int:
-    """Print and save the config, train, and report how the run ended (exit status 128 + signal when stopped)."""
+def train_runner(runner: Runner, run_dir: Path, config_text: str, progress: Progress) -> int:
+    """Print and save the config, train (reporting to `progress`), and report how the run ended: a summary
+    with a learning curve, and exit status 128 + signal when stopped."""
     print(config_text, end="")
     (run_dir / "config.yaml").write_text(config_text)
     runner.logger.text("config", f"```\n{config_text}\n```")
     print(f"run folder: {run_dir}", flush=True)
     try:
-        runner.run()
+        runner.run(progress)
     except StopNow as stop:
         latest = list_checkpoints(run_dir / "checkpoints")
         then = (
@@ -166,6 +169,8 @@ def train_runner(runner: Runner, run_dir: Path, config_text: str) -> int:
         )
         return exit_status(stop.signum)
     signum = stop_signal()
+    curve = write_learning_curve(run_dir)
+    print("\n".join(summary(run_dir, runner.env_steps, progress.elapsed(), curve, stopped=signum is not None)))
     if signum is not None:
         latest = list_checkpoints(run_dir / "checkpoints")[-1]
         print(
@@ -174,8 +179,6 @@ def train_runner(runner: Runner, run_dir: Path, config_text: str) -> int:
             file=sys.stderr,
         )
         return exit_status(signum)
-    print(f"run folder: {run_dir}")
-    print(f"logs: {run_dir / 'tb'} (tensorboard --logdir {run_dir / 'tb'}), {run_dir / 'progress.csv'}")
     return 0
 
 

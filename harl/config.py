@@ -170,7 +170,10 @@ class RunConfig:
     keep_checkpoints: int = bounded(3, gt=0)
     """How many of the latest checkpoints to keep."""
     progress_bar: bool = True
-    """Show a tqdm progress bar (only when stderr is a terminal)."""
+    """Show a tqdm progress bar when stderr is a terminal (false: the plain progress lines instead)."""
+    progress_interval: float = bounded(10.0, ge=0, note="0: no plain progress lines")
+    """Seconds between plain progress lines on stdout (env steps, SPS, ETA, latest eval, phase), printed when
+    no bar is shown: stderr is not a terminal, or progress_bar is false (0: none)."""
     snd_interval: int = bounded(0, ge=0)
     """Env steps between `diversity/snd` logs, scored on the latest collected observations (0: never)."""
     snd_max_obs: int = bounded(1000, gt=0)

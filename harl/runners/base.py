@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import harl
 from harl.algos.base import Learner
@@ -28,6 +26,7 @@ from harl.metrics.diversity import snd_metrics
 from harl.registry import get_algorithm, get_architecture, get_environment
 from harl.runners.episodes import EpisodeStats
 from harl.runners.evaluator import Evaluator
+from harl.runners.progress import Progress
 from harl.utils.checkpoint import Checkpointer, describe_mismatch, rng_state, set_rng_state
 from harl.utils.logger import RunLogger
 from harl.utils.memory import keep_freed_memory
@@ -113,27 +112,22 @@ class Runner(ABC):
     def iterate(self) -> dict[str, float]:
         """Collect experience (advancing `self.env_steps`) and train the learner; returns metrics."""
 
-    def run(self) -> Path:
-        """Train until `num_env_steps`, evaluating, logging and checkpointing on the way."""
+    def run(self, progress: Progress | None = None) -> Path:
+        """Train until `num_env_steps`, evaluating, logging and checkpointing on the way; `progress` (made
+        here from the run config when None) reports it and is closed at the end."""
         run = self.cfg.run
-        bar = tqdm(
-            total=run.num_env_steps,
-            initial=min(self.env_steps, run.num_env_steps),
-            unit="step",
-            disable=not (run.progress_bar and sys.stderr.isatty()),
-            dynamic_ncols=True,
-        )
+        progress = progress or Progress.for_run(run)
         counts = self.parameter_counts()
         print(f"torch threads: {self.threads} (see harl.utils.threads; --torch_threads overrides)")
-        print("trainable parameters: " + ", ".join(f"{k.split('/')[1]} {v:,}" for k, v in counts.items()))
+        print("trainable parameters: " + ", ".join(f"{k.split('/')[1]} {v:,}" for k, v in counts.items()), flush=True)
         if self.env_steps == 0:
             self.logger.log(self.env_steps, counts)
         start_time, start_steps = time.perf_counter(), self.env_steps
         try:
             deadline = start_time + run.time_limit_minutes * 60 if run.time_limit_minutes > 0 else math.inf
+            progress.begin(self.env_steps, self.schedule.warmup_steps, deadline)
             finished = self.env_steps >= run.num_env_steps
             while not finished and not stop_requested():
-                before = self.env_steps
                 metrics = self.iterate()
                 self.iteration += 1
                 diverged = first_non_finite(metrics, self.learner.networks())
@@ -144,6 +138,7 @@ class Runner(ABC):
                         f"the run stopped, keeping its last checkpoint ({latest or 'none yet'}); try a lower learning "
                         "rate or gradient clipping"
                     )
+                progress.update(self.env_steps)
                 sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
                 finished = self.env_steps >= run.num_env_steps or time.perf_counter() >= deadline
                 if finished or run.log_interval == 0 or self.env_steps >= self.next_log:
@@ -160,17 +155,18 @@ class Runner(ABC):
                     )
                 if finished or self.env_steps >= self.next_eval:
                     self.next_eval = self._next_multiple(run.eval_interval)
-                    self.logger.log(self.env_steps, self.evaluator(self.learner, self.iteration))
+                    progress.evaluating(run.eval_episodes)
+                    evaluation = self.evaluator(self.learner, self.iteration)
+                    progress.evaluated(evaluation)
+                    self.logger.log(self.env_steps, evaluation)
                 self.logger.write_row()
                 if finished or self.env_steps >= self.next_save:
                     self.next_save = self._next_multiple(run.save_interval)
                     self.save()
-                bar.update(self.env_steps - before)
-                bar.set_postfix(SPS=f"{sps:.0f}", eval=f"{self.evaluator.last_return:.3g}", refresh=False)
             if stop_requested() and self.checkpointer.latest_step() != self.env_steps:
                 self.save()  # SIGINT/SIGTERM: a checkpoint at the step reached (see harl.utils.signals)
         finally:
-            bar.close()
+            progress.close()
             self.close()
         return self.run_dir
 
