@@ -141,8 +141,9 @@ class RunConfig:
     """Number of parallel training environments."""
     n_workers: int = bounded(-1, ge=-1, note="-1: auto, 0: in-process")
     """Env worker processes stepping the training envs beside the training process, which steps an equal
-    share itself while they step theirs (-1: one stepping process per core, so cores - 1 workers; capped
-    at envs - 1; 0: every env in-process). Ignored by natively vectorised envs (matrix, vmas, smax)."""
+    share itself while they step theirs (-1: one stepping process per core of the run's share of the cores,
+    `harl.utils.threads`, so share - 1 workers; capped at envs - 1; 0: every env in-process). Ignored by
+    natively vectorised envs (matrix, vmas, smax)."""
     seed: int = bounded(1, ge=0, lt=SEED_LIMIT, note="what numpy's and the envs' seeding accept")
     """Seed of everything random in the run (torch, numpy, python, envs), in [0, 2**31): numpy and JAX take
     32-bit seeds, and the envs' and evaluation's seeds are offsets from it."""

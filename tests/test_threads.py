@@ -24,6 +24,13 @@ def test_training_threads(monkeypatch, cores, runs, workers, expected):
     assert training_threads(workers) == expected
 
 
+@pytest.mark.parametrize(("cores", "runs", "expected"), [(64, 1, 63), (64, 4, 15), (2, 2, 0), (2, 1, 1), (1, 1, 0)])
+def test_auto_env_workers_take_this_runs_share(monkeypatch, cores, runs, expected):
+    monkeypatch.setattr(threads, "available_cores", lambda: cores)
+    monkeypatch.setenv(CONCURRENT_RUNS_ENV, str(runs))
+    assert threads.auto_env_workers() == expected
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_bad_concurrent_runs_is_one_line(monkeypatch, value):
     monkeypatch.setenv(CONCURRENT_RUNS_ENV, value)

@@ -29,7 +29,7 @@ import torch
 
 from harl.errors import EnvWorkerError, UserError
 from harl.spec import EnvSpec, MultiAgentEnv, StepOutput, VecEnv
-from harl.utils.threads import available_cores, worker_environment
+from harl.utils.threads import auto_env_workers, worker_environment
 
 EnvFn = Callable[[], MultiAgentEnv]
 
@@ -490,15 +490,16 @@ def make_vec_env(env_fns: Sequence[EnvFn], n_workers: int, device: torch.device 
     Args:
         env_fns: callables building one `MultiAgentEnv` each (picklable when n_workers != 0).
         n_workers: 0: in-process; k > 0: `min(k, n_envs - 1)` worker processes, the calling process
-            stepping a chunk as large as each worker's; -1: one stepping process per available core, the
-            calling process being one of them (so cores - 1 workers; in-process on one core or for one env).
+            stepping a chunk as large as each worker's; -1: one stepping process per core of this run's share
+            (`harl.utils.threads`), the calling process being one of them (so share - 1 workers; in-process on
+            one core or for one env).
         device: where the returned tensors live.
     """
     n_envs = len(env_fns)
     if n_workers < -1:
         raise ValueError(f"n_workers must be -1, 0 or positive, got {n_workers}")
     if n_workers == -1:
-        n_workers = available_cores() - 1
+        n_workers = auto_env_workers()
     n_workers = min(n_workers, n_envs - 1)
     if n_workers <= 0:
         return SerialVecEnv(env_fns, device)

@@ -49,6 +49,12 @@ def concurrent_runs() -> int:
     return runs
 
 
+def auto_env_workers() -> int:
+    """Env workers for `--n_workers -1`: one stepping process per core of this run's share, the training
+    process being one of them."""
+    return max(0, available_cores() // concurrent_runs() - 1)
+
+
 def training_threads(env_workers: int) -> int:
     """Torch intra-op threads of a training process whose envs are stepped by `env_workers` worker processes."""
     return max(1, available_cores() // concurrent_runs() - env_workers)
