@@ -29,6 +29,7 @@ from harl.utils.checkpoint import list_checkpoints, load_checkpoint, set_aside_n
 from harl.utils.cli_args import ArgParser, parse_train_args, seed
 from harl.utils.run_lock import RunLock
 from harl.utils.signals import StopNow, exit_status, stop_signal, stop_signals
+from harl.utils.threads import concurrent_runs
 
 
 def guarded(main: Callable[[list[str]], int]) -> Callable[..., int]:
@@ -88,6 +89,7 @@ def saved_config(run_dir: Path, overrides: dict[str, str]) -> ExperimentConfig:
 
 def train_main(argv: list[str]) -> int:
     main, switches, overrides = parse_train_args(argv)
+    concurrent_runs()  # a bad HARL_CONCURRENT_RUNS is one line before anything is printed
     load_extensions()
     if "list" in switches:
         print_registry()

@@ -73,3 +73,12 @@ def test_a_run_takes_its_share_less_its_env_workers(tmp_path, monkeypatch, capsy
         assert "torch threads: 2 " in capsys.readouterr().out
     finally:
         torch.set_num_threads(before)
+
+
+def test_bad_concurrent_runs_through_the_cli_is_one_line_before_any_output(tmp_path, monkeypatch, capsys):
+    from harl.cli import train
+
+    monkeypatch.setenv(CONCURRENT_RUNS_ENV, "zero")
+    assert train(["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--log_dir", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and CONCURRENT_RUNS_ENV in captured.err
