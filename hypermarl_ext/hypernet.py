@@ -55,7 +55,9 @@ it; the critic reads it as a constant.
 Caching: under `torch.no_grad()` (acting, evaluation, targets) the generated layers of all agents are
 cached and reused while every hypernetwork tensor keeps its storage and version counter, which every
 in-place update bumps (optimiser steps, including `AgentAdam`'s per-agent rows, `load_state_dict`,
-`copy_`, `lerp_`), and a selection of agents indexes the cached set. In-place writes through `.data`
+`copy_`, `lerp_`), and a selection of agents indexes the cached set; a selection asked for while the cache
+is stale is generated alone and not cached (a sequential update re-sampling the agent whose step just
+changed the shared weights pays for that agent, not for all). In-place writes through `.data`
 bypass version counters: code doing that must call `invalidate_cache()`. With gradients enabled,
 every forward generates afresh, so each backward sees its own graph and never a freed or stale one.
 """
@@ -70,7 +72,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harl.models.agent_mlp import LayerParams, activation_gain, mark_per_agent, orthogonal_stack
+from harl.models.agent_mlp import LayerParams, activation_gain, agent_rows, mark_per_agent, orthogonal_stack
 
 PINV_RTOL = 1e-2
 """Singular values of the initial features below this fraction of the largest are ignored by the paper init."""
@@ -107,7 +109,7 @@ class AgentEmbedding(nn.Module):
 
     def forward(self, agents: torch.Tensor | None = None) -> torch.Tensor:
         """(k, dim) contexts of the selected agents (all when None)."""
-        return self.weight if agents is None else self.weight[agents]
+        return agent_rows(self.weight, agents)
 
     @torch.no_grad()
     def cosine_distance(self) -> float:
@@ -332,6 +334,8 @@ class HyperParams(LayerParams):
         sources = self.sources()
         key = tuple((t.data_ptr(), t._version) for t in sources)
         if key != self._cache.key:
+            if agents is not None:  # e.g. an HA update re-sampling the agent in turn after its step: its layers only
+                return self.generate(agents)
             self._cache.key, self._cache.sources = key, [t.detach() for t in sources]
             self._cache.layers = self.generate(None)
         if agents is None:
@@ -463,7 +467,7 @@ class LinearHyperParams(HyperParams):
 
     def generate(self, agents: torch.Tensor | None) -> Layers:
         pairs = zip(self.weights, self.biases, strict=True)
-        rows = [(w, b) if agents is None else (w[agents], b[agents]) for w, b in pairs]
+        rows = [(agent_rows(w, agents), agent_rows(b, agents)) for w, b in pairs]
         if not self.shared_bias:
             return rows
         return [(w + sw, b + sb) for (w, b), sw, sb in zip(rows, self.shared_weights, self.shared_biases, strict=True)]

@@ -343,6 +343,28 @@ def test_cache_reused_without_grad_and_refreshed_by_any_update():
         assert not torch.allclose(before, net(x))
 
 
+def test_a_selection_asked_for_while_the_cache_is_stale_is_generated_alone_and_not_cached(monkeypatch):
+    net = build("hypermarl")
+    params: MLPHyperParams = net.params
+    generated: list[int | None] = []
+    generate = params.generate
+    monkeypatch.setattr(params, "generate", lambda agents: generated.append(agents) or generate(agents))
+    with torch.no_grad():
+        params.layers(None)  # fills the cache
+        for p in net.parameters():
+            p.add_(0.01)  # as an optimiser step of the shared hypernetwork in an HA turn
+        agent = torch.tensor([3])
+        selected = params.layers(agent)  # the agent in turn re-samples: its layers only
+        assert generated == [None, agent]
+        assert selected[0][0].shape == (1, 6, 32)
+        fresh = params.layers(None)  # all agents: generated and cached
+        assert params.layers(None) is fresh
+        assert len(generated) == 3 and generated[2] is None
+    for (w, b), (fw, fb) in zip(selected, fresh, strict=True):
+        torch.testing.assert_close(w, fw[agent])
+        torch.testing.assert_close(b, fb[agent])
+
+
 def test_target_copy_follows_polyak_updates():
     online = build("hypermarl")
     target = copy.deepcopy(online).requires_grad_(False)

@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from harl.config import EmptyConfig, ModelConfig
-from harl.models.agent_mlp import AgentMLP, StackedParams, agent_linear, mark_per_agent, masked_layer_norm
+from harl.models.agent_mlp import (
+    AgentMLP,
+    StackedParams,
+    agent_linear,
+    agent_rows,
+    mark_per_agent,
+    masked_layer_norm,
+    orthogonal_stack,
+)
 from harl.models.policies import CategoricalActor, GaussianActor
 from harl.optim import AgentAdam, clip_grad_norm_agentwise
 from harl.registry import get_architecture
@@ -39,6 +47,25 @@ def test_stacked_linear_equals_per_agent_matmul():
     expected = torch.stack([x[:, i] @ w[i] + b[i] for i in range(4)], dim=1)
     torch.testing.assert_close(agent_linear(x.transpose(0, 1), w, b).transpose(0, 1), expected)
     torch.testing.assert_close(agent_linear(x, w[0], b[0]), x @ w[0] + b[0])
+
+
+@pytest.mark.parametrize(
+    "param",
+    [orthogonal_stack(5, 4, 3, 1.0), torch.randn(5, 3), torch.randn(5, 2, 3, 4).permute(0, 3, 1, 2)],
+    ids=["transposed weight", "bias rows", "permuted"],
+)
+def test_agent_rows_gathers_rows_and_sends_back_a_gradient_laid_out_like_the_parameter(param):
+    param = torch.nn.Parameter(param)
+    agents = torch.tensor([3, 1])
+    rows = agent_rows(param, agents)
+    torch.testing.assert_close(rows, param.detach()[agents])
+    weights = torch.randn(rows.shape)
+    (rows * weights).sum().backward()
+    expected = torch.zeros_like(param)
+    expected[agents] = weights
+    torch.testing.assert_close(param.grad, expected)
+    assert param.grad.stride() == param.stride()  # autograd kept it as it came: no re-layout copy
+    assert agent_rows(param, None) is param
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "leaky_relu", "silu"])

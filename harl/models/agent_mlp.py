@@ -60,6 +60,21 @@ def is_per_agent(param: torch.Tensor) -> bool:
     return isinstance(param, AgentParameter)
 
 
+def agent_rows(param: torch.Tensor, agents: torch.Tensor | None) -> torch.Tensor:
+    """The rows (k, ...) of the selected agents (all when None) of a per-agent tensor (n_agents, ...).
+
+    The rows are gathered in the tensor's memory order, so the gradient the gather sends back (zeros outside the
+    selected rows) is laid out like the parameter and becomes its `.grad` as it is; a gather in the tensor's
+    logical order (e.g. of a transposed weight) gives a gradient that autograd must re-lay out first, several
+    times the cost of the gather when one agent of many is selected (sequential HA updates).
+    """
+    if agents is None:
+        return param
+    order = sorted(range(1, param.dim()), key=lambda d: -param.stride(d))  # dims from the outermost in memory
+    restore = [0] + [1 + order.index(d) for d in range(1, param.dim())]
+    return param.permute(0, *order)[agents].permute(restore)
+
+
 def orthogonal_stack(n: int, fan_in: int, fan_out: int, gain: float) -> torch.Tensor:
     """(n, fan_in, fan_out): n independent orthogonal matrices scaled by `gain`.
 
@@ -101,9 +116,7 @@ class StackedParams(LayerParams):
         self.biases = nn.ParameterList([mark_per_agent(nn.Parameter(torch.zeros(n_agents, o))) for _, o in dims])
 
     def layers(self, agents: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        if agents is None:
-            return list(zip(self.weights, self.biases))
-        return [(w[agents], b[agents]) for w, b in zip(self.weights, self.biases)]
+        return [(agent_rows(w, agents), agent_rows(b, agents)) for w, b in zip(self.weights, self.biases)]
 
 
 class SharedParams(LayerParams):
@@ -220,4 +233,4 @@ class AgentParam(nn.Module):
         if self.value.dim() == 1:
             k = self.n_agents if agents is None else agents.numel()
             return self.value.expand(k, -1)
-        return self.value if agents is None else self.value[agents]
+        return agent_rows(self.value, agents)
