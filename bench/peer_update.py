@@ -15,8 +15,9 @@ all agents with one Adam (as HARL's `share_param`: every agent's turn steps the 
 Both sides sample the same replay buffer (random transitions, n-step targets), with equal sizes: batch
 1000, hidden [256, 256], n_step 10, auto-α, no feature/layer norm. Settings: 2 agents at HalfCheetah 2x3's
 sizes (global observations) and 17 agents with obs 20, act 1, state 50; torch threads 1 and 2. Rounds are
-interleaved (every learner of every setting once per round) and the medians of wall time per update are
-reported, with these ratios (reference time / our time, > 1: we are faster):
+interleaved (every learner of every setting once per round) and the medians of the time per update are
+reported (with one thread on CPU this process's CPU time, robust to other work on the machine; with more
+threads, or on CUDA, wall time), with these ratios (reference time / our time, > 1: we are faster):
 
 - every learner against the reference of the same algorithm and architecture (target ≥ 1.3×);
 - our `hasac` + `hypermarl` against the reference `hasac` + `nops` (target ≥ 1.0×);
@@ -224,18 +225,25 @@ def our_learner(spec: EnvSpec, algo: str, arch: str, device: torch.device):
     return get_algorithm(algo).learner_cls(spec, cfg, get_architecture(arch), device)
 
 
+def clock_for(threads: int, device: torch.device) -> Callable[[], float]:
+    """This process's CPU time for one-thread CPU runs (other processes on a shared machine barely distort it),
+    wall time otherwise (several threads: the latency a user waits for; CUDA: the host only waits)."""
+    return time.process_time if device.type == "cpu" and threads == 1 else time.perf_counter
+
+
 def seconds_per_update(learner, buffer: ReplayBuffer, seconds: float, device: torch.device) -> float:
-    """Wall seconds per `learner.update(buffer)`: one warm-up call, then calls until `seconds` have passed
-    (at least 2)."""
+    """Seconds per `learner.update(buffer)` by `clock_for` the current thread count: one warm-up call, then
+    calls until `seconds` have passed (at least 2)."""
+    clock = clock_for(torch.get_num_threads(), device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     learner.update(buffer)
     sync()
-    calls, start = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - start < seconds:
+    calls, start = 0, clock()
+    while calls < 2 or clock() - start < seconds:
         learner.update(buffer)
         calls += 1
     sync()
-    return (time.perf_counter() - start) / calls
+    return (clock() - start) / calls
 
 
 def main() -> None:
@@ -271,7 +279,8 @@ def main() -> None:
     median = {key: statistics.median(values) for key, values in times.items()}
     print(
         f"\nSAC updates, batch {BATCH}, hidden {HIDDEN}, n_step {N_STEP}, auto-alpha, device {device}; "
-        f"median wall ms per update over {args.rounds} interleaved rounds; speed-up = reference / ours"
+        f"median ms per update over {args.rounds} interleaved rounds (1 thread on CPU: this process's CPU time; "
+        "otherwise wall time); speed-up = reference / ours"
     )
     print(f"{'threads':>7}  {'setting':<37}{'learner':<17}{'ref ms':>9}{'our ms':>9}{'speed-up':>10}")
     for threads in args.threads:

@@ -20,7 +20,7 @@ import torch
 from harl.config import ExperimentConfig, read_yaml
 from harl.errors import UserError
 from harl.evaluation import evaluate
-from harl.experiment import build_config, config_from_dict, run_folder, run_folder_base
+from harl.experiment import build_config, check_env_compatible, config_from_dict, run_folder, run_folder_base
 from harl.registry import ALGORITHMS, ARCHITECTURES, all_environments, get_algorithm, get_environment, load_extensions
 from harl.runners import runner_for
 from harl.runners.base import Runner, build_learner, resolve_device
@@ -111,6 +111,9 @@ def train_main(argv: list[str]) -> int:
         print(cfg.dump(), end="")
         return 0
     check_device(cfg.run.device)
+    env_actions = get_environment(cfg.env_name).action_type
+    if env_actions is not None:  # options the env's actions rule out are refused before anything is printed
+        check_env_compatible(cfg, env_actions(cfg.env))
     run_folder_base(cfg)  # names that would leave --log_dir are refused before anything is made
     with stop_signals(), run_folder(cfg) as lock, Progress.for_run(cfg.run) as progress:
         try:

@@ -99,6 +99,9 @@ class EnvEntry:
         memory_estimate: `(experiment_cfg) -> {part: bytes}`, what a run of this config allocates at least on its
             device, estimated from the config alone; a run that cannot fit is refused before allocating (None:
             no estimate).
+        action_type: `(env_cfg) -> "continuous" | "discrete"`, the actions an env of this config has, known
+            without building it, so that options the actions rule out are refused before a run starts (None:
+            checked once the env is built).
     """
 
     name: str
@@ -107,6 +110,7 @@ class EnvEntry:
     scenarios: Callable[[], list[str]]
     description: str = ""
     memory_estimate: Callable[[Any], dict[str, int]] | None = None
+    action_type: Callable[[Any], str] | None = None
 
 
 ALGORITHMS: dict[str, AlgoEntry] = {}

@@ -239,11 +239,20 @@ def test_exact_loss_trains_through_the_cli(tmp_path, algo):
     assert any(row["losses/critic/loss"] for row in rows) and rows[-1]["eval/episode_return"] != ""
 
 
-def test_exact_loss_is_refused_for_continuous_actions(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--algo", "hasac", "--env", "mamujoco", "--discrete_policy_loss", "exact"], "over discrete actions"),
+        (["--algo", "maddpg", "--env", "vmas", "--scenario", "navigation", "--snd_interval", "5"], "deterministic"),
+    ],
+    ids=["exact loss, continuous env", "snd, deterministic actors"],
+)
+def test_options_the_env_actions_rule_out_are_refused_before_anything_is_printed(args, message, tmp_path, capsys):
     from harl.cli import train
 
-    args = ["--algo", "hasac", "--arch", "nops", "--env", "mamujoco", "--discrete_policy_loss", "exact"]
-    assert train([*args, "--log_dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "the exact expectation is over discrete actions" in err[0]
+    assert train([*args, "--arch", "nops", "--log_dir", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], captured.err
     assert not any(tmp_path.iterdir())

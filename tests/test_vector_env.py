@@ -245,3 +245,30 @@ def test_an_env_the_calling_process_cannot_build_stops_the_workers():
         assert not [p for p in workers if p.is_alive()]  # the worker was stopped, not left to the GC
     else:
         pytest.fail("building the env in the calling process should have failed")
+
+
+@pytest.mark.parametrize(
+    ("env", "overrides"),
+    [
+        ("mamujoco", {}),
+        ("matrix", {}),
+        ("mpe", {}),
+        ("mpe", {"env.continuous_actions": True}),
+        ("vmas", {}),
+        ("vmas", {"env.scenario": "navigation"}),
+    ],
+)
+def test_an_env_entrys_declared_action_type_is_the_built_envs(env, overrides):
+    """`EnvEntry.action_type` (read before a run starts, to refuse options the actions rule out) tells the truth."""
+    from harl.config import apply_overrides
+    from harl.experiment import default_config
+    from harl.registry import get_environment
+
+    cfg = default_config("mappo", "nops", env)
+    apply_overrides(cfg, overrides)
+    entry = get_environment(env)
+    built = entry.make(cfg.env, n_envs=1, seed=0, device=torch.device("cpu"))
+    try:
+        assert entry.action_type(cfg.env) == built.spec.action_type
+    finally:
+        built.close()

@@ -284,5 +284,6 @@ register_environment(
         make=make,
         scenarios=scenarios,
         description="Multi-agent MuJoCo robots (gymnasium-robotics MaMuJoCo v1): continuous actions, team reward",
+        action_type=lambda cfg: "continuous",
     )
 )

@@ -142,5 +142,6 @@ register_environment(
         scenarios=lambda: [f"{g} (n_agents >= 2)" for g in GAMES],
         description="the paper's n-agent Specialisation / Synchronisation matrix games",
         memory_estimate=memory_estimate,
+        action_type=lambda cfg: "discrete",
     )
 )

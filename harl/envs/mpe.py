@@ -178,5 +178,6 @@ register_environment(
         scenarios=lambda: list(MODULES),
         description="PettingZoo MPE (mpe2): simple_spread, simple_reference, simple_speaker_listener; "
         "discrete or continuous",
+        action_type=lambda cfg: "continuous" if cfg.continuous_actions else "discrete",
     )
 )

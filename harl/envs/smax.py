@@ -398,5 +398,6 @@ register_environment(
         scenarios=lambda: list(MAPS),
         description="StarCraft-style micromanagement on JaxMARL SMAX (SMACv2- and SMACv1-style maps) "
         "vs the heuristic enemy; discrete, action masks, win rate",
+        action_type=lambda cfg: "discrete",
     )
 )

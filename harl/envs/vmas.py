@@ -353,5 +353,6 @@ register_environment(
         make=make,
         scenarios=lambda: [f"{name} (n_agents >= 1)" for name in SCENARIOS],
         description="VMAS Dispersion (discrete, per-agent food rewards) and Navigation (continuous), batched in torch",
+        action_type=lambda cfg: "continuous" if cfg.continuous else "discrete",
     )
 )
