@@ -38,6 +38,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from harl.algos.base import Learner
 from harl.errors import UserError
 from harl.models.agent_mlp import AgentMLP, SharedParams, StackedParams
 from harl.models.off_policy import JointQCritic
@@ -48,6 +49,9 @@ COMPILED_MODULES: tuple[type[nn.Module], ...] = (AgentMLP, JointQCritic)
 RECOMPILE_LIMIT = 32
 """Compiled variants per function: (agent selections) × (grad mode) × (frozen or trainable critic) × (batch
 shapes before they turn dynamic) × (actor, critic and target networks' configurations) stays below it."""
+
+BACKEND = "inductor"
+"""The `torch.compile` backend (tests use "aot_eager" for speed where they check the wrapping, not the kernels)."""
 
 
 @functools.cache
@@ -61,10 +65,6 @@ def inductor_problem() -> str | None:
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         return f"{type(err).__name__}: {first_line}"
     return None
-
-
-BACKEND = "inductor"
-"""The `torch.compile` backend (tests use "aot_eager" for speed where they check the wrapping, not the kernels)."""
 
 
 def is_compiled(module: nn.Module) -> bool:
@@ -85,7 +85,7 @@ def _eager_layers(cls: type[nn.Module]):
     return torch.compiler.disable(cls.layers, recursive=True)
 
 
-def _networks(learner: object) -> Iterator[nn.Module]:
+def _networks(learner: Learner) -> Iterator[nn.Module]:
     """The learner's networks: those `networks()` lists and their target copies (which it does not list)."""
     seen: set[int] = set()
     for network in [*learner.networks().values(), *vars(learner).values()]:
@@ -94,7 +94,7 @@ def _networks(learner: object) -> Iterator[nn.Module]:
             yield network
 
 
-def compile_learner(learner: object, enabled: bool) -> int:
+def compile_learner(learner: Learner, enabled: bool) -> int:
     """Compile the forwards of the learner's `AgentMLP`s and joint Q critics in place when `enabled`
     (`run.compile`); returns how many forwards were compiled (0 when not enabled).
 
