@@ -186,6 +186,10 @@ class RunConfig:
     time_limit_minutes: float = bounded(0.0, ge=0)
     """Wall-clock budget of this process (0: none): when spent, the run ends as at num_env_steps (final
     evaluation and checkpoint); `--resume` with a larger budget continues it."""
+    compile: bool = False
+    """`torch.compile` the forward (and backward) passes of the training process's networks, acting and
+    updates alike (`harl.utils.compile`; checkpoints are the same either way). Off by default: on CPU it was
+    measured slower than eager, compile time aside (`bench/compile.py`)."""
 
     def validate(self) -> None:
         check_bounds(self, "run")

@@ -28,6 +28,7 @@ from harl.runners.episodes import EpisodeStats
 from harl.runners.evaluator import Evaluator
 from harl.runners.progress import Progress
 from harl.utils.checkpoint import Checkpointer, describe_mismatch, rng_state, set_rng_state
+from harl.utils.compile import compile_learner
 from harl.utils.logger import RunLogger
 from harl.utils.memory import keep_freed_memory
 from harl.utils.signals import stop_requested
@@ -90,6 +91,7 @@ class Runner(ABC):
         self.threads = run.torch_threads or training_threads(self.env.n_workers)  # see harl.utils.threads
         torch.set_num_threads(self.threads)
         self.learner = build_learner(cfg, self.spec, self.device)
+        compile_learner(self.learner, run.compile)  # run.compile: compiled network forwards
         self.schedule = self.learner.schedule
         self.evaluator = Evaluator(cfg, self.device)
         self.episodes = EpisodeStats()
