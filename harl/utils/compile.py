@@ -2,7 +2,8 @@
 
 `compile_learner` replaces, on each instance, the `forward` of every `AgentMLP` (the actors' and on-policy
 critics' networks of every architecture, and the encoders and heads of recurrent ones) and `JointQCritic`
-(the off-policy critics) found in the learner's networks with a compiled copy of its class's function,
+(the off-policy critics) found in the learner's `networks()` (target copies, made before, stay eager: they
+run once per update without gradients) with a compiled copy of its class's function,
 bound to that instance. What is compiled is a function, never a wrapper module: parameters, buffers and
 `state_dict()` keys stay exactly those of the eager networks (no `_orig_mod.` prefixes), so a checkpoint
 saved with compile loads without it and vice versa, and `copy.deepcopy` of a network binds the copy's own
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -85,15 +85,6 @@ def _eager_layers(cls: type[nn.Module]):
     return torch.compiler.disable(cls.layers, recursive=True)
 
 
-def _networks(learner: Learner) -> Iterator[nn.Module]:
-    """The learner's networks: those `networks()` lists and their target copies (which it does not list)."""
-    seen: set[int] = set()
-    for network in [*learner.networks().values(), *vars(learner).values()]:
-        if isinstance(network, nn.Module) and id(network) not in seen:
-            seen.add(id(network))
-            yield network
-
-
 def compile_learner(learner: Learner, enabled: bool) -> int:
     """Compile the forwards of the learner's `AgentMLP`s and joint Q critics in place when `enabled`
     (`run.compile`); returns how many forwards were compiled (0 when not enabled).
@@ -108,13 +99,12 @@ def compile_learner(learner: Learner, enabled: bool) -> int:
         raise UserError(f"--compile true needs a working torch.compile (inductor) here, which failed ({problem})")
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     count = 0
-    for network in _networks(learner):
+    for network in learner.networks().values():
         for module in network.modules():
             if not isinstance(module, COMPILED_MODULES) or is_compiled(module):
                 continue
-            params = getattr(module, "params", None)
-            if params is not None and not isinstance(params, (StackedParams, SharedParams)):
-                params.layers = types.MethodType(_eager_layers(type(params)), params)
+            if isinstance(module, AgentMLP) and not isinstance(module.params, (StackedParams, SharedParams)):
+                module.params.layers = types.MethodType(_eager_layers(type(module.params)), module.params)
             module.forward = types.MethodType(_compiled_forward(type(module), BACKEND), module)
             count += 1
     return count
