@@ -5,11 +5,12 @@ For each env, prints side by side in one run:
 2. the MAPPO training rollout (`OnPolicyRunner.collect()` and the learner's `evaluate_rollout`: policy
    inference, value estimates and buffer writes) with the same env count, on the same device; for SMAX
    with feed-forward and with GRU policies and critics (the tuned SMAX configs are recurrent, as the paper's).
-Target on CPU: training ≥ 0.5× env-only. JAX compiles SMAX's step before timing starts (and keeps it
+Target on CPU: training ≥ 0.5× env-only, with one torch thread (`--torch_threads 1`, the default here; 0 takes
+the run's own thread policy, `harl.utils.threads`). JAX compiles SMAX's step before timing starts (and keeps it
 in its persistent cache), so neither row includes compilation.
 
 Usage: python bench/env_throughput.py [--steps 200] [--smax_envs 64] [--smax_map smacv2_10_units]
-                                      [--vmas_envs 600] [--arch nops] [--device cpu]
+                                      [--vmas_envs 600] [--arch nops] [--device cpu] [--torch_threads 1]
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def training_rollout(cfg, vector_steps: int) -> float:
 
 
 def measure(name: str, env: str, overrides: dict, arch: str, steps: int) -> tuple[str, float, float]:
+    """Env-only and training-rollout env steps/s of one env configuration."""
     cfg, _ = build_config("mappo", arch, env, {**overrides, "progress_bar": "false"})
     limit = env_only(cfg, steps)
     training = training_rollout(cfg, steps)
@@ -85,9 +87,15 @@ def main() -> None:
     parser.add_argument("--vmas_envs", type=int, default=600)
     parser.add_argument("--arch", default="nops")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--torch_threads", type=int, default=1, help="torch threads of both rows (0: the run's own thread policy)"
+    )
     args = parser.parse_args()
     load_extensions()
-    smax = {"scenario": args.smax_map, "n_rollout_threads": args.smax_envs, "device": args.device}
+    if args.torch_threads > 0:  # before env-only play too; the runner sets the same number
+        torch.set_num_threads(args.torch_threads)
+    run = {"device": args.device, "torch_threads": args.torch_threads}
+    smax = {"scenario": args.smax_map, "n_rollout_threads": args.smax_envs, **run}
     rows = [
         measure(
             f"SMAX {args.smax_map}, {args.smax_envs} envs, {kind}",
@@ -101,7 +109,7 @@ def main() -> None:
         measure(
             f"VMAS Dispersion (4 agents), {args.vmas_envs} envs",
             "vmas",
-            {"scenario": "dispersion", "n_rollout_threads": args.vmas_envs, "device": args.device},
+            {"scenario": "dispersion", "n_rollout_threads": args.vmas_envs, **run},
             args.arch,
             args.steps,
         ),

@@ -12,11 +12,18 @@ from harl.runners.on_policy import OnPolicyRunner
 
 
 @pytest.mark.parametrize(
-    "algo, n_workers, recurrent",
-    [("mappo", 0, False), ("mappo", 1, False), ("mappo", 1, True), ("ippo", 0, False), ("ippo", 0, True)],
-    ids=["in-process", "worker", "worker-recurrent", "ippo", "ippo-recurrent"],
+    "algo, n_workers, recurrent, chunk",
+    [
+        ("mappo", 0, False, 4),
+        ("mappo", 1, False, 4),
+        ("mappo", 1, True, 4),
+        ("mappo", 0, True, 5),
+        ("ippo", 0, False, 4),
+        ("ippo", 0, True, 4),
+    ],
+    ids=["in-process", "worker", "worker-recurrent", "recurrent-chunks-divide-rollout", "ippo", "ippo-recurrent"],
 )
-def test_rollout_values_and_time_limit_bootstraps(tmp_path, algo, n_workers, recurrent):
+def test_rollout_values_and_time_limit_bootstraps(tmp_path, algo, n_workers, recurrent, chunk):
     """Against critic calls made step by step, as the rollout unfolds: buffer.values[t] = V(s_t | h_t); at a
     time-limit cut the reward gains γ·V(final state | hidden after the step); the returned next values are
     V of the states after the rollout; a recurrent critic's chunk-start and carried hidden states match."""
@@ -29,7 +36,7 @@ def test_rollout_values_and_time_limit_bootstraps(tmp_path, algo, n_workers, rec
         "hidden_sizes": [16, 16],
         "progress_bar": "false",
         "recurrent": str(recurrent).lower(),
-        "data_chunk_length": 4,
+        "data_chunk_length": chunk,  # 10 steps: chunks of 4 (the last padded) or 5
     }
     cfg, _ = build_config(algo, "nops", "mamujoco", overrides)
     runner = OnPolicyRunner(cfg, tmp_path)
@@ -53,8 +60,8 @@ def test_rollout_values_and_time_limit_bootstraps(tmp_path, algo, n_workers, rec
         learner.evaluate_rollout(buffer)  # once per rollout: no second bootstrap
         torch.testing.assert_close(buffer.rewards, rewards)
         for t in range(buffer.length):
-            if recurrent and t % 4 == 0:
-                torch.testing.assert_close(buffer.critic_hidden[t // 4], hidden)
+            if recurrent and t % chunk == 0:
+                torch.testing.assert_close(buffer.critic_hidden[t // chunk], hidden)
             values, after = learner.values(learner.critic.inputs(buffer.obs[t], buffer.state[t]), hidden)
             torch.testing.assert_close(buffer.values[t], values)
             expected = outs[t].reward.clone()  # (E, N)

@@ -82,6 +82,29 @@ def test_agent_gru_is_torch_gru_per_agent(per_agent):
         torch.testing.assert_close(last[i], h)
 
 
+@pytest.mark.parametrize("per_agent", [False, True])
+def test_agent_gru_without_gradients_computes_input_gates_in_blocks_with_the_same_values(per_agent, monkeypatch):
+    """Without gradients the input gates of a long sequence are computed a block of steps at a time (here blocks
+    of 3 steps, the last one shorter); outputs, resets inside and across blocks and the last state are bitwise
+    those of the one-matmul pass a training graph takes."""
+    monkeypatch.setattr(recurrent_module, "GATE_ROWS", 3 * 4)  # 3 steps of a batch of 4
+    torch.manual_seed(0)
+    gru = AgentGRU(3, 5, 6, per_agent)
+    x, h0 = torch.randn(3, 8, 4, 5), torch.randn(3, 4, 6)  # (k, L, B, in), (k, B, H)
+    resets = torch.zeros(8, 4)
+    resets[2, 0] = resets[3, 1] = resets[7, 3] = 1.0  # inside a block, at a block's start, in the last block
+    calls = []
+    linear = recurrent_module.agent_linear
+    monkeypatch.setattr(recurrent_module, "agent_linear", lambda x, w, b: calls.append(x.shape[1]) or linear(x, w, b))
+    out, last = gru(x, h0, resets)  # with gradients: one matmul for all input gates
+    assert calls.count(8 * 4) == 1
+    calls.clear()
+    with torch.no_grad():
+        blocked, blocked_last = gru(x, h0, resets)
+    assert [rows for rows in calls if rows != 4] == [12, 12, 8]  # input gates of steps 0-2, 3-5, 6-7
+    assert torch.equal(blocked, out.detach()) and torch.equal(blocked_last, last.detach())
+
+
 @pytest.mark.parametrize("arch", ["nops", "fups", "fups_id", "hypermarl"])
 @pytest.mark.parametrize("discrete", [False, True])
 def test_shapes(arch, discrete):

@@ -224,10 +224,16 @@ class PPOLearner:
             ),
             strict=True,
         )
-        values, hiddens = torch.cat(values, dim=1), torch.cat(hiddens, dim=1)  # (T+1, E, N), (T+1, E, N, H)
-        # hidden states before each step: the carried ones, then those after the previous step, zeroed at ends
-        before = torch.cat([carried.unsqueeze(0), reset_hidden(hiddens[:t], buffer.dones)])
-        buffer.set_values(values, chunk_hidden=before[:t:chunk], carry=before[t])
+        if len(values) > 1:
+            values, hiddens = torch.cat(values, dim=1), torch.cat(hiddens, dim=1)  # (T+1, E, N), (T+1, E, N, H)
+        else:
+            values, hiddens = values[0], hiddens[0]
+        # hidden states before the steps the chunks start at (after the first) and before the next rollout: those
+        # after the previous step, zeroed at episode ends
+        starts = range(chunk, t, chunk)  # the chunks' first steps after step 0
+        previous = torch.tensor([s - 1 for s in starts] + [t - 1], device=self.device)  # (⌈T/L⌉,)
+        before = reset_hidden(hiddens[previous], buffer.dones[previous])  # (⌈T/L⌉, E, N, H)
+        buffer.set_values(values, chunk_hidden=torch.cat([carried.unsqueeze(0), before[:-1]]), carry=before[-1])
         if buffer.cuts:
             finals = torch.cat([inputs_of(cut.final_obs, cut.final_state) for cut in buffer.cuts])  # (Σk, ...)
             final_hidden = torch.cat([hiddens[cut.step, cut.envs] for cut in buffer.cuts])  # (Σk, N, H)

@@ -35,6 +35,12 @@ from harl.models.agent_mlp import (
 from harl.models.net_spec import NetSpec
 from harl.registry import ArchEntry
 
+GATE_ROWS = 512
+"""Rows (steps × batch) of GRU input gates computed by one batched matmul without gradients (acting, a rollout's
+values): the gates of a whole rollout at once are a tensor too large for the CPU's caches, and the matmul writing
+it runs about twice slower per row. Blocks give the same values; a training graph keeps one matmul, so that its
+weight gradient is summed as before."""
+
 
 class AgentGRU(nn.Module):
     """A GRU (PyTorch's gate equations, gates ordered r, z, n) run for many agents at once.
@@ -69,18 +75,28 @@ class AgentGRU(nn.Module):
         """
         (w_in, b_in), (w_hid, b_hid) = self.params.layers(agents)
         k, steps, batch, _ = x.shape
-        gates_in = agent_linear(x.reshape(k, steps * batch, -1), w_in, b_in).view(k, steps, batch, -1)  # (k, L, B, 3H)
+        two_h = 2 * self.hidden_size
+        keep = None if resets is None else (1.0 - resets).view(steps, 1, batch, 1)  # (L, 1, B, 1)
+        # steps whose input gates one batched matmul computes; with gradients, all of them (one weight gradient)
+        block = max(1, GATE_ROWS // batch) if not torch.is_grad_enabled() else steps
         outputs = []
-        for t in range(steps):  # inherently sequential in time
-            if resets is not None:
-                hidden = hidden * (1.0 - resets[t]).view(1, batch, 1)
-            r_in, z_in, n_in = gates_in[:, t].chunk(3, dim=-1)  # (k, B, H) each
-            r_hid, z_hid, n_hid = agent_linear(hidden, w_hid, b_hid).chunk(3, dim=-1)
-            reset_gate = torch.sigmoid(r_in + r_hid)
-            update_gate = torch.sigmoid(z_in + z_hid)
-            candidate = torch.tanh(n_in + reset_gate * n_hid)
-            hidden = candidate + update_gate * (hidden - candidate)  # (1 - z)·n + z·h
-            outputs.append(hidden)
+        for start in range(0, steps, block):
+            x_block = x[:, start : start + block]  # (k, l, B, in)
+            gates_in = agent_linear(x_block.reshape(k, -1, x.shape[-1]), w_in, b_in).view(
+                k, -1, batch, 3 * self.hidden_size
+            )
+            for t in range(x_block.shape[1]):  # inherently sequential in time
+                if keep is not None:
+                    hidden = hidden * keep[start + t]
+                step_in = gates_in[:, t]  # (k, B, 3H)
+                step_hid = agent_linear(hidden, w_hid, b_hid)  # (k, B, 3H)
+                # reset and update gates in one sigmoid (elementwise: the same values as one call per gate)
+                gates = torch.sigmoid(step_in[..., :two_h] + step_hid[..., :two_h])  # (k, B, 2H): r, z
+                candidate = torch.tanh(step_in[..., two_h:] + gates[..., : self.hidden_size] * step_hid[..., two_h:])
+                hidden = candidate + gates[..., self.hidden_size :] * (hidden - candidate)  # (1 - z)·n + z·h
+                outputs.append(hidden)
+        if steps == 1:  # one step (acting): no copy
+            return hidden.unsqueeze(1), hidden
         return torch.stack(outputs, dim=1), hidden
 
 
