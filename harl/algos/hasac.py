@@ -17,6 +17,13 @@ class HASAC(SACLearner):
     With a parameter-sharing architecture (FuPS, hypernetworks), every agent's turn updates the
     shared parameters (as HARL's `share_param`); per-agent parameters of other agents never move
     in agent i's turn (`AgentAdam.step(agents=...)`).
+
+    Work per turn, the minimum these semantics leave: the critic's state term and the critic target are
+    computed once per update; a hypernetwork generates only the agent in turn's layers (for its loss, and
+    again to re-sample its action after its step); per-agent tensors send back gradients laid out as the
+    parameters (`agent_rows`), and only the agent's rows move; the last agent's new action, which nobody
+    reads, is not sampled. What remains is the Adam step of every shared parameter in every turn, which a
+    parameter-sharing sequential update needs (momentum moves them all).
     """
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
