@@ -1,0 +1,109 @@
+"""HASAC updates with this session's HA-turn savings vs without them, in one process (not a test).
+
+Two exact savings of a sequential (HA) turn, each timed against its previous implementation (kept below as
+the reference and patched in for the "before" rounds), on the same learner and replay buffer, in
+interleaved rounds (before, after, before, ...), medians of this process's CPU time per update (1 thread):
+
+1. `hypermarl`: a hypernetwork whose weights changed in the turn's optimiser step re-generated *every*
+   agent's layers (and cached them) to re-sample the agent in turn's action; now it generates that agent's.
+2. `nops`: per-agent rows were gathered in the parameter's logical order, so the gradient autograd sent back
+   (zeros outside the agent's rows) was re-laid out to the parameter's transposed memory order before
+   becoming `.grad`; `agent_rows` gathers in memory order.
+
+Settings as `bench/peer_update.py`: 2 agents (HalfCheetah 2x3 sizes) and 17 agents (obs 20, act 1,
+state 50), batch 1000, hidden [256, 256], n_step 10.
+
+Usage: python bench/ha_turn.py [--rounds 3] [--seconds 1.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from peer_update import N_STEP, our_learner
+from replay_common import filled_buffer, mamujoco_spec, uniform_spec
+
+import harl.models.agent_mlp as agent_mlp
+from harl.registry import load_extensions
+from harl.utils.memory import keep_freed_memory
+from hypermarl_ext.hypernet import HyperParams
+
+
+def previous_layers(self: HyperParams, agents: torch.Tensor | None):
+    """`HyperParams.layers` before: a stale cache is refilled with every agent's layers, whatever the selection."""
+    if torch.is_grad_enabled():
+        return self.generate(agents)
+    sources = self.sources()
+    key = tuple((t.data_ptr(), t._version) for t in sources)
+    if key != self._cache.key:
+        self._cache.key, self._cache.sources = key, [t.detach() for t in sources]
+        self._cache.layers = self.generate(None)
+    if agents is None:
+        return self._cache.layers
+    return [(w[agents], b[agents]) for w, b in self._cache.layers]
+
+
+def previous_agent_rows(param: torch.Tensor, agents: torch.Tensor | None) -> torch.Tensor:
+    """Row gathering before: in the tensor's logical order."""
+    return param if agents is None else param[agents]
+
+
+def cpu_ms_per_update(learner, buffer, seconds: float) -> float:
+    learner.update(buffer)
+    calls, start = 0, time.process_time()
+    while calls < 2 or time.process_time() - start < seconds:
+        learner.update(buffer)
+        calls += 1
+    return (time.process_time() - start) / calls * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=1.5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    load_extensions()
+    keep_freed_memory()
+    device = torch.device("cpu")
+    savings: dict[str, tuple[str, Callable[[bool], None]]] = {
+        "hypermarl": ("re-sample generates the agent in turn only", _use_layers),
+        "nops": ("rows gathered in memory order", _use_rows),
+    }
+    print("hasac update, 1 thread, CPU ms per update, medians over interleaved rounds")
+    print(f"{'setting':<36}{'arch':<11}{'saving':<45}{'before':>8}{'after':>8}{'gain':>7}")
+    for name, spec in {
+        "2 agents (HalfCheetah 2x3)": mamujoco_spec("HalfCheetah", "2x3"),
+        "17 agents (obs 20, act 1, state 50)": uniform_spec(17, 20, 1, 50),
+    }.items():
+        buffer = filled_buffer(spec, device, N_STEP)
+        for arch, (saving, use_new) in savings.items():
+            learner = our_learner(spec, "hasac", arch, device)
+            times: dict[bool, list[float]] = {False: [], True: []}
+            for _ in range(args.rounds):
+                for new in (False, True):
+                    use_new(new)
+                    times[new].append(cpu_ms_per_update(learner, buffer, args.seconds))
+            use_new(True)
+            before, after = statistics.median(times[False]), statistics.median(times[True])
+            print(f"{name:<36}{arch:<11}{saving:<45}{before:>8.1f}{after:>8.1f}{before / after:>6.2f}x", flush=True)
+
+
+_CURRENT_LAYERS = HyperParams.layers
+_CURRENT_ROWS = agent_mlp.agent_rows
+
+
+def _use_layers(new: bool) -> None:
+    HyperParams.layers = _CURRENT_LAYERS if new else previous_layers
+
+
+def _use_rows(new: bool) -> None:
+    agent_mlp.agent_rows = _CURRENT_ROWS if new else previous_agent_rows
+
+
+if __name__ == "__main__":
+    main()
