@@ -34,13 +34,15 @@ from __future__ import annotations
 
 import functools
 import types
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from harl.algos.base import Learner
 from harl.errors import UserError
-from harl.models.agent_mlp import AgentMLP, SharedParams, StackedParams
+from harl.models.agent_mlp import AgentMLP, LayerParams, SharedParams, StackedParams
 from harl.models.off_policy import JointQCritic
 
 COMPILED_MODULES: tuple[type[nn.Module], ...] = (AgentMLP, JointQCritic)
@@ -73,14 +75,18 @@ def is_compiled(module: nn.Module) -> bool:
     return isinstance(forward, types.MethodType) and forward.__func__ is _compiled_forward(type(module), BACKEND)
 
 
-@functools.cache
-def _compiled_forward(cls: type[nn.Module], backend: str):
+_COMPILED_FORWARDS: dict[tuple[type[nn.Module], str], Callable[..., Any]] = {}
+
+
+def _compiled_forward(cls: type[nn.Module], backend: str) -> Callable[..., Any]:
     """One compiled copy of `cls.forward` (dynamo caches graphs per code object, so one per class is enough)."""
-    return torch.compile(cls.forward, backend=backend, dynamic=None)
+    if (cls, backend) not in _COMPILED_FORWARDS:
+        _COMPILED_FORWARDS[cls, backend] = torch.compile(cls.forward, backend=backend, dynamic=None)
+    return _COMPILED_FORWARDS[cls, backend]
 
 
 @functools.cache
-def _eager_layers(cls: type[nn.Module]):
+def _eager_layers(cls: type[LayerParams]):
     """`cls.layers` run eagerly inside compiled forwards (a graph break), for weight sources with Python state."""
     return torch.compiler.disable(cls.layers, recursive=True)
 
@@ -104,7 +110,9 @@ def compile_learner(learner: Learner, enabled: bool) -> int:
             if not isinstance(module, COMPILED_MODULES) or is_compiled(module):
                 continue
             if isinstance(module, AgentMLP) and not isinstance(module.params, (StackedParams, SharedParams)):
-                module.params.layers = types.MethodType(_eager_layers(type(module.params)), module.params)
+                module.params.layers = types.MethodType(  # type: ignore[method-assign]
+                    _eager_layers(type(module.params)), module.params
+                )
             module.forward = types.MethodType(_compiled_forward(type(module), BACKEND), module)
             count += 1
     return count
