@@ -258,8 +258,10 @@ def test_resume_continues_with_the_saved_replay_buffer(tmp_path):
 
 # ---------------------------------------------------------------------------- tuned configs
 
-OFF_POLICY_TUNED = sorted(
-    path for path in (TUNED_CONFIG_DIR / "mamujoco").glob("*/*.yaml") if path.stem.split("-")[0] in OFF_POLICY
+OFF_POLICY_TUNED = sorted(  # tuned configs are named <algo>-<arch>.yaml (the quick start's config is not one)
+    path
+    for path in (TUNED_CONFIG_DIR / "mamujoco").glob("*/*.yaml")
+    if len(path.stem.split("-")) == 2 and path.stem.split("-")[0] in OFF_POLICY
 )
 
 
