@@ -449,15 +449,19 @@ def split_main(data: dict[str, Any], path: Path | str) -> tuple[dict[str, str], 
     return {k: str(v) for k, v in main.items()}, data
 
 
-def env_layer(data: dict[str, Any], on_policy: bool) -> dict[str, Any]:
-    """An env YAML may hold `on_policy:` / `off_policy:` blocks applied only to learners of that kind."""
+def env_layer(data: dict[str, Any], on_policy: bool, arch: str) -> dict[str, Any]:
+    """An env YAML may hold `on_policy:` / `off_policy:` blocks applied only to learners of that kind, and such a
+    block an `archs:` mapping from architecture names to sections applied on top of it only with that
+    architecture (e.g. a hypernetwork's own learning rate)."""
     data = dict(data)
-    on = data.pop("on_policy", None) or {}
-    off = data.pop("off_policy", None) or {}
+    on = dict(data.pop("on_policy", None) or {})
+    off = dict(data.pop("off_policy", None) or {})
     chosen = on if on_policy else off
+    per_arch = chosen.pop("archs", None) or {}
     merged = dict(data)
-    for section, values in chosen.items():
-        merged[section] = {**merged.get(section, {}), **values}
+    for block in (chosen, per_arch.get(arch) or {}):
+        for section, values in block.items():
+            merged[section] = {**merged.get(section, {}), **values}
     return merged
 
 

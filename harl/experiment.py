@@ -80,7 +80,7 @@ def build_config(
     ):
         if path.is_file():
             data = read_yaml(path)
-            apply_overrides(cfg, env_layer(data, layer) if layer is not None else data, str(path))
+            apply_overrides(cfg, env_layer(data, layer, arch) if layer is not None else data, str(path))
             sources.append(str(path))
     if load_config is not None:
         apply_overrides(cfg, loaded, str(load_config))

@@ -218,12 +218,27 @@ def test_algo_yaml_keys_depart_from_the_dataclass_defaults(algo, key, value):
 
 
 def env_yaml_cases() -> list[tuple[str, str | None, str, object]]:
+    """(env, block, key, value) of every packaged env YAML value outside the blocks' `archs:` mappings."""
     cases = []
     for path in sorted((PACKAGE_CONFIG_DIR / "envs").glob("*.yaml")):
         data = read_yaml(path)
         for block in (None, "on_policy", "off_policy"):
-            layer = data.get(block) or {} if block else {k: v for k, v in data.items() if k not in ENV_BLOCKS}
+            if block:
+                layer = {k: v for k, v in (data.get(block) or {}).items() if k != "archs"}
+            else:
+                layer = {k: v for k, v in data.items() if k not in ENV_BLOCKS}
             cases += [(path.stem, block, key, value) for key, value in flat(layer)]
+    return cases
+
+
+def env_yaml_arch_cases() -> list[tuple[str, str, str, str, object]]:
+    """(env, block, arch, key, value) of every value in the packaged env YAMLs' per-architecture mappings."""
+    cases = []
+    for path in sorted((PACKAGE_CONFIG_DIR / "envs").glob("*.yaml")):
+        data = read_yaml(path)
+        for block in ENV_BLOCKS:
+            for arch, sections in ((data.get(block) or {}).get("archs") or {}).items():
+                cases += [(path.stem, block, arch, key, value) for key, value in flat(sections)]
     return cases
 
 
@@ -246,8 +261,22 @@ def test_env_yaml_keys_change_the_config_of_some_learner(env, block, key, value)
     assert any(changes), f"harl/configs/envs/{env}.yaml restates what the layers below give for {key}"
 
 
+@pytest.mark.parametrize(("env", "block", "arch", "key", "value"), env_yaml_arch_cases())
+def test_env_yaml_per_arch_values_name_a_registered_arch_and_change_its_config(env, block, arch, key, value):
+    assert arch in ARCHITECTURES, f"harl/configs/envs/{env}.yaml: {block}.archs names no registered arch {arch!r}"
+    for algo, entry in ALGORITHMS.items():
+        if entry.on_policy != (block == "on_policy"):
+            continue
+        cfg, _ = build_config(algo, arch, env, {})
+        plain, _ = build_config(algo, "nops", env, {})
+        section, name = key.split(".")
+        assert getattr(getattr(cfg, section), name) == value  # the arch's value wins over the block's
+        assert getattr(getattr(plain, section), name) != value  # and only for that arch
+
+
 def test_env_layer_blocks_are_the_only_nesting():
     for path in sorted((PACKAGE_CONFIG_DIR / "envs").glob("*.yaml")):
         for on_policy in (True, False):
-            layer = env_layer(read_yaml(path), on_policy)
-            assert set(layer) <= {"run", "algo", "env", "model", "arch"}, path
+            for arch in ARCHITECTURES:
+                layer = env_layer(read_yaml(path), on_policy, arch)
+                assert set(layer) <= {"run", "algo", "env", "model", "arch"}, path
