@@ -1,7 +1,8 @@
 """Step time of the fused `AgentAdam` and of agent-wise gradient clipping vs their first implementation (not a test).
 
-The first implementation (copied below as the reference) stepped one parameter at a time, gathering and
-scattering the selected agents' rows; the clipping summed squared rows per parameter. Both are timed side by
+The first implementation (the optimiser in `tests/reference_optim.py`, the clipping below) stepped one
+parameter at a time, gathering and scattering the selected agents' rows; the clipping summed squared rows per
+parameter. Both are timed side by
 side on the same actors, in interleaved rounds (reference, fused, reference, ...), and the medians are printed:
 
 - `nops` actors at hidden [256, 256]: 2 agents at HalfCheetah 2x3's sizes (global obs 17, act 3) and 17 agents
@@ -20,9 +21,11 @@ import argparse
 import copy
 import itertools
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,51 +37,11 @@ from harl.optim import AgentAdam, clip_grad_norm_agentwise
 from harl.registry import get_architecture, load_extensions
 from harl.spec import EnvSpec
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for the tests' reference
+from tests.reference_optim import ReferenceAgentAdam  # noqa: E402
+
 HIDDEN = [256, 256]
 BATCH = 1000
-
-
-class ReferenceAgentAdam(torch.optim.Optimizer):
-    """`AgentAdam` as first written: one parameter at a time, selected rows gathered, updated and scattered back."""
-
-    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
-
-    @torch.no_grad()
-    def step(self, agents: torch.Tensor | None = None) -> None:
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                per_agent = is_per_agent(p)
-                if not state:
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                    state["step"] = torch.zeros(p.shape[0] if per_agent else (), device=p.device)
-                rows = agents if (per_agent and agents is not None) else None
-                if rows is None:
-                    self._adam(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"], group, beta1, beta2)
-                    continue
-                param, grad = p[rows], p.grad[rows]
-                exp_avg, exp_avg_sq, step = state["exp_avg"][rows], state["exp_avg_sq"][rows], state["step"][rows]
-                self._adam(param, grad, exp_avg, exp_avg_sq, step, group, beta1, beta2)
-                p[rows] = param
-                state["exp_avg"][rows] = exp_avg
-                state["exp_avg_sq"][rows] = exp_avg_sq
-                state["step"][rows] = step
-
-    @staticmethod
-    def _adam(param, grad, exp_avg, exp_avg_sq, step, group, beta1, beta2) -> None:
-        step += 1
-        exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        view = (-1,) + (1,) * (param.dim() - 1) if step.dim() == 1 else ()
-        bias1 = (1 - beta1**step).view(view)
-        bias2 = (1 - beta2**step).view(view)
-        denom = (exp_avg_sq / bias2).sqrt_().add_(group["eps"])
-        param.addcdiv_(exp_avg / bias1, denom, value=-group["lr"])
 
 
 def reference_clip(params: list[torch.nn.Parameter], max_norm: float, n_agents: int) -> None:
