@@ -59,16 +59,20 @@ def test_the_six_off_policy_learners_are_registered():
 # ---------------------------------------------------------------------------- update semantics
 
 
-def toy_spec(act_dims=(2, 2, 2), low=None, high=None) -> EnvSpec:
+def toy_spec(act_dims=(2, 2, 2), low=None, high=None, discrete: bool = False) -> EnvSpec:
+    """Agents with observation size 4 and a state of size 5: continuous actions in [low, high] (default [-1, 1]),
+    or `discrete` ones (act_dims choices each, with available-action masks)."""
     n, a = len(act_dims), max(act_dims)
+    default_low = np.zeros((n, a), np.float32) if discrete else -np.ones((n, a), np.float32)
     return EnvSpec(
         agent_ids=tuple(f"agent_{i}" for i in range(n)),
         obs_dims=(4,) * n,
         state_dim=5,
-        action_type="continuous",
+        action_type="discrete" if discrete else "continuous",
         act_dims=tuple(act_dims),
-        act_low=-np.ones((n, a), np.float32) if low is None else low,
+        act_low=default_low if low is None else low,
         act_high=np.ones((n, a), np.float32) if high is None else high,
+        has_avail_actions=discrete,
     )
 
 

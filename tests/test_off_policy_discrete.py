@@ -3,7 +3,6 @@ critic, action indices and available-action masks in the replay buffer, masks re
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,6 +13,8 @@ from harl.models.off_policy import GumbelCategoricalActor
 from harl.registry import ALGORITHMS, ARCHITECTURES, get_architecture, load_extensions
 from harl.spec import EnvSpec
 
+from .test_off_policy import toy_spec
+
 load_extensions()
 
 OFF_POLICY = sorted(name for name, entry in ALGORITHMS.items() if not entry.on_policy)
@@ -21,17 +22,7 @@ ACT_DIMS = (3, 5, 4)  # heterogeneous action counts, padded to 5
 
 
 def discrete_spec() -> EnvSpec:
-    n, a = len(ACT_DIMS), max(ACT_DIMS)
-    return EnvSpec(
-        agent_ids=tuple(f"agent_{i}" for i in range(n)),
-        obs_dims=(4,) * n,
-        state_dim=5,
-        action_type="discrete",
-        act_dims=ACT_DIMS,
-        act_low=np.zeros((n, a), np.float32),
-        act_high=np.ones((n, a), np.float32),
-        has_avail_actions=True,
-    )
+    return toy_spec(ACT_DIMS, discrete=True)
 
 
 def random_masks(batch: int, generator: torch.Generator) -> torch.Tensor:
