@@ -195,7 +195,7 @@ class AgentMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, k, in_dim) for the k selected agents (all when `agents` is None) -> (B, k, out_dim)."""
-        h = x.transpose(0, 1)  # (k, B, in_dim): agent-major for batched matmuls
+        h = x.transpose(0, 1).contiguous()  # (k, B, in_dim): agent-major (a strided batch makes bmm ~2.5x slower)
         if self.full_input:
             h = F.layer_norm(h, h.shape[-1:]) if self.feature_norm else h
         else:
