@@ -108,16 +108,17 @@ def toy_learner(algo: str, spec: EnvSpec, arch: str = "nops"):
 
 
 def record_actor_phase_inputs(learner):
-    """Record the joint actions the critic sees after the critic update (i.e. in the actor update)."""
+    """Record the joint actions the critic sees after the critic update (i.e. in the actor update), where
+    the actors' losses read it through `min_q`; its fast frozen-critic path stays in use."""
     calls = []
-    forward = learner.critic.forward
+    min_q = learner.critic.min_q
 
     def recording(state, actions, *args, **kwargs):
         if not next(learner.critic.parameters()).requires_grad:  # frozen: the actor update
             calls.append(actions.detach().clone())
-        return forward(state, actions, *args, **kwargs)
+        return min_q(state, actions, *args, **kwargs)
 
-    learner.critic.forward = recording
+    learner.critic.min_q = recording
     return calls
 
 
@@ -172,14 +173,19 @@ def test_hasac_sequential_and_masac_simultaneous_data_flow():
 
     def recording_sample(obs, agents=None, deterministic=False, avail=None):
         actions, log_probs = sample(obs, agents, deterministic, avail)
-        if agents is not None and not torch.is_grad_enabled():  # the re-sample after an agent's step
-            samples.append((int(agents[0]), actions.detach().clone()))
+        if agents is not None and not torch.is_grad_enabled():  # the joint action's, then the re-samples
+            samples.append((agents.tolist(), actions.detach().clone()))
         return actions, log_probs
 
     learner.actor.sample = recording_sample
     learner.update(buffer)
     order = [group[0] for group in learner.last_order]
     assert sorted(order) == [0, 1, 2] and len(calls) == 3
+    (initial_agents, initial), *samples = samples
+    assert initial_agents == order[1:]  # the first agent's starting action is never read: not sampled
+    for slot, agent in enumerate(initial_agents):  # the first turn's joint action holds the others' current actions
+        torch.testing.assert_close(calls[0][:, agent], initial[:, slot])
+    samples = [(agents[0], actions) for agents, actions in samples]
     assert [agent for agent, _ in samples] == order[:-1]  # every agent but the last re-samples after its step
     for position in range(1, 3):
         for earlier in range(position):
@@ -238,6 +244,37 @@ def test_squashed_gaussian_actor_uses_each_agents_own_size_and_bounds():
     critic = JointQCritic(spec, 2, cfg.model)
     assert critic.action_weight.shape[1] == 4  # 3 + 1 real action dims, padding dropped
     assert critic(torch.randn(7, 5), actions[:7]).shape == (7, 2)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "leaky_relu", "silu"])
+@pytest.mark.parametrize("layer_norm", [False, True])
+@pytest.mark.parametrize("heads", [None, [1]], ids=["twin", "one-head"])
+def test_a_frozen_critics_min_q_is_the_autograd_min_in_value_and_action_gradient(activation, layer_norm, heads):
+    """`min_q` of a frozen critic (the actor update): the twin minimum and its gradient w.r.t. the actions as
+    autograd gives them through `forward(...).min(-1)`, each sample's gradient through its minimum head only; the
+    fast backward is used exactly where its activation and layers allow, and an unfrozen critic still gets
+    parameter gradients."""
+    torch.manual_seed(0)
+    spec = toy_spec(act_dims=(3, 1, 2))
+    cfg = default_config("hasac", "nops", "mamujoco")
+    apply_overrides(cfg, {"hidden_sizes": [16, 8], "activation": activation, "layer_norm": layer_norm})
+    critic = JointQCritic(spec, 2, cfg.model)
+    selected = None if heads is None else torch.tensor(heads)
+    state, actions, weights = torch.randn(64, 5), torch.rand(64, 3, 3) * 2 - 1, torch.randn(64)
+    critic.requires_grad_(False)
+    by_autograd, by_min_q = actions.clone().requires_grad_(), actions.clone().requires_grad_()
+    expected = critic(state, by_autograd, selected).min(-1).values
+    value = critic.min_q(state, by_min_q, selected)
+    (expected * weights).sum().backward()
+    (value * weights).sum().backward()
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(by_min_q.grad, by_autograd.grad)
+    assert by_min_q.grad[:, 1, 1:].abs().sum() == 0 and by_min_q.grad.abs().sum() > 0  # padded dims get nothing
+    fast = not layer_norm and activation != "silu"
+    assert (type(value.grad_fn).__name__ == "_FrozenMinQBackward") == fast
+    critic.requires_grad_(True)
+    critic.min_q(state, actions).sum().backward()
+    assert all(param.grad is not None for param in critic.parameters())
 
 
 # ---------------------------------------------------------------------------- resume

@@ -104,7 +104,7 @@ class DeterministicLearner(ReplayLearner):
     ) -> torch.Tensor:
         """Q (B,) of the first head for joint normalised actions (B, N, A): what the actors maximise.
         `state_embedding`: the first head's precomputed `critic.embed_state`, to reuse."""
-        return self.critic(state, actions, self.first_head, state_embedding).squeeze(-1)
+        return self.critic.min_q(state, actions, self.first_head, state_embedding)
 
     def finish_update(self, actors_updated: bool) -> None:
         """Polyak-average the target critic (and the target actors after an actor update); count the update."""

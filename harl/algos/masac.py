@@ -25,7 +25,7 @@ class MASAC(SACLearner):
             if self.exact_discrete:  # every agent's expectation over its own actions, the others' sampled
                 loss, actor_loss, log_probs = self.exact_actor_loss(batch, actions, agents)
             else:
-                q = self.critic(batch.state, actions).min(-1).values  # (B,)
+                q = self.critic.min_q(batch.state, actions)  # (B,)
                 loss, actor_loss = self.actor_loss(log_probs, q, agents)
             self.step_actor(loss, None)
         metrics.update(self.update_temperatures(log_probs))

@@ -18,6 +18,7 @@ every registered architecture (NoPS, FuPS, FuPS+ID, hypernetworks...) works with
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -251,6 +252,7 @@ class JointQCritic(nn.Module):
         )  # (h, in, out) each
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(n_heads, 1, o)) for _, o in dims[1:]])
         self.activation = ACTIVATIONS[model_cfg.activation]()
+        self.activation_name = model_cfg.activation
         self.layer_norm, self.feature_norm = model_cfg.layer_norm, model_cfg.feature_norm
 
     @staticmethod
@@ -275,10 +277,97 @@ class JointQCritic(nn.Module):
         if state_embedding is None:
             state_embedding = self.embed_state(state, heads)
         joint = actions.flatten(1)[:, self.action_index]  # (B, ΣA)
-        x = state_embedding + torch.matmul(joint, self._heads(self.action_weight, heads))  # (h, B, H1)
+        action_weight = self._heads(self.action_weight, heads)  # (h, ΣA, H1)
+        x = torch.baddbmm(state_embedding, joint.expand(action_weight.shape[0], -1, -1), action_weight)  # (h, B, H1)
         for weight, bias in zip(self.weights, self.biases, strict=True):
             x = self.activation(x)
             if self.layer_norm:
                 x = F.layer_norm(x, x.shape[-1:])
             x = torch.baddbmm(self._heads(bias, heads), x, self._heads(weight, heads))  # (h, B, out)
         return x.squeeze(-1).transpose(0, 1)  # (B, h)
+
+    def min_q(
+        self,
+        state: torch.Tensor,
+        actions: torch.Tensor,
+        heads: torch.Tensor | None = None,
+        state_embedding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """min over the selected heads (all when None) of Q(s, a) (B,), as `forward(...).min(-1).values`.
+
+        While the critic is frozen (an actor update: no parameter needs a gradient), gradients flow to the
+        actions only, and each row's only from the head that is its minimum; the forward then runs without an
+        autograd graph and the backward sends each row through its minimum head alone (`_FrozenMinQ`): half
+        the hidden-layer work of a twin critic's backward. A forward replaced on the instance (`--compile true`),
+        layer norm or an activation whose derivative its output does not give take the autograd path.
+        """
+        fast = (
+            "forward" not in self.__dict__
+            and not self.layer_norm
+            and self.activation_name in ACTIVATION_SLOPES
+            and not any(param.requires_grad for param in self.parameters())
+        )
+        if not fast:
+            return self(state, actions, heads, state_embedding).min(-1).values
+        if state_embedding is None:
+            state_embedding = self.embed_state(state, heads)
+        joint = actions.flatten(1)[:, self.action_index]  # (B, ΣA)
+        layers = [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
+        return _FrozenMinQ.apply(
+            joint,
+            state_embedding,
+            self._heads(self.action_weight, heads),
+            self.activation_name,
+            *[self._heads(t, heads) for t in layers],
+        )
+
+
+ACTIVATION_SLOPES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "relu": lambda grad, out: torch.ops.aten.threshold_backward(grad, out, 0.0),
+    "leaky_relu": lambda grad, out: torch.ops.aten.leaky_relu_backward(grad, out, 0.01, True),  # nn's slope
+    "elu": lambda grad, out: torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, out),  # nn.ELU's α = 1
+    "tanh": lambda grad, out: torch.ops.aten.tanh_backward(grad, out),
+}
+"""Backward of a hidden activation from its output (aten's own backward kernels): (upstream gradient,
+activation output) -> gradient of the pre-activation. SiLU's derivative needs its input: it is not here."""
+
+
+class _FrozenMinQ(torch.autograd.Function):
+    """min over heads of a frozen `JointQCritic`, differentiable w.r.t. the joint action only.
+
+    Forward: the critic's layers for every head, without an autograd graph. Backward: a row's gradient
+    reaches only its minimum head (as `min(-1)`'s), so each head back-propagates only its own rows.
+    """
+
+    @staticmethod
+    def forward(ctx, joint, state_embedding, action_weight, activation, *layers):  # type: ignore[override]
+        # joint (B, ΣA), state_embedding (h, B, H1), action_weight (h, ΣA, H1), layers: weight (h, in, out),
+        # bias (h, 1, out) alternately
+        act = ACTIVATIONS[activation]()
+        x = torch.baddbmm(state_embedding, joint.expand(action_weight.shape[0], -1, -1), action_weight)  # (h, B, H1)
+        outputs = []  # the hidden activations' outputs, (h, B, H_l) each
+        for weight, bias in zip(layers[0::2], layers[1::2], strict=True):
+            x = act(x)
+            outputs.append(x)
+            x = torch.baddbmm(bias, x, weight)  # (h, B, out)
+        value, head = x.squeeze(-1).min(0)  # (B,), (B,)
+        ctx.activation = activation
+        ctx.save_for_backward(head, action_weight, *outputs, *layers[0::2])
+        ctx.mark_non_differentiable(head)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_value):  # type: ignore[override]
+        head, action_weight, *saved = ctx.saved_tensors
+        outputs, weights = saved[: len(saved) // 2], saved[len(saved) // 2 :]
+        slope = ACTIVATION_SLOPES[ctx.activation]
+        grad_joint = grad_value.new_zeros(grad_value.shape[0], action_weight.shape[1])  # (B, ΣA)
+        for k in range(action_weight.shape[0]):
+            rows = (head == k).nonzero().squeeze(1)  # (r,) the rows whose minimum is head k
+            if rows.numel() == 0:
+                continue
+            grad = grad_value[rows].unsqueeze(1)  # (r, 1)
+            for weight, out in zip(reversed(weights), reversed(outputs), strict=True):
+                grad = slope(torch.mm(grad, weight[k].t()), out[k].index_select(0, rows))  # (r, H_l)
+            grad_joint.index_copy_(0, rows, torch.mm(grad, action_weight[k].t()))  # (r, ΣA)
+        return (grad_joint, None, None, None) + (None,) * (2 * len(weights))
