@@ -1,6 +1,6 @@
-"""HASAC updates with this session's HA-turn savings vs without them, in one process (not a test).
+"""HASAC updates with the HA-turn savings vs without them, in one process (not a test).
 
-Two exact savings of a sequential (HA) turn, each timed against its previous implementation (kept below as
+Exact savings of a sequential (HA) update, each timed against its previous implementation (kept below as
 the reference and patched in for the "before" rounds), on the same learner and replay buffer, in
 interleaved rounds (before, after, before, ...), medians of this process's CPU time per update (1 thread):
 
@@ -9,6 +9,8 @@ interleaved rounds (before, after, before, ...), medians of this process's CPU t
 2. `nops`: per-agent rows were gathered in the parameter's logical order, so the gradient autograd sent back
    (zeros outside the agent's rows) was re-laid out to the parameter's transposed memory order before
    becoming `.grad`; `agent_rows` gathers in memory order.
+3. both: the frozen critic's twin minimum was differentiated by autograd through both heads for every
+   sample; `JointQCritic.min_q` sends each sample's gradient through its minimum head only.
 
 Settings as `bench/peer_update.py`: 2 agents (HalfCheetah 2x3 sizes) and 17 agents (obs 20, act 1,
 state 50), batch 1000, hidden [256, 256], n_step 10.
@@ -28,6 +30,7 @@ from peer_update import N_STEP, our_learner
 from replay_common import filled_buffer, mamujoco_spec, uniform_spec
 
 import harl.models.agent_mlp as agent_mlp
+from harl.models.off_policy import JointQCritic
 from harl.registry import load_extensions
 from harl.utils.memory import keep_freed_memory
 from hypermarl_ext.hypernet import HyperParams
@@ -52,6 +55,17 @@ def previous_agent_rows(param: torch.Tensor, agents: torch.Tensor | None) -> tor
     return param if agents is None else param[agents]
 
 
+def previous_min_q(
+    self: JointQCritic,
+    state: torch.Tensor,
+    actions: torch.Tensor,
+    heads: torch.Tensor | None = None,
+    state_embedding: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The twin minimum before: autograd through every head for every sample."""
+    return self(state, actions, heads, state_embedding).min(-1).values
+
+
 def cpu_ms_per_update(learner, buffer, seconds: float) -> float:
     learner.update(buffer)
     calls, start = 0, time.process_time()
@@ -70,18 +84,19 @@ def main() -> None:
     load_extensions()
     keep_freed_memory()
     device = torch.device("cpu")
-    savings: dict[str, tuple[str, Callable[[bool], None]]] = {
-        "hypermarl": ("re-sample generates the agent in turn only", _use_layers),
-        "nops": ("rows gathered in memory order", _use_rows),
-    }
+    savings: list[tuple[str, str, Callable[[bool], None]]] = [
+        ("hypermarl", "re-sample generates the agent in turn only", _use_layers),
+        ("nops", "rows gathered in memory order", _use_rows),
+    ]
+    savings += [(arch, "critic backward through the minimum head", _use_min_q) for arch in ("nops", "hypermarl")]
     print("hasac update, 1 thread, CPU ms per update, medians over interleaved rounds")
-    print(f"{'setting':<36}{'arch':<11}{'saving':<45}{'before':>8}{'after':>8}{'gain':>7}")
+    print(f"{'setting':<36}{'arch':<11}{'saving':<44}{'before':>8}{'after':>8}{'gain':>7}")
     for name, spec in {
         "2 agents (HalfCheetah 2x3)": mamujoco_spec("HalfCheetah", "2x3"),
         "17 agents (obs 20, act 1, state 50)": uniform_spec(17, 20, 1, 50),
     }.items():
         buffer = filled_buffer(spec, device, N_STEP)
-        for arch, (saving, use_new) in savings.items():
+        for arch, saving, use_new in savings:
             learner = our_learner(spec, "hasac", arch, device)
             times: dict[bool, list[float]] = {False: [], True: []}
             for _ in range(args.rounds):
@@ -90,7 +105,7 @@ def main() -> None:
                     times[new].append(cpu_ms_per_update(learner, buffer, args.seconds))
             use_new(True)
             before, after = statistics.median(times[False]), statistics.median(times[True])
-            print(f"{name:<36}{arch:<11}{saving:<45}{before:>8.1f}{after:>8.1f}{before / after:>6.2f}x", flush=True)
+            print(f"{name:<36}{arch:<11}{saving:<44}{before:>8.1f}{after:>8.1f}{before / after:>6.2f}x", flush=True)
 
 
 _CURRENT_LAYERS = HyperParams.layers
@@ -103,6 +118,13 @@ def _use_layers(new: bool) -> None:
 
 def _use_rows(new: bool) -> None:
     agent_mlp.agent_rows = _CURRENT_ROWS if new else previous_agent_rows
+
+
+_CURRENT_MIN_Q = JointQCritic.min_q
+
+
+def _use_min_q(new: bool) -> None:
+    JointQCritic.min_q = _CURRENT_MIN_Q if new else previous_min_q  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ threads, or on CUDA, wall time), with these ratios (reference time / our time, >
 
 - every learner against the reference of the same algorithm and architecture (target ≥ 1.3×);
 - our `hasac` + `hypermarl` against the reference `hasac` + `nops` (target ≥ 1.0×);
-- our `masac` + `hypermarl` at 17 agents against the reference `hasac` + `nops` (target ≥ 4×), printed beside
-  the ratio of the two updates' matmul work (`replay_common.matmul_work`), the speed-up a compute-bound
-  simultaneous update can have over a sequential one of equal efficiency.
+- our `masac` + `hypermarl` at 17 agents against the reference `hasac` + `nops` (target ≥ 4×);
+
+printed beside the ratios of the updates' matmul work (`replay_common.matmul_work`): the speed-ups a
+compute-bound implementation can have over a compute-bound reference of equal efficiency per multiply.
 
 Usage: python bench/peer_update.py [--device cpu|cuda] [--threads 1 2] [--rounds 3] [--seconds 1.5]
 """
@@ -174,11 +175,11 @@ class RefSAC:
         self.critic_optimizer.step()
         # actors
         self.critic.requires_grad_(False)
-        with torch.no_grad():
-            samples = [self.sample(i, batch.obs) for i in range(self.n)]
-        actions = [a for a, _ in samples]
-        log_probs = [lp for _, lp in samples]
         if self.sequential:
+            with torch.no_grad():
+                samples = [self.sample(i, batch.obs) for i in range(self.n)]
+            actions = [a for a, _ in samples]
+            log_probs = [lp for _, lp in samples]
             for i in torch.randperm(self.n, generator=self.generator).tolist():
                 actions[i], log_probs[i] = self.sample(i, batch.obs)
                 q = torch.min(*self.critic(batch.state, torch.cat(actions, dim=-1)))
@@ -290,6 +291,14 @@ def main() -> None:
                     key = f"{algo}+{arch}"
                     ref, ours = median[threads, name, "ref", key], median[threads, name, "ours", key]
                     print(f"{threads:>7}  {name:<37}{key:<17}{ref * 1e3:>9.1f}{ours * 1e3:>9.1f}{ref / ours:>9.2f}x")
+    print("\ncompute-bound speed-ups (reference matmul work / ours, `replay_common.matmul_work`, nops):")
+    for name, spec in settings.items():
+        hasac, masac = (
+            matmul_work(spec, HIDDEN, reference=True) / matmul_work(spec, HIDDEN),
+            matmul_work(spec, HIDDEN, sequential=False, reference=True) / matmul_work(spec, HIDDEN, sequential=False),
+        )
+        simultaneous = matmul_work(spec, HIDDEN, reference=True) / matmul_work(spec, HIDDEN, sequential=False)
+        print(f"  {name}: hasac {hasac:.2f}x, masac {masac:.2f}x, reference hasac / our masac {simultaneous:.2f}x")
     print("\ntargets (speed-up = reference ms / our ms):")
     for threads in args.threads:
         for name in settings:
@@ -299,11 +308,6 @@ def main() -> None:
             hyper = ref_hasac / median[threads, name, "ours", "hasac+hypermarl"]
             print(f"  threads {threads}, {name}: our hasac+hypermarl vs reference hasac+nops {hyper:.2f}x (>= 1.0x)")
             if name.startswith("17"):
-                bound = matmul_work(settings[name], HIDDEN) / matmul_work(settings[name], HIDDEN, sequential=False)
-                print(
-                    f"  threads {threads}, {name}: (HASAC / MASAC matmul work {bound:.2f}x: the compute-bound "
-                    "speed-up of a simultaneous over a sequential update at equal efficiency)"
-                )
                 simultaneous = ref_hasac / median[threads, name, "ours", "masac+hypermarl"]
                 print(
                     f"  threads {threads}, {name}: "

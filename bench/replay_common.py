@@ -63,10 +63,17 @@ def uniform_spec(n_agents: int, obs_dim: int, act_dim: int, state_dim: int) -> E
     )
 
 
-def matmul_work(spec: EnvSpec, hidden: list[int], n_q: int = 2, sequential: bool = True) -> float:
+def matmul_work(
+    spec: EnvSpec, hidden: list[int], n_q: int = 2, sequential: bool = True, reference: bool = False
+) -> float:
     """Multiply-adds of the matmuls of one `nops` HASAC (`sequential`) or MASAC update, per sample (a backward
     pass counted as twice its forward, less the input gradient of the first layer where inputs need none; the
-    critic's backward in the actor update as its input gradients only)."""
+    critic's backward in the actor update as its input gradients only).
+
+    Ours (`reference=False`) computes the critic's state term once per update, sends each sample's gradient
+    back through its minimum Q head only (half the twin critic's hidden input gradients) and does not
+    re-sample the last agent's action (HASAC); `reference=True` counts the straightforward update: the whole
+    critic input in every turn, every head's backward, every agent's re-sample."""
     n, act = spec.n_agents, spec.act_dim_max
     actor = [spec.obs_dim_max, *hidden, 2 * act]  # mean and log-std
     actor_fwd = sum(i * o for i, o in zip(actor[:-1], actor[1:]))
@@ -75,10 +82,15 @@ def matmul_work(spec: EnvSpec, hidden: list[int], n_q: int = 2, sequential: bool
     critic = [critic_in, *hidden, 1]
     critic_fwd = n_q * sum(i * o for i, o in zip(critic[:-1], critic[1:]))
     critic_bwd = 2 * critic_fwd - n_q * critic_in * hidden[0]
-    action_part = critic_fwd - n_q * spec.state_dim * hidden[0]  # the state embedding is reused per agent
     critic_update = n * actor_fwd + 2 * critic_fwd + critic_bwd  # next actions, target Q, Q, backward
+    if reference:  # the actor update's critic pass and its input gradients, every head, the whole input
+        actor_critic = 2 * critic_fwd
+    else:  # the state term reused; input gradients through one head per sample, to the actions only
+        action_part = critic_fwd - n_q * spec.state_dim * hidden[0]
+        actor_critic = action_part + action_part / n_q
     if not sequential:  # every agent's action, one critic pass and its input gradients, every actor's backward
-        return critic_update + n * (actor_fwd + actor_bwd) + critic_fwd + action_part
+        return critic_update + n * (actor_fwd + actor_bwd) + actor_critic
     joint_actions = n * actor_fwd  # the current joint action, before the agents' turns
-    turns = n * (actor_fwd + actor_bwd + 2 * action_part) + (n - 1) * actor_fwd  # + re-sampling
+    resamples = n if reference else n - 1  # ours does not re-sample the last agent, whose action nobody reads
+    turns = n * (actor_fwd + actor_bwd + actor_critic) + resamples * actor_fwd
     return critic_update + joint_actions + turns

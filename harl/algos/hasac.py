@@ -19,13 +19,14 @@ class HASAC(SACLearner):
     in agent i's turn (`AgentAdam.step(agents=...)`).
 
     Work per turn, the minimum these semantics leave: the critic's state term and the critic target are
-    computed once per update; neither the first agent's action before its turn nor the last agent's after
-    it, which nobody reads, is sampled; the frozen critic sends each sample's gradient back through its
-    minimum Q head only (`JointQCritic.min_q`); a hypernetwork generates only the agent in turn's layers
-    (for its loss, and again to re-sample its action after its step); per-agent tensors send back
-    gradients laid out as the parameters (`agent_rows`), and only the agent's rows move. What remains is
-    the Adam step of every shared parameter in every turn, which a parameter-sharing sequential update
-    needs (momentum moves them all).
+    computed once per update; the frozen critic sends each sample's gradient back through its minimum Q head
+    only (`JointQCritic.min_q`); a hypernetwork generates only the agent in turn's layers (for its loss, and
+    again to re-sample its action after its step); per-agent tensors send back gradients laid out as the
+    parameters (`agent_rows`), and only the agent's rows move; the last agent's new action, which nobody
+    reads, is not sampled (the first agent's starting action, never read either, is: sampling the others
+    alone gathers their weights, which costs about what it saves). What remains is the Adam step of every
+    shared parameter in every turn, which a parameter-sharing sequential update needs (momentum moves them
+    all).
     """
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
@@ -36,11 +37,7 @@ class HASAC(SACLearner):
         # its updated policy, so later agents are trained against their predecessors' new policies.
         groups = self.agent_groups(sequential=True)
         with torch.no_grad():
-            # (B, N, A); the first agent's slot is never read: its turn samples its action afresh
-            actions = self.actor.act_mask.new_zeros(batch.obs.shape[0], *self.actor.act_mask.shape)
-            if len(groups) > 1:
-                later = torch.cat(groups[1:])  # (N - 1,)
-                actions[:, later] = self.actor.sample(batch.obs[:, later], later, avail=batch.avail_of(later))[0]
+            actions, _ = self.actor.act(batch.obs, avail=batch.avail)  # (B, N, A)
             state_embedding = self.critic.embed_state(batch.state)  # (2, B, H1), shared by every agent's step
         log_probs = torch.zeros(batch.obs.shape[0], self.n_agents, device=self.device)  # (B, N)
         actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
