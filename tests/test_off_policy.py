@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.distributions import Normal
 
+import harl.models.off_policy as off_policy_models
 from harl.buffers.replay import ReplayBuffer
 from harl.cli import train_main
 from harl.config import TUNED_CONFIG_DIR, apply_overrides
@@ -244,11 +245,15 @@ def test_squashed_gaussian_actor_uses_each_agents_own_size_and_bounds():
 @pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "leaky_relu", "silu"])
 @pytest.mark.parametrize("layer_norm", [False, True])
 @pytest.mark.parametrize("heads", [None, [1]], ids=["twin", "one-head"])
-def test_a_frozen_critics_min_q_is_the_autograd_min_in_value_and_action_gradient(activation, layer_norm, heads):
+@pytest.mark.parametrize("gather", [True, False], ids=["rows-gathered", "rows-masked"])
+def test_a_frozen_critics_min_q_is_the_autograd_min_in_value_and_action_gradient(
+    activation, layer_norm, heads, gather, monkeypatch
+):
     """`min_q` of a frozen critic (the actor update): the twin minimum and its gradient w.r.t. the actions as
-    autograd gives them through `forward(...).min(-1)`, each sample's gradient through its minimum head only; the
-    fast backward is used exactly where its activation and layers allow, and an unfrozen critic still gets
-    parameter gradients."""
+    autograd gives them through `forward(...).min(-1)`, each sample's gradient through its minimum head only (rows
+    gathered, as on the CPU, or masked, as on other devices); the fast backward is used exactly where its
+    activation and layers allow, and an unfrozen critic still gets parameter gradients."""
+    monkeypatch.setattr(off_policy_models, "gathers_rows", lambda device: gather)
     torch.manual_seed(0)
     spec = toy_spec(act_dims=(3, 1, 2))
     cfg = default_config("hasac", "nops", "mamujoco")

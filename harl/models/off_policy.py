@@ -332,11 +332,18 @@ ACTIVATION_SLOPES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor
 activation output) -> gradient of the pre-activation. SiLU's derivative needs its input: it is not here."""
 
 
+def gathers_rows(device: torch.device) -> bool:
+    """Whether `_FrozenMinQ`'s backward gathers each head's rows (on the CPU, where it halves the work) rather than
+    masking them (elsewhere: the number of rows would be read back from the device in every actor step)."""
+    return device.type == "cpu"
+
+
 class _FrozenMinQ(torch.autograd.Function):
     """min over heads of a frozen `JointQCritic`, differentiable w.r.t. the joint action only.
 
     Forward: the critic's layers for every head, without an autograd graph. Backward: a row's gradient
-    reaches only its minimum head (as `min(-1)`'s), so each head back-propagates only its own rows.
+    reaches only its minimum head (as `min(-1)`'s), so on the CPU each head back-propagates only its own rows
+    (`gathers_rows`).
     """
 
     @staticmethod
@@ -353,7 +360,6 @@ class _FrozenMinQ(torch.autograd.Function):
         value, head = x.squeeze(-1).min(0)  # (B,), (B,)
         ctx.activation = activation
         ctx.save_for_backward(head, action_weight, *outputs, *layers[0::2])
-        ctx.mark_non_differentiable(head)
         return value
 
     @staticmethod
@@ -363,11 +369,20 @@ class _FrozenMinQ(torch.autograd.Function):
         slope = ACTIVATION_SLOPES[ctx.activation]
         grad_joint = grad_value.new_zeros(grad_value.shape[0], action_weight.shape[1])  # (B, ΣA)
         for k in range(action_weight.shape[0]):
-            rows = (head == k).nonzero().squeeze(1)  # (r,) the rows whose minimum is head k
-            if rows.numel() == 0:
-                continue
-            grad = grad_value[rows].unsqueeze(1)  # (r, 1)
-            for weight, out in zip(reversed(weights), reversed(outputs), strict=True):
-                grad = slope(torch.mm(grad, weight[k].t()), out[k].index_select(0, rows))  # (r, H_l)
-            grad_joint.index_copy_(0, rows, torch.mm(grad, action_weight[k].t()))  # (r, ΣA)
+            if gathers_rows(head.device):
+                rows = (head == k).nonzero().squeeze(1)  # (r,) the rows whose minimum is head k
+                if rows.numel() == 0:
+                    continue
+                grad = grad_value[rows].unsqueeze(1)  # (r, 1)
+                head_outputs = [out[k].index_select(0, rows) for out in outputs]  # (r, H_l) each
+            else:  # every row, the other heads' rows with gradient zero (no data-dependent size: no device sync)
+                grad = torch.where(head == k, grad_value, 0.0).unsqueeze(1)  # (B, 1)
+                head_outputs = [out[k] for out in outputs]  # (B, H_l) each
+            for weight, out in zip(reversed(weights), reversed(head_outputs), strict=True):
+                grad = slope(torch.mm(grad, weight[k].t()), out)  # (r, H_l)
+            grad_actions = torch.mm(grad, action_weight[k].t())  # (r, ΣA)
+            if gathers_rows(head.device):
+                grad_joint.index_copy_(0, rows, grad_actions)
+            else:
+                grad_joint += grad_actions
         return (grad_joint, None, None, None) + (None,) * (2 * len(weights))
