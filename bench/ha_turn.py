@@ -1,8 +1,9 @@
 """HASAC updates with the HA-turn savings vs without them, in one process (not a test).
 
 Exact savings of a sequential (HA) update, each timed against its previous implementation (kept below as
-the reference and patched in for the "before" rounds), on the same learner and replay buffer, in
-interleaved rounds (before, after, before, ...), medians of this process's CPU time per update (1 thread):
+the reference and patched in for the "before" updates), on the same learner and replay buffer, updates
+alternating (before, after, before, ...) within each round, medians over rounds of this process's CPU time
+per update (1 thread):
 
 1. `hypermarl`: a hypernetwork whose weights changed in the turn's optimiser step re-generated *every*
    agent's layers (and cached them) to re-sample the agent in turn's action; now it generates that agent's.
@@ -66,13 +67,23 @@ def previous_min_q(
     return self(state, actions, heads, state_embedding).min(-1).values
 
 
-def cpu_ms_per_update(learner, buffer, seconds: float) -> float:
-    learner.update(buffer)
-    calls, start = 0, time.process_time()
-    while calls < 2 or time.process_time() - start < seconds:
+def paired_cpu_ms_per_update(learner, buffer, seconds: float, use_new: Callable[[bool], None]) -> tuple[float, float]:
+    """CPU ms per update before and after a saving: one warm-up update each, then updates alternate between
+    the previous and the current implementation, each timed alone, until both have had `seconds`."""
+    spent = {False: 0.0, True: 0.0}
+    for new in (False, True):
+        use_new(new)
         learner.update(buffer)
+    calls = 0
+    while calls < 2 or min(spent.values()) < seconds:
+        for new in (False, True):
+            use_new(new)
+            start = time.process_time()
+            learner.update(buffer)
+            spent[new] += time.process_time() - start
         calls += 1
-    return (time.process_time() - start) / calls * 1e3
+    use_new(True)
+    return spent[False] / calls * 1e3, spent[True] / calls * 1e3
 
 
 def main() -> None:
@@ -89,7 +100,7 @@ def main() -> None:
         ("nops", "rows gathered in memory order", _use_rows),
     ]
     savings += [(arch, "critic backward through the minimum head", _use_min_q) for arch in ("nops", "hypermarl")]
-    print("hasac update, 1 thread, CPU ms per update, medians over interleaved rounds")
+    print("hasac update, 1 thread, CPU ms per update, medians over rounds of alternating updates")
     print(f"{'setting':<36}{'arch':<11}{'saving':<44}{'before':>8}{'after':>8}{'gain':>7}")
     for name, spec in {
         "2 agents (HalfCheetah 2x3)": mamujoco_spec("HalfCheetah", "2x3"),
@@ -98,13 +109,8 @@ def main() -> None:
         buffer = filled_buffer(spec, device, N_STEP)
         for arch, saving, use_new in savings:
             learner = our_learner(spec, "hasac", arch, device)
-            times: dict[bool, list[float]] = {False: [], True: []}
-            for _ in range(args.rounds):
-                for new in (False, True):
-                    use_new(new)
-                    times[new].append(cpu_ms_per_update(learner, buffer, args.seconds))
-            use_new(True)
-            before, after = statistics.median(times[False]), statistics.median(times[True])
+            rounds = [paired_cpu_ms_per_update(learner, buffer, args.seconds, use_new) for _ in range(args.rounds)]
+            before, after = (statistics.median(times) for times in zip(*rounds, strict=True))
             print(f"{name:<36}{arch:<11}{saving:<44}{before:>8.1f}{after:>8.1f}{before / after:>6.2f}x", flush=True)
 
 

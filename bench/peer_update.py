@@ -17,7 +17,8 @@ Both sides sample the same replay buffer (random transitions, n-step targets), w
 sizes (global observations) and 17 agents with obs 20, act 1, state 50; torch threads 1 and 2. Rounds are
 interleaved (every learner of every setting once per round) and the medians of the time per update are
 reported (with one thread on CPU this process's CPU time, robust to other work on the machine; with more
-threads, or on CUDA, wall time), with these ratios (reference time / our time, > 1: we are faster):
+threads, or on CUDA, wall time); within a round a learner's updates alternate with its reference's, each
+timed alone, so the machine's drift in speed reaches both alike. Ratios (reference / ours, > 1: we are faster):
 
 - every learner against the reference of the same algorithm and architecture (target ≥ 1.3×);
 - our `hasac` + `hypermarl` against the reference `hasac` + `nops` (target ≥ 1.0×);
@@ -232,19 +233,27 @@ def clock_for(threads: int, device: torch.device) -> Callable[[], float]:
     return time.process_time if device.type == "cpu" and threads == 1 else time.perf_counter
 
 
-def seconds_per_update(learner, buffer: ReplayBuffer, seconds: float, device: torch.device) -> float:
-    """Seconds per `learner.update(buffer)` by `clock_for` the current thread count: one warm-up call, then
-    calls until `seconds` have passed (at least 2)."""
+def paired_seconds_per_update(
+    pair: dict[str, object], buffer: ReplayBuffer, seconds: float, device: torch.device
+) -> dict[str, float]:
+    """Seconds per `update(buffer)` of each learner of `pair` (reference and ours) by `clock_for` the current
+    thread count: one warm-up call each, then their updates alternate, each timed alone, until both have had
+    `seconds` (at least 2 calls each), so that a machine's drift in speed reaches both sides alike."""
     clock = clock_for(torch.get_num_threads(), device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    learner.update(buffer)
+    for learner in pair.values():
+        learner.update(buffer)  # type: ignore[attr-defined]
     sync()
-    calls, start = 0, clock()
-    while calls < 2 or clock() - start < seconds:
-        learner.update(buffer)
+    spent = dict.fromkeys(pair, 0.0)
+    calls = 0
+    while calls < 2 or min(spent.values()) < seconds:
+        for side, learner in pair.items():
+            start = clock()
+            learner.update(buffer)  # type: ignore[attr-defined]
+            sync()
+            spent[side] += clock() - start
         calls += 1
-    sync()
-    return (clock() - start) / calls
+    return {side: total / calls for side, total in spent.items()}
 
 
 def main() -> None:
@@ -273,9 +282,12 @@ def main() -> None:
     for round_index in range(args.rounds):
         for threads in args.threads:
             torch.set_num_threads(threads)
-            for (name, side, learner_name), learner in learners.items():
-                per_update = seconds_per_update(learner, buffers[name], args.seconds, device)
-                times.setdefault((threads, name, side, learner_name), []).append(per_update)
+            for name in settings:
+                for learner_name in _keys():
+                    pair = {side: learners[name, side, learner_name] for side in ("ref", "ours")}
+                    per_update = paired_seconds_per_update(pair, buffers[name], args.seconds, device)
+                    for side, seconds in per_update.items():
+                        times.setdefault((threads, name, side, learner_name), []).append(seconds)
         print(f"round {round_index + 1}/{args.rounds} done", flush=True)
     median = {key: statistics.median(values) for key, values in times.items()}
     print(
