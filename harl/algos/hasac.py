@@ -35,12 +35,12 @@ class HASAC(SACLearner):
         # ALGO LOGIC: start from the current joint policy's actions; agent by agent in a random order,
         # take a soft policy step against the joint action, then re-sample that agent's action from
         # its updated policy, so later agents are trained against their predecessors' new policies.
-        groups = self.agent_groups(sequential=True)
         with torch.no_grad():
             actions, _ = self.actor.act(batch.obs, avail=batch.avail)  # (B, N, A)
             state_embedding = self.critic.embed_state(batch.state)  # (2, B, H1), shared by every agent's step
         log_probs = torch.zeros(batch.obs.shape[0], self.n_agents, device=self.device)  # (B, N)
         actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
+        groups = self.agent_groups(sequential=True)
         with frozen(self.critic):
             for position, agents in enumerate(groups):  # inherently sequential: one agent per group
                 obs, avail = batch.obs[:, agents], batch.avail_of(agents)  # (B, 1, O), (B, 1, A) or None

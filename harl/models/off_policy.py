@@ -379,8 +379,8 @@ class _FrozenMinQ(torch.autograd.Function):
                 grad = torch.where(head == k, grad_value, 0.0).unsqueeze(1)  # (B, 1)
                 head_outputs = [out[k] for out in outputs]  # (B, H_l) each
             for weight, out in zip(reversed(weights), reversed(head_outputs), strict=True):
-                grad = slope(torch.mm(grad, weight[k].t()), out)  # (r, H_l)
-            grad_actions = torch.mm(grad, action_weight[k].t())  # (r, ΣA)
+                grad = slope(torch.mm(grad, weight[k].t()), out)  # (r or B, H_l)
+            grad_actions = torch.mm(grad, action_weight[k].t())  # (r or B, ΣA)
             if gathers_rows(head.device):
                 grad_joint.index_copy_(0, rows, grad_actions)
             else:
