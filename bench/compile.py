@@ -18,9 +18,9 @@ import statistics
 import time
 
 import torch
+from replay_common import mamujoco_spec
 
 from harl.config import apply_overrides
-from harl.envs.mamujoco import MaMuJoCoConfig, MaMuJoCoEnv
 from harl.experiment import default_config
 from harl.registry import get_algorithm, get_architecture, load_extensions
 from harl.utils.compile import compile_learner
@@ -92,7 +92,7 @@ def main() -> None:
     torch.manual_seed(0)
     load_extensions()
     keep_freed_memory()
-    spec = MaMuJoCoEnv(MaMuJoCoConfig(scenario="HalfCheetah", agent_conf="2x3", obs_mode="global")).spec
+    spec = mamujoco_spec("HalfCheetah", "2x3")  # global observations, as HARL
     obs, state = torch.randn(N_ENVS, spec.n_agents, spec.obs_dim_max), torch.randn(N_ENVS, spec.state_dim)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), HalfCheetah 2x3, hidden {HIDDEN}, "
