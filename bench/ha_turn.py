@@ -12,6 +12,8 @@ per update (1 thread):
    becoming `.grad`; `agent_rows` gathers in memory order.
 3. both: the frozen critic's twin minimum was differentiated by autograd through both heads for every
    sample; `JointQCritic.min_q` sends each sample's gradient through its minimum head only.
+4. `nops`: each agent's turn recomputed its actor pass; it now replays its pass of the update's starting
+   forward (`AgentMLP.replay`: its weights have not moved since), drawing fresh noise as before.
 
 Settings as `bench/peer_update.py`: 2 agents (HalfCheetah 2x3 sizes) and 17 agents (obs 20, act 1,
 state 50), batch 1000, hidden [256, 256], n_step 10.
@@ -31,6 +33,7 @@ from peer_update import N_STEP, our_learner
 from replay_common import filled_buffer, mamujoco_spec, uniform_spec
 
 import harl.models.agent_mlp as agent_mlp
+from harl.algos.hasac import HASAC
 from harl.models.off_policy import JointQCritic
 from harl.registry import load_extensions
 from harl.utils.memory import keep_freed_memory
@@ -67,22 +70,24 @@ def previous_min_q(
     return self(state, actions, heads, state_embedding).min(-1).values
 
 
-def paired_cpu_ms_per_update(learner, buffer, seconds: float, use_new: Callable[[bool], None]) -> tuple[float, float]:
+def paired_cpu_ms_per_update(
+    learner, buffer, seconds: float, use_new: Callable[[HASAC, bool], None]
+) -> tuple[float, float]:
     """CPU ms per update before and after a saving: one warm-up update each, then updates alternate between
     the previous and the current implementation, each timed alone, until both have had `seconds`."""
     spent = {False: 0.0, True: 0.0}
     for new in (False, True):
-        use_new(new)
+        use_new(learner, new)
         learner.update(buffer)
     calls = 0
     while calls < 2 or min(spent.values()) < seconds:
         for new in (False, True):
-            use_new(new)
+            use_new(learner, new)
             start = time.process_time()
             learner.update(buffer)
             spent[new] += time.process_time() - start
         calls += 1
-    use_new(True)
+    use_new(learner, True)
     return spent[False] / calls * 1e3, spent[True] / calls * 1e3
 
 
@@ -95,11 +100,12 @@ def main() -> None:
     load_extensions()
     keep_freed_memory()
     device = torch.device("cpu")
-    savings: list[tuple[str, str, Callable[[bool], None]]] = [
+    savings: list[tuple[str, str, Callable[[HASAC, bool], None]]] = [
         ("hypermarl", "re-sample generates the agent in turn only", _use_layers),
         ("nops", "rows gathered in memory order", _use_rows),
     ]
     savings += [(arch, "critic backward through the minimum head", _use_min_q) for arch in ("nops", "hypermarl")]
+    savings.append(("nops", "turns replay the starting forward", _use_replay))
     print("hasac update, 1 thread, CPU ms per update, medians over rounds of alternating updates")
     print(f"{'setting':<36}{'arch':<11}{'saving':<44}{'before':>8}{'after':>8}{'gain':>7}")
     for name, spec in {
@@ -118,19 +124,23 @@ _CURRENT_LAYERS = HyperParams.layers
 _CURRENT_ROWS = agent_mlp.agent_rows
 
 
-def _use_layers(new: bool) -> None:
+def _use_layers(learner: HASAC, new: bool) -> None:
     HyperParams.layers = _CURRENT_LAYERS if new else previous_layers
 
 
-def _use_rows(new: bool) -> None:
+def _use_rows(learner: HASAC, new: bool) -> None:
     agent_mlp.agent_rows = _CURRENT_ROWS if new else previous_agent_rows
 
 
 _CURRENT_MIN_Q = JointQCritic.min_q
 
 
-def _use_min_q(new: bool) -> None:
+def _use_min_q(learner: HASAC, new: bool) -> None:
     JointQCritic.min_q = _CURRENT_MIN_Q if new else previous_min_q  # type: ignore[method-assign]
+
+
+def _use_replay(learner: HASAC, new: bool) -> None:
+    learner.replays_start_pass = new
 
 
 if __name__ == "__main__":

@@ -71,9 +71,10 @@ def matmul_work(
     critic's backward in the actor update as its input gradients only).
 
     Ours (`reference=False`) computes the critic's state term once per update, sends each sample's gradient
-    back through its minimum Q head only (half the twin critic's hidden input gradients) and does not
-    re-sample the last agent's action (HASAC); `reference=True` counts the straightforward update: the whole
-    critic input in every turn, every head's backward, every agent's re-sample."""
+    back through its minimum Q head only (half the twin critic's hidden input gradients), and in HASAC replays
+    each agent's pass of the starting joint action in its turn (`AgentMLP.replay`) and does not re-sample the
+    last agent's action; `reference=True` counts the straightforward update: the whole critic input in every
+    turn, every head's backward, every agent's pass recomputed in its turn, every agent's re-sample."""
     n, act = spec.n_agents, spec.act_dim_max
     actor = [spec.obs_dim_max, *hidden, 2 * act]  # mean and log-std
     actor_fwd = sum(i * o for i, o in zip(actor[:-1], actor[1:]))
@@ -92,5 +93,6 @@ def matmul_work(
         return critic_update + n * (actor_fwd + actor_bwd) + actor_critic
     joint_actions = n * actor_fwd  # the current joint action, before the agents' turns
     resamples = n if reference else n - 1  # ours does not re-sample the last agent, whose action nobody reads
-    turns = n * (actor_fwd + actor_bwd + actor_critic) + resamples * actor_fwd
+    turn_fwd = actor_fwd if reference else 0  # ours replays the pass of the starting joint action
+    turns = n * (turn_fwd + actor_bwd + actor_critic) + resamples * actor_fwd
     return critic_update + joint_actions + turns

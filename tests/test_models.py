@@ -18,8 +18,10 @@ from harl.models.agent_mlp import (
 )
 from harl.models.policies import CategoricalActor, GaussianActor
 from harl.optim import AgentAdam, clip_grad_norm_agentwise
-from harl.registry import get_architecture
+from harl.registry import get_architecture, load_extensions
 from harl.spec import EnvSpec
+
+load_extensions()
 
 
 def hetero_spec(discrete: bool = False) -> EnvSpec:
@@ -98,6 +100,43 @@ def test_agent_mlp_values_and_gradients_match_a_per_agent_reference(activation):
     expected.square().sum().backward()
     for got, reference in zip(grads, [*ws, *bs], strict=True):  # net.parameters(): weights, then biases
         torch.testing.assert_close(got, reference.grad)
+
+
+@pytest.mark.parametrize("agents", [None, [2], [2, 0]], ids=["all", "one", "two"])
+@pytest.mark.parametrize("feature_norm", [False, True], ids=["raw", "feature_norm"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "leaky_relu"])
+@pytest.mark.parametrize("arch", ["nops", "fups", "fups_id", "hypermarl"])
+def test_a_replayed_pass_is_the_recomputed_pass_in_value_and_gradient(arch, activation, feature_norm, agents):
+    """`AgentMLP.replay` of a recorded forward: the same outputs, and the same gradient for every parameter (laid
+    out as autograd lays it out), as recomputing the selected agents' pass, for any weight source."""
+    torch.manual_seed(0)
+    spec = hetero_spec()
+    cfg = ModelConfig(hidden_sizes=[16, 16], activation=activation, layer_norm=False, feature_norm=feature_norm)
+    net = GaussianActor(spec, get_architecture(arch), cfg, get_architecture(arch).config_cls()).net
+    assert net.replayable
+    obs = torch.randn(8, 3, 5) * torch.as_tensor(spec.obs_mask)  # (B, N, O), padded entries zero
+    selected = None if agents is None else torch.tensor(agents)
+    own_obs = obs if selected is None else obs[:, selected]
+    weights = torch.randn(8, 3 if selected is None else len(agents), 3)  # a loss's weights on the outputs
+    expected = net(own_obs, selected)
+    (expected * weights).sum().backward()
+    expected_grads = {name: p.grad.clone() for name, p in net.named_parameters()}
+    net.zero_grad(set_to_none=True)
+    replayed = net.replay(net.record(obs), selected)
+    torch.testing.assert_close(replayed, expected)
+    (replayed * weights).sum().backward()
+    for name, param in net.named_parameters():
+        torch.testing.assert_close(param.grad, expected_grads[name], msg=name)
+        assert param.grad.stride() == expected_grads[name].stride(), name
+
+
+@pytest.mark.parametrize("model", [{"layer_norm": True}, {"activation": "silu"}], ids=["layer_norm", "silu"])
+def test_a_network_replay_cannot_differentiate_says_so(model):
+    cfg = ModelConfig(hidden_sizes=[16], **{"layer_norm": False, **model})
+    net = GaussianActor(hetero_spec(), get_architecture("nops"), cfg, EmptyConfig()).net
+    assert not net.replayable
+    with pytest.raises(ValueError, match="replay needs"):
+        net.record(torch.zeros(2, 3, 5))
 
 
 @pytest.mark.parametrize("arch", ["nops", "fups", "fups_id"])

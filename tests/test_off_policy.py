@@ -4,6 +4,8 @@ architecture (and the signals those log) are in test_smoke.py."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -77,7 +79,7 @@ def toy_spec(act_dims=(2, 2, 2), low=None, high=None, discrete: bool = False) ->
     )
 
 
-def toy_learner(algo: str, spec: EnvSpec, arch: str = "nops"):
+def toy_learner(algo: str, spec: EnvSpec, arch: str = "nops", **overrides):
     cfg = default_config(algo, arch, "mamujoco")
     apply_overrides(
         cfg,
@@ -87,6 +89,7 @@ def toy_learner(algo: str, spec: EnvSpec, arch: str = "nops"):
             "hidden_sizes": [8],
             "lr": 0.05,
             **({"policy_freq": 1} if "td3" in algo else {}),
+            **overrides,
         },
     )
     learner = ALGORITHMS[algo].learner_cls(spec, cfg, get_architecture(arch), torch.device("cpu"))
@@ -102,6 +105,7 @@ def toy_learner(algo: str, spec: EnvSpec, arch: str = "nops"):
             torch.randn(e, 5),
             torch.zeros(e, dtype=torch.bool),
             torch.zeros(e, dtype=torch.bool),
+            *([torch.rand(e, n, spec.act_dim_max) < 0.7] * 2 if spec.discrete else []),  # avail, next_avail
         )
     batch = buffer.sample(16, learner.generator)
     buffer.sample = lambda *args: batch  # every update sees this batch
@@ -165,6 +169,50 @@ def test_simultaneous_update_trains_all_agents_against_the_current_joint_policy(
         assert not torch.allclose(learner.actor(batch.obs), before)
 
 
+SEQUENTIAL_VARIANTS = [
+    (algo, discrete, loss)
+    for algo in ("hasac", "haddpg", "hatd3")
+    for discrete in (False, True)
+    for loss in (["gumbel", "exact"] if algo == "hasac" and discrete else ["gumbel"])
+]
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize(("algo", "discrete", "loss"), SEQUENTIAL_VARIANTS)
+def test_sequential_turns_that_replay_the_starting_forward_update_as_recomputing_it(algo, discrete, loss, activation):
+    """Without shared parameters no turn moves another agent's weights, so each agent's turn replays its pass of
+    the update's starting forward: three updates leave the same parameters as recomputing every pass (the same
+    random numbers are drawn), for every actor kind and discrete policy loss."""
+    overrides = {"layer_norm": False, "activation": activation, "feature_norm": True}
+    if algo == "hasac":
+        overrides["discrete_policy_loss"] = loss
+    torch.manual_seed(0)
+    spec = toy_spec(act_dims=(2, 3, 1), discrete=discrete)
+    replaying, buffer, _ = toy_learner(algo, spec, **overrides)
+    recomputing = copy.deepcopy(replaying)
+    recomputing.replays_start_pass = False
+    assert replaying.replays_start_pass
+    start = copy.deepcopy(replaying.actor.state_dict())
+    for learner in (replaying, recomputing):
+        torch.manual_seed(1)
+        for _ in range(3):
+            learner.update(buffer)
+    for (name, after), recomputed in zip(replaying.actor.named_parameters(), recomputing.actor.parameters()):
+        torch.testing.assert_close(after, recomputed, msg=name)
+        assert not torch.equal(after, start[name]), name
+
+
+@pytest.mark.parametrize(
+    ("arch", "overrides", "replays"),
+    [("nops", {"layer_norm": False}, True), ("nops", {"layer_norm": True}, False), ("fups", {}, False)]
+    + [("hypermarl", {"layer_norm": False}, False), ("nops", {"layer_norm": False, "activation": "silu"}, False)],
+)
+def test_only_turns_whose_weights_nothing_else_moves_replay_the_starting_forward(arch, overrides, replays):
+    learner, _, batch = toy_learner("hasac", toy_spec(), arch, **overrides)
+    assert learner.replays_start_pass is replays
+    assert (learner.record_actors(batch.obs) is not None) is replays
+
+
 def test_hasac_sequential_and_masac_simultaneous_data_flow():
     torch.manual_seed(0)
     learner, buffer, _ = toy_learner("hasac", toy_spec())
@@ -172,8 +220,8 @@ def test_hasac_sequential_and_masac_simultaneous_data_flow():
     samples = []
     sample = learner.actor.sample
 
-    def recording_sample(obs, agents=None, deterministic=False, avail=None):
-        actions, log_probs = sample(obs, agents, deterministic, avail)
+    def recording_sample(obs, agents=None, deterministic=False, avail=None, recorded=None):
+        actions, log_probs = sample(obs, agents, deterministic, avail, recorded)
         if agents is not None and not torch.is_grad_enabled():  # the re-sample after an agent's step
             samples.append((int(agents[0]), actions.detach().clone()))
         return actions, log_probs

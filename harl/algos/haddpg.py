@@ -15,7 +15,9 @@ class HADDPG(DeterministicLearner):
     """Heterogeneous-agent DDPG (sequential update).
 
     With a parameter-sharing architecture, every agent's turn updates the shared parameters (as
-    HARL's `share_param`); per-agent parameters of other agents never move in agent i's turn.
+    HARL's `share_param`); per-agent parameters of other agents never move in agent i's turn. Without shared
+    parameters, an agent's turn replays its pass of the starting forward (`record_actors`) rather than
+    recomputing it.
     """
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
@@ -27,14 +29,15 @@ class HADDPG(DeterministicLearner):
             # deterministic policy step against the joint action, then replace that agent's action by
             # its updated policy's, so later agents are trained against their predecessors' new policies.
             with torch.no_grad():
-                actions = self.actor(batch.obs, avail=batch.avail)  # (B, N, A)
+                recorded = self.record_actors(batch.obs)  # None with shared parameters
+                actions = self.actor(batch.obs, avail=batch.avail, recorded=recorded)  # (B, N, A)
                 state_embedding = self.critic.embed_state(batch.state, self.first_head)  # shared by every step
             actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
             groups = self.agent_groups(sequential=True)
             with frozen(self.critic):
                 for position, agents in enumerate(groups):  # inherently sequential: one agent per group
                     obs, avail = batch.obs[:, agents], batch.avail_of(agents)  # (B, 1, O), (B, 1, A) or None
-                    joint = actions.index_copy(1, agents, self.actor(obs, agents, avail))  # (B, N, A)
+                    joint = actions.index_copy(1, agents, self.actor(obs, agents, avail, recorded))  # (B, N, A)
                     loss = -self.actor_q(batch.state, joint, state_embedding).mean()
                     self.step_actor(loss, agents)
                     actor_loss[agents] = loss.detach()

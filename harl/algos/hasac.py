@@ -19,14 +19,15 @@ class HASAC(SACLearner):
     in agent i's turn (`AgentAdam.step(agents=...)`).
 
     Work per turn, the minimum these semantics leave: the critic's state term and the critic target are
-    computed once per update; the frozen critic sends each sample's gradient back through its minimum Q head
-    only (`JointQCritic.min_q`); a hypernetwork generates only the agent in turn's layers (for its loss, and
-    again to re-sample its action after its step); per-agent tensors send back gradients laid out as the
-    parameters (`agent_rows`), and only the agent's rows move; the last agent's new action, which nobody
-    reads, is not sampled (the first agent's starting action, never read either, is: sampling the others
-    alone gathers their weights, which costs about what it saves). What remains is the Adam step of every
-    shared parameter in every turn, which a parameter-sharing sequential update needs (momentum moves them
-    all).
+    computed once per update; without shared parameters, an agent's turn replays its pass of the starting
+    forward (its weights have not moved since: `record_actors`) and draws fresh noise, as recomputing would;
+    the frozen critic sends each sample's gradient back through its minimum Q head only
+    (`JointQCritic.min_q`); a hypernetwork generates only the agent in turn's layers (for its loss, and again
+    to re-sample its action after its step); per-agent tensors send back gradients laid out as the parameters
+    (`agent_rows`), and only the agent's rows move; the last agent's new action, which nobody reads, is not
+    sampled (the first agent's starting action, never read either, is: sampling the others alone gathers
+    their weights, which costs about what it saves). What remains is the Adam step of every shared parameter
+    in every turn, which a parameter-sharing sequential update needs (momentum moves them all).
     """
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
@@ -36,7 +37,8 @@ class HASAC(SACLearner):
         # take a soft policy step against the joint action, then re-sample that agent's action from
         # its updated policy, so later agents are trained against their predecessors' new policies.
         with torch.no_grad():
-            actions, _ = self.actor.act(batch.obs, avail=batch.avail)  # (B, N, A)
+            recorded = self.record_actors(batch.obs)  # None with shared parameters
+            actions, _ = self.actor.sample(batch.obs, avail=batch.avail, recorded=recorded)  # (B, N, A)
             state_embedding = self.critic.embed_state(batch.state)  # (2, B, H1), shared by every agent's step
         log_probs = torch.zeros(batch.obs.shape[0], self.n_agents, device=self.device)  # (B, N)
         actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
@@ -46,10 +48,10 @@ class HASAC(SACLearner):
                 obs, avail = batch.obs[:, agents], batch.avail_of(agents)  # (B, 1, O), (B, 1, A) or None
                 if self.exact_discrete:  # the expectation over the agent's own actions, others fixed
                     loss, actor_loss[agents], own_log_probs = self.exact_actor_loss(
-                        batch, actions, agents, state_embedding
+                        batch, actions, agents, state_embedding, recorded
                     )
                 else:
-                    own, own_log_probs = self.actor.sample(obs, agents, avail=avail)  # (B, 1, A), (B, 1)
+                    own, own_log_probs = self.actor.sample(obs, agents, avail=avail, recorded=recorded)  # (B, 1, ·)
                     joint = actions.index_copy(1, agents, own)  # (B, N, A)
                     q = self.critic.min_q(batch.state, joint, state_embedding=state_embedding)  # (B,)
                     loss, actor_loss[agents] = self.actor_loss(own_log_probs, q, agents)

@@ -24,6 +24,7 @@ from harl.buffers.replay import ReplayBatch, ReplayBuffer
 from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.errors import ConfigError
 from harl.metrics.gradients import GradientStats
+from harl.models.agent_mlp import AgentMLP, ForwardRecord
 from harl.models.off_policy import JointQCritic
 from harl.optim import AgentAdam
 from harl.registry import ArchEntry, get_algorithm
@@ -119,6 +120,10 @@ class ReplayLearner(ABC):
             updates_per_iteration=self.cfg.train_interval * self.cfg.update_per_train,
             min_transitions=self.cfg.batch_size,
         )
+        net = self.actor.net
+        # No agent's step moves another agent's weights: a sequential update may replay each agent's pass of the
+        # update's starting forward in its turn rather than recompute it (`record_actors`).
+        self.replays_start_pass = not arch.shares_parameters and isinstance(net, AgentMLP) and net.replayable
         if get_algorithm(cfg.algo_name).sequential and arch.shares_parameters:
             print(
                 f"note: --arch {arch.name} shares actor parameters between agents, so in this sequential update "
@@ -180,6 +185,13 @@ class ReplayLearner(ABC):
         if self.grad_stats is not None:
             metrics.update(self.grad_stats.summary())
         return metrics
+
+    def record_actors(self, obs: torch.Tensor) -> ForwardRecord | None:
+        """The actor network's forward on every agent's obs (B, N, O), recorded (no gradients) for the agents'
+        turns of a sequential update to replay (the actors' `recorded`), or None where a turn must recompute
+        its pass (shared parameters: earlier turns moved them; or a network `AgentMLP.replay` cannot serve)."""
+        net = self.actor.net
+        return net.record(obs) if self.replays_start_pass and isinstance(net, AgentMLP) else None
 
     def step_actor(self, loss: torch.Tensor, agents: torch.Tensor | None) -> None:
         """Backpropagate an actor loss and step the selected agents (all when None), recording gradient

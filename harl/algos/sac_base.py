@@ -20,6 +20,7 @@ from harl.algos.base import ActOutput
 from harl.algos.off_policy_base import OffPolicyConfig, ReplayLearner, polyak_update
 from harl.buffers.replay import ReplayBatch
 from harl.config import ExperimentConfig, bounded
+from harl.models.agent_mlp import ForwardRecord
 from harl.models.off_policy import GumbelCategoricalActor, SquashedGaussianActor
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
@@ -117,13 +118,14 @@ class SACLearner(ReplayLearner):
         actions: torch.Tensor,
         agents: torch.Tensor,
         state_embedding: torch.Tensor | None = None,
+        recorded: ForwardRecord | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Discrete actions: the soft policy loss of the k selected agents as an exact expectation over each
         one's own actions, the other agents' actions fixed at `actions` (B, N, A) (one-hot, no gradient):
         mean_B Σ_i Σ_a π_i(a)[α_i log π_i(a) − Q(s, a, a_−i)], with Q the twin minimum, evaluated for every
         (agent, action) alternative in one critic call. Returns the loss, each agent's own term (k,) and the
-        expected log-probs E_π_i[log π_i] (B, k) (for the temperatures)."""
-        log_p = self.actor.log_probs_all(batch.obs[:, agents], agents, batch.avail_of(agents))  # (B, k, A)
+        expected log-probs E_π_i[log π_i] (B, k) (for the temperatures). `recorded`: the actors' passes to replay."""
+        log_p = self.actor.log_probs_all(batch.obs[:, agents], agents, batch.avail_of(agents), recorded)  # (B, k, A)
         b, k, a = log_p.shape
         alternatives = actions.detach()[:, None, None].repeat(1, k, a, 1, 1)  # (B, k, A, N, A)
         slot = torch.arange(k, device=self.device)[:, None].expand(k, a)  # (k, A)

@@ -16,6 +16,8 @@ Per-agent trainable tensors are tagged with `mark_per_agent` so that `harl.optim
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import SupportsIndex
 
 import torch
@@ -31,6 +33,16 @@ ACTIVATIONS = {
     "leaky_relu": lambda: nn.LeakyReLU(inplace=True),
     "silu": nn.SiLU,
 }
+
+
+ACTIVATION_SLOPES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "relu": lambda grad, out: torch.ops.aten.threshold_backward(grad, out, 0.0),
+    "leaky_relu": lambda grad, out: torch.ops.aten.leaky_relu_backward(grad, out, 0.01, True),  # nn's slope
+    "elu": lambda grad, out: torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, out),  # nn.ELU's α = 1
+    "tanh": lambda grad, out: torch.ops.aten.tanh_backward(grad, out),
+}
+"""Backward of a hidden activation from its output (aten's own backward kernels): (upstream gradient,
+activation output) -> gradient of the pre-activation. SiLU's derivative needs its input: it is not here."""
 
 
 def activation_gain(name: str) -> float:
@@ -189,12 +201,55 @@ class AgentMLP(nn.Module):
         self.register_buffer("in_inv_count", inv_count, persistent=False)
         self.full_input = bool(in_mask.all())  # no padding: plain LayerNorm, no masking
         self.activation = ACTIVATIONS[activation]()
+        self.activation_name = activation
         self.layer_norm = layer_norm
         self.feature_norm = feature_norm
         self.append_id = append_id
 
+    @property
+    def replayable(self) -> bool:
+        """Whether `replay` gives this network's gradients: no layer norm, and an activation whose derivative
+        its output gives (`ACTIVATION_SLOPES`)."""
+        return not self.layer_norm and self.activation_name in ACTIVATION_SLOPES
+
     def forward(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, k, in_dim) for the k selected agents (all when `agents` is None) -> (B, k, out_dim)."""
+        h = self._first_input(x, agents)  # (k, B, in)
+        layers = self.params.layers(agents)
+        for weight, bias in layers[:-1]:
+            h = self.activation(agent_linear(h, weight, bias))
+            if self.layer_norm:
+                h = F.layer_norm(h, h.shape[-1:])
+        weight, bias = layers[-1]
+        return agent_linear(h, weight, bias).transpose(0, 1)  # (B, k, out_dim)
+
+    @torch.no_grad()
+    def record(self, x: torch.Tensor) -> ForwardRecord:
+        """Every agent's forward on x (B, N, in_dim) without gradients, keeping what `replay` needs."""
+        if not self.replayable:
+            raise ValueError("replay needs no layer norm and an activation in ACTIVATION_SLOPES")
+        h = self._first_input(x, None)  # (N, B, in)
+        inputs = []
+        layers = self.params.layers(None)
+        for weight, bias in layers[:-1]:
+            inputs.append(h)
+            h = self.activation(agent_linear(h, weight, bias))  # a fresh tensor: `inputs` keep theirs
+        inputs.append(h)
+        weight, bias = layers[-1]
+        return ForwardRecord(tuple(inputs), agent_linear(h, weight, bias))
+
+    def replay(self, record: ForwardRecord, agents: torch.Tensor | None = None) -> torch.Tensor:
+        """The recorded outputs (B, k, out_dim) of the selected agents (all when None), with the gradient w.r.t.
+        their layers' current weights that recomputing them would give: exact while those weights are those of
+        the record (in a sequential update, each agent's own weights until its turn when no parameter is
+        shared). Its backward is the layers' own (per-agent weight gradients laid out as the weights)."""
+        weights, biases = zip(*self.params.layers(agents), strict=True)
+        output = record.output if agents is None else record.output.index_select(0, agents)  # (k, B, out)
+        replayed = _ReplayedPass.apply(output, agents, self.activation_name, *record.inputs, *weights, *biases)
+        return replayed.transpose(0, 1)  # (B, k, out_dim)
+
+    def _first_input(self, x: torch.Tensor, agents: torch.Tensor | None) -> torch.Tensor:
+        """The first layer's input (k, B, in): x (B, k, in_dim) agent-major, masked or normalised, with ids."""
         h = x.transpose(0, 1).contiguous()  # (k, B, in_dim): agent-major (a strided batch makes bmm ~2.5x slower)
         if self.full_input:
             h = F.layer_norm(h, h.shape[-1:]) if self.feature_norm else h
@@ -209,13 +264,66 @@ class AgentMLP(nn.Module):
             ids = torch.arange(self.n_agents, device=x.device) if agents is None else agents
             one_hot = F.one_hot(ids, self.n_agents).to(h.dtype)  # (k, n_agents)
             h = torch.cat([h, one_hot.unsqueeze(1).expand(-1, h.shape[1], -1)], dim=-1)
-        layers = self.params.layers(agents)
-        for weight, bias in layers[:-1]:
-            h = self.activation(agent_linear(h, weight, bias))
-            if self.layer_norm:
-                h = F.layer_norm(h, h.shape[-1:])
-        weight, bias = layers[-1]
-        return agent_linear(h, weight, bias).transpose(0, 1)  # (B, k, out_dim)
+        return h
+
+
+@dataclass(frozen=True)
+class ForwardRecord:
+    """Every agent's forward of an `AgentMLP` without gradients (`AgentMLP.record`), kept to replay agents' passes
+    with gradients (`AgentMLP.replay`) instead of recomputing them.
+
+    Attributes:
+        inputs: each linear layer's input, agent-major (N, B, in_l): the prepared input, then each hidden
+            activation's output.
+        output: the last layer's output, agent-major (N, B, out).
+    """
+
+    inputs: tuple[torch.Tensor, ...]
+    output: torch.Tensor
+
+
+def _weight_grad(layer_input: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The gradient of `agent_linear`'s weight (k, in, out) or (in, out) from its input (k, B, in) and its
+    output's gradient (k, B, out), laid out in the weight's memory order."""
+    if weight.dim() == 2:  # shared by the k agents
+        layer_input, grad = layer_input.flatten(0, 1), grad.flatten(0, 1)  # (k B, in), (k B, out)
+    if weight.stride(-2) == 1:  # stored (out, in), as nn.Linear's
+        return torch.matmul(grad.transpose(-1, -2), layer_input).transpose(-1, -2)
+    return torch.matmul(layer_input.transpose(-1, -2), grad)
+
+
+class _ReplayedPass(torch.autograd.Function):
+    """A recorded `AgentMLP` pass of k agents, differentiable w.r.t. their layers' weights (see `AgentMLP.replay`).
+
+    Forward: the recorded output. Backward: each layer's weight and bias gradients from the recorded layer
+    inputs and the layer's weights (as autograd's backward of `agent_linear` and the activation would).
+    """
+
+    @staticmethod
+    def forward(ctx, output, agents, activation, *tensors):  # type: ignore[override]
+        # output (k, B, out); tensors: the record's layer inputs (N, B, in_l), then the k agents' weights
+        # (k, in_l, out_l) or (in_l, out_l), then their biases (k, out_l) or (out_l,)
+        n_layers = len(tensors) // 3
+        ctx.activation, ctx.n_layers, ctx.bias_dims = activation, n_layers, [b.dim() for b in tensors[2 * n_layers :]]
+        ctx.save_for_backward(agents, *tensors[: 2 * n_layers])
+        return output.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output):  # type: ignore[override]
+        agents, *saved = ctx.saved_tensors
+        inputs, weights = saved[: ctx.n_layers], saved[ctx.n_layers :]
+        slope = ACTIVATION_SLOPES[ctx.activation]
+        grad = grad_output  # (k, B, out_l) of the layer below
+        grad_weights, grad_biases = [], []
+        for layer in reversed(range(ctx.n_layers)):
+            layer_input = inputs[layer] if agents is None else inputs[layer].index_select(0, agents)  # (k, B, in_l)
+            weight = weights[layer]
+            grad_weights.append(_weight_grad(layer_input, grad, weight))
+            grad_biases.append(grad.sum(1) if ctx.bias_dims[layer] == 2 else grad.sum((0, 1)))
+            if layer:  # the input is the activation's output of the layer below
+                grad = slope(torch.matmul(grad, weight.transpose(-1, -2)), layer_input)  # (k, B, in_l)
+        nones = (None,) * (3 + ctx.n_layers)  # output, agents, activation, the record's inputs
+        return (*nones, *reversed(grad_weights), *reversed(grad_biases))
 
 
 class AgentParam(nn.Module):

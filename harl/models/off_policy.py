@@ -9,7 +9,9 @@ Discrete actions (`GumbelCategoricalActor`): learners and the critic use one-hot
 actions (padded entries zero); the replay buffer stores action indices and the environment gets them
 too. Available-action masks are respected wherever a policy samples, takes its mode or is evaluated.
 
-Every actor offers `critic_actions(stored)`: the buffer's stored actions as the critic reads them.
+Every actor offers `critic_actions(stored)`: the buffer's stored actions as the critic reads them. Their
+sampling methods take an optional `recorded` forward (`AgentMLP.record`) whose passes they replay instead of
+recomputing (sequential updates, see `ReplayLearner.record_actors`).
 
 Both actors serve all agents at once and are built through `arch.build_net(..., role="actor")`, so
 every registered architecture (NoPS, FuPS, FuPS+ID, hypernetworks...) works with every learner.
@@ -18,14 +20,20 @@ every registered architecture (NoPS, FuPS, FuPS+ID, hypernetworks...) works with
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from harl.config import ModelConfig
-from harl.models.agent_mlp import ACTIVATIONS, layer_dims, layer_gains, orthogonal_stack
+from harl.models.agent_mlp import (
+    ACTIVATION_SLOPES,
+    ACTIVATIONS,
+    ForwardRecord,
+    layer_dims,
+    layer_gains,
+    orthogonal_stack,
+)
 from harl.models.distributions import CategoricalPolicies, GaussianPolicies
 from harl.models.policies import LOG_2PI, Actor, actor_net_spec
 from harl.registry import ArchEntry
@@ -33,6 +41,14 @@ from harl.spec import EnvSpec
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 LOG_2 = math.log(2.0)
+
+
+def net_outputs(
+    net: nn.Module, obs: torch.Tensor, agents: torch.Tensor | None, recorded: ForwardRecord | None
+) -> torch.Tensor:
+    """An actor network's outputs (B, k, out) for the selected agents (all when None) on obs (B, k, O): computed,
+    or replayed from `recorded`, a record of the network's forward on every agent's observations."""
+    return net(obs, agents) if recorded is None else net.replay(recorded, agents)
 
 
 class BoundedActor(Actor):
@@ -80,11 +96,12 @@ class SquashedGaussianActor(BoundedActor):
         agents: torch.Tensor | None = None,
         deterministic: bool = False,
         avail: torch.Tensor | None = None,
+        recorded: ForwardRecord | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (B, k, O) for the k selected agents (all when None) -> normalised actions (B, k, A)
         (reparameterised, so differentiable) and their log-probs (B, k). `deterministic` takes tanh(mean);
-        `avail` (discrete actors' masks) is ignored."""
-        mean, log_std = self.net(obs, agents).split(self.act_dim, dim=-1)  # (B, k, A) each
+        `avail` (discrete actors' masks) is ignored; `recorded`: the network's passes to replay (`net_outputs`)."""
+        mean, log_std = net_outputs(self.net, obs, agents, recorded).split(self.act_dim, dim=-1)  # (B, k, A) each
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
         noise = torch.zeros_like(mean) if deterministic else torch.randn_like(mean)
         pre_tanh = mean + log_std.exp() * noise
@@ -118,10 +135,15 @@ class DeterministicActor(BoundedActor):
         self.net = arch.build_net(spec=actor_net_spec(spec, spec.act_dim_max, model_cfg), arch_cfg=arch_cfg)
 
     def forward(
-        self, obs: torch.Tensor, agents: torch.Tensor | None = None, avail: torch.Tensor | None = None
+        self,
+        obs: torch.Tensor,
+        agents: torch.Tensor | None = None,
+        avail: torch.Tensor | None = None,
+        recorded: ForwardRecord | None = None,
     ) -> torch.Tensor:
-        """obs (B, k, O) -> normalised actions (B, k, A) of the k selected agents (all when None)."""
-        return torch.tanh(self.net(obs, agents)) * self._rows(self.act_mask, agents)
+        """obs (B, k, O) -> normalised actions (B, k, A) of the k selected agents (all when None); `recorded`: the
+        network's passes to replay (`net_outputs`)."""
+        return torch.tanh(net_outputs(self.net, obs, agents, recorded)) * self._rows(self.act_mask, agents)
 
     def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> None:
         """A deterministic policy has no action distribution."""
@@ -153,11 +175,16 @@ class GumbelCategoricalActor(Actor):
         self.net = arch.build_net(spec=actor_net_spec(spec, spec.act_dim_max, model_cfg), arch_cfg=arch_cfg)
 
     def log_probs_all(
-        self, obs: torch.Tensor, agents: torch.Tensor | None = None, avail: torch.Tensor | None = None
+        self,
+        obs: torch.Tensor,
+        agents: torch.Tensor | None = None,
+        avail: torch.Tensor | None = None,
+        recorded: ForwardRecord | None = None,
     ) -> torch.Tensor:
         """Log-probabilities (B, k, A) of every action of the k selected agents (all when None) on obs (B, k, O),
-        with padded and unavailable (`avail` (B, k, A) False) actions masked out."""
-        logits = self.net(obs, agents)  # (B, k, A)
+        with padded and unavailable (`avail` (B, k, A) False) actions masked out; `recorded`: the network's
+        passes to replay (`net_outputs`)."""
+        logits = net_outputs(self.net, obs, agents, recorded)  # (B, k, A)
         valid = self._rows(self.act_mask, agents).bool().expand_as(logits)
         if avail is not None:
             valid = valid & avail.bool()
@@ -169,10 +196,11 @@ class GumbelCategoricalActor(Actor):
         agents: torch.Tensor | None = None,
         deterministic: bool = False,
         avail: torch.Tensor | None = None,
+        recorded: ForwardRecord | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One-hot actions (B, k, A) (straight-through Gumbel-softmax samples, or the modes) of the selected
-        agents and their log-probs (B, k)."""
-        log_p = self.log_probs_all(obs, agents, avail)  # (B, k, A)
+        agents and their log-probs (B, k); `recorded`: the network's passes to replay (`net_outputs`)."""
+        log_p = self.log_probs_all(obs, agents, avail, recorded)  # (B, k, A)
         if deterministic:
             one_hot = F.one_hot(log_p.argmax(-1), log_p.shape[-1]).to(log_p.dtype)
         else:
@@ -187,10 +215,14 @@ class GumbelCategoricalActor(Actor):
         return self.sample(obs, None, deterministic, avail)
 
     def forward(
-        self, obs: torch.Tensor, agents: torch.Tensor | None = None, avail: torch.Tensor | None = None
+        self,
+        obs: torch.Tensor,
+        agents: torch.Tensor | None = None,
+        avail: torch.Tensor | None = None,
+        recorded: ForwardRecord | None = None,
     ) -> torch.Tensor:
         """A differentiable one-hot sample (B, k, A) of the selected agents' policies (DDPG learners)."""
-        return self.sample(obs, agents, False, avail)[0]
+        return self.sample(obs, agents, False, avail, recorded)[0]
 
     def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> CategoricalPolicies:
         """Every agent's action probabilities (B, N, A)."""
@@ -320,16 +352,6 @@ class JointQCritic(nn.Module):
             self.activation_name,
             *[self._heads(t, heads) for t in layers],
         )
-
-
-ACTIVATION_SLOPES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "relu": lambda grad, out: torch.ops.aten.threshold_backward(grad, out, 0.0),
-    "leaky_relu": lambda grad, out: torch.ops.aten.leaky_relu_backward(grad, out, 0.01, True),  # nn's slope
-    "elu": lambda grad, out: torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, out),  # nn.ELU's α = 1
-    "tanh": lambda grad, out: torch.ops.aten.tanh_backward(grad, out),
-}
-"""Backward of a hidden activation from its output (aten's own backward kernels): (upstream gradient,
-activation output) -> gradient of the pre-activation. SiLU's derivative needs its input: it is not here."""
 
 
 def gathers_rows(device: torch.device) -> bool:
