@@ -313,7 +313,7 @@ class _ReplayedPass(torch.autograd.Function):
         agents, *saved = ctx.saved_tensors
         inputs, weights = saved[: ctx.n_layers], saved[ctx.n_layers :]
         slope = ACTIVATION_SLOPES[ctx.activation]
-        grad = grad_output  # (k, B, out_l) of the layer below
+        grad = grad_output  # (k, B, out_l): the gradient of the output of the layer at hand
         grad_weights, grad_biases = [], []
         for layer in reversed(range(ctx.n_layers)):
             layer_input = inputs[layer] if agents is None else inputs[layer].index_select(0, agents)  # (k, B, in_l)
