@@ -8,7 +8,10 @@ import numpy as np
 import torch
 
 from harl.algos.base import Learner
+from harl.errors import TrainingDiverged
 from harl.models.recurrent import reset_hidden
+from harl.utils.finite import invalid_probabilities
+from harl.utils.rng import isolated_rng
 
 
 def episode_quotas(episodes: int, n_envs: int) -> torch.Tensor:
@@ -36,16 +39,19 @@ def evaluate(
     since those finish first; with a quota fixed in advance every counted episode is a complete draw from
     the policy's episode distribution, whatever its length.
 
-    Global RNGs are forked, so evaluation never changes the training run's random stream. Recurrent
-    learners' hidden states start fresh and are zeroed wherever an episode ends.
+    The global RNGs (the CPU's and, on CUDA, `device`'s) are forked and seeded with `seed`, so evaluation
+    never changes the training run's random stream. Recurrent learners' hidden states start fresh and are
+    zeroed wherever an episode ends.
+
+    Raises:
+        TrainingDiverged: a stochastic policy's action probabilities were invalid (`harl.utils.finite`).
     """
     quotas = episode_quotas(episodes, env.n_envs)  # (E,)
     finished = torch.zeros_like(quotas)  # (E,) counted episodes per env
     returns: list[float] = []
     wins: list[float] = []
     hidden = learner.initial_hidden(env.n_envs)  # (E, N, H) or None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with isolated_rng(seed, device):
         out = env.reset(seed)
         while bool((finished < quotas).any()):
             obs, state = out.obs.to(device), out.state.to(device)
@@ -62,6 +68,9 @@ def evaluate(
                 returns.append(float(out.episode_return[e]))
                 if "win" in out.info and not math.isnan(float(out.info["win"][e])):
                     wins.append(float(out.info["win"][e]))
+    problem = invalid_probabilities()  # one read per evaluation, not per step
+    if problem is not None:
+        raise TrainingDiverged(f"evaluation stopped: {problem} when sampling its actions")
     metrics = {"eval/episode_return": float(np.mean(returns)), "eval/episode_return_std": float(np.std(returns))}
     if wins:
         metrics["eval/win_rate"] = float(np.mean(wins))

@@ -29,6 +29,7 @@ from harl.registry import get_environment, load_extensions
 from harl.runners.base import build_learner, resolve_device
 from harl.utils.checkpoint import load_checkpoint
 from harl.utils.cli_args import ArgParser
+from harl.utils.rng import isolated_rng
 
 
 @dataclass
@@ -47,7 +48,7 @@ class LoadedPolicy:
 
 def load_policy(path: str, device: torch.device) -> LoadedPolicy:
     """Rebuild a checkpoint's learner (any algorithm and architecture) on `device`."""
-    checkpoint = load_checkpoint(Path(path), device=device)
+    checkpoint = load_checkpoint(Path(path))  # on the CPU: load_state_dict places the tensors
     cfg = config_from_dict(checkpoint["config"], {"run.device": str(device)})
     if cfg.model.recurrent:
         raise UserError(f"{path}: SND scores single observations; recurrent policies depend on their history")
@@ -115,8 +116,7 @@ def collect_observations(policy: LoadedPolicy, count: int, seed: int, device: to
     obs_list: list[torch.Tensor] = []
     avail_list: list[torch.Tensor] = []
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with isolated_rng(seed, device):
             out = env.reset(seed)
             while sum(o.shape[0] for o in obs_list) < count:
                 obs, state = out.obs.to(device), out.state.to(device)

@@ -4,7 +4,8 @@ A checkpoint is a `torch.save` zip archive of a dict holding only tensors, numbe
 tuples and dicts, so it loads with `torch.load(weights_only=True)`: a file that would import anything
 (e.g. a pickle whose payload calls `os.system`) is refused before any of it runs. Format 1 (harl before
 the RNG states became tensors) also held the numpy RNG key as a numpy array; it still loads, with
-numpy's array reconstruction as the only extra type allowed.
+numpy's array reconstruction as the only extra type allowed. Checkpoints load on the CPU (`load_checkpoint`);
+the RNG states saved are the CPU's and the training device's (`rng_state`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from harl.errors import CheckpointError
+from harl.utils.rng import cuda_index
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -52,26 +54,48 @@ class CorruptCheckpoint(CheckpointError):
     """A checkpoint file that cannot be read (truncated, bit-flipped, not a harl checkpoint)."""
 
 
-def rng_state() -> dict:
-    """Every global RNG's state (python, numpy, torch CPU and CUDA) as tuples, ints, floats and tensors."""
+def rng_state(device: torch.device | str = "cpu") -> dict:
+    """Every global RNG's state a run on `device` draws from, as tuples, ints, floats and tensors: python's,
+    numpy's, torch's CPU generator and, when `device` is CUDA, that device's generator (no other GPU's).
+
+    Args:
+        device: the training device (the default, the CPU, saves no CUDA state and touches no GPU).
+    """
     kind, key, pos, has_gauss, cached = np.random.get_state(legacy=True)  # key: (624,) uint32
+    index = cuda_index(device)
     return {
         "python": random.getstate(),  # (version, 625 ints, None)
         "numpy": (kind, torch.from_numpy(np.asarray(key, dtype=np.int64)), int(pos), int(has_gauss), float(cached)),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "torch": torch.get_rng_state(),  # (5056,) uint8
+        "cuda_device": None if index is None else torch.cuda.get_rng_state(index),  # (16,) uint8 or None
     }
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore what `rng_state` saved (also reads format 1, whose numpy key is an array)."""
+def set_rng_state(state: dict, device: torch.device | str = "cpu") -> None:
+    """Restore what `rng_state` saved into a run on `device`.
+
+    The CUDA state goes to the training device only, and only when it is CUDA. Checkpoints of earlier harl
+    versions hold every visible GPU's state under "cuda" (a list, None without CUDA): the training device's
+    index picks its state from that list when there is one. Format 1's numpy key (an array) is read too.
+
+    Args:
+        state: `rng_state()`'s output, loaded on the CPU.
+        device: the training device.
+    """
     random.setstate(state["python"])
     kind, key, pos, has_gauss, cached = state["numpy"]
     key = key.cpu().numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
     np.random.set_state((kind, key.astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"].cpu())
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    index = cuda_index(device)
+    if index is None:
+        return
+    cuda = state.get("cuda_device")
+    every_gpu = state.get("cuda") or []  # (earlier versions) one state per visible GPU
+    if cuda is None and index < len(every_gpu):
+        cuda = every_gpu[index]
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda.cpu(), index)
 
 
 def checkpoint_step(path: Path) -> int:
@@ -154,15 +178,16 @@ def _unsafe_globals(path: Path) -> list[str]:
         return []
 
 
-def _read(path: Path, device: torch.device | str) -> dict:
-    """Read one checkpoint file with the weights-only unpickler; one-line `CheckpointError` on any failure."""
+def _read(path: Path) -> dict:
+    """Read one checkpoint file on the CPU with the weights-only unpickler; one-line `CheckpointError` on any
+    failure."""
     if not zipfile.is_zipfile(path):
         raise CorruptCheckpoint(f"checkpoint {path} is corrupt or not a harl checkpoint (not a torch zip archive)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                data = torch.load(path, map_location=device, weights_only=True)
+                data = torch.load(path, map_location="cpu", weights_only=True)
             except pickle.UnpicklingError:
                 unsafe = _unsafe_globals(path)
                 if not unsafe:
@@ -174,7 +199,7 @@ def _read(path: Path, device: torch.device | str) -> dict:
                         "holds (it may carry code; nothing of it was run)"
                     ) from None
                 with torch.serialization.safe_globals(LEGACY_GLOBALS):
-                    data = torch.load(path, map_location=device, weights_only=True)
+                    data = torch.load(path, map_location="cpu", weights_only=True)
                 if not isinstance(data, dict) or data.get("format_version") != 1:
                     raise CorruptCheckpoint(
                         f"checkpoint {path} holds numpy arrays outside a format-1 RNG state"
@@ -200,22 +225,29 @@ def _candidates(path: Path) -> Iterator[Path]:
     yield from reversed(list_checkpoints(path / "checkpoints" if (path / "checkpoints").is_dir() else path))
 
 
-def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict:
+def load_checkpoint(path: Path | str, device: torch.device | str | None = None) -> dict:
     """Load and check a checkpoint file, or the newest readable one of a run folder / checkpoints folder.
 
+    Every tensor loads on the CPU, whatever the training device: the `load_state_dict` methods place them
+    (parameters and optimiser moments on their parameters' device, the learners' CPU `torch.Generator`
+    states stay on the CPU, replay storage is copied into the device buffer without a second device copy).
     When newer checkpoints of a folder are unreadable, the newest readable one is returned and
     `data["fallback"]` says which were skipped and how many env steps are lost. Any failure is a
     one-line `CheckpointError`.
+
+    Args:
+        path: a checkpoint file, a run folder or its `checkpoints/`.
+        device: not used (loading is on the CPU); accepted while callers still pass their training device.
     """
     path = Path(path)
     if not path.is_dir():
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
-        return _read(path, device)
+        return _read(path)
     skipped: list[tuple[Path, CorruptCheckpoint]] = []
     for candidate in _candidates(path):
         try:
-            data = _read(candidate, device)
+            data = _read(candidate)
         except CorruptCheckpoint as err:
             skipped.append((candidate, err))
             continue
