@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from harl.cli import train, train_main
+from harl.errors import UserError
 from harl.experiment import build_config
 from harl.registry import get_environment, load_extensions
 from harl.runners.base import build_learner
@@ -60,7 +61,7 @@ def fast_backend(monkeypatch):
 
 @pytest.fixture
 def inductor():
-    problem = inductor_problem()
+    problem = inductor_problem(torch.device("cpu"))
     if problem is not None:
         pytest.skip(f"torch.compile's inductor backend is unusable on this machine: {problem}")
 
@@ -173,3 +174,16 @@ def test_bad_compile_value_exits_2_with_one_line(capsys, tmp_path):
     assert code == 2 and captured.out == ""
     (line,) = captured.err.splitlines()
     assert line.startswith("error: ") and "compile" in line and "maybe" in line
+
+
+def test_inductor_is_checked_on_the_learners_device(monkeypatch):
+    """The toolchain probe runs on the device the learner trains on (CUDA needs Triton, the CPU a C++
+    compiler); a failing probe is one line naming that device."""
+    cfg, _ = build_config("mappo", "nops", "mamujoco", {"hidden_sizes": "8", "episode_limit": "5"}, use_tuned=False)
+    env = get_environment("mamujoco").make(cfg.env, n_envs=1, seed=0, device=torch.device("cpu"))
+    learner = build_learner(cfg, env.spec, torch.device("cpu"))
+    probed: list[torch.device] = []
+    monkeypatch.setattr(compile_utils, "inductor_problem", lambda device: probed.append(device) or "no toolchain")
+    with pytest.raises(UserError, match="on cpu here, which failed \\(no toolchain\\)"):
+        compile_learner(learner, True)
+    assert probed == [torch.device("cpu")] and not is_compiled(learner.actor.net)

@@ -57,16 +57,23 @@ BACKEND = "inductor"
 
 
 @functools.cache
-def inductor_problem() -> str | None:
-    """Why `torch.compile`'s default backend cannot run here (e.g. no C++ compiler), or None when it can."""
+def inductor_problem(device: torch.device) -> str | None:
+    """Why `torch.compile`'s default backend cannot run on `device` (e.g. no C++ compiler for the CPU, no
+    Triton for CUDA), or None when it can. Checked once per device, with a small compiled probe."""
     try:
         probe = torch.compile(lambda x: torch.relu(x) * 2.0, dynamic=False)
-        if not torch.equal(probe(torch.ones(4)), torch.full((4,), 2.0)):
+        ones = torch.ones(4, device=device)
+        if not torch.equal(probe(ones), torch.full((4,), 2.0, device=device)):
             return "a compiled probe computed a wrong result"
     except Exception as err:  # any failure of the toolchain means: no compile here
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         return f"{type(err).__name__}: {first_line}"
     return None
+
+
+def learner_device(learner: Learner) -> torch.device:
+    """The device of the learner's networks (its training device)."""
+    return next(p for network in learner.networks().values() for p in network.parameters()).device
 
 
 def is_compiled(module: nn.Module) -> bool:
@@ -96,13 +103,16 @@ def compile_learner(learner: Learner, enabled: bool) -> int:
     (`run.compile`); returns how many forwards were compiled (0 when not enabled).
 
     Raises:
-        UserError: `torch.compile` cannot run on this machine.
+        UserError: `torch.compile` cannot run on the learner's device on this machine.
     """
     if not enabled:
         return 0
-    problem = inductor_problem() if BACKEND == "inductor" else None
+    device = learner_device(learner)
+    problem = inductor_problem(device) if BACKEND == "inductor" else None
     if problem is not None:
-        raise UserError(f"--compile true needs a working torch.compile (inductor) here, which failed ({problem})")
+        raise UserError(
+            f"--compile true needs a working torch.compile (inductor) on {device} here, which failed ({problem})"
+        )
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     count = 0
     for network in learner.networks().values():
