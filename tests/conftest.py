@@ -16,6 +16,9 @@ from harl.cli import train_main
 ROOT = Path(__file__).resolve().parent.parent
 torch.set_num_threads(1)
 
+# The devices that tests taking the `device` fixture run on: the CPU always (CI), CUDA wherever a GPU exists.
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
 # A tiny budget for MaMuJoCo smoke runs (on-policy keys; off-policy tests add their own).
 TINY_MAMUJOCO = [
     "--episode_limit",
@@ -64,3 +67,9 @@ def read_progress(run_dir: Path) -> list[dict[str, str]]:
 @pytest.fixture
 def train_run(tmp_path):
     return lambda *args: run_train(tmp_path, *args)
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """Each available device in turn (`DEVICES`), as the `--device` value a run gets."""
+    return request.param

@@ -131,16 +131,18 @@ COMBOS = [
 
 
 @pytest.mark.parametrize(("algo", "arch", "env"), COMBOS)
-def test_tiny_run_writes_logs_and_checkpoint(algo, arch, env, tmp_path):
+def test_tiny_run_writes_logs_and_checkpoint(algo, arch, env, device, tmp_path):
+    """On every available device (`conftest.DEVICES`): the CPU in CI, CUDA too where a GPU exists."""
     if env in ENV_PACKAGES:
         pytest.importorskip(ENV_PACKAGES[env])
-    check_run(run_train(tmp_path, "--algo", algo, "--arch", arch, "--env", env, *tiny_args(algo, env)), algo)
+    args = ["--algo", algo, "--arch", arch, "--env", env, "--device", device, *tiny_args(algo, env)]
+    check_run(run_train(tmp_path, *args), algo)
 
 
 @pytest.mark.parametrize("algo", sorted(a for a in ALGORITHMS if ALGORITHMS[a].continuous))
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
-def test_heterogeneous_mamujoco(algo, arch, tmp_path):
-    """HalfCheetah 6x1: agents with different observation sizes."""
+def test_heterogeneous_mamujoco(algo, arch, device, tmp_path):
+    """HalfCheetah 6x1: agents with different observation sizes (on every available device)."""
     run_dir = run_train(
         tmp_path,
         "--algo",
@@ -151,6 +153,8 @@ def test_heterogeneous_mamujoco(algo, arch, tmp_path):
         "mamujoco",
         "--agent_conf",
         "6x1",
+        "--device",
+        device,
         *tiny_args(algo, "mamujoco"),
     )
     check_run(run_dir, algo)
