@@ -10,22 +10,25 @@ SIGINT / SIGTERM end it after the current iteration with a checkpoint at the ste
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
+from harl.algos.seed_population import member_config
 from harl.config import ExperimentConfig, read_yaml
 from harl.errors import UserError
 from harl.evaluation import evaluate
 from harl.experiment import build_config, check_env_compatible, config_from_dict, run_folder, run_folder_base
 from harl.registry import ALGORITHMS, ARCHITECTURES, all_environments, get_algorithm, get_environment, load_extensions
 from harl.runners import runner_for
-from harl.runners.base import Runner, build_learner, resolve_device
+from harl.runners.base import Runner, build_learner, resolve_device, seed_configs
 from harl.runners.progress import Progress, summary, write_learning_curve
-from harl.utils.checkpoint import list_checkpoints, load_checkpoint, set_aside_newer
+from harl.utils.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint, set_aside_newer
 from harl.utils.cli_args import ArgParser, parse_train_args, seed
 from harl.utils.run_lock import RunLock
 from harl.utils.signals import StopNow, exit_status, stop_signal, stop_signals
@@ -115,58 +118,130 @@ def train_main(argv: list[str]) -> int:
     if env_actions is not None:  # options the env's actions rule out are refused before anything is printed
         check_env_compatible(cfg, env_actions(cfg.env))
     run_folder_base(cfg)  # names that would leave --log_dir are refused before anything is made
-    with stop_signals(), run_folder(cfg) as lock, Progress.for_run(cfg.run) as progress:
+    with stop_signals(), ExitStack() as held, Progress.for_run(cfg.run) as progress:
+        locks: list[RunLock] = []
         try:
-            runner = runner_for(get_algorithm(cfg.algo_name))(cfg, lock.folder, None)
+            for seed_cfg in seed_configs(cfg):  # one run folder per seed, each held from before its first write
+                locks.append(held.enter_context(run_folder(seed_cfg)))
+            folders = [lock.folder for lock in locks]
+            runner = runner_for(get_algorithm(cfg.algo_name))(cfg, folders if len(folders) > 1 else folders[0], None)
         except BaseException:
-            lock.discard()  # a run that could not start leaves no folder behind
+            for lock in locks:
+                lock.discard()  # a run that could not start leaves no folder behind
             raise
         for source in sources:
             print(f"config layer: {source}")
-        return train_runner(runner, lock.folder, cfg.dump(), progress)
+        if len(folders) > 1:
+            write_batch_files(folders)
+        return train_runner(runner, folders, cfg.dump(), progress)
+
+
+BATCH_FILE = "batch.yaml"
+"""In each run folder of a batched run (`--seeds N`): the folders of all its seeds, so `--resume` of any resumes all."""
+
+
+def write_batch_files(folders: list[Path]) -> None:
+    """Name every seed's folder (siblings under one experiment folder) in each of them."""
+    text = "seeds:\n" + "".join(f"  - {folder.name}\n" for folder in folders)
+    for folder in folders:
+        (folder / BATCH_FILE).write_text(text)
+
+
+def batch_folders(run_dir: Path) -> list[Path]:
+    """The run folders of the batched run `run_dir` belongs to (just `run_dir` for a solo run), each checked."""
+    path = run_dir / BATCH_FILE
+    if not path.is_file():
+        return [run_dir]
+    data = read_yaml(path)
+    names = data.get("seeds") if isinstance(data, dict) else None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and "/" not in n for n in names):
+        raise UserError(f"{path} is not a batch file a harl run wrote (a list of its seeds' run folders)")
+    folders = [run_dir.parent / name for name in names]
+    for folder in folders:
+        if not (folder / "config.yaml").is_file():
+            raise UserError(f"{folder}, a seed of the batched run {run_dir} belongs to, is missing or not a run folder")
+    return folders
 
 
 def resume_run(run_dir: Path, overrides: dict[str, str]) -> int:
-    """Continue the run in `run_dir` from its newest readable checkpoint, holding the folder throughout.
+    """Continue the run in `run_dir` from its newest readable checkpoint, holding the folder throughout; a seed of
+    a batched run (`--seeds`) resumes with all its seeds, from the newest step every seed has a checkpoint of.
 
-    Nothing in the folder changes unless the checkpoint loads into the configured learner.
+    Nothing in the folders changes unless the checkpoints load into the configured learner.
     """
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.yaml)")
-    with RunLock.acquire(run_dir):
-        cfg = saved_config(run_dir, overrides)
-        checkpoint = load_checkpoint(run_dir / "checkpoints", device=check_device(cfg.run.device))
+    folders = batch_folders(run_dir)
+    with ExitStack() as held:
+        for folder in folders:
+            held.enter_context(RunLock.acquire(folder))
+        seed_cfgs = [saved_config(folder, overrides) for folder in folders]
+        cfg = batch_config(seed_cfgs, folders)
+        check_device(cfg.run.device)
+        checkpoints = [load_checkpoint(folder / "checkpoints") for folder in folders]
+        steps = min(checkpoint["runner"]["env_steps"] for checkpoint in checkpoints)
+        checkpoints = [common_step(folder, checkpoint, steps) for folder, checkpoint in zip(folders, checkpoints)]
         with Progress.for_run(cfg.run) as progress:
-            runner = runner_for(get_algorithm(cfg.algo_name))(cfg, run_dir, checkpoint)
-            steps = checkpoint["runner"]["env_steps"]
-            print(f"resuming {run_dir} from {checkpoint['path']} at {steps} env steps")
-            if "fallback" in checkpoint:
-                print(f"note: {checkpoint['fallback']}")
-            for moved in set_aside_newer(run_dir / "checkpoints", steps):
-                print(f"note: set aside the unreadable {moved.name}")
-            if not get_algorithm(cfg.algo_name).on_policy and checkpoint.get("buffer") is None:
+            runner = runner_for(get_algorithm(cfg.algo_name))(
+                cfg, folders if len(folders) > 1 else run_dir, checkpoints
+            )
+            for folder, checkpoint in zip(folders, checkpoints, strict=True):
+                print(f"resuming {folder} from {checkpoint['path']} at {steps} env steps")
+                if "fallback" in checkpoint:
+                    print(f"note: {checkpoint['fallback']}")
+                for moved in set_aside_newer(folder / "checkpoints", steps):
+                    print(f"note: set aside the unreadable {moved.name}")
+            if not get_algorithm(cfg.algo_name).on_policy and checkpoints[0].get("buffer") is None:
                 print(
-                    f"note: {Path(checkpoint['path']).name} holds no replay buffer (saved with save_buffer: false); "
-                    "the resumed run refills an empty one"
+                    f"note: {Path(checkpoints[0]['path']).name} holds no replay buffer (saved with save_buffer: "
+                    "false); the resumed run refills an empty one"
                 )
-            return train_runner(runner, run_dir, cfg.dump(), progress)
+            return train_runner(runner, folders, cfg.dump(), progress)
 
 
-def train_runner(runner: Runner, run_dir: Path, config_text: str, progress: Progress) -> int:
-    """Print and save the config, train (reporting to `progress`), and report how the run ended: a summary
-    with a learning curve, and exit status 128 + signal when stopped."""
+def batch_config(seed_cfgs: list[ExperimentConfig], folders: list[Path]) -> ExperimentConfig:
+    """The config of a batched run from its seeds' saved configs: the first seed's, over consecutive seeds."""
+    first = seed_cfgs[0]
+    for index, (seed_cfg, folder) in enumerate(zip(seed_cfgs, folders, strict=True)):
+        if seed_cfg.run.seed != first.run.seed + index:
+            raise UserError(f"{folder} holds seed {seed_cfg.run.seed}, not {first.run.seed + index}: not this batch's")
+        if member_config(first, index).to_dict() != {**seed_cfg.to_dict()}:
+            raise UserError(f"{folder}'s config differs from its batch's other seeds beyond the seed")
+    cfg = copy.deepcopy(first)
+    cfg.run.seeds = len(seed_cfgs)
+    return cfg
+
+
+def common_step(folder: Path, checkpoint: dict, steps: int) -> dict:
+    """`checkpoint`, or when it is newer than `steps` (a batched run stopped while saving), its folder's checkpoint
+    at `steps`, so that every seed resumes from the same step."""
+    if checkpoint["runner"]["env_steps"] == steps:
+        return checkpoint
+    older = [path for path in list_checkpoints(folder / "checkpoints") if checkpoint_step(path) == steps]
+    if not older:
+        raise UserError(f"{folder} has no checkpoint at {steps} env steps, where its batch's other seeds stopped")
+    return load_checkpoint(older[0])
+
+
+def train_runner(runner: Runner, run_dirs: list[Path], config_text: str, progress: Progress) -> int:
+    """Print and save the config (each seed's in its folder), train (reporting to `progress`), and report how the
+    run ended: a summary with a learning curve per seed, and exit status 128 + signal when stopped."""
     print(config_text, end="")
-    (run_dir / "config.yaml").write_text(config_text)
-    runner.logger.text("config", f"```\n{config_text}\n```")
-    print(f"run folder: {run_dir}", flush=True)
+    for seed_run in runner.seed_runs:
+        seed_text = seed_run.cfg.dump()
+        (seed_run.run_dir / "config.yaml").write_text(seed_text)
+        seed_run.logger.text("config", f"```\n{seed_text}\n```")
+    for run_dir in run_dirs:
+        print(f"run folder: {run_dir}", flush=True)
+    resume_dir = run_dirs[0]
     try:
         runner.run(progress)
     except StopNow as stop:
-        latest = list_checkpoints(run_dir / "checkpoints")
+        latest = list_checkpoints(resume_dir / "checkpoints")
         then = (
-            f"the latest checkpoint is {latest[-1]}; continue with --resume {run_dir}"
+            f"the latest checkpoint is {latest[-1]}; continue with --resume {resume_dir}"
             if latest
-            else f"{run_dir} holds no checkpoint, so the run must start afresh"
+            else f"{resume_dir} holds no checkpoint, so the run must start afresh"
         )
         print(
             f"stopped at once by a second {signal.Signals(stop.signum).name} at {runner.env_steps} env steps; {then}",
@@ -174,13 +249,14 @@ def train_runner(runner: Runner, run_dir: Path, config_text: str, progress: Prog
         )
         return exit_status(stop.signum)
     signum = stop_signal()
-    curve = write_learning_curve(run_dir)
-    print("\n".join(summary(run_dir, runner.env_steps, progress.elapsed(), curve, stopped=signum is not None)))
+    for run_dir in run_dirs:
+        curve = write_learning_curve(run_dir)
+        print("\n".join(summary(run_dir, runner.env_steps, progress.elapsed(), curve, stopped=signum is not None)))
     if signum is not None:
-        latest = list_checkpoints(run_dir / "checkpoints")[-1]
+        latest = list_checkpoints(resume_dir / "checkpoints")[-1]
         print(
             f"interrupted by {signal.Signals(signum).name} at {runner.env_steps} env steps: saved {latest}; "
-            f"continue with --resume {run_dir}",
+            f"continue with --resume {resume_dir}",
             file=sys.stderr,
         )
         return exit_status(signum)

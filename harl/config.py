@@ -147,6 +147,10 @@ class RunConfig:
     seed: int = bounded(1, ge=0, lt=SEED_LIMIT, note="what numpy's and the envs' seeding accept")
     """Seed of everything random in the run (torch, numpy, python, envs), in [0, 2**31): numpy and JAX take
     32-bit seeds, and the envs' and evaluation's seeds are offsets from it."""
+    seeds: int = bounded(1, gt=0)
+    """Seeds trained together in this process (`--seeds N`): seeds seed, seed+1, ..., seed+N-1 of the same
+    configuration, each independent and written to its own run folder as a solo run of it would be, trained as
+    one batched computation (`harl.models.population`). 1: a solo run."""
     device: str = "cpu"
     """Training device: cpu, cuda or cuda:N."""
     torch_threads: int = bounded(0, ge=0)
@@ -193,6 +197,11 @@ class RunConfig:
 
     def validate(self) -> None:
         check_bounds(self, "run")
+        if self.seed + self.seeds > SEED_LIMIT:
+            raise ConfigError(
+                f"run.seeds {self.seeds} from run.seed {self.seed} reaches seed {self.seed + self.seeds - 1}, past the "
+                f"largest seed {SEED_LIMIT - 1}; lower --seed or --seeds"
+            )
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             raise ConfigError(f"run.device must be cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -98,6 +98,7 @@ def build_config(
     cfg.validate()
     check_arch_options(cfg)
     check_recurrent(cfg)
+    check_seeds(cfg)
     check_memory(cfg)
     return cfg, sources
 
@@ -117,6 +118,7 @@ def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = No
     cfg.validate()
     check_arch_options(cfg)
     check_recurrent(cfg)
+    check_seeds(cfg)
     check_memory(cfg)
     return cfg
 
@@ -148,6 +150,32 @@ def check_recurrent(cfg: ExperimentConfig) -> None:
             f"recurrent training cuts the rollout into {chunks} sequences of {steps} steps (n_rollout_threads × "
             f"⌈episode_length / data_chunk_length⌉), fewer than the {most} minibatches asked for"
         )
+
+
+def check_seeds(cfg: ExperimentConfig) -> None:
+    """Refuse `--seeds N` (N > 1) where the seeds cannot train as one batch: a learner or architecture that does
+    not declare it (`batched_seeds` in their registry entries), recurrent policies, SND logging or gradient
+    statistics (not yet taken per seed)."""
+    seeds = cfg.run.seeds
+    if seeds == 1:
+        return
+    algo = get_algorithm(cfg.algo_name)
+    if not algo.batched_seeds:
+        able = ", ".join(sorted(name for name, entry in ALGORITHMS.items() if entry.batched_seeds))
+        raise ConfigError(
+            f"--seeds {seeds}: {cfg.algo_name} trains one seed per process so far; learners that batch seeds: {able} "
+            "(or run the seeds as separate processes, e.g. with harl-sweep)"
+        )
+    reason = get_architecture(cfg.arch_name).batched_seeds(cfg.arch)
+    if reason:
+        raise ConfigError(f"--seeds {seeds} with --arch {cfg.arch_name}: {reason}")
+    for on, what in (
+        (cfg.model.recurrent, "--model.recurrent true (recurrent policies train one seed per process so far)"),
+        (cfg.run.snd_interval > 0, "--snd_interval (SND is logged for one seed per process so far); set it to 0"),
+        (cfg.run.grad_stats, "--grad_stats (gradient statistics are taken for one seed per process so far)"),
+    ):
+        if on:
+            raise ConfigError(f"--seeds {seeds} cannot be combined with {what}")
 
 
 def check_memory(cfg: ExperimentConfig) -> None:

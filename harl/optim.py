@@ -181,7 +181,8 @@ class AgentAdam(torch.optim.Optimizer):
 
 
 def _split_grads(params: Iterable[torch.nn.Parameter]) -> tuple[list[torch.Tensor], list[torch.Tensor], Any]:
-    """The gradients of per-agent and of shared parameters (those with one), and the parameters' device."""
+    """The gradients of per-agent and of shared parameters (those with one), and the parameters' device.
+    Per-seed parameters of a population (`SeedParameter`) count as shared: each seed's rows form its own group."""
     per_agent: list[torch.Tensor] = []
     shared: list[torch.Tensor] = []
     device = None
@@ -192,41 +193,54 @@ def _split_grads(params: Iterable[torch.nn.Parameter]) -> tuple[list[torch.Tenso
     return per_agent, shared, device
 
 
+def _row_norms(grads: list[torch.Tensor]) -> torch.Tensor:
+    """(rows,) the norm of each row (dim 0) over all `grads`, each reduced in place over its other dims (no copy
+    of a transposed layout)."""
+    rows = [torch.linalg.vector_norm(g.unsqueeze(-1), dim=tuple(range(1, g.dim() + 1))) for g in grads]
+    return torch.stack(rows).square().sum(0).sqrt()
+
+
 def _norms(
-    per_agent_grads: list[torch.Tensor], shared_grads: list[torch.Tensor], n_agents: int, device
+    per_agent_grads: list[torch.Tensor], shared_grads: list[torch.Tensor], n_agents: int, device, seeds: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n_agents,) norms of each agent's rows over all `per_agent_grads`, and the scalar norm of `shared_grads`."""
-    if per_agent_grads:
-        # each tensor's per-row norms, reduced in place over its non-agent dims (no copy of a transposed layout)
-        rows = [torch.linalg.vector_norm(g.unsqueeze(-1), dim=tuple(range(1, g.dim() + 1))) for g in per_agent_grads]
-        per_agent = torch.stack(rows).square().sum(0).sqrt()  # (n_agents,)
+    """(n_agents,) norms of each agent's rows over all `per_agent_grads`, and the norm of `shared_grads`: a scalar,
+    or (seeds,) the norm of each seed's rows for a population's per-seed parameters (`seeds` > 1)."""
+    per_agent = _row_norms(per_agent_grads) if per_agent_grads else torch.zeros(n_agents, device=device)
+    if not shared_grads:
+        shared = torch.zeros(() if seeds == 1 else (seeds,), device=device)
+    elif seeds > 1:
+        shared = _row_norms(shared_grads)  # (seeds,)
     else:
-        per_agent = torch.zeros(n_agents, device=device)
-    if shared_grads:
         shared = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(shared_grads)))
-    else:
-        shared = torch.zeros((), device=device)
     return per_agent, shared
 
 
-def grad_norms_agentwise(params: Iterable[torch.nn.Parameter], n_agents: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient norms split by ownership: (n_agents,) over per-agent tensors' rows, and a scalar over
-    shared tensors."""
+def grad_norms_agentwise(
+    params: Iterable[torch.nn.Parameter], n_agents: int, seeds: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient norms split by ownership: (n_agents,) over per-agent tensors' rows, and over shared tensors a
+    scalar, or (seeds,) one per seed for a population's per-seed tensors."""
     per_agent_grads, shared_grads, device = _split_grads(params)
-    return _norms(per_agent_grads, shared_grads, n_agents, device)
+    return _norms(per_agent_grads, shared_grads, n_agents, device, seeds)
 
 
 def clip_grad_norm_agentwise(
-    params: Iterable[torch.nn.Parameter], max_norm: float, n_agents: int
+    params: Iterable[torch.nn.Parameter], max_norm: float, n_agents: int, seeds: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Clip each agent's own gradient (its rows of per-agent tensors) to `max_norm`, and the shared
     tensors' gradient as one group to `max_norm` — as one clipped optimiser per agent plus one for
-    shared networks would. Returns the norms before clipping: (n_agents,) and shared scalar."""
+    shared networks would. In a population of `seeds` seeds (`harl.models.population`) the agents are its virtual
+    agents and each seed's rows of the per-seed tensors form that seed's shared group. Returns the norms before
+    clipping: (n_agents,) and the shared scalar (or (seeds,))."""
     per_agent_grads, shared_grads, device = _split_grads(params)
-    per_agent, shared = _norms(per_agent_grads, shared_grads, n_agents, device)
+    per_agent, shared = _norms(per_agent_grads, shared_grads, n_agents, device, seeds)
     if per_agent_grads:
         agent_scale = (max_norm / (per_agent + 1e-6)).clamp(max=1.0)  # (n_agents,)
         torch._foreach_mul_(per_agent_grads, [agent_scale.view(-1, *[1] * (g.dim() - 1)) for g in per_agent_grads])
     if shared_grads:
-        torch._foreach_mul_(shared_grads, (max_norm / (shared + 1e-6)).clamp(max=1.0))
+        shared_scale = (max_norm / (shared + 1e-6)).clamp(max=1.0)  # () or (seeds,)
+        if seeds > 1:
+            torch._foreach_mul_(shared_grads, [shared_scale.view(-1, *[1] * (g.dim() - 1)) for g in shared_grads])
+        else:
+            torch._foreach_mul_(shared_grads, shared_scale)
     return per_agent, shared

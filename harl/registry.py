@@ -32,6 +32,7 @@ class AlgoEntry:
         continuous: supports continuous action spaces.
         actor_kind: the actor distribution it needs per action type, e.g. {"continuous": "gaussian"}.
         recurrent: can train recurrent policies (`model.recurrent`: GRU networks trained on sequences).
+        batched_seeds: can train several seeds as one batched computation (`--seeds N`, `harl.models.population`).
         description: one line for `--list`.
     """
 
@@ -44,6 +45,7 @@ class AlgoEntry:
     continuous: bool
     actor_kind: dict[str, str]
     recurrent: bool = False
+    batched_seeds: bool = False
     description: str = ""
 
 
@@ -69,6 +71,9 @@ class ArchEntry:
             the critic read a tensor the actor owns).
         legacy_options: values of options that did not exist when a run's config was saved: a saved config
             (resume, evaluation) that lacks one of these keys gets this value, which rebuilds what it ran.
+        batched_seeds: `(arch_cfg) -> str | None`, a reason its networks (with these options) cannot train several
+            seeds as one batch (`--seeds N`: they must be `AgentMLP`s whose weights depend on their own parameters
+            only), or None.
         description: one line for `--list`.
     """
 
@@ -81,6 +86,7 @@ class ArchEntry:
     supports: Callable[[AlgoEntry, Any], str | None] = lambda algo, arch_cfg: None
     link_networks: Callable[[Any, Any, Any], None] = lambda actor, critic, arch_cfg: None
     legacy_options: Mapping[str, Any] = field(default_factory=dict)
+    batched_seeds: Callable[[Any], str | None] = lambda arch_cfg: None
     description: str = ""
 
 

@@ -136,3 +136,16 @@ def build_agent_param(
 ) -> AgentParam:
     """Per-agent state-independent parameters for generated roles, shared ones for FuPS+ID roles."""
     return AgentParam(n_agents, width, init_value, per_agent=generates(role, arch_cfg))
+
+
+def batched_hypermarl(arch_cfg: HyperMARLConfig) -> str | None:
+    """`share_embedding` makes the critic's hypernetwork read the actor's embedding tensor, which a population's
+    members cannot each point at their own seed's."""
+    if arch_cfg.share_embedding:
+        return "arch.share_embedding reads another network's embedding; set --share_embedding false"
+    return None
+
+
+def batched_coupled(arch_cfg: CoupledHyperConfig) -> str | None:
+    """The coupled hypernetwork generates weights per sample, not as an `AgentMLP`'s layers."""
+    return "its networks generate weights per sample, which seeds cannot share one batch of yet; use hypermarl"

@@ -328,6 +328,9 @@ class HyperParams(LayerParams):
         """Every tensor the generated layers depend on (the cache is valid while none of them changes)."""
         return [*self.parameters(), *self.buffers()]
 
+    def forward(self, agents: torch.Tensor | None = None) -> Layers:
+        return self.generate(agents)
+
     def layers(self, agents: torch.Tensor | None) -> Layers:
         if torch.is_grad_enabled():
             return self.generate(agents)

@@ -288,7 +288,7 @@ def test_chunked_evaluation_reproduces_rollout(algo, arch, tmp_path):
             for batch in seq.critic_minibatches(2, learner.generator):
                 values = learner.value_norm.denormalize(learner.evaluate_values(batch))
                 torch.testing.assert_close(values, batch.values)
-        metrics = learner.train(buffer)
+        (metrics,) = learner.train(buffer)  # one seed: one dict
         assert np.isfinite(metrics["losses/critic/value_loss"])
     finally:
         runner.close()

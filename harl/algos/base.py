@@ -89,8 +89,13 @@ class Learner(Protocol):
     def diagnostics(self) -> dict[str, float]:
         """Scalars about the learner's current state for the run's log (e.g. hypernetwork embeddings)."""
 
+    def seed_learners(self) -> list[Learner]:
+        """One solo learner per seed it trains, each holding that seed's current state (`run.seeds` > 1: its
+        members, see `harl.algos.seed_population`); a learner of one seed returns itself."""
+
     def state_dict(self) -> dict:
-        """Everything the learner needs to continue: networks, optimisers, normalisers, RNGs, counters."""
+        """Everything the learner needs to continue: networks, optimisers, normalisers, RNGs, counters (of several
+        seeds: {"seeds": one solo learner's state per seed})."""
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()`'s output."""
@@ -103,8 +108,8 @@ class OnPolicyLearner(Learner, Protocol):
     def make_buffer(self, n_envs: int) -> RolloutBuffer:
         """An empty rollout buffer for `n_envs` environments, sized by the schedule."""
 
-    def train(self, buffer: RolloutBuffer) -> dict[str, float]:
-        """Learn from a finished rollout; returns metrics by their logged names."""
+    def train(self, buffer: RolloutBuffer) -> list[dict[str, float]]:
+        """Learn from a finished rollout; returns metrics by their logged names, one dict per seed."""
 
 
 @runtime_checkable

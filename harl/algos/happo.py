@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from harl.algos.ppo_base import PPOConfig, PPOLearner, agent_metrics
+from harl.algos.ppo_base import PPOConfig, PPOLearner, seed_agent_metrics
 from harl.buffers.rollout import RolloutBuffer
 from harl.registry import AlgoEntry, register_algorithm
 
@@ -21,56 +21,62 @@ class HAPPO(PPOLearner):
         super().__init__(spec, cfg, arch, device, ALGO.actor_kind[spec.action_type])
         self.last_order: list[int] = []
 
-    def train(self, buffer: RolloutBuffer) -> dict[str, float]:
-        # ALGO LOGIC: advantages, the critic, then agents in a random order with the running factor.
+    def train(self, buffer: RolloutBuffer) -> list[dict[str, float]]:
+        # ALGO LOGIC: advantages, the critic, then agents in a random order with the running factor. A population
+        # draws each seed's order from its own stream; turn j updates the j-th agent of every seed's order.
         sequences = self.prepare(buffer)
         metrics = self.train_critic(buffer, sequences)
-        # (L, C, 1): product of earlier agents' ratios at every step of every sequence
-        factor = torch.ones(sequences.length, sequences.n_chunks, 1, device=self.device)
-        order = torch.randperm(self.n_agents, generator=self.generator).tolist()
-        self.last_order = order
+        n = self.spec.n_agents
+        # (L, C, P): product of the earlier agents' ratios at every step of every sequence, per seed
+        factor = torch.ones(sequences.length, sequences.n_chunks, self.seeds, device=self.device)
+        orders = [torch.randperm(n, generator=generator).tolist() for generator in self.generators]
+        self.last_order = orders[0]
         stats = {
             k: torch.zeros(self.n_agents, device=self.device)
             for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac", "grad_norm", "factor")
         }
         grad_norms = []
-        for agent in order:  # inherently sequential
-            agents = torch.tensor([agent], device=self.device)
+        for turn in range(n):  # inherently sequential
+            # (P,) the virtual agent each seed updates in this turn
+            agents = torch.tensor([s * n + order[turn] for s, order in enumerate(orders)], device=self.device)
             updates = 0
             for _ in range(self.cfg.ppo_epoch):
-                minibatches = sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.generator, agents)
+                minibatches = sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.generators, agents)
                 for k, batch in enumerate(minibatches):
-                    surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(batch)  # (M, 1) each
-                    policy_loss = -(batch.take(factor) * surrogate).mean()
-                    loss = policy_loss - self.cfg.entropy_coef * entropy.mean()
+                    surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(batch)  # (M, P) each
+                    policy_loss = -(batch.take(factor) * surrogate).mean(0)  # (P,): each seed's own
+                    loss = (policy_loss - self.cfg.entropy_coef * entropy.mean(0)).sum()
                     self.actor_optimizer.zero_grad()
                     loss.backward()
                     self.record_actor_gradients(new_group=k == 0)  # one group per epoch of each agent's turn
-                    total_norm, _ = self._clip(self.actor_optimizer)
+                    total_norm, _ = self._clip(self.actor_optimizer)  # (P,)
                     grad_norms.append(total_norm)
                     self.actor_optimizer.step(agents=agents)
                     for key, value in (
                         ("policy_loss", policy_loss),
-                        ("entropy", entropy.mean()),
-                        ("ratio", ratio.mean()),
-                        ("approx_kl", approx_kl.mean()),
-                        ("clip_frac", clipped.mean()),
+                        ("entropy", entropy.mean(0)),
+                        ("ratio", ratio.mean(0)),
+                        ("approx_kl", approx_kl.mean(0)),
+                        ("clip_frac", clipped.mean(0)),
                         ("grad_norm", total_norm),
                     ):
-                        stats[key][agent] += value.detach()
+                        stats[key][agents] += value.detach()
                     updates += 1
             for key in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac", "grad_norm"):
-                stats[key][agent] /= updates
+                stats[key][agents] /= updates
             everything = sequences.actor_batch(sequences.all_chunks(), agents)
-            stats["factor"][agent] = everything.take(factor).mean()
+            stats["factor"][agents] = everything.take(factor).mean(0)
             with torch.no_grad():
-                new_log_probs, _ = self.evaluate_actions(everything)  # (L, C, 1)
+                new_log_probs, _ = self.evaluate_actions(everything)  # (L, C, P)
                 factor = factor * torch.exp(new_log_probs - sequences.log_probs[:, :, agents])
-        for key, values in stats.items():
-            metrics.update(agent_metrics(self.spec.agent_ids, key, values))
-        metrics["losses/actor/grad_norm"] = torch.stack(grad_norms).mean().item()
+        actor_norms = self.seed_metrics({"losses/actor/grad_norm": torch.stack(grad_norms).mean(0)})
+        for seed_metrics, agents_metrics, actor in zip(
+            metrics, seed_agent_metrics(self.spec.agent_ids, stats), actor_norms, strict=True
+        ):
+            seed_metrics.update(agents_metrics)
+            seed_metrics.update(actor)
         if self.grad_stats is not None:
-            metrics.update(self.grad_stats.summary())
+            metrics[0].update(self.grad_stats.summary())
         return metrics
 
 
@@ -85,6 +91,7 @@ ALGO = register_algorithm(
         continuous=True,
         actor_kind={"continuous": "gaussian", "discrete": "categorical"},
         recurrent=True,
+        batched_seeds=True,
         description="heterogeneous-agent PPO, sequential update in a random order with the correction factor",
     )
 )

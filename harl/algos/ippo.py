@@ -29,6 +29,7 @@ ALGO = register_algorithm(
         continuous=True,
         actor_kind={"continuous": "gaussian", "discrete": "categorical"},
         recurrent=True,
+        batched_seeds=True,
         description="independent PPO, simultaneous update, per-agent decentralised V critic on its own observation",
     )
 )

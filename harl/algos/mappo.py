@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from harl.algos.ppo_base import PPOConfig, PPOLearner, agent_metrics
+from harl.algos.ppo_base import PPOConfig, PPOLearner, seed_agent_metrics
 from harl.buffers.rollout import RolloutBuffer
 from harl.registry import AlgoEntry, register_algorithm
 
@@ -17,8 +17,8 @@ class MAPPO(PPOLearner):
         kind = ALGO.actor_kind[spec.action_type]
         super().__init__(spec, cfg, arch, device, kind)
 
-    def train(self, buffer: RolloutBuffer) -> dict[str, float]:
-        # ALGO LOGIC: advantages, then the critic, then all actors together.
+    def train(self, buffer: RolloutBuffer) -> list[dict[str, float]]:
+        # ALGO LOGIC: advantages, then the critic, then all actors together (every seed's, in a population).
         sequences = self.prepare(buffer)
         metrics = self.train_critic(buffer, sequences)
         sums = {
@@ -27,7 +27,7 @@ class MAPPO(PPOLearner):
         }
         grad_norms, own_norms, updates = [], [], 0
         for _ in range(self.cfg.ppo_epoch):
-            for k, batch in enumerate(sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.generator)):
+            for k, batch in enumerate(sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.generators)):
                 surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(batch)  # (M, N) each
                 per_agent_loss = -surrogate.mean(0)  # (N,)
                 per_agent_entropy = entropy.mean(0)  # (N,)
@@ -35,7 +35,7 @@ class MAPPO(PPOLearner):
                 self.actor_optimizer.zero_grad()
                 loss.backward()
                 self.record_actor_gradients(new_group=k == 0)  # minibatches of one epoch form a group
-                total_norm, per_agent_norm = self._clip(self.actor_optimizer)
+                total_norm, per_agent_norm = self._clip(self.actor_optimizer)  # (P,), (N,)
                 grad_norms.append(total_norm)
                 own_norms.append(per_agent_norm)
                 self.actor_optimizer.step()
@@ -48,14 +48,18 @@ class MAPPO(PPOLearner):
                 ):
                     sums[key] += value.detach()
                 updates += 1
-        for key, total in sums.items():
-            metrics.update(agent_metrics(self.spec.agent_ids, key, total / updates))
+        per_agent = {key: total / updates for key, total in sums.items()}
         own = torch.stack(own_norms).mean(0)  # (N,): norms of each agent's own parameters
         if bool(own.any()):
-            metrics.update(agent_metrics(self.spec.agent_ids, "grad_norm", own))
-        metrics["losses/actor/grad_norm"] = torch.stack(grad_norms).mean().item()
+            per_agent["grad_norm"] = own
+        actor_norms = self.seed_metrics({"losses/actor/grad_norm": torch.stack(grad_norms).mean(0)})
+        for seed_metrics, agents, actor in zip(
+            metrics, seed_agent_metrics(self.spec.agent_ids, per_agent), actor_norms, strict=True
+        ):
+            seed_metrics.update(agents)
+            seed_metrics.update(actor)
         if self.grad_stats is not None:
-            metrics.update(self.grad_stats.summary())
+            metrics[0].update(self.grad_stats.summary())
         return metrics
 
 
@@ -70,6 +74,7 @@ ALGO = register_algorithm(
         continuous=True,
         actor_kind={"continuous": "gaussian", "discrete": "categorical"},
         recurrent=True,
+        batched_seeds=True,
         description="multi-agent PPO, simultaneous update, per-agent centralised V critic",
     )
 )

@@ -234,6 +234,10 @@ class ReplayLearner(ABC):
 
     # ------------------------------------------------------------------ state
 
+    def seed_learners(self) -> list[ReplayLearner]:
+        """Off-policy learners train one seed: themselves."""
+        return [self]
+
     def state_dict(self) -> dict:
         return {
             "actor": self.actor.state_dict(),

@@ -12,10 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from harl.algos.base import ActOutput, CollectionSchedule, network_diagnostics
+from harl.algos.seed_population import build_members, read_networks, read_optimizer, write_networks, write_optimizer
 from harl.buffers.rollout import ActorBatch, CriticBatch, RolloutBuffer, Sequences
 from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.metrics.gradients import GradientStats
 from harl.models.policies import ON_POLICY_ACTORS, AgentValueCritic
+from harl.models.population import SeedLayout
 from harl.models.recurrent import reset_hidden
 from harl.optim import AgentAdam, clip_grad_norm_agentwise, grad_norms_agentwise
 from harl.registry import ArchEntry
@@ -89,19 +91,39 @@ class PPOLearner:
     def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, actor_kind: str):
         self.spec, self.device = spec, device
         self.cfg: PPOConfig = cfg.algo
-        self.n_agents = spec.n_agents
-        self.actor = ON_POLICY_ACTORS[actor_kind](spec, arch, cfg.model, cfg.arch).to(device)
-        self.critic = AgentValueCritic(spec, arch, cfg.model, cfg.arch, centralised=self.centralised_critic).to(device)
-        arch.link_networks(self.actor, self.critic, cfg.arch)
+        self.seeds = cfg.run.seeds
+        self.layout = SeedLayout(self.seeds, spec.n_agents)
+        self.n_agents = spec.n_agents * self.seeds  # every seed's agents, seed-major (virtual agents)
+        self.members: list[PPOLearner] = []  # a population's solo learners, one per seed (`seed_population`)
+        self.action_generators: list[torch.Generator] | None = None  # None: actions from torch's global RNG
+        if self.seeds == 1:
+            self.actor = ON_POLICY_ACTORS[actor_kind](spec, arch, cfg.model, cfg.arch).to(device)
+            self.critic = AgentValueCritic(spec, arch, cfg.model, cfg.arch, centralised=self.centralised_critic)
+            self.critic.to(device)
+            arch.link_networks(self.actor, self.critic, cfg.arch)
+            self.generators = [torch.Generator().manual_seed(cfg.run.seed)]
+        else:
+            self.members, self.action_generators = build_members(
+                lambda member_cfg: type(self)(spec, member_cfg, arch, device), cfg, device
+            )
+            self.actor = ON_POLICY_ACTORS[actor_kind].population([m.actor for m in self.members])
+            self.critic = AgentValueCritic.population([m.critic for m in self.members])
+            self.generators = [m.generator for m in self.members]  # each seed's minibatch and agent-order stream
         self.actor_optimizer = AgentAdam(self.actor.parameters(), lr=self.cfg.lr, eps=self.cfg.opti_eps)
         self.critic_optimizer = AgentAdam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=self.cfg.opti_eps)
-        self.value_norm = ValueNorm((spec.n_agents,)).to(device) if self.cfg.use_valuenorm else None
-        self.generator = torch.Generator().manual_seed(cfg.run.seed)
+        self.value_norm = ValueNorm((self.n_agents,)).to(device) if self.cfg.use_valuenorm else None
+        if self.members:
+            self.read_members()
         self.grad_stats = GradientStats() if cfg.run.grad_stats else None
         self.recurrent = cfg.model.recurrent
         self.hidden_size = cfg.model.rnn_hidden_size if self.recurrent else 0  # 0: no hidden states
         self.chunk_length = self.cfg.data_chunk_length if self.recurrent else 1
         self.schedule = CollectionSchedule(steps_per_iteration=self.cfg.episode_length)
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The first seed's minibatch and agent-order stream (a solo run's only one)."""
+        return self.generators[0]
 
     def make_buffer(self, n_envs: int) -> RolloutBuffer:
         """A rollout buffer of `episode_length` steps of `n_envs` envs (with hidden states when recurrent)."""
@@ -154,9 +176,12 @@ class PPOLearner:
         """
         if self.recurrent:
             actions, log_probs, hidden = self.actor.act_step(obs, hidden, avail, deterministic)
-        else:
-            actions, log_probs = self.actor.act(obs, avail, deterministic)
-        return ActOutput(self.actor.env_actions(actions), actions, log_probs, hidden)
+            return ActOutput(self.actor.env_actions(actions), actions, log_probs, hidden)
+        layout = self.layout  # a population's envs (P·E, n, ...) as its networks' virtual agents (E, P·n, ...)
+        avail = None if avail is None else layout.to_agents(avail)
+        actions, log_probs = self.actor.act(layout.to_agents(obs), avail, deterministic, self.action_generators)
+        env_actions = self.actor.env_actions(actions)
+        return ActOutput(layout.to_envs(env_actions), layout.to_envs(actions), layout.to_envs(log_probs), hidden)
 
     @torch.no_grad()
     def values(
@@ -168,9 +193,22 @@ class PPOLearner:
         if self.recurrent:
             values, hidden = self.critic.forward_sequence(inputs.unsqueeze(0), hidden)
             values = values[0]
+        elif self.seeds > 1:
+            return self._seed_values(inputs, env_dim=0), hidden
         else:
             values = self.critic(inputs)
         return self.value_norm.denormalize(values) if self.value_norm is not None else values, hidden
+
+    def _seed_values(self, inputs: torch.Tensor, env_dim: int) -> torch.Tensor:
+        """A population's denormalised values (..., P·E, n) of inputs (..., P·E, S) or (..., P·E, n, O) (envs at
+        `env_dim`), each env valued by its own seed's critic."""
+        layout = self.layout
+        x = layout.states_to_seeds(inputs, env_dim) if self.centralised_critic else layout.to_agents(inputs, env_dim)
+        lead = x.shape[: env_dim + 1]  # (..., E)
+        values = self.critic(x.flatten(0, env_dim))  # (B, P·n)
+        if self.value_norm is not None:
+            values = self.value_norm.denormalize(values)
+        return layout.to_envs(values.view(*lead, -1), env_dim)
 
     @torch.no_grad()
     def values_sequence(
@@ -199,12 +237,30 @@ class PPOLearner:
             self._recurrent_rollout_values(buffer)
             return
         t, e, inputs_of = buffer.length, buffer.n_envs, self.critic.inputs
+        if self.seeds > 1:
+            self._population_rollout_values(buffer)
+            return
         finals = [inputs_of(cut.final_obs, cut.final_state) for cut in buffer.cuts]  # (k_i, S) or (k_i, N, O)
         rollout = inputs_of(buffer.obs, buffer.state).flatten(0, 1)  # (T·E, S) or (T·E, N, O)
         inputs = torch.cat([rollout, inputs_of(buffer.next_obs, buffer.next_state), *finals])  # (T·E + E + Σk, ...)
         values = torch.cat([self.values(chunk)[0] for chunk in inputs.split(VALUE_CHUNK)])  # (T·E + E + Σk, N)
         buffer.set_values(values[: (t + 1) * e].view(t + 1, e, -1))
         buffer.bootstrap(values[(t + 1) * e :], self.cfg.gamma)
+
+    def _population_rollout_values(self, buffer: RolloutBuffer) -> None:
+        """A population's critic on its rollout: every seed's envs at every step in one call per step block, and a
+        time-limit cut's final inputs where they stand among all envs (each env is valued by its own seed)."""
+        e, inputs_of = buffer.n_envs, self.critic.inputs
+        inputs = torch.cat([inputs_of(buffer.obs, buffer.state), inputs_of(buffer.next_obs, buffer.next_state)[None]])
+        steps_per_call = max(1, VALUE_CHUNK // e)  # (T+1, P·E, ...) in blocks of steps -> (T+1, P·E, n)
+        buffer.set_values(torch.cat([self._seed_values(block, env_dim=1) for block in inputs.split(steps_per_call)]))
+        finals = []
+        for cut in buffer.cuts:  # the cut envs' final inputs in place of their next ones
+            dense = inputs_of(buffer.obs[cut.step], buffer.state[cut.step]).clone()  # (P·E, ...)
+            dense[cut.envs] = inputs_of(cut.final_obs, cut.final_state)
+            finals.append(self._seed_values(dense, env_dim=0)[cut.envs])  # (k, n)
+        if finals:
+            buffer.bootstrap(torch.cat(finals), self.cfg.gamma)
 
     def _recurrent_rollout_values(self, buffer: RolloutBuffer) -> None:
         """Recurrent critics: the critic runs along the rollout's states and the states after it from the hidden
@@ -246,9 +302,14 @@ class PPOLearner:
         normalised over the whole batch."""
         self.evaluate_rollout(buffer)
         buffer.compute_gae(self.cfg.gamma, self.cfg.gae_lambda)
-        advantages = buffer.advantages  # (T, E, N)
-        normalised = (advantages - advantages.mean()) / (advantages.std() + 1e-5)
-        return buffer.sequences(normalised, centralised_critic=self.centralised_critic)
+        advantages = buffer.advantages  # (T, E, N); a population's (T, P·E, n): normalised per seed
+        per_seed = advantages.unflatten(1, (self.seeds, -1)).transpose(0, 1).flatten(1)  # (P, T·E·n)
+        mean, std = per_seed.mean(1), per_seed.std(1)  # (P,)
+        normalised = (per_seed - mean[:, None]) / (std[:, None] + 1e-5)
+        normalised = normalised.view(self.seeds, advantages.shape[0], -1, *advantages.shape[2:]).transpose(0, 1)
+        return buffer.sequences(
+            normalised.flatten(1, 2), centralised_critic=self.centralised_critic, layout=self.layout
+        )
 
     def evaluate_actions(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs and entropies (L, B, k) of the batch's actions along its sequences under the current actor."""
@@ -273,12 +334,12 @@ class PPOLearner:
 
     def train_critic(self, buffer: RolloutBuffer, sequences: Sequences) -> dict[str, float]:
         """Clipped, Huber value loss on (normalised) returns for every agent's value head."""
-        returns = buffer.flat("returns")  # (T·E, N)
+        returns = self.layout.to_agents(buffer.returns, env_dim=1).flatten(0, 1)  # (T·E, N): a seed's E envs
         if self.value_norm is not None:
             self.value_norm.update(returns)
         losses, norms = [], []
         for _ in range(self.cfg.critic_epoch):
-            for batch in sequences.critic_minibatches(self.cfg.critic_num_mini_batch, self.generator):
+            for batch in sequences.critic_minibatches(self.cfg.critic_num_mini_batch, self.generators):
                 values = self.evaluate_values(batch)  # (M, N)
                 targets, old_values = batch.returns, batch.values
                 if self.value_norm is not None:
@@ -287,18 +348,31 @@ class PPOLearner:
                 if self.cfg.use_clipped_value_loss:
                     clipped = old_values + (values - old_values).clamp(-self.cfg.clip_param, self.cfg.clip_param)
                     loss = torch.maximum(loss, self._value_error(targets - clipped))
-                loss = loss.mean() * self.cfg.value_loss_coef
+                loss = self.seed_means(loss) * self.cfg.value_loss_coef  # (P,): each seed's own loss
                 self.critic_optimizer.zero_grad()
-                loss.backward()
+                loss.sum().backward()
                 norms.append(self._clip(self.critic_optimizer)[0])
                 self.critic_optimizer.step()
                 losses.append(loss.detach())
-        return {
-            "losses/critic/value_loss": torch.stack(losses).mean().item(),
-            "losses/critic/grad_norm": torch.stack(norms).mean().item(),
-            "values/mean_value": buffer.values[:-1].mean().item(),
-            "values/mean_return": returns.mean().item(),
-        }
+        per_seed = lambda x: x.unflatten(1, (self.seeds, -1)).transpose(0, 1).flatten(1).mean(1)  # noqa: E731
+        return self.seed_metrics(
+            {
+                "losses/critic/value_loss": torch.stack(losses).mean(0),
+                "losses/critic/grad_norm": torch.stack(norms).mean(0),
+                "values/mean_value": per_seed(buffer.values[:-1]),
+                "values/mean_return": per_seed(buffer.returns),
+            }
+        )
+
+    def seed_means(self, x: torch.Tensor) -> torch.Tensor:
+        """(P,) each seed's mean of per-agent terms x (M, P·k) (a solo run's: (1,), the mean of x (M, k))."""
+        return x.unflatten(-1, (self.seeds, -1)).transpose(0, -2).flatten(1).mean(1)
+
+    def seed_metrics(self, metrics: dict[str, torch.Tensor]) -> list[dict[str, float]]:
+        """Per-seed metrics (P,) each -> one dict per seed, read from the device in one copy."""
+        names = list(metrics)
+        values = torch.stack([metrics[name].reshape(self.seeds) for name in names]).cpu().tolist()  # (metrics, P)
+        return [{name: row[s] for name, row in zip(names, values, strict=True)} for s in range(self.seeds)]
 
     def _value_error(self, error: torch.Tensor) -> torch.Tensor:
         if self.cfg.use_huber_loss:
@@ -306,14 +380,16 @@ class PPOLearner:
         return 0.5 * error.pow(2)
 
     def _clip(self, optimizer: AgentAdam) -> tuple[torch.Tensor, torch.Tensor]:
-        """Agent-wise gradient clipping. Returns the norms before clipping: the total, and (N,) of each
-        agent's own (per-agent) parameters."""
+        """Agent-wise gradient clipping (a population's: per virtual agent, and each seed's shared parameters as
+        its own group). Returns the norms before clipping: each seed's total (P,), and (N,) of each agent's own
+        (per-agent) parameters."""
         params = [p for g in optimizer.param_groups for p in g["params"]]
         if self.cfg.max_grad_norm > 0:
-            per_agent, shared = clip_grad_norm_agentwise(params, self.cfg.max_grad_norm, self.n_agents)
+            per_agent, shared = clip_grad_norm_agentwise(params, self.cfg.max_grad_norm, self.n_agents, self.seeds)
         else:
-            per_agent, shared = grad_norms_agentwise(params, self.n_agents)
-        return (per_agent.pow(2).sum() + shared.pow(2)).sqrt().detach(), per_agent.detach()
+            per_agent, shared = grad_norms_agentwise(params, self.n_agents, self.seeds)
+        totals = (per_agent.pow(2).view(self.seeds, -1).sum(1) + shared.pow(2)).sqrt()  # (P,)
+        return totals.detach(), per_agent.detach()
 
     def record_actor_gradients(self, new_group: bool = False) -> None:
         """Feed the actor's current gradient to the gradient statistics (when `run.grad_stats` is on)."""
@@ -337,7 +413,44 @@ class PPOLearner:
 
     # ------------------------------------------------------------------ state
 
+    # ------------------------------------------------------------------ a population's members
+
+    def write_members(self) -> list[PPOLearner]:
+        """The population's current state written into its members (each seed's solo learner), which it returns."""
+        members = self.members
+        write_networks(self.actor, [m.actor for m in members])
+        write_networks(self.critic, [m.critic for m in members])
+        write_optimizer(self.actor_optimizer, [m.actor_optimizer for m in members])
+        write_optimizer(self.critic_optimizer, [m.critic_optimizer for m in members])
+        if self.value_norm is not None:
+            for s, member in enumerate(members):
+                for name, value in self.value_norm.state_dict().items():
+                    rows = value.view(self.seeds, -1)[s] if value.dim() else value
+                    member.value_norm.get_buffer(name).copy_(rows)
+        return members
+
+    def read_members(self) -> None:
+        """The population's state stacked from its members' (at construction, and after they load checkpoints)."""
+        members = self.members
+        read_networks(self.actor, [m.actor for m in members])
+        read_networks(self.critic, [m.critic for m in members])
+        read_optimizer(self.actor_optimizer, [m.actor_optimizer for m in members])
+        read_optimizer(self.critic_optimizer, [m.critic_optimizer for m in members])
+        if self.value_norm is not None:
+            for name, value in self.value_norm.state_dict().items():
+                own = [m.value_norm.get_buffer(name) for m in members]
+                self.value_norm.get_buffer(name).copy_(torch.cat(own) if value.dim() else own[0])
+
+    def seed_learners(self) -> list[PPOLearner]:
+        """One solo learner per seed holding that seed's current state (a solo run: itself)."""
+        return self.write_members() if self.members else [self]
+
     def state_dict(self) -> dict:
+        if self.members:
+            states = [m.state_dict() for m in self.write_members()]
+            for state, generator in zip(states, self.action_generators or [], strict=True):
+                state["action_generator"] = generator.get_state()
+            return {"seeds": states}
         return {
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
@@ -348,6 +461,12 @@ class PPOLearner:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if self.members:
+            for member, own, generator in zip(self.members, state["seeds"], self.action_generators or [], strict=True):
+                member.load_state_dict(own)
+                generator.set_state(own["action_generator"])
+            self.read_members()
+            return
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
@@ -357,6 +476,16 @@ class PPOLearner:
         self.generator.set_state(state["generator"])
 
 
-def agent_metrics(agent_ids, name: str, values: torch.Tensor) -> dict[str, float]:
-    """`losses/<agent>/<name>` for a (N,) tensor of per-agent values."""
-    return {f"losses/{agent}/{name}": float(v) for agent, v in zip(agent_ids, values.tolist())}
+def seed_agent_metrics(agent_ids, values: dict[str, torch.Tensor]) -> list[dict[str, float]]:
+    """`losses/<agent>/<name>` per seed from (P·n,) per-virtual-agent values of each name, seed-major: one dict per
+    seed, read from the device in one copy."""
+    names = list(values)
+    rows = torch.stack([values[name] for name in names]).view(len(names), -1, len(agent_ids)).cpu().tolist()
+    return [
+        {
+            f"losses/{agent}/{name}": v
+            for name, per_seed in zip(names, rows, strict=True)
+            for agent, v in zip(agent_ids, per_seed[s], strict=True)
+        }
+        for s in range(len(rows[0]) if rows else 1)
+    ]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from harl.models.population import SeedLayout
 from harl.spec import EnvSpec
 
 
@@ -149,10 +150,13 @@ class RolloutBuffer:
             value = value[:-1]
         return value.reshape(self.length * self.n_envs, *value.shape[2:])
 
-    def sequences(self, advantages: torch.Tensor, centralised_critic: bool = True) -> Sequences:
+    def sequences(
+        self, advantages: torch.Tensor, centralised_critic: bool = True, layout: SeedLayout | None = None
+    ) -> Sequences:
         """The rollout as training sequences of `chunk_length` steps, with the learner's advantages (T, E, N);
-        the critic reads the states (centralised) or every agent's own observation."""
-        return Sequences(self, advantages, centralised_critic)
+        the critic reads the states (centralised) or every agent's own observation. With a population's
+        `layout`, the sequences hold its virtual agents (see `Sequences`)."""
+        return Sequences(self, advantages, centralised_critic, layout)
 
     def reset(self) -> None:
         """Start a new rollout (the critic's carried hidden states stay)."""
@@ -196,7 +200,21 @@ class Chunks:
 
     def take(self, x: torch.Tensor) -> torch.Tensor:
         """(L, C, ...) values laid out like all the sequences -> (M, ...) at the selection's real steps."""
-        return self.flat(x[:, self.index])
+        return self.flat(gather_chunks(x, self.index))
+
+
+def gather_chunks(x: torch.Tensor, index: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+    """(L, C, K, ...) -> (L, B, k, ...): the chunks `index` of the columns `columns` (all K when None).
+
+    `index` is (B,) for every column (a solo run), or (P, B), one selection per seed of a population whose K
+    columns (its virtual agents, or its seeds) form P equal seed blocks, seed-major: each column takes its own
+    seed's chunks. One gather either way."""
+    if index.dim() == 1:
+        return x[:, index] if columns is None else x[:, index.unsqueeze(1), columns]
+    width = x.shape[2]
+    columns = torch.arange(width, device=x.device) if columns is None else columns
+    rows = index[columns // (width // index.shape[0])]  # (k, B): each column's seed's chunks
+    return x[:, rows.T, columns]
 
 
 @dataclass
@@ -232,24 +250,41 @@ class Sequences:
     (`Chunks.flat`). A chunk starts from the hidden states stored at its first step, and `resets` zero
     them inside the chunk where an episode starts. Feed-forward learners use L = 1 (every sample is a
     chunk, in the order of `RolloutBuffer.flat`).
+
+    A population's rollout (a `SeedLayout`: P·E envs of n agents, feed-forward) becomes sequences of its P·n
+    virtual agents over the E envs of one seed, C = E·T: column s·n + i of chunk c is agent i of seed s in that
+    seed's env and step c, and a centralised critic reads (L, C, P, S) states. Minibatches then select chunks
+    per seed, (P, B), each seed's from its own generator.
     """
 
-    def __init__(self, buffer: RolloutBuffer, advantages: torch.Tensor, centralised_critic: bool = True) -> None:
-        t, e, steps = buffer.length, buffer.n_envs, buffer.chunk_length
+    def __init__(
+        self,
+        buffer: RolloutBuffer,
+        advantages: torch.Tensor,
+        centralised_critic: bool = True,
+        layout: SeedLayout | None = None,
+    ) -> None:
+        layout = layout or SeedLayout(1, buffer.n_agents)
+        t, e, steps = buffer.length, buffer.n_envs // layout.seeds, buffer.chunk_length
+        self.seeds = layout.seeds
         self.length = steps
         self._per_env = math.ceil(t / steps)
         self._pad = self._per_env * steps - t
         self.n_chunks = self._per_env * e
         self.device = buffer.obs.device
-        self.obs = self._layout(buffer.obs)  # (L, C, N, O)
-        # (L, C, S) states, or the observations for decentralised critics
-        self.critic_inputs = self._layout(buffer.state) if centralised_critic else self.obs
-        self.avail = None if buffer.avail is None else self._layout(buffer.avail)  # (L, C, N, A)
-        self.actions = self._layout(buffer.actions)  # (L, C, N, action_shape)
-        self.log_probs = self._layout(buffer.log_probs)  # (L, C, N)
-        self.values = self._layout(buffer.values[:-1])  # (L, C, N)
-        self.returns = self._layout(buffer.returns)  # (L, C, N)
-        self.advantages = self._layout(advantages)  # (L, C, N)
+
+        def agents_layout(x: torch.Tensor) -> torch.Tensor:  # (T, P·E, n, ...) -> (L, C, P·n, ...)
+            return self._layout(layout.to_agents(x, env_dim=1))
+
+        self.obs = agents_layout(buffer.obs)  # (L, C, N, O)
+        # (L, C, S) states (a population's: (L, C, P, S)), or the observations for decentralised critics
+        self.critic_inputs = self._layout(layout.states_to_seeds(buffer.state, 1)) if centralised_critic else self.obs
+        self.avail = None if buffer.avail is None else agents_layout(buffer.avail)  # (L, C, N, A)
+        self.actions = agents_layout(buffer.actions)  # (L, C, N, action_shape)
+        self.log_probs = agents_layout(buffer.log_probs)  # (L, C, N)
+        self.values = agents_layout(buffer.values[:-1])  # (L, C, N)
+        self.returns = agents_layout(buffer.returns)  # (L, C, N)
+        self.advantages = agents_layout(advantages)  # (L, C, N)
         self.actor_hidden = self.critic_hidden = self.resets = None
         if buffer.actor_hidden is not None:
             self.actor_hidden = buffer.actor_hidden.reshape(self.n_chunks, *buffer.actor_hidden.shape[2:])  # (C, N, H)
@@ -270,26 +305,31 @@ class Sequences:
         return chunked.reshape(self.length, self.n_chunks, *x.shape[2:])
 
     def all_chunks(self) -> torch.Tensor:
-        """(C,) the index of every chunk."""
-        return torch.arange(self.n_chunks, device=self.device)
+        """(C,) the index of every chunk; (P, C) for a population (every seed's)."""
+        every = torch.arange(self.n_chunks, device=self.device)
+        return every if self.seeds == 1 else every.expand(self.seeds, -1)
 
-    def minibatch_indices(self, num_mini_batch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """Random disjoint sets of C // num_mini_batch chunks."""
-        perm = torch.randperm(self.n_chunks, generator=generator).to(self.device)
+    def minibatch_indices(
+        self, num_mini_batch: int, generator: torch.Generator | Sequence[torch.Generator]
+    ) -> Iterator[torch.Tensor]:
+        """Random disjoint sets of C // num_mini_batch chunks: (B,), or (P, B) for a population, each seed's drawn
+        from its own generator (one per seed)."""
+        generators = [generator] if isinstance(generator, torch.Generator) else list(generator)
+        perms = [torch.randperm(self.n_chunks, generator=g) for g in generators]  # each seed's own stream
+        perm = (perms[0] if self.seeds == 1 else torch.stack(perms)).to(self.device)  # (C,) or (P, C)
         size = self.n_chunks // num_mini_batch
         for k in range(num_mini_batch):
-            yield perm[k * size : (k + 1) * size]
+            yield perm[..., k * size : (k + 1) * size]
 
     def _valid(self, index: torch.Tensor) -> torch.Tensor | None:
         return None if self.valid is None else self.valid[:, index]
 
     def actor_batch(self, index: torch.Tensor, agents: torch.Tensor | None = None) -> ActorBatch:
-        """The chunks `index` for the actor loss of the selected agents (all when None)."""
+        """The chunks `index` ((B,), or (P, B) per seed) for the actor loss of the selected agents (all when None;
+        a population's are k per seed, seed-major)."""
 
         def pick(x: torch.Tensor | None) -> torch.Tensor | None:  # (L, C, N, ...) -> (L, B, k, ...), one gather
-            if x is None:
-                return None
-            return x[:, index] if agents is None else x[:, index.unsqueeze(1), agents]
+            return None if x is None else gather_chunks(x, index, agents)
 
         hidden = None
         if self.actor_hidden is not None:  # (C, N, H) -> (B, k, H)
@@ -314,7 +354,7 @@ class Sequences:
         return CriticBatch(
             index=index,
             valid=chunks.valid,
-            inputs=self.critic_inputs[:, index],
+            inputs=gather_chunks(self.critic_inputs, index),
             hidden=None if self.critic_hidden is None else self.critic_hidden[index],
             resets=None if self.resets is None else self.resets[:, index],
             values=chunks.take(self.values),
@@ -322,11 +362,16 @@ class Sequences:
         )
 
     def actor_minibatches(
-        self, num_mini_batch: int, generator: torch.Generator, agents: torch.Tensor | None = None
+        self,
+        num_mini_batch: int,
+        generator: torch.Generator | Sequence[torch.Generator],
+        agents: torch.Tensor | None = None,
     ) -> Iterator[ActorBatch]:
         for index in self.minibatch_indices(num_mini_batch, generator):
             yield self.actor_batch(index, agents)
 
-    def critic_minibatches(self, num_mini_batch: int, generator: torch.Generator) -> Iterator[CriticBatch]:
+    def critic_minibatches(
+        self, num_mini_batch: int, generator: torch.Generator | Sequence[torch.Generator]
+    ) -> Iterator[CriticBatch]:
         for index in self.minibatch_indices(num_mini_batch, generator):
             yield self.critic_batch(index)

@@ -116,6 +116,10 @@ class LayerParams(nn.Module, ABC):
     def layers(self, agents: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """One (weight, bias) per layer for the selected agents (all when None)."""
 
+    def forward(self, agents: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The layers computed afresh, never from a cache (what a population vmaps over its members)."""
+        return self.layers(agents)
+
 
 class StackedParams(LayerParams):
     """Independent parameters per agent (NoPS), stored stacked along the agent dimension."""
@@ -146,9 +150,15 @@ class SharedParams(LayerParams):
 
 
 def agent_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Apply a per-agent or shared linear layer in agent-major layout. x: (k, B, in) -> (k, B, out)."""
+    """Apply a per-agent, shared or per-group linear layer in agent-major layout. x: (k, B, in) -> (k, B, out).
+
+    weight: (k, in, out) one per agent, (in, out) shared by all, or (G, in, out) shared within each of G
+    consecutive groups of agents (the seeds of a population, `harl.models.population`); bias likewise."""
     if weight.dim() == 2:
         return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], -1)
+    if weight.shape[0] != x.shape[0]:  # per group: (G, k/G·B, in) @ (G, in, out) + (G, 1, out)
+        grouped = x.reshape(weight.shape[0], -1, x.shape[-1])
+        return torch.baddbmm(bias.unsqueeze(1), grouped, weight).view(*x.shape[:-1], -1)
     # (k, B, in) @ (k, in, out) + (k, 1, out) -> (k, B, out)
     return torch.baddbmm(bias.unsqueeze(1), x, weight)
 
@@ -180,6 +190,8 @@ class AgentMLP(nn.Module):
         layer_norm: LayerNorm (no affine) after each hidden activation.
         feature_norm: masked LayerNorm of the input.
         append_id: concatenate a one-hot agent id to the (normalised) input (FuPS+ID).
+        seeds: the seeds of a population (`harl.models.population`): the network then serves n_agents = seeds × the
+            agents of one seed as virtual agents, seed-major, and an appended id is the agent's id within its seed.
     """
 
     def __init__(
@@ -191,10 +203,12 @@ class AgentMLP(nn.Module):
         layer_norm: bool,
         feature_norm: bool,
         append_id: bool = False,
+        seeds: int = 1,
     ) -> None:
         super().__init__()
         self.params = params
         self.n_agents = n_agents
+        self.seeds = seeds
         self.register_buffer("in_mask", in_mask.float())  # (n_agents, in_dim)
         # (n_agents, 1): 1 / real input entries per agent, for the masked feature norm
         inv_count = in_mask.float().sum(-1, keepdim=True).clamp(min=1.0).reciprocal()
@@ -209,8 +223,8 @@ class AgentMLP(nn.Module):
     @property
     def replayable(self) -> bool:
         """Whether `replay` gives this network's gradients: no layer norm, and an activation whose derivative
-        its output gives (`ACTIVATION_SLOPES`)."""
-        return not self.layer_norm and self.activation_name in ACTIVATION_SLOPES
+        its output gives (`ACTIVATION_SLOPES`); not for populations (`seeds` > 1)."""
+        return not self.layer_norm and self.activation_name in ACTIVATION_SLOPES and self.seeds == 1
 
     def forward(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, k, in_dim) for the k selected agents (all when `agents` is None) -> (B, k, out_dim)."""
@@ -262,7 +276,8 @@ class AgentMLP(nn.Module):
                 h = h * mask
         if self.append_id:
             ids = torch.arange(self.n_agents, device=x.device) if agents is None else agents
-            one_hot = F.one_hot(ids, self.n_agents).to(h.dtype)  # (k, n_agents)
+            per_seed = self.n_agents // self.seeds  # a one-hot id over the agents of one seed
+            one_hot = F.one_hot(ids % per_seed if self.seeds > 1 else ids, per_seed).to(h.dtype)  # (k, per_seed)
             h = torch.cat([h, one_hot.unsqueeze(1).expand(-1, h.shape[1], -1)], dim=-1)
         return h
 
@@ -327,7 +342,10 @@ class _ReplayedPass(torch.autograd.Function):
 
 
 class AgentParam(nn.Module):
-    """A state-independent (n_agents, width) parameter, per agent or shared (e.g. Gaussian log-std)."""
+    """A state-independent (n_agents, width) parameter, per agent or shared (e.g. Gaussian log-std).
+
+    In a population (`harl.models.population.population_agent_param`) n_agents counts the virtual agents of all
+    seeds and a shared value is one row per seed, (seeds, width)."""
 
     def __init__(self, n_agents: int, width: int, init_value: float, per_agent: bool) -> None:
         super().__init__()
@@ -341,4 +359,7 @@ class AgentParam(nn.Module):
         if self.value.dim() == 1:
             k = self.n_agents if agents is None else agents.numel()
             return self.value.expand(k, -1)
+        if not is_per_agent(self.value):  # (seeds, width): one shared row per seed
+            rows = self.value.repeat_interleave(self.n_agents // self.value.shape[0], 0)  # (n_agents, width)
+            return rows if agents is None else rows[agents]
         return agent_rows(self.value, agents)

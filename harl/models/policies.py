@@ -10,8 +10,10 @@ evaluated on sequences (L, B, k, ·).
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,7 @@ from harl.config import ModelConfig
 from harl.errors import UserError
 from harl.models.distributions import CategoricalPolicies, GaussianPolicies, PolicyDistribution
 from harl.models.net_spec import NetSpec
+from harl.models.population import per_seed_multinomial, per_seed_randn, population_agent_param, population_network
 from harl.models.recurrent import build_agent_net
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
@@ -52,6 +55,12 @@ class Actor(nn.Module):
         self.register_buffer("act_low", torch.as_tensor(spec.act_low, dtype=torch.float32))  # (N, A)
         self.register_buffer("act_high", torch.as_tensor(spec.act_high, dtype=torch.float32))  # (N, A)
 
+    def _tile(self, seeds: int) -> None:
+        """Serve `seeds` copies of its agents as virtual agents, seed-major (a population's masks and bounds)."""
+        self.n_agents *= seeds
+        for name in ("act_mask", "act_low", "act_high"):
+            setattr(self, name, getattr(self, name).repeat(seeds, 1))
+
     def _rows(self, buffer: torch.Tensor, agents: torch.Tensor | None) -> torch.Tensor:
         return buffer if agents is None else buffer[agents]
 
@@ -73,11 +82,25 @@ class OnPolicyActor(Actor, ABC):
         self.recurrent = model_cfg.recurrent
         self.net = build_agent_net(arch, actor_net_spec(spec, spec.act_dim_max, model_cfg), arch_cfg)
 
+    @classmethod
+    def population(cls, members: Sequence[OnPolicyActor]) -> OnPolicyActor:
+        """One actor of P members (one per seed, each built alone under its seed) for their P·n virtual agents,
+        seed-major (see `harl.models.population`); feed-forward actors only."""
+        actor = copy.deepcopy(members[0])
+        actor._tile(len(members))
+        actor.net = population_network([m.net for m in members])
+        return actor
+
     @abstractmethod
     def _sample(
-        self, out: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
+        self,
+        out: torch.Tensor,
+        avail: torch.Tensor | None,
+        deterministic: bool,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Actions (..., N, action_shape) and log-probs (..., N) of every agent from network outputs (..., N, A)."""
+        """Actions (..., N, action_shape) and log-probs (..., N) of every agent from network outputs (..., N, A),
+        drawn from the global RNG, or from one generator per seed of a population (its agents in equal blocks)."""
 
     @abstractmethod
     def _evaluate(
@@ -96,13 +119,18 @@ class OnPolicyActor(Actor, ABC):
         return self._distribution(obs, avail)
 
     def act(
-        self, obs: torch.Tensor, avail: torch.Tensor | None = None, deterministic: bool = False
+        self,
+        obs: torch.Tensor,
+        avail: torch.Tensor | None = None,
+        deterministic: bool = False,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed-forward: sample (or take the mode of) every agent's policy on obs (B, N, O).
+        """Feed-forward: sample (or take the mode of) every agent's policy on obs (B, N, O), from the global RNG
+        or from one generator per seed of a population.
 
         Returns actions (B, N, action_shape) and log-probs (B, N).
         """
-        return self._sample(self.net(obs, None), avail, deterministic)
+        return self._sample(self.net(obs, None), avail, deterministic, generators)
 
     def evaluate(
         self,
@@ -165,6 +193,12 @@ class GaussianActor(OnPolicyActor):
             arch_cfg=arch_cfg,
         )
 
+    @classmethod
+    def population(cls, members: Sequence[OnPolicyActor]) -> OnPolicyActor:
+        actor = super().population(members)
+        actor.log_std = population_agent_param([m.log_std for m in members if isinstance(m, GaussianActor)])
+        return actor
+
     def _params(self, obs: torch.Tensor, agents: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed-forward: means and log-stds (B, k, A) on obs (B, k, O)."""
         mean = self.net(obs, agents)  # (B, k, A)
@@ -174,14 +208,18 @@ class GaussianActor(OnPolicyActor):
         return GaussianPolicies(*self._params(obs, None), self.act_mask)
 
     def _sample(
-        self, mean: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
+        self,
+        mean: torch.Tensor,
+        avail: torch.Tensor | None,
+        deterministic: bool,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         log_std = self.log_std(None)  # (N, A)
         # log N(mean + std * noise; mean, std) = -noise^2 / 2 - log_std - log(2 pi) / 2, over each agent's own dims
         log_norm = ((log_std + 0.5 * LOG_2PI) * self.act_mask).sum(-1)  # (N,)
         if deterministic:
             return mean * self.act_mask, (-log_norm).expand(mean.shape[:-1])
-        noise = torch.randn_like(mean)  # (..., N, A)
+        noise = torch.randn_like(mean) if generators is None else per_seed_randn(mean, generators)  # (..., N, A)
         actions = torch.addcmul(mean, log_std.exp(), noise) * self.act_mask
         return actions, (noise.square() * self.act_mask).sum(-1).mul(-0.5) - log_norm
 
@@ -216,15 +254,21 @@ class CategoricalActor(OnPolicyActor):
         return F.log_softmax(logits, dim=-1)
 
     def _sample(
-        self, logits: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
+        self,
+        logits: torch.Tensor,
+        avail: torch.Tensor | None,
+        deterministic: bool,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions (..., N, 1) int64 and their log-probs (..., N)."""
         log_p = self._log_probs_all(logits, avail, None)
         if deterministic:
             actions = log_p.argmax(-1, keepdim=True)
-        else:
+        elif generators is None:
             flat = log_p.exp().reshape(-1, log_p.shape[-1])
             actions = torch.multinomial(flat, 1).view(*log_p.shape[:-1], 1)
+        else:
+            actions = per_seed_multinomial(log_p.exp(), generators)
         return actions, log_p.gather(-1, actions).squeeze(-1)
 
     def _evaluate(
@@ -260,14 +304,29 @@ class AgentValueCritic(nn.Module):
             in_mask = torch.as_tensor(spec.obs_mask)
             net_spec = NetSpec(n_agents=spec.n_agents, in_dim=spec.obs_dim_max, out_dim=1, in_mask=in_mask, **sizes)
         self.net = build_agent_net(arch, net_spec, arch_cfg, shared_input=centralised)
+        self.seeds = 1  # the seeds of a population (see `population`)
+
+    @classmethod
+    def population(cls, members: Sequence[AgentValueCritic]) -> AgentValueCritic:
+        """One critic of P members (one per seed, each built alone under its seed) for their P·n virtual agents,
+        seed-major; a centralised one then reads one state per seed, (..., P, S). Feed-forward critics only."""
+        critic = copy.deepcopy(members[0])
+        critic.seeds = len(members)
+        critic.n_agents *= critic.seeds
+        critic.net = population_network([m.net for m in members])
+        return critic
 
     def inputs(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """What the critic reads from observations (..., N, O) and states (..., S): one of them."""
         return state if self.centralised else obs
 
     def _per_agent(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """Inputs (..., S) or (..., k, O) -> (..., k, in) for the k selected agents."""
-        return x.unsqueeze(-2).expand(*x.shape[:-1], k, x.shape[-1]) if self.centralised else x
+        """Inputs (..., S), a population's (..., P, S), or (..., k, O) -> (..., k, in) for the k selected agents."""
+        if not self.centralised:
+            return x
+        if self.seeds > 1:  # (..., P, S) -> (..., P, k/P, S) -> (..., k, S)
+            return x.unsqueeze(-2).expand(*x.shape[:-1], k // self.seeds, x.shape[-1]).flatten(-3, -2)
+        return x.unsqueeze(-2).expand(*x.shape[:-1], k, x.shape[-1])
 
     def forward(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """Feed-forward: inputs (B, S) or (B, k, O) -> values (B, k) of the k selected agents (all when None)."""

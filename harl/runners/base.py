@@ -12,6 +12,8 @@ import math
 import random
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ import torch
 
 import harl
 from harl.algos.base import Learner
+from harl.algos.seed_population import member_config
 from harl.config import ExperimentConfig
 from harl.errors import CheckpointError, TrainingDiverged, UserError
 from harl.experiment import check_env_compatible
@@ -74,18 +77,48 @@ def build_learner(cfg: ExperimentConfig, spec, device: torch.device) -> Learner:
     return get_algorithm(cfg.algo_name).learner_cls(spec, cfg, get_architecture(cfg.arch_name), device)
 
 
-class Runner(ABC):
-    """Trains one configuration in one run folder, resuming from `checkpoint` when given."""
+@dataclass
+class SeedRun:
+    """What a run keeps per seed: its solo config, folder, log, checkpoints, training episodes and evaluator.
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path, checkpoint: dict | None = None) -> None:
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+    A solo run has one; a batched run (`run.seeds` > 1) one per seed, each laid out as a solo run of that seed.
+    """
+
+    cfg: ExperimentConfig
+    run_dir: Path
+    episodes: EpisodeStats
+    evaluator: Evaluator
+    logger: RunLogger | None = None
+    checkpointer: Checkpointer | None = None
+
+
+class Runner(ABC):
+    """Trains one configuration in one run folder, resuming from `checkpoint` when given; with `run.seeds` = P > 1,
+    P seeds of it in P run folders (`run_dir` and `checkpoint` then hold one per seed), as one batched learner
+    over the seeds' envs side by side (P·E envs, seed-major). `env_steps` counts each seed's own env steps."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        run_dir: Path | Sequence[Path],
+        checkpoint: dict | Sequence[dict] | None = None,
+    ) -> None:
+        self.cfg = cfg
         run = cfg.run
+        run_dirs = [Path(run_dir)] if isinstance(run_dir, (str, Path)) else [Path(d) for d in run_dir]
+        checkpoints = [checkpoint] if isinstance(checkpoint, dict) else None if checkpoint is None else list(checkpoint)
+        if len(run_dirs) != run.seeds or (checkpoints is not None and len(checkpoints) != run.seeds):
+            raise ValueError(f"a run of {run.seeds} seeds needs one run folder (and checkpoint) per seed")
         keep_freed_memory()
         self.device = resolve_device(run.device)
         seed_everything(run.seed)
         env_entry = get_environment(cfg.env_name)
         self.env = env_entry.make(
-            cfg.env, n_envs=run.n_rollout_threads, seed=run.seed, device=self.device, n_workers=run.n_workers
+            cfg.env,
+            n_envs=run.seeds * run.n_rollout_threads,
+            seed=run.seed,
+            device=self.device,
+            n_workers=run.n_workers,
         )
         self.spec = self.env.spec
         self.threads = run.torch_threads or training_threads(self.env.n_workers)  # see harl.utils.threads
@@ -93,17 +126,46 @@ class Runner(ABC):
         self.learner = build_learner(cfg, self.spec, self.device)
         compile_learner(self.learner, run.compile)  # run.compile: compiled network forwards
         self.schedule = self.learner.schedule
-        self.evaluator = Evaluator(cfg, self.device)
-        self.episodes = EpisodeStats()
+        self.seed_runs = [
+            SeedRun(seed_cfg, folder, EpisodeStats(), Evaluator(seed_cfg, self.device))
+            for seed_cfg, folder in zip(seed_configs(cfg), run_dirs, strict=True)
+        ]
         self.env_steps, self.iteration = 0, 0
-        if checkpoint is not None:
-            self.load_state_dict(checkpoint)
-        self.logger = RunLogger(self.run_dir, resume_step=self.env_steps if checkpoint is not None else None)
-        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", run.keep_checkpoints)
+        if checkpoints is not None:
+            self.load_state_dict(checkpoints)
+        for seed_run in self.seed_runs:
+            seed_run.logger = RunLogger(seed_run.run_dir, resume_step=self.env_steps if checkpoints else None)
+            seed_run.checkpointer = Checkpointer(seed_run.run_dir / "checkpoints", run.keep_checkpoints)
         self.next_eval = self._next_multiple(run.eval_interval)
         self.next_save = self._next_multiple(run.save_interval)
         self.next_log = self._next_multiple(run.log_interval)
         self.next_snd = self._next_multiple(run.snd_interval)
+
+    @property
+    def run_dir(self) -> Path:
+        """The (first seed's) run folder."""
+        return self.seed_runs[0].run_dir
+
+    @property
+    def logger(self) -> RunLogger:
+        """The (first seed's) log."""
+        return self.seed_runs[0].logger
+
+    @property
+    def checkpointer(self) -> Checkpointer:
+        """The (first seed's) checkpoints."""
+        return self.seed_runs[0].checkpointer
+
+    @property
+    def episodes(self) -> EpisodeStats:
+        """The (first seed's) training episodes."""
+        return self.seed_runs[0].episodes
+
+    def track_episodes(self, out) -> None:
+        """Record the episodes that ended in a vector step (`StepOutput`) under their seeds."""
+        n_envs = self.cfg.run.n_rollout_threads
+        for index, seed_run in enumerate(self.seed_runs):
+            seed_run.episodes.track(out, slice(index * n_envs, (index + 1) * n_envs))
 
     def _next_multiple(self, interval: int) -> float:
         return math.inf if interval <= 0 else (self.env_steps // interval + 1) * interval
@@ -111,8 +173,8 @@ class Runner(ABC):
     # ------------------------------------------------------------------ the loop
 
     @abstractmethod
-    def iterate(self) -> dict[str, float]:
-        """Collect experience (advancing `self.env_steps`) and train the learner; returns metrics."""
+    def iterate(self) -> list[dict[str, float]]:
+        """Collect experience (advancing `self.env_steps`) and train the learner; returns metrics, one dict per seed."""
 
     def run(self, progress: Progress | None = None) -> Path:
         """Train until `num_env_steps`, evaluating, logging and checkpointing on the way; `progress` (made
@@ -123,7 +185,8 @@ class Runner(ABC):
         print(f"torch threads: {self.threads} (see harl.utils.threads; --torch_threads overrides)")
         print("trainable parameters: " + ", ".join(f"{k.split('/')[1]} {v:,}" for k, v in counts.items()), flush=True)
         if self.env_steps == 0:
-            self.logger.log(self.env_steps, counts)
+            for seed_run in self.seed_runs:
+                seed_run.logger.log(self.env_steps, counts)
         start_time, start_steps = time.perf_counter(), self.env_steps
         try:
             deadline = start_time + run.time_limit_minutes * 60 if run.time_limit_minutes > 0 else math.inf
@@ -132,36 +195,31 @@ class Runner(ABC):
             while not finished and not stop_requested():
                 metrics = self.iterate()
                 self.iteration += 1
-                diverged = first_non_finite(metrics, self.learner.networks())
-                if diverged is not None:
-                    latest = self.checkpointer.latest()
-                    raise TrainingDiverged(
-                        f"training diverged in update {self.iteration} (at {self.env_steps} env steps): {diverged}; "
-                        f"the run stopped, keeping its last checkpoint ({latest or 'none yet'}); try a lower learning "
-                        "rate or gradient clipping"
-                    )
+                for seed_run, seed_metrics in zip(self.seed_runs, metrics, strict=True):
+                    self._check_finite(seed_run, seed_metrics)
                 progress.update(self.env_steps)
-                sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
+                sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)  # per seed
                 finished = self.env_steps >= run.num_env_steps or time.perf_counter() >= deadline
                 if finished or run.log_interval == 0 or self.env_steps >= self.next_log:
                     self.next_log = self._next_multiple(run.log_interval)
-                    self.logger.log(
-                        self.env_steps,
-                        {
-                            **metrics,
-                            **self.episodes.metrics(),
-                            **self.learner.diagnostics(),
-                            **self.diversity(),
-                            "charts/SPS": sps,
-                        },
-                    )
+                    diversity = self.diversity()
+                    for seed_run, learner, seed_metrics in zip(
+                        self.seed_runs, self.learner.seed_learners(), metrics, strict=True
+                    ):
+                        row = {**seed_metrics, **seed_run.episodes.metrics(), **learner.diagnostics(), **diversity}
+                        seed_run.logger.log(self.env_steps, {**row, "charts/SPS": sps})
                 if finished or self.env_steps >= self.next_eval:
                     self.next_eval = self._next_multiple(run.eval_interval)
-                    progress.evaluating(run.eval_episodes)
-                    evaluation = self.evaluator(self.learner, self.iteration)
-                    progress.evaluated(evaluation)
-                    self.logger.log(self.env_steps, evaluation)
-                self.logger.write_row()
+                    progress.evaluating(run.eval_episodes * len(self.seed_runs))
+                    evaluations = [
+                        seed_run.evaluator(learner, self.iteration)
+                        for seed_run, learner in zip(self.seed_runs, self.learner.seed_learners(), strict=True)
+                    ]
+                    progress.evaluated(mean_metrics(evaluations))
+                    for seed_run, evaluation in zip(self.seed_runs, evaluations, strict=True):
+                        seed_run.logger.log(self.env_steps, evaluation)
+                for seed_run in self.seed_runs:
+                    seed_run.logger.write_row()
                 if finished or self.env_steps >= self.next_save:
                     self.next_save = self._next_multiple(run.save_interval)
                     self.save()
@@ -172,11 +230,23 @@ class Runner(ABC):
             self.close()
         return self.run_dir
 
+    def _check_finite(self, seed_run: SeedRun, metrics: dict[str, float]) -> None:
+        """Stop the run when a seed's metrics or the learner's networks are no longer finite."""
+        diverged = first_non_finite(metrics, self.learner.networks())
+        if diverged is not None:
+            latest = seed_run.checkpointer.latest()
+            which = f" (seed {seed_run.cfg.run.seed})" if len(self.seed_runs) > 1 else ""
+            raise TrainingDiverged(
+                f"training diverged{which} in update {self.iteration} (at {self.env_steps} env steps): {diverged}; "
+                f"the run stopped, keeping its last checkpoint ({latest or 'none yet'}); try a lower learning "
+                "rate or gradient clipping"
+            )
+
     def parameter_counts(self) -> dict[str, int]:
-        """Trainable parameters per network of the learner (`model/<role>_parameters`)."""
+        """Trainable parameters per network of (one seed's) learner (`model/<role>_parameters`)."""
         counts = {
             f"model/{role}_parameters": sum(p.numel() for p in network.parameters() if p.requires_grad)
-            for role, network in self.learner.networks().items()
+            for role, network in self.learner.seed_learners()[0].networks().items()
         }
         return {key: count for key, count in counts.items() if count > 0}
 
@@ -197,47 +267,77 @@ class Runner(ABC):
 
     # ------------------------------------------------------------------ checkpoints
 
-    def state_dict(self) -> dict:
+    def _spec_summary(self) -> dict:
         return {
-            "harl_version": harl.__version__,
-            "config": self.cfg.to_dict(),
-            "spec": {
-                "agent_ids": list(self.spec.agent_ids),
-                "obs_dims": list(self.spec.obs_dims),
-                "act_dims": list(self.spec.act_dims),
-                "state_dim": self.spec.state_dim,
-            },
-            "learner": self.learner.state_dict(),
-            "runner": {
-                "env_steps": self.env_steps,
-                "iteration": self.iteration,
-                "episodes": self.episodes.episodes,
-                "rng": rng_state(),
-            },
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        expected = {
             "agent_ids": list(self.spec.agent_ids),
             "obs_dims": list(self.spec.obs_dims),
             "act_dims": list(self.spec.act_dims),
             "state_dim": self.spec.state_dim,
         }
-        if state.get("spec") != expected:
-            raise CheckpointError(describe_mismatch(state, self.cfg.to_dict(), expected))
-        try:
-            self.learner.load_state_dict(state["learner"])
-        except (KeyError, RuntimeError, ValueError):
-            raise CheckpointError(describe_mismatch(state, self.cfg.to_dict(), expected)) from None
-        runner = state["runner"]
-        self.env_steps, self.iteration = runner["env_steps"], runner["iteration"]
-        self.episodes.episodes = runner["episodes"]
-        set_rng_state(runner["rng"])
 
-    def save(self) -> Path:
-        return self.checkpointer.save(self.env_steps, self.state_dict())
+    def state_dict(self) -> list[dict]:
+        """One checkpoint per seed, each a solo run's checkpoint of that seed."""
+        learner = self.learner.state_dict()
+        learners = learner["seeds"] if len(self.seed_runs) > 1 else [learner]
+        return [
+            {
+                "harl_version": harl.__version__,
+                "config": seed_run.cfg.to_dict(),
+                "spec": self._spec_summary(),
+                "learner": seed_learner,
+                "runner": {
+                    "env_steps": self.env_steps,
+                    "iteration": self.iteration,
+                    "episodes": seed_run.episodes.episodes,
+                    "rng": rng_state(self.device),
+                },
+            }
+            for seed_run, seed_learner in zip(self.seed_runs, learners, strict=True)
+        ]
+
+    def load_state_dict(self, states: list[dict]) -> None:
+        """Restore every seed's checkpoint (one per seed, all at the same env step)."""
+        expected = self._spec_summary()
+        for seed_run, state in zip(self.seed_runs, states, strict=True):
+            if state.get("spec") != expected:
+                raise CheckpointError(describe_mismatch(state, seed_run.cfg.to_dict(), expected))
+        steps = {state["runner"]["env_steps"] for state in states}
+        if len(steps) > 1:
+            raise CheckpointError(
+                f"the seeds' checkpoints are at different env steps ({', '.join(map(str, sorted(steps)))}); a batched "
+                "run resumes its seeds together from the same step"
+            )
+        learner = states[0]["learner"] if len(states) == 1 else {"seeds": [state["learner"] for state in states]}
+        try:
+            self.learner.load_state_dict(learner)
+        except (KeyError, RuntimeError, ValueError):
+            raise CheckpointError(describe_mismatch(states[0], self.cfg.to_dict(), expected)) from None
+        runner = states[0]["runner"]
+        self.env_steps, self.iteration = runner["env_steps"], runner["iteration"]
+        for seed_run, state in zip(self.seed_runs, states, strict=True):
+            seed_run.episodes.episodes = state["runner"]["episodes"]
+        set_rng_state(runner["rng"], self.device)
+
+    def save(self) -> list[Path]:
+        return [
+            seed_run.checkpointer.save(self.env_steps, state)
+            for seed_run, state in zip(self.seed_runs, self.state_dict(), strict=True)
+        ]
 
     def close(self) -> None:
-        self.logger.close()
+        for seed_run in self.seed_runs:
+            seed_run.logger.close()
+            seed_run.evaluator.close()
         self.env.close()
-        self.evaluator.close()
+
+
+def seed_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:
+    """Each seed's solo config: the run's own for a solo run, `member_config` per seed for a batched one."""
+    return [cfg] if cfg.run.seeds == 1 else [member_config(cfg, index) for index in range(cfg.run.seeds)]
+
+
+def mean_metrics(metrics: list[dict[str, float]]) -> dict[str, float]:
+    """The seeds' mean of every metric they all report (a solo run's own metrics)."""
+    if len(metrics) == 1:
+        return metrics[0]
+    return {key: float(np.mean([m[key] for m in metrics])) for key in metrics[0] if all(key in m for m in metrics)}

@@ -14,14 +14,14 @@ class EpisodeStats:
         self.returns: list[float] = []
         self.lengths: list[float] = []
 
-    def track(self, out) -> None:
-        """Record the episodes that ended in a vector step (`StepOutput`)."""
-        done = out.done.cpu()
+    def track(self, out, envs: slice = slice(None)) -> None:
+        """Record the episodes that ended in a vector step (`StepOutput`), in its envs `envs` (all by default)."""
+        done = out.done.cpu()[envs]
         if bool(done.any()):
             ended = torch.nonzero(done).flatten()
-            returns = out.episode_return.cpu()[ended].tolist()
+            returns = out.episode_return.cpu()[envs][ended].tolist()
             self.returns += returns
-            self.lengths += out.episode_length.cpu()[ended].float().tolist()
+            self.lengths += out.episode_length.cpu()[envs][ended].float().tolist()
             self.episodes += len(returns)
 
     def metrics(self) -> dict[str, float]:

@@ -37,7 +37,7 @@ class OffPolicyRunner(Runner):
         self.recent_obs: list[torch.Tensor] = []
         self.recent_avail: list[torch.Tensor] = []
 
-    def iterate(self) -> dict[str, float]:
+    def iterate(self) -> list[dict[str, float]]:
         schedule, learner, buffer, device = self.schedule, self.learner, self.buffer, self.device
         self.recent_obs, self.recent_avail = [], []
         for _ in range(schedule.steps_per_iteration):
@@ -67,7 +67,7 @@ class OffPolicyRunner(Runner):
                 avail=avail,
                 next_avail=next_avail,
             )
-            self.episodes.track(out)
+            self.track_episodes(out)
             self.out = out
             self.env_steps += self.env.n_envs
         metrics = {"buffer/size": float(len(buffer))}
@@ -75,17 +75,17 @@ class OffPolicyRunner(Runner):
             start = time.perf_counter()
             metrics.update(learner.train(buffer, schedule.updates_per_iteration))
             metrics["timers/updates_per_second"] = schedule.updates_per_iteration / (time.perf_counter() - start)
-        return metrics
+        return [metrics]
 
     def recent_observations(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         obs = torch.cat(self.recent_obs)  # (train_interval · E, N, O)
         return obs, torch.cat(self.recent_avail) if self.recent_avail else None
 
-    def state_dict(self) -> dict:
-        state = super().state_dict()
+    def state_dict(self) -> list[dict]:
+        (state,) = super().state_dict()  # off-policy learners train one seed
         state["buffer"] = self.buffer.state_dict() if self.cfg.algo.save_buffer else None
-        return state
+        return [state]
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self._saved_buffer = state.get("buffer")
+    def load_state_dict(self, states: list[dict]) -> None:
+        super().load_state_dict(states)
+        self._saved_buffer = states[0].get("buffer")

@@ -22,9 +22,9 @@ class OnPolicyRunner(Runner):
 
     def __init__(self, cfg, run_dir, checkpoint=None) -> None:
         super().__init__(cfg, run_dir, checkpoint)
-        self.buffer = self.learner.make_buffer(cfg.run.n_rollout_threads)
+        self.buffer = self.learner.make_buffer(self.env.n_envs)  # every seed's envs, seed-major
         self.out = self.env.reset(cfg.run.seed + 7919 * self.iteration)
-        self.actor_hidden = self.learner.initial_hidden(cfg.run.n_rollout_threads)  # (E, N, H) or None
+        self.actor_hidden = self.learner.initial_hidden(self.env.n_envs)  # (E, N, H) or None
 
     def _to_device(self, out):
         obs, state = out.obs.to(self.device), out.state.to(self.device)
@@ -34,7 +34,7 @@ class OnPolicyRunner(Runner):
     def recent_observations(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.buffer.flat("obs"), self.buffer.flat("avail")
 
-    def iterate(self) -> dict[str, float]:
+    def iterate(self) -> list[dict[str, float]]:
         self.collect()
         return self.learner.train(self.buffer)
 
@@ -62,8 +62,8 @@ class OnPolicyRunner(Runner):
                 final_state=out.final_state.to(self.device),  # (E, S)
             )
             self.actor_hidden = reset_hidden(action.hidden, done)
-            self.episodes.track(out)
+            self.track_episodes(out)
             self.out = out
             obs, state, avail = self._to_device(out)
         buffer.finish(obs, state)
-        self.env_steps += buffer.length * buffer.n_envs
+        self.env_steps += buffer.length * self.cfg.run.n_rollout_threads  # each seed's own
