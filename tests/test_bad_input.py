@@ -48,6 +48,14 @@ BAD_VALUES = [
     (MASAC, ["--alpha", "nan"], "algo.alpha must be a finite number > 0, got nan"),
     (MASAC, ["--alpha_lr", "inf"], "algo.alpha_lr must be a finite number > 0, got inf"),
     (HYPER, ["--embedding_gain", "nan"], "arch.embedding_gain must be a finite number > 0, got nan"),
+    (MAPPO, ["--seeds", "0"], "run.seeds must be > 0, got 0"),
+    (MAPPO, ["--seeds", "-3"], "run.seeds must be > 0, got -3"),
+    (MAPPO, ["--seeds", "1.5"], "run.seeds expects an integer, got '1.5'"),
+    (MAPPO, ["--seed", "2147483647", "--seeds", "2"], "reaches seed 2147483648, past the largest seed 2147483647"),
+    (MASAC, ["--seeds", "2"], "--seeds 2: masac trains one seed per process so far; learners that batch seeds: happo"),
+    (HYPER, ["--seeds", "2", "--share_embedding", "true", "--generate", "both"], "arch.share_embedding reads another"),
+    (MAPPO, ["--seeds", "2", "--model.recurrent", "true"], "cannot be combined with --model.recurrent true"),
+    (MAPPO, ["--seeds", "2", "--snd_interval", "100"], "cannot be combined with --snd_interval"),
 ]
 
 

@@ -1,0 +1,156 @@
+"""`--seeds N`: N seeds of one configuration trained as one batched learner, each exactly its solo run.
+
+Equivalence goes through the public entry point: seed s of a `--seeds 3` run logs what a solo run of seed s
+logs and ends with its parameters (the matrix games are stateless, so every seed's env data is its solo run's).
+Gradient isolation, batched resume and the per-seed layout are checked on the learner and the CLI.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from harl.cli import train, train_main
+from harl.experiment import build_config
+from harl.registry import get_environment, load_extensions
+from harl.runners.base import build_learner
+from harl.utils.checkpoint import load_checkpoint
+
+from .conftest import read_progress
+
+load_extensions()
+
+TINY = [
+    "--env",
+    "matrix",
+    "--n_agents",
+    "3",
+    "--n_rollout_threads",
+    "3",
+    "--episode_length",
+    "10",
+    "--actor_num_mini_batch",
+    "2",
+    "--critic_num_mini_batch",
+    "2",
+    "--ppo_epoch",
+    "2",
+    "--critic_epoch",
+    "2",
+    "--eval_interval",
+    "60",
+    "--eval_episodes",
+    "2",
+    "--n_eval_rollout_threads",
+    "2",
+    "--hidden_sizes",
+    "16,16",
+    "--critic_hidden_sizes",
+    "16",
+]
+VOLATILE = ("charts/SPS",)
+
+
+def seed_folders(log_dir) -> dict[int, object]:
+    """The run folders under `log_dir` by seed."""
+    return {int(path.name.split("-")[1]): path for path in log_dir.glob("*/*/*/*/seed-*")}
+
+
+def assert_same_run(batched, solo, atol: float = 1e-5) -> None:
+    """Same logged rows (every metric within `atol`) and the same final parameters and optimiser state."""
+    rows, solo_rows = read_progress(batched), read_progress(solo)
+    assert [list(r) for r in rows] == [list(r) for r in solo_rows]
+    for row, solo_row in zip(rows, solo_rows, strict=True):
+        for key, value in row.items():
+            if key in VOLATILE or value == solo_row[key]:
+                continue
+            assert math.isclose(float(value), float(solo_row[key]), abs_tol=atol), (key, value, solo_row[key])
+    ours, theirs = load_checkpoint(batched)["learner"], load_checkpoint(solo)["learner"]
+    for part in ("actor", "critic"):
+        for key, value in ours[part].items():
+            torch.testing.assert_close(value, theirs[part][key], atol=atol, rtol=0, msg=f"{part}.{key}")
+    for name in ("actor_optimizer", "critic_optimizer"):
+        for index, state in ours[name]["state"].items():
+            for key, value in state.items():
+                torch.testing.assert_close(value, theirs[name]["state"][index][key], atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["nops", "fups_id", "hypermarl"])
+@pytest.mark.parametrize("algo", ["mappo", "happo", "ippo"])
+def test_a_seed_of_a_batched_run_is_its_solo_run(algo, arch, tmp_path):
+    common = ["--algo", algo, "--arch", arch, *TINY, "--num_env_steps", "90"]
+    assert train_main([*common, "--seed", "4", "--seeds", "3", "--log_dir", str(tmp_path / "batched")]) == 0
+    assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
+    batched, solo = seed_folders(tmp_path / "batched"), seed_folders(tmp_path / "solo")
+    assert sorted(batched) == [4, 5, 6]
+    for folder in batched.values():  # each seed's folder is laid out as a solo run's, and names its batch
+        assert {p.name for p in folder.iterdir()} >= {"config.yaml", "progress.csv", "tb", "checkpoints", "batch.yaml"}
+        assert "seeds: 1\n" in (folder / "config.yaml").read_text()
+    assert_same_run(batched[5], solo[5])
+
+
+def population(algo: str, arch: str, seeds: int):
+    """A learner of `seeds` seeds and a matrix env of its seeds' envs side by side."""
+    overrides = {"run.seeds": str(seeds), "run.n_rollout_threads": "2", "algo.episode_length": "6", "env.n_agents": "3"}
+    cfg, _ = build_config(algo, arch, "matrix", overrides, use_tuned=False)
+    env = get_environment("matrix").make(cfg.env, n_envs=2 * seeds, seed=1, device="cpu")
+    torch.manual_seed(1)
+    return build_learner(cfg, env.spec, torch.device("cpu")), env
+
+
+def filled_buffer(learner, env, reward_scale: torch.Tensor):
+    """One rollout, every env's rewards scaled by `reward_scale` (P·E,)."""
+    buffer = learner.make_buffer(env.n_envs)
+    out = env.reset(0)
+    for _ in range(buffer.length):
+        action = learner.act(out.obs, out.state, out.avail_actions)
+        step = env.step(action.env_actions)
+        rewards = step.reward * reward_scale[:, None]
+        done = step.done.float()
+        buffer.insert(out.obs, out.state, out.avail_actions, action.actions, action.log_probs, rewards, done)
+        out = step
+    buffer.finish(out.obs, out.state)
+    return buffer
+
+
+@pytest.mark.parametrize(("algo", "arch"), [("mappo", "fups_id"), ("happo", "hypermarl"), ("ippo", "nops")])
+def test_one_seeds_data_never_moves_another_seeds_parameters(algo, arch):
+    runs = []
+    for scale in (torch.ones(4), torch.tensor([1.0, 1.0, -7.0, 3.0])):  # the second seed's rewards changed
+        learner, env = population(algo, arch, seeds=2)
+        learner.train(filled_buffer(learner, env, scale))
+        runs.append([m.state_dict() for m in learner.seed_learners()])
+    (first, second), (first_changed, second_changed) = runs
+    for part in ("actor", "critic"):
+        for key, value in first[part].items():
+            assert torch.equal(value, first_changed[part][key]), f"seed 0's {part}.{key} moved"
+        assert any(not torch.equal(v, second_changed[part][k]) for k, v in second[part].items())
+
+
+def test_a_batched_run_resumes_all_its_seeds_from_any_of_them(tmp_path):
+    common = ["--algo", "happo", "--arch", "hypermarl", *TINY, "--seeds", "2", "--save_interval", "60"]
+    assert train_main([*common, "--num_env_steps", "150", "--log_dir", str(tmp_path / "whole")]) == 0
+    assert train_main([*common, "--num_env_steps", "60", "--log_dir", str(tmp_path / "parts")]) == 0
+    parts = seed_folders(tmp_path / "parts")
+    assert train_main(["--resume", str(parts[2]), "--num_env_steps", "150"]) == 0
+    for seed, folder in seed_folders(tmp_path / "whole").items():
+        assert read_progress(parts[seed])[-1]["env_steps"] == "150"
+        ours, theirs = load_checkpoint(parts[seed])["learner"], load_checkpoint(folder)["learner"]
+        for key, value in ours["actor"].items():
+            torch.testing.assert_close(value, theirs["actor"][key], atol=1e-6, rtol=0)
+
+
+def test_a_batched_run_whose_seed_folder_is_missing_is_refused_in_one_line(tmp_path, capsys):
+    common = ["--algo", "mappo", "--arch", "nops", *TINY, "--seeds", "2", "--num_env_steps", "30"]
+    assert train_main([*common, "--log_dir", str(tmp_path)]) == 0
+    folders = seed_folders(tmp_path)
+    for path in sorted(folders[2].rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    folders[2].rmdir()
+    capsys.readouterr()
+
+    assert train(["--resume", str(folders[1])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is missing or not a run folder" in err[0] and folders[2].name in err[0]
