@@ -144,8 +144,18 @@ class FakeCuda:
         monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
         monkeypatch.setattr(torch.cuda, "get_rng_state", self.get_rng_state)
         monkeypatch.setattr(torch.cuda, "set_rng_state", self.set_rng_state)
+        monkeypatch.setattr(torch.cuda, "default_generators", tuple(self.Generator(self, i) for i in range(n_gpus)))
         for every in ("get_rng_state_all", "set_rng_state_all"):  # these start a context on every GPU
             monkeypatch.setattr(torch.cuda, every, lambda *args, name=every: pytest.fail(f"{name} called"))
+
+    class Generator:
+        """A GPU's default generator: records its seeding."""
+
+        def __init__(self, fake: FakeCuda, index: int) -> None:
+            self.fake, self.index = fake, index
+
+        def manual_seed(self, seed: int) -> None:
+            self.fake.calls.append(("seed", self.index, seed))
 
     def _check(self, index: int) -> None:
         if not 0 <= index < self.n_gpus:
@@ -180,6 +190,13 @@ def test_only_the_training_gpus_rng_is_saved_and_restored(monkeypatch):
     set_rng_state(state, "cuda:1")
     set_rng_state(state, "cuda:0")  # a run resumed on another GPU continues its stream there
     assert fake.calls == [("get", 1), ("set", 1, 1), ("set", 0, 1)]
+
+
+def test_evaluation_forks_and_seeds_the_training_gpu_only(monkeypatch):
+    fake = FakeCuda(monkeypatch, n_gpus=2)
+    with isolated_rng(5, "cuda:1"):
+        assert fake.calls == [("get", 1), ("seed", 1, 5)]
+    assert fake.calls[2:] == [("set", 1, 1)]  # given back its state
 
 
 def test_earlier_checkpoints_rng_states_still_load(monkeypatch):
