@@ -5,23 +5,25 @@
 #   DEVICE=cpu bash bench/gpu_check.sh            # a dry run of the same steps on the CPU
 #
 # Steps, each under `timeout`, the whole inside BUDGET_S seconds (8 minutes; a step that would not fit is
-# skipped and says so; bench/seeds.py, until it exists, is n/a):
+# skipped and says so):
 #   1. the device, torch and CUDA versions;
 #   2. the device tests: tests/test_devices.py and tests/test_optim.py with -x, then the smoke runs of every
 #      learner x architecture on the device (tests/test_smoke.py, matrix games and VMAS Dispersion);
 #   3. MAPPO and HASAC through the CLI (examples/train.py --device DEVICE) for every architecture, on the
 #      matrix games and on VMAS Dispersion, each for TRAIN_SECONDS (run.time_limit_minutes): env steps, SPS
 #      and the final evaluation return;
-#   4. bench/peer_update.py (one quick round) and, where it exists, bench/seeds.py, on the device.
+#   4. bench/peer_update.py (one quick round) and bench/seeds.py (one quick round for each of SEEDS_NS seeds:
+#      batched vs separate processes), on the device.
 # Every step's output goes to OUT_DIR/<step>.log; one table of all of them is printed at the end. Exit status
 # 0 when every step passed, 1 otherwise, 2 (one line) when the device asked for is not there.
 #
 # Settings (environment variables): DEVICE (cuda), BUDGET_S (480), JOBS (CLI runs and test workers at once:
 # 4 on CUDA, 1 on the CPU), TRAIN_SECONDS (15), N_ENVS (vector envs of the CLI runs: 32 on CUDA, 4 on the
-# CPU), TRAIN_EXTRA (more options for every CLI run, e.g. "--seeds 4"), MAPPO_ARGS and HASAC_ARGS (per
-# learner), SMOKE_ENVS (the smoke tests' -k environments: "matrix or vmas"), PEER_ARGS, SEEDS_ARGS,
-# ONLY (a regular expression: run only the steps whose names match it, e.g. "vmas|peer_update"),
-# OUT_DIR (a new folder under /tmp), PY (.venv/bin/python when present, else python3).
+# CPU), TRAIN_EXTRA (more options for every CLI run), MAPPO_ARGS (e.g. "--seeds 4") and HASAC_ARGS (options
+# per learner), SMOKE_ENVS (the smoke tests' -k environments: "matrix or vmas"), PEER_ARGS (bench options),
+# SEEDS_NS ("1 8 64"), SEEDS_ARGS (bench options; after " -- ", options for its runs), ONLY (a regular
+# expression: run only the steps whose names match it, e.g. "vmas|peer_update"), OUT_DIR (a new folder under
+# /tmp), PY (.venv/bin/python when present, else python3).
 
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -37,7 +39,8 @@ MAPPO_ARGS=${MAPPO_ARGS:-}
 HASAC_ARGS=${HASAC_ARGS:---warmup_steps 1000 --batch_size 256 --train_interval 10 --buffer_size 50000}
 SMOKE_ENVS=${SMOKE_ENVS:-matrix or vmas}
 PEER_ARGS=${PEER_ARGS:---threads 1 --rounds 1 --seconds 0.5}
-SEEDS_ARGS=${SEEDS_ARGS:-}
+SEEDS_NS=${SEEDS_NS:-1 8 64}
+SEEDS_ARGS=${SEEDS_ARGS:---rounds 1 --iterations 2 --cores 4}
 ONLY=${ONLY:-}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/gpu_check.XXXXXX)}
 if [[ -z ${PY:-} ]]; then
@@ -78,6 +81,8 @@ EOF
         fi
         ;;
     peer) grep -E 'worst' "$log" | sed -E 's/^ +//' | paste -sd ';' ;;
+    seeds) awk '/^[a-z_]+: env steps/ { arch = $1 } /batched \/ sequential/ { sub(/^ +/, ""); print arch, $0 }' "$log" |
+        paste -sd ';' ;;
     *) grep -v '^\s*$' "$log" | tail -n 1 ;;
     esac
 }
@@ -109,7 +114,10 @@ step() {
     *) result="FAIL (exit $rc)" ;;
     esac
     run_dir=$(find "$run_root" -name progress.csv -printf '%h\n' 2>/dev/null | head -n 1)
-    row "$index" "$name" "$result" "$seconds" "$(detail "$kind" "$log" "$run_dir" | tr '\t\n' '  ')"
+    local said
+    said=$(detail "$kind" "$log" "$run_dir")
+    [[ -z $said ]] && said=$(grep -v '^\s*$' "$log" | tail -n 1) # a failure: its last words
+    row "$index" "$name" "$result" "$seconds" "$(tr '\t\n' '  ' <<<"$said")"
 }
 
 # ---------------------------------------------------------------- 1. the device
@@ -169,12 +177,12 @@ wait
 
 # shellcheck disable=SC2086
 step 90 peer_update peer 120 "$PY" bench/peer_update.py --device "$DEVICE" $PEER_ARGS
-if [[ -f bench/seeds.py ]]; then
+index=91
+for n in $SEEDS_NS; do
     # shellcheck disable=SC2086
-    step 91 seeds bench 120 "$PY" bench/seeds.py --device "$DEVICE" $SEEDS_ARGS
-else
-    [[ -n $ONLY && ! seeds =~ $ONLY ]] || row 91 seeds n/a 0 "bench/seeds.py does not exist yet"
-fi
+    step $index "seeds-$n" seeds 120 "$PY" bench/seeds.py --device "$DEVICE" --seeds "$n" $SEEDS_ARGS
+    index=$((index + 1))
+done
 
 # ---------------------------------------------------------------- the table
 
