@@ -191,6 +191,7 @@ def check_memory(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"this run needs at least {format_bytes(need)} on {cfg.run.device} ({listed}), more than the "
             f"{format_bytes(available)} available there; use fewer agents or environments"
+            + (f" (or fewer than --seeds {cfg.run.seeds})" if cfg.run.seeds > 1 else "")
         )
 
 

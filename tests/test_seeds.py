@@ -154,3 +154,19 @@ def test_a_batched_run_whose_seed_folder_is_missing_is_refused_in_one_line(tmp_p
     assert train(["--resume", str(folders[1])]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is missing or not a run folder" in err[0] and folders[2].name in err[0]
+
+
+def test_a_batch_that_cannot_fit_is_refused_up_front(monkeypatch, capsys, tmp_path):
+    """The memory estimate grows with the seeds: a configuration that fits alone is refused as a batch of 8."""
+    import harl.experiment
+
+    argv = ["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--n_agents", "64", "--log_dir", str(tmp_path)]
+    solo, _ = build_config("mappo", "nops", "matrix", {"env.n_agents": "64"})
+    need = sum(get_environment("matrix").memory_estimate(solo).values())
+    monkeypatch.setattr(harl.experiment, "available_memory", lambda device: 2 * need)
+    assert train([*argv, "--list_keys"]) == 0
+    capsys.readouterr()
+    assert train([*argv, "--seeds", "8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "(or fewer than --seeds 8)" in err[0]
+    assert not any(tmp_path.iterdir())

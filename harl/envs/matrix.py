@@ -119,18 +119,20 @@ def memory_estimate(cfg: ExperimentConfig) -> dict[str, int]:
       for architectures that share no parameters; with its gradient and Adam's two moments, 4 floats each;
     - rollout buffer (on-policy learners): observations, actions, log-probs, values, rewards, returns and
       advantages of (episode_length, n_rollout_threads, N) float32 each.
+
+    A run of several seeds (`run.seeds`) holds every seed's training envs, output layers and rollout buffer.
     """
-    n = cfg.env.n_agents
-    envs = max(cfg.run.n_rollout_threads, cfg.run.n_eval_rollout_threads)
+    n, seeds = cfg.env.n_agents, cfg.run.seeds
+    envs = max(seeds * cfg.run.n_rollout_threads, cfg.run.n_eval_rollout_threads)
     width = cfg.model.hidden_sizes[-1]
-    layers = width * n * (1 if get_architecture(cfg.arch_name).shares_parameters else n)
+    layers = seeds * width * n * (1 if get_architecture(cfg.arch_name).shares_parameters else n)
     parts = {
         "payoff counts": envs * n * n * 8,
         "action logits": envs * n * n * 4,
         "actor output layers": layers * 4 * 4,
     }
     if get_algorithm(cfg.algo_name).on_policy:
-        parts["rollout buffer"] = 7 * cfg.algo.episode_length * cfg.run.n_rollout_threads * n * 4
+        parts["rollout buffer"] = 7 * cfg.algo.episode_length * seeds * cfg.run.n_rollout_threads * n * 4
     return parts
 
 
