@@ -6,6 +6,7 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from harl.config import (
     tuned_config_path,
 )
 from harl.errors import ConfigError, UserError
-from harl.registry import ALGORITHMS, check_compatible, get_algorithm, get_architecture, get_environment
+from harl.registry import ALGORITHMS, AlgoEntry, check_compatible, get_algorithm, get_architecture, get_environment
 from harl.utils.memory import available_memory, format_bytes
 from harl.utils.run_lock import RunLock
 
@@ -128,14 +129,18 @@ def check_arch_options(cfg: ExperimentConfig) -> None:
     check_compatible(get_algorithm(cfg.algo_name), get_architecture(cfg.arch_name), arch_cfg=cfg.arch)
 
 
+def learners_that(can: Callable[[AlgoEntry], bool]) -> str:
+    """The registered learners whose entry declares a capability, comma-separated (for refusals)."""
+    return ", ".join(sorted(name for name, entry in ALGORITHMS.items() if can(entry)))
+
+
 def check_recurrent(cfg: ExperimentConfig) -> None:
     """Refuse `model.recurrent` where it cannot train: a feed-forward-only learner, SND logging (it scores
     policies on single observations) or fewer training sequences than minibatches."""
     if not cfg.model.recurrent:
         return
-    algo = get_algorithm(cfg.algo_name)
-    if not algo.recurrent:
-        able = ", ".join(sorted(name for name, entry in ALGORITHMS.items() if entry.recurrent))
+    if not get_algorithm(cfg.algo_name).recurrent:
+        able = learners_that(lambda entry: entry.recurrent)
         raise ConfigError(
             f"--model.recurrent true: {cfg.algo_name} trains feed-forward policies only; recurrent policies "
             f"need an on-policy learner ({able})"
@@ -159,9 +164,8 @@ def check_seeds(cfg: ExperimentConfig) -> None:
     seeds = cfg.run.seeds
     if seeds == 1:
         return
-    algo = get_algorithm(cfg.algo_name)
-    if not algo.batched_seeds:
-        able = ", ".join(sorted(name for name, entry in ALGORITHMS.items() if entry.batched_seeds))
+    if not get_algorithm(cfg.algo_name).batched_seeds:
+        able = learners_that(lambda entry: entry.batched_seeds)
         raise ConfigError(
             f"--seeds {seeds}: {cfg.algo_name} trains one seed per process so far; learners that batch seeds: {able} "
             "(or run the seeds as separate processes, e.g. with harl-sweep)"

@@ -236,7 +236,3 @@ class SeedLayout:
         if self.seeds == 1:
             return x
         return x.unflatten(env_dim, (self.seeds, -1)).transpose(env_dim, env_dim + 1)
-
-    def seed_of_agents(self, device: torch.device) -> torch.Tensor:
-        """(P·n,) the seed of every virtual agent."""
-        return torch.arange(self.seeds, device=device).repeat_interleave(self.n_agents)
