@@ -47,7 +47,7 @@ if [[ -z ${PY:-} ]]; then
     if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
 fi
 ARCHS=(nops fups fups_id hypermarl hypermarl_linear hypermarl_coupled)
-RESERVE_S=5 # kept back for the table
+RESERVE_S=15 # kept back: a killed step's grace (timeout --kill-after) and the table
 START=$EPOCHREALTIME
 RESULTS=$OUT_DIR/results.tsv
 mkdir -p "$OUT_DIR"
@@ -104,7 +104,7 @@ step() {
     local args=("$@")
     [[ $kind == train ]] && args+=(--log_dir "$run_root")
     local t0=$EPOCHREALTIME
-    timeout --kill-after=10 "$limit" "${args[@]}" >"$log" 2>&1
+    timeout --kill-after=5 "$limit" "${args[@]}" >"$log" 2>&1
     local rc=$?
     local seconds result run_dir
     seconds=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')

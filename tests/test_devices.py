@@ -265,6 +265,8 @@ def test_invalid_probabilities_are_replaced_and_reported_once(device, no_host_sy
     assert set(draws[0].tolist()) <= {0, 1} and 0 <= int(draws.min()) and int(draws.max()) <= 2
     assert finite.invalid_probabilities() == finite.PROBLEM
     assert finite.invalid_probabilities() is None  # read once: the record is cleared
+    per_agent = finite.sampleable_probs(probs.view(1, 5, 3))  # (E, N, A): rows along the last dim
+    assert torch.equal(per_agent.view(5, 3), fixed) and finite.invalid_probabilities() == finite.PROBLEM
     finite.sampleable_probs(probs[:1])
     assert finite.invalid_probabilities() is None
 

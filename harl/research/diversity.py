@@ -59,7 +59,7 @@ def load_policy(path: str, device: torch.device) -> LoadedPolicy:
         env.close()
     try:
         learner.load_state_dict(checkpoint["learner"])
-    except (KeyError, RuntimeError, ValueError):
+    except (KeyError, RuntimeError, TypeError, ValueError):  # TypeError: a generator state of another type
         raise UserError(f"checkpoint {checkpoint['path']} does not fit its own config (corrupt?)") from None
     return LoadedPolicy(
         path=path,

@@ -23,20 +23,20 @@ PROBLEM = "the policy's action probabilities were invalid (NaN, infinite, negati
 
 
 def sampleable_probs(probs: torch.Tensor) -> torch.Tensor:
-    """`probs` (B, A) with every invalid row (a non-finite or negative entry, or a zero sum) replaced by a
+    """`probs` (..., A) with every invalid row (a non-finite or negative entry, or a zero sum) replaced by a
     uniform one, ready for `torch.multinomial`; that a row was replaced is recorded on `probs`' device.
 
     Runs entirely on the device: no host sync.
 
     Args:
-        probs: unnormalised probabilities (B, A), one categorical distribution per row.
+        probs: unnormalised probabilities (..., A), one categorical distribution per row of the last dim.
     """
-    valid = (torch.isfinite(probs) & (probs >= 0)).all(-1, keepdim=True) & (probs.sum(-1, keepdim=True) > 0)  # (B, 1)
+    valid = (torch.isfinite(probs) & (probs >= 0)).all(-1, keepdim=True) & (probs.sum(-1, keepdim=True) > 0)  # (..., 1)
     replaced = _REPLACED.get(probs.device)
     if replaced is None:
         replaced = _REPLACED[probs.device] = torch.zeros((), dtype=torch.bool, device=probs.device)
     replaced |= ~valid.all()
-    return torch.where(valid, probs, torch.ones_like(probs))  # (B, A)
+    return torch.where(valid, probs, torch.ones_like(probs))  # (..., A)
 
 
 def invalid_probabilities() -> str | None:
