@@ -6,7 +6,9 @@
         --exp_name paper --num_env_steps 1e7
     harl-sweep ... --backend ray [--ray_address auto]     # the same grid on a Ray cluster
 
-`--seeds N` runs seeds 1..N (or give a list: `--seeds 3,7`). A scenario is `key=value[,key=value]`
+`--seeds N` runs seeds 1..N (or give a list: `--seeds 3,7`); with `--batch_seeds` the consecutive seeds of each
+algorithm × architecture × scenario train in one process as one batched run (`harl-train --seed K --seeds N`,
+for the learners that can batch seeds; the others run one process per seed). A scenario is `key=value[,key=value]`
 env options (a bare name means `scenario=<name>`); without `--scenarios` the env's defaults are used.
 Any other `--<key> VALUE` (and `--load_config FILE`, `--no_tuned`) is passed to every run, as for
 `harl-train`. Stopping and re-running the same command skips finished runs and resumes unfinished ones
@@ -54,6 +56,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ray_address", default=None, help="address of an existing Ray cluster (e.g. auto)")
     parser.add_argument("--cpus_per_run", type=float, default=1.0, help="CPUs Ray reserves per run")
     parser.add_argument("--exp_name", default="sweep", help="experiment name (a folder level of every run)")
+    parser.add_argument(
+        "--batch_seeds",
+        action="store_true",
+        help="train the consecutive seeds of each algo × arch × scenario in one process (--seeds N of harl-train)",
+    )
     args, extra = parser.parse_known_args(argv)
     if args.backend not in BACKENDS:
         raise UserError(f"unknown backend {args.backend!r}; valid: {', '.join(BACKENDS)}")
@@ -62,7 +69,7 @@ def main(argv: list[str]) -> int:
         names(args.algos), names(args.archs), args.env, args.scenarios, seed_list(args.seeds), args.exp_name, extra
     )
     print(f"sweep {args.exp_name}: {len(points)} runs ({args.env})")
-    results = run_sweep(points, args.workers, args.backend, args.ray_address, args.cpus_per_run)
+    results = run_sweep(points, args.workers, args.backend, args.ray_address, args.cpus_per_run, args.batch_seeds)
     return 1 if failures(results) else 0
 
 

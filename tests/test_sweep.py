@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from harl.cli import guarded
 from harl.sweep import latest_step
 from harl.utils.threads import available_cores
 
-from .conftest import ROOT
+from .conftest import ROOT, read_progress
 
 TINY = [
     "--env",
@@ -124,6 +125,7 @@ GRID = ["--algos", "mappo", "--archs", "nops", "--env", "matrix", "--seeds", "1"
     [
         ([*GRID, "--backend", "slurm"], "unknown backend 'slurm'"),
         ([*GRID, "--seed", "3"], "--seed is set by the sweep itself"),
+        ([*GRID, "--run.seeds", "2"], "--run.seeds is set by the sweep itself"),
         (["--algos", "mapo", "--archs", "nops", "--env", "matrix", "--seeds", "1"], "unknown algorithm 'mapo'"),
         ([*GRID, "--lr_typo", "1"], "unknown config key 'lr_typo'"),
         ([*GRID, "--scenarios", "game="], "bad scenario"),
@@ -161,3 +163,87 @@ def test_ray_backend_on_a_local_instance(tmp_path, capsys):
     assert latest_step(folder) == 100
     assert guarded(sweep.main)(argv) == 0
     assert "nothing to run" in capsys.readouterr().out
+
+
+SMALL = ["--n_rollout_threads", "2", "--episode_length", "10", "--eval_episodes", "1", "--n_eval_rollout_threads", "1"]
+SMALL += ["--hidden_sizes", "8,8", "--progress_bar", "false"]
+
+
+def small_grid(log_dir, algo: str, archs: str, seeds: int, steps: int, *extra: str) -> list[str]:
+    """A tiny matrix sweep of `seeds` seeds per architecture, run to `steps` env steps."""
+    argv = ["--algos", algo, "--archs", archs, "--env", "matrix", "--scenarios", "game=specialisation,n_agents=2"]
+    return [*argv, "--seeds", str(seeds), *SMALL, "--log_dir", str(log_dir), "--num_env_steps", str(steps), *extra]
+
+
+def sweep_logs(log_dir) -> dict[str, str]:
+    """The sweep's console logs by file name."""
+    return {log.name: log.read_text() for log in sorted((log_dir / "sweep_logs" / "sweep").glob("*.log"))}
+
+
+def test_batch_seeds_trains_each_point_in_one_process_as_the_unbatched_sweep_does(tmp_path, capsys):
+    """`--batch_seeds`: one process per architecture, the same run folders and final metrics as one process per
+    seed; a finished batched sweep reruns nothing; a batch stopped early is resumed once, by one process."""
+    assert guarded(sweep.main)(small_grid(tmp_path / "solo", "mappo", "nops,fups", 3, 40)) == 0
+    capsys.readouterr()
+    batched = tmp_path / "batched"
+    assert guarded(sweep.main)(small_grid(batched, "mappo", "nops,fups", 3, 40, "--batch_seeds")) == 0
+    out = capsys.readouterr().out
+    point = "matrix-specialisation-2-mappo"
+    assert f"batch  {point}-nops-seeds1-3: seeds 1, 2, 3 in one process (new)" in out
+    assert "running 2 process(es) for 6 run(s)" in out
+    assert list(sweep_logs(batched)) == [f"{point}-fups-seeds1-3.log", f"{point}-nops-seeds1-3.log"]
+    assert all(text.count("$ train.py") == 1 and "--seeds 3" in text for text in sweep_logs(batched).values())
+    folders = run_folders(batched)
+    assert [(f.parent.parent.name, f.name.split("-")[1]) for f in folders] == [
+        (f"mappo-{arch}", str(seed)) for arch in ("fups", "nops") for seed in (1, 2, 3)
+    ]
+    for folder, solo in zip(folders, run_folders(tmp_path / "solo"), strict=True):
+        assert (folder / "batch.yaml").is_file() and latest_step(folder) == 40
+        last, solo_last = read_progress(folder)[-1], read_progress(solo)[-1]
+        assert last["env_steps"] == solo_last["env_steps"] == "40"
+        for key, value in last.items():
+            if key != "charts/SPS" and value != solo_last[key]:
+                assert math.isclose(float(value), float(solo_last[key]), abs_tol=1e-5), (folder, key)
+
+    assert guarded(sweep.main)(small_grid(batched, "mappo", "nops,fups", 3, 40, "--batch_seeds")) == 0
+    out = capsys.readouterr().out
+    assert out.count("skip ") == 6 and "nothing to run: every run" in out
+    assert all(text.count("$ train.py") == 1 for text in sweep_logs(batched).values())
+
+    assert guarded(sweep.main)(small_grid(batched, "mappo", "nops", 3, 80, "--batch_seeds")) == 0
+    out = capsys.readouterr().out
+    assert out.count("resume ") == 3 and "running 1 process(es) for 3 run(s)" in out
+    assert f"batch  {point}-nops-seeds1-3: seeds 1, 2, 3 in one process (resume)" in out
+    text = sweep_logs(batched)[f"{point}-nops-seeds1-3.log"]
+    assert text.count("$ train.py") == 2 and text.count("$ train.py --resume") == 1
+    assert run_folders(batched) == folders
+    assert [latest_step(f) for f in folders] == [40, 40, 40, 80, 80, 80]
+
+
+def test_batch_seeds_falls_back_to_one_process_per_seed_for_a_learner_that_cannot_batch(tmp_path, capsys):
+    argv = small_grid(tmp_path, "hasac", "nops", 2, 40, "--batch_seeds", "--warmup_steps", "10")
+    argv.remove("--episode_length")
+    argv.remove("10")
+    assert guarded(sweep.main)(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("note: --batch_seeds: hasac trains one seed per process") == 1
+    assert "running 2 process(es) for 2 run(s)" in out
+    assert list(sweep_logs(tmp_path)) == [f"matrix-specialisation-2-hasac-nops-seed{seed}.log" for seed in (1, 2)]
+    assert [latest_step(folder) for folder in run_folders(tmp_path)] == [40, 40]
+
+
+def test_two_sweeps_at_once_train_each_seed_once(tmp_path):
+    """Two sweeps started together on one folder split the seeds between them: each seed has exactly one run
+    folder, and each launched process its own log."""
+    argv = [sys.executable, str(ROOT / "examples" / "sweep.py"), *small_grid(tmp_path, "mappo", "nops", 2, 200)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    sweeps = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)]
+    sweeps.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env))
+    outs = [proc.communicate(timeout=300)[0] for proc in sweeps]
+    assert [proc.returncode for proc in sweeps] == [0, 0], outs
+    assert sum(out.count("start  ") for out in outs) == 2, outs
+    folders = run_folders(tmp_path)
+    assert sorted(f.name.split("-")[1] for f in folders) == ["1", "2"], outs
+    assert all(latest_step(f) == 200 for f in folders)
+    logs = sweep_logs(tmp_path)
+    assert len(logs) == 2 and all(text.count("$ train.py") == 1 for text in logs.values()), logs
