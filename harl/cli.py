@@ -276,7 +276,7 @@ def evaluate_main(argv: list[str]) -> int:
         raise UserError("--episodes must be positive")
     load_extensions()
     device = check_device(args.device)
-    checkpoint = load_checkpoint(Path(args.checkpoint), device=device)
+    checkpoint = load_checkpoint(Path(args.checkpoint))
     if "fallback" in checkpoint:
         print(f"note: {checkpoint['fallback']}")
     cfg = config_from_dict(checkpoint["config"], {"run.device": str(device)})
@@ -285,7 +285,7 @@ def evaluate_main(argv: list[str]) -> int:
     learner = build_learner(cfg, env.spec, device)
     try:
         learner.load_state_dict(checkpoint["learner"])
-    except (KeyError, RuntimeError, ValueError):
+    except (KeyError, RuntimeError, ValueError, TypeError):
         raise UserError(f"checkpoint {checkpoint['path']} does not fit its own config (corrupt?)") from None
     episodes = args.episodes or cfg.run.eval_episodes
     try:

@@ -99,6 +99,8 @@ class StepOutput:
         episode_return: (n_envs,) team return of the finished episode where done (NaN elsewhere).
         episode_length: (n_envs,) length of the finished episode where done (0 elsewhere).
         info: extra per-env scalars of finished episodes (e.g. "win": (n_envs,) with NaN where not done).
+        any_truncated: whether a time limit cut any env's episode in this step, as a host bool where the adapter
+            knows it without a device sync (None: not known; `truncated.any()` then tells, at the cost of a sync).
     """
 
     obs: torch.Tensor
@@ -112,6 +114,7 @@ class StepOutput:
     episode_return: torch.Tensor
     episode_length: torch.Tensor
     info: dict[str, torch.Tensor] = field(default_factory=dict)
+    any_truncated: bool | None = None
 
     @property
     def done(self) -> torch.Tensor:

@@ -9,7 +9,7 @@ from harl.algos.hasac import HASAC
 from harl.algos.mappo import MAPPO
 from harl.cli import train
 from harl.errors import TrainingDiverged
-from harl.runners.base import check_actions
+from harl.runners.base import ActionWatch
 
 
 def _poison_after(learner_cls, monkeypatch, calls: int, poison) -> None:
@@ -60,7 +60,13 @@ def test_non_finite_training_stops_with_one_line(tmp_path, capsys, monkeypatch, 
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("step_*.pt")) == ["step_80.pt"]
 
 
-def test_non_finite_actions_never_reach_the_env():
-    check_actions(torch.zeros(2, 3, 1), 0)
-    with pytest.raises(TrainingDiverged, match="non-finite at 120 env steps"):
-        check_actions(torch.tensor([[[0.0], [float("inf")]]]), 120)
+def test_non_finite_actions_stop_the_run_before_it_trains_on_them():
+    watch = ActionWatch()
+    watch.watch(torch.zeros(2, 3, 1))
+    watch.watch(torch.zeros(2, 3, 1, dtype=torch.long))  # indices: nothing to check
+    watch.check(0)
+    watch.watch(torch.tensor([[[0.0], [float("inf")]]]))
+    watch.watch(torch.zeros(1, 2, 1))  # a later finite step does not hide it
+    with pytest.raises(TrainingDiverged, match="non-finite in the iteration ending at 120 env steps"):
+        watch.check(120)
+    watch.check(240)  # each check covers the steps since the last one

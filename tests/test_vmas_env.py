@@ -77,7 +77,7 @@ def test_batched_reset_only_touches_the_finished_envs(scenario):
     before = env._observe()
     steps_before = env._env.steps.clone()
     mask = torch.tensor([False, True, False, False, True, False])
-    env._reset_where(mask)
+    env._reset_where(mask, everything=False)
     after = env._observe()
     assert torch.equal(after[~mask], before[~mask])
     assert not torch.equal(after[mask], before[mask])

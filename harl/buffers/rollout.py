@@ -83,14 +83,18 @@ class RolloutBuffer:
         truncated: torch.Tensor | None = None,
         final_obs: torch.Tensor | None = None,
         final_state: torch.Tensor | None = None,
+        any_truncated: bool | None = None,
     ) -> None:
         """Store one vector step (all tensors already on the buffer's device); recurrent learners also pass
         the actor's hidden states (E, N, H) the step started from. `truncated` (E,) marks the envs whose
         episode a time limit cut at this step (not terminated), `final_obs` (E, N, O) and `final_state`
-        (E, S) the observations and states they ended in, for the learner's bootstrap. The critic's side,
+        (E, S) the observations and states they ended in, for the learner's bootstrap; `any_truncated`, when the
+        env knows it on the host (`StepOutput.any_truncated`), spares reading `truncated`. The critic's side,
         `values` and `critic_hidden`, is written after the rollout, when the critic is evaluated on all of it."""
         t = self.step
-        if truncated is not None and bool(truncated.any()):
+        if any_truncated is None and truncated is not None:
+            any_truncated = bool(truncated.any())
+        if any_truncated:  # the cut envs' indices: read on the host at a cut only
             envs = truncated.nonzero().squeeze(1)
             self.cuts.append(TimeLimitCut(t, envs, final_obs[envs], final_state[envs]))
         self.obs[t], self.state[t], self.actions[t] = obs, state, actions

@@ -82,6 +82,7 @@ class MatrixGameVecEnv:
             final_state=self._state,
             episode_return=team if done else torch.full((e,), float("nan"), device=self.device),
             episode_length=torch.full((e,), int(done), device=self.device),
+            any_truncated=False,  # one-step games end by termination only
         )
 
     def reset(self, seed: int) -> StepOutput:

@@ -96,6 +96,7 @@ class _Batch:
             episode_return=torch.from_numpy(self.episode_return),
             episode_length=torch.from_numpy(self.episode_length),
             info={k: torch.from_numpy(v) for k, v in self.info.items()},
+            any_truncated=bool(self.truncated.any()),  # numpy, on the host already
         )
         if device.type == "cpu":
             return out
@@ -108,9 +109,10 @@ class _Batch:
             truncated=out.truncated.to(device),
             final_obs=out.final_obs.to(device),
             final_state=out.final_state.to(device),
-            episode_return=out.episode_return.to(device),
-            episode_length=out.episode_length.to(device),
-            info={k: v.to(device) for k, v in out.info.items()},
+            episode_return=out.episode_return,  # episode statistics are read on the host: they stay there
+            episode_length=out.episode_length,
+            info=out.info,
+            any_truncated=out.any_truncated,
         )
 
 

@@ -251,9 +251,9 @@ class VmasVecEnv:
             if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == self.n_envs
         ]
 
-    def _reset_where(self, mask: torch.Tensor) -> None:
-        """Start new episodes in the envs where `mask` (E,) is True, leaving the others untouched."""
-        everything = bool(mask.all())
+    def _reset_where(self, mask: torch.Tensor, everything: bool) -> None:
+        """Start new episodes in the envs where `mask` (E,) is True (`everything`: in all of them), leaving the
+        others untouched."""
         with self._own_rng():
             before = [] if everything else self._batched_attributes()
             self._env.scenario.env_reset_world_at(None)
@@ -269,7 +269,7 @@ class VmasVecEnv:
     def reset(self, seed: int) -> StepOutput:
         """Seed this adapter's random streams with `seed` and start new episodes in every env."""
         self._rng = _rng_states(seed, self.device)
-        self._reset_where(torch.ones(self.n_envs, dtype=torch.bool, device=self.device))
+        self._reset_where(torch.ones(self.n_envs, dtype=torch.bool, device=self.device), everything=True)
         obs = self._observe()
         state = obs.flatten(1)  # (E, N * obs_dim_max)
         no = torch.zeros(self.n_envs, dtype=torch.bool, device=self.device)
@@ -305,8 +305,10 @@ class VmasVecEnv:
         self._lengths += 1
         episode_return = torch.where(done, self._returns, torch.full_like(self._returns, float("nan")))
         episode_length = torch.where(done, self._lengths, torch.zeros_like(self._lengths))
-        if bool(done.any()):
-            self._reset_where(done)
+        # the host must know where episodes ended (VMAS resets worlds by index): one read for every host flag
+        n_done, n_truncated = torch.stack([done.sum(), truncated.sum()]).tolist()
+        if n_done:
+            self._reset_where(done, everything=n_done == self.n_envs)
             obs = self._observe()
         else:
             obs = final_obs
@@ -321,6 +323,7 @@ class VmasVecEnv:
             final_state=final_obs.flatten(1),
             episode_return=episode_return,
             episode_length=episode_length,
+            any_truncated=n_truncated > 0,
         )
 
     def render(self) -> None:

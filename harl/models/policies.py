@@ -27,6 +27,7 @@ from harl.models.population import per_seed_multinomial, per_seed_randn, populat
 from harl.models.recurrent import build_agent_net
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
+from harl.utils.finite import sampleable_probs
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -264,11 +265,11 @@ class CategoricalActor(OnPolicyActor):
         log_p = self._log_probs_all(logits, avail, None)
         if deterministic:
             actions = log_p.argmax(-1, keepdim=True)
-        elif generators is None:
-            flat = log_p.exp().reshape(-1, log_p.shape[-1])
+        elif generators is None:  # invalid rows are replaced on the device and reported once per update
+            flat = sampleable_probs(log_p.exp()).reshape(-1, log_p.shape[-1])
             actions = torch.multinomial(flat, 1).view(*log_p.shape[:-1], 1)
         else:
-            actions = per_seed_multinomial(log_p.exp(), generators)
+            actions = per_seed_multinomial(sampleable_probs(log_p.exp()), generators)
         return actions, log_p.gather(-1, actions).squeeze(-1)
 
     def _evaluate(

@@ -32,6 +32,7 @@ from harl.runners.evaluator import Evaluator
 from harl.runners.progress import Progress
 from harl.utils.checkpoint import Checkpointer, describe_mismatch, rng_state, set_rng_state
 from harl.utils.compile import compile_learner
+from harl.utils.finite import invalid_probabilities
 from harl.utils.logger import RunLogger
 from harl.utils.memory import keep_freed_memory
 from harl.utils.signals import stop_requested
@@ -62,13 +63,30 @@ def first_non_finite(metrics: dict[str, float], networks: dict[str, torch.nn.Mod
     return None
 
 
-def check_actions(actions: torch.Tensor, env_steps: int) -> None:
-    """Stop on non-finite actions (E, N, A) before they reach an environment."""
-    if not bool(torch.isfinite(actions).all()):
-        raise TrainingDiverged(
-            f"the policy's actions became non-finite at {env_steps} env steps; the run stopped before stepping "
-            "the envs with them (its last checkpoint is kept; try a lower learning rate or gradient clipping)"
-        )
+class ActionWatch:
+    """Watches the actions an iteration sends to the envs for non-finite values without a device sync per step:
+    each step folds its check into one flag on the device (`watch`), read once per iteration (`check`) before the
+    learner trains on what the actions collected. Environments take non-finite actions without failing (their
+    states turn non-finite), so stopping at the end of the iteration keeps every checkpoint clean."""
+
+    def __init__(self) -> None:
+        self._finite: torch.Tensor | None = None
+
+    def watch(self, actions: torch.Tensor) -> None:
+        """Fold the check of actions (E, N, A) into the flag (action indices are always finite)."""
+        if actions.is_floating_point():
+            finite = torch.isfinite(actions).all()
+            self._finite = finite if self._finite is None else self._finite & finite
+
+    def check(self, env_steps: int) -> None:
+        """Stop the run if an action watched since the last check was not finite (one read of the flag)."""
+        finite, self._finite = self._finite, None
+        if finite is not None and not bool(finite):
+            raise TrainingDiverged(
+                f"the policy's actions became non-finite in the iteration ending at {env_steps} env steps; the run "
+                "stopped before training on them (its last checkpoint is kept; try a lower learning rate or "
+                "gradient clipping)"
+            )
 
 
 def build_learner(cfg: ExperimentConfig, spec, device: torch.device) -> Learner:
@@ -195,8 +213,9 @@ class Runner(ABC):
             while not finished and not stop_requested():
                 metrics = self.iterate()
                 self.iteration += 1
+                sampling = invalid_probabilities()  # one read per iteration (harl.utils.finite)
                 for seed_run, seed_metrics in zip(self.seed_runs, metrics, strict=True):
-                    self._check_finite(seed_run, seed_metrics)
+                    self._check_finite(seed_run, seed_metrics, sampling)
                 progress.update(self.env_steps)
                 sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)  # per seed
                 finished = self.env_steps >= run.num_env_steps or time.perf_counter() >= deadline
@@ -230,9 +249,10 @@ class Runner(ABC):
             self.close()
         return self.run_dir
 
-    def _check_finite(self, seed_run: SeedRun, metrics: dict[str, float]) -> None:
-        """Stop the run when a seed's metrics or the learner's networks are no longer finite."""
-        diverged = first_non_finite(metrics, self.learner.networks())
+    def _check_finite(self, seed_run: SeedRun, metrics: dict[str, float], sampling: str | None) -> None:
+        """Stop the run when a seed's metrics or the learner's networks are no longer finite, or when the policies'
+        action probabilities were invalid when sampled (`sampling`: what `invalid_probabilities` reported)."""
+        diverged = first_non_finite(metrics, self.learner.networks()) or sampling
         if diverged is not None:
             latest = seed_run.checkpointer.latest()
             which = f" (seed {seed_run.cfg.run.seed})" if len(self.seed_runs) > 1 else ""
@@ -288,7 +308,7 @@ class Runner(ABC):
                 "runner": {
                     "env_steps": self.env_steps,
                     "iteration": self.iteration,
-                    "episodes": seed_run.episodes.episodes,
+                    "episodes": seed_run.episodes.total(),
                     "rng": rng_state(self.device),
                 },
             }
@@ -310,7 +330,7 @@ class Runner(ABC):
         learner = states[0]["learner"] if len(states) == 1 else {"seeds": [state["learner"] for state in states]}
         try:
             self.learner.load_state_dict(learner)
-        except (KeyError, RuntimeError, ValueError):
+        except (KeyError, RuntimeError, ValueError, TypeError):
             raise CheckpointError(describe_mismatch(states[0], self.cfg.to_dict(), expected)) from None
         runner = states[0]["runner"]
         self.env_steps, self.iteration = runner["env_steps"], runner["iteration"]

@@ -9,7 +9,7 @@ import torch
 
 from harl.algos.base import OffPolicyLearner
 from harl.config import ExperimentConfig
-from harl.runners.base import Runner, check_actions
+from harl.runners.base import ActionWatch, Runner
 
 
 class OffPolicyRunner(Runner):
@@ -34,6 +34,7 @@ class OffPolicyRunner(Runner):
             self.buffer.cut_episodes()  # collection restarts from new episodes below
             self._saved_buffer = None
         self.out = self.env.reset(cfg.run.seed + 7919 * self.iteration)
+        self.actions = ActionWatch()
         self.recent_obs: list[torch.Tensor] = []
         self.recent_avail: list[torch.Tensor] = []
 
@@ -50,7 +51,7 @@ class OffPolicyRunner(Runner):
                 action = learner.random_act(self.env.n_envs, avail)
             else:
                 action = learner.act(obs, state, avail)
-                check_actions(action.env_actions, self.env_steps)
+                self.actions.watch(action.env_actions)
             out = self.env.step(action.env_actions)
             next_avail = None
             if out.avail_actions is not None:  # of the next observations; a finished episode's are not reported
@@ -70,6 +71,7 @@ class OffPolicyRunner(Runner):
             self.track_episodes(out)
             self.out = out
             self.env_steps += self.env.n_envs
+        self.actions.check(self.env_steps)
         metrics = {"buffer/size": float(len(buffer))}
         if self.env_steps >= schedule.warmup_steps and len(buffer) >= schedule.min_transitions:
             start = time.perf_counter()

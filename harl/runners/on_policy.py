@@ -6,7 +6,7 @@ import torch
 
 from harl.algos.base import OnPolicyLearner
 from harl.models.recurrent import reset_hidden
-from harl.runners.base import Runner, check_actions
+from harl.runners.base import ActionWatch, Runner
 
 
 class OnPolicyRunner(Runner):
@@ -25,6 +25,7 @@ class OnPolicyRunner(Runner):
         self.buffer = self.learner.make_buffer(self.env.n_envs)  # every seed's envs, seed-major
         self.out = self.env.reset(cfg.run.seed + 7919 * self.iteration)
         self.actor_hidden = self.learner.initial_hidden(self.env.n_envs)  # (E, N, H) or None
+        self.actions = ActionWatch()
 
     def _to_device(self, out):
         obs, state = out.obs.to(self.device), out.state.to(self.device)
@@ -45,7 +46,7 @@ class OnPolicyRunner(Runner):
         obs, state, avail = self._to_device(self.out)
         for _ in range(self.schedule.steps_per_iteration):
             action = self.learner.act(obs, state, avail, hidden=self.actor_hidden)
-            check_actions(action.env_actions, self.env_steps)
+            self.actions.watch(action.env_actions)
             out = self.env.step(action.env_actions)
             done = out.done.to(self.device).float()  # (E,)
             buffer.insert(
@@ -60,6 +61,7 @@ class OnPolicyRunner(Runner):
                 truncated=(out.truncated & ~out.terminated).to(self.device),  # (E,): time-limit cuts
                 final_obs=out.final_obs.to(self.device),  # (E, N, O)
                 final_state=out.final_state.to(self.device),  # (E, S)
+                any_truncated=out.any_truncated,
             )
             self.actor_hidden = reset_hidden(action.hidden, done)
             self.track_episodes(out)
@@ -67,3 +69,4 @@ class OnPolicyRunner(Runner):
             obs, state, avail = self._to_device(out)
         buffer.finish(obs, state)
         self.env_steps += buffer.length * self.cfg.run.n_rollout_threads  # each seed's own
+        self.actions.check(self.env_steps)

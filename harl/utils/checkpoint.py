@@ -225,7 +225,7 @@ def _candidates(path: Path) -> Iterator[Path]:
     yield from reversed(list_checkpoints(path / "checkpoints" if (path / "checkpoints").is_dir() else path))
 
 
-def load_checkpoint(path: Path | str, device: torch.device | str | None = None) -> dict:
+def load_checkpoint(path: Path | str) -> dict:
     """Load and check a checkpoint file, or the newest readable one of a run folder / checkpoints folder.
 
     Every tensor loads on the CPU, whatever the training device: the `load_state_dict` methods place them
@@ -237,7 +237,6 @@ def load_checkpoint(path: Path | str, device: torch.device | str | None = None) 
 
     Args:
         path: a checkpoint file, a run folder or its `checkpoints/`.
-        device: not used (loading is on the CPU); accepted while callers still pass their training device.
     """
     path = Path(path)
     if not path.is_dir():
