@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from harl.cli import train, train_main
+from harl.cli import evaluate_cli, train, train_main
 from harl.experiment import build_config
 from harl.registry import get_environment, load_extensions
 from harl.runners.base import build_learner
@@ -135,6 +135,7 @@ def test_a_batched_run_resumes_all_its_seeds_from_any_of_them(tmp_path):
     assert train_main([*common, "--num_env_steps", "60", "--log_dir", str(tmp_path / "parts")]) == 0
     parts = seed_folders(tmp_path / "parts")
     assert train_main(["--resume", str(parts[2]), "--num_env_steps", "150"]) == 0
+    assert evaluate_cli(["--checkpoint", str(parts[2]), "--episodes", "2"]) == 0  # a seed's folder is a solo run's
     for seed, folder in seed_folders(tmp_path / "whole").items():
         assert read_progress(parts[seed])[-1]["env_steps"] == "150"
         ours, theirs = load_checkpoint(parts[seed])["learner"], load_checkpoint(folder)["learner"]
