@@ -6,7 +6,9 @@ The per-agent actor update (the part where MAPPO and HAPPO differ) lives in `map
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +18,7 @@ from harl.algos.seed_population import build_members, read_networks, read_optimi
 from harl.buffers.rollout import ActorBatch, CriticBatch, RolloutBuffer, Sequences
 from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.metrics.gradients import GradientStats
-from harl.models.policies import ON_POLICY_ACTORS, AgentValueCritic
+from harl.models.policies import ON_POLICY_ACTORS, AgentValueCritic, OnPolicyActor
 from harl.models.population import SeedLayout
 from harl.models.recurrent import reset_hidden
 from harl.optim import AgentAdam, clip_grad_norm_agentwise, grad_norms_agentwise
@@ -96,6 +98,7 @@ class PPOLearner:
         self.n_agents = spec.n_agents * self.seeds  # every seed's agents, seed-major (virtual agents)
         self.members: list[PPOLearner] = []  # a population's solo learners, one per seed (`seed_population`)
         self.action_generators: list[torch.Generator] | None = None  # None: actions from torch's global RNG
+        self.actor: OnPolicyActor
         if self.seeds == 1:
             self.actor = ON_POLICY_ACTORS[actor_kind](spec, arch, cfg.model, cfg.arch).to(device)
             self.critic = AgentValueCritic(spec, arch, cfg.model, cfg.arch, centralised=self.centralised_critic)
@@ -103,8 +106,9 @@ class PPOLearner:
             arch.link_networks(self.actor, self.critic, cfg.arch)
             self.generators = [torch.Generator().manual_seed(cfg.run.seed)]
         else:
+            solo = cast(Callable[..., PPOLearner], type(self))  # a registered subclass: (spec, cfg, arch, device)
             self.members, self.action_generators = build_members(
-                lambda member_cfg: type(self)(spec, member_cfg, arch, device), cfg, device
+                lambda member_cfg: solo(spec, member_cfg, arch, device), cfg, device
             )
             self.actor = ON_POLICY_ACTORS[actor_kind].population([m.actor for m in self.members])
             self.critic = AgentValueCritic.population([m.critic for m in self.members])
@@ -332,8 +336,8 @@ class PPOLearner:
             values = self.critic(batch.inputs.flatten(0, 1)).view(*batch.inputs.shape[:2], -1)  # (L, B, N)
         return batch.flat(values)
 
-    def train_critic(self, buffer: RolloutBuffer, sequences: Sequences) -> dict[str, float]:
-        """Clipped, Huber value loss on (normalised) returns for every agent's value head."""
+    def train_critic(self, buffer: RolloutBuffer, sequences: Sequences) -> list[dict[str, float]]:
+        """Clipped, Huber value loss on (normalised) returns for every agent's value head; one metrics dict per seed."""
         returns = self.layout.to_agents(buffer.returns, env_dim=1).flatten(0, 1)  # (T·E, N): a seed's E envs
         if self.value_norm is not None:
             self.value_norm.update(returns)
