@@ -13,7 +13,7 @@ kernel, `torch._foreach_*` ops): their Python loops run over parameters, never o
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -124,13 +124,16 @@ class AgentAdam(torch.optim.Optimizer):
         self._ragged: set[torch.Tensor] = set()
 
     @torch.no_grad()
-    def step(self, agents: torch.Tensor | None = None) -> None:
+    def step(self, agents: torch.Tensor | Sequence[int] | None = None) -> None:
         """Update parameters; per-agent tensors only in the rows of `agents` (all rows when None).
 
         Args:
-            agents: indices of the agents to update (read on the host: one device sync on GPU).
+            agents: indices of the agents to update: host ints, or a tensor (read on the host: one device sync on
+                GPU).
         """
-        rows = None if agents is None else list(dict.fromkeys(agents.tolist()))  # distinct, in order
+        if agents is not None:
+            agents = agents.tolist() if isinstance(agents, torch.Tensor) else agents
+        rows = None if agents is None else list(dict.fromkeys(agents))  # distinct, in order
         for group in self.param_groups:
             batches: dict[tuple[torch.device, torch.dtype], _AdamBatch] = {}
             for p in group["params"]:

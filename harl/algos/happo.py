@@ -37,8 +37,9 @@ class HAPPO(PPOLearner):
         }
         grad_norms = []
         for turn in range(n):  # inherently sequential
-            # (P,) the virtual agent each seed updates in this turn
-            agents = torch.tensor([s * n + order[turn] for s, order in enumerate(orders)], device=self.device)
+            # (P,) the virtual agent each seed updates in this turn (also as host ints: no sync in the optimiser)
+            turn_agents = [s * n + order[turn] for s, order in enumerate(orders)]
+            agents = torch.tensor(turn_agents, device=self.device)
             updates = 0
             for _ in range(self.cfg.ppo_epoch):
                 minibatches = sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.generators, agents)
@@ -51,7 +52,7 @@ class HAPPO(PPOLearner):
                     self.record_actor_gradients(new_group=k == 0)  # one group per epoch of each agent's turn
                     total_norm, _ = self._clip(self.actor_optimizer)  # (P,)
                     grad_norms.append(total_norm)
-                    self.actor_optimizer.step(agents=agents)
+                    self.actor_optimizer.step(agents=turn_agents)
                     for key, value in (
                         ("policy_loss", policy_loss),
                         ("entropy", entropy.mean(0)),
