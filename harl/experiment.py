@@ -159,8 +159,8 @@ def check_recurrent(cfg: ExperimentConfig) -> None:
 
 def check_seeds(cfg: ExperimentConfig) -> None:
     """Refuse `--seeds N` (N > 1) where the seeds cannot train as one batch: a learner or architecture that does
-    not declare it (`batched_seeds` in their registry entries), recurrent policies, SND logging or gradient
-    statistics (not yet taken per seed)."""
+    not declare it (`batched_seeds` in their registry entries), recurrent policies or gradient statistics (not yet
+    taken per seed)."""
     seeds = cfg.run.seeds
     if seeds == 1:
         return
@@ -175,7 +175,6 @@ def check_seeds(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"--seeds {seeds} with --arch {cfg.arch_name}: {reason}")
     for on, what in (
         (cfg.model.recurrent, "--model.recurrent true (recurrent policies train one seed per process so far)"),
-        (cfg.run.snd_interval > 0, "--snd_interval (SND is logged for one seed per process so far); set it to 0"),
         (cfg.run.grad_stats, "--grad_stats (gradient statistics are taken for one seed per process so far)"),
     ):
         if on:

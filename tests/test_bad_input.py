@@ -55,7 +55,7 @@ BAD_VALUES = [
     (MASAC, ["--seeds", "2"], "--seeds 2: masac trains one seed per process so far; learners that batch seeds: happo"),
     (HYPER, ["--seeds", "2", "--share_embedding", "true", "--generate", "both"], "arch.share_embedding reads another"),
     (MAPPO, ["--seeds", "2", "--model.recurrent", "true"], "cannot be combined with --model.recurrent true"),
-    (MAPPO, ["--seeds", "2", "--snd_interval", "100"], "cannot be combined with --snd_interval"),
+    (MAPPO, ["--seeds", "2", "--grad_stats", "true"], "cannot be combined with --grad_stats"),
 ]
 
 

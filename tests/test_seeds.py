@@ -49,6 +49,10 @@ TINY = [
     "16,16",
     "--critic_hidden_sizes",
     "16",
+    "--snd_interval",
+    "60",
+    "--snd_max_obs",
+    "50",
 ]
 VOLATILE = ("charts/SPS",)
 

@@ -221,9 +221,9 @@ class Runner(ABC):
                 finished = self.env_steps >= run.num_env_steps or time.perf_counter() >= deadline
                 if finished or run.log_interval == 0 or self.env_steps >= self.next_log:
                     self.next_log = self._next_multiple(run.log_interval)
-                    diversity = self.diversity()
-                    for seed_run, learner, seed_metrics in zip(
-                        self.seed_runs, self.learner.seed_learners(), metrics, strict=True
+                    diversities = self.diversity()
+                    for seed_run, learner, seed_metrics, diversity in zip(
+                        self.seed_runs, self.learner.seed_learners(), metrics, diversities, strict=True
                     ):
                         row = {**seed_metrics, **seed_run.episodes.metrics(), **learner.diagnostics(), **diversity}
                         seed_run.logger.log(self.env_steps, {**row, "charts/SPS": sps})
@@ -274,16 +274,31 @@ class Runner(ABC):
     def recent_observations(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The latest collected joint observations (B, N, O) and available-action masks (B, N, A) or None."""
 
-    def diversity(self) -> dict[str, float]:
-        """`diversity/snd` (System Neural Diversity) every `snd_interval` env steps."""
+    def diversity(self) -> list[dict[str, float]]:
+        """`diversity/snd` (System Neural Diversity) every `snd_interval` env steps, one dict per seed: each seed's
+        policies scored on the observations of its own envs, as its solo run scores them."""
         run = self.cfg.run
         if run.snd_interval <= 0 or self.env_steps < self.next_snd:
-            return {}
+            return [{} for _ in self.seed_runs]
         self.next_snd = self._next_multiple(run.snd_interval)
-        obs, avail = self.recent_observations()
-        return snd_metrics(
-            self.learner.actor, obs, avail, self.spec.obs_dims, run.snd_max_obs, run.snd_samples, run.seed
-        )
+        obs, avail = self.recent_observations()  # (B, N, O): rows step-major over every seed's envs
+        seeds, n_envs = len(self.seed_runs), run.n_rollout_threads
+
+        def own_rows(x: torch.Tensor | None, index: int) -> torch.Tensor | None:  # seed `index`'s envs' rows
+            return x if x is None or seeds == 1 else x.unflatten(0, (-1, seeds, n_envs))[:, index].flatten(0, 1)
+
+        return [
+            snd_metrics(
+                learner.actor,
+                own_rows(obs, index),
+                own_rows(avail, index),
+                self.spec.obs_dims,
+                run.snd_max_obs,
+                run.snd_samples,
+                seed_run.cfg.run.seed,
+            )
+            for index, (seed_run, learner) in enumerate(zip(self.seed_runs, self.learner.seed_learners(), strict=True))
+        ]
 
     # ------------------------------------------------------------------ checkpoints
 
