@@ -175,13 +175,17 @@ class ReplayLearner(ABC):
                 sums[key] = sums[key] + value if key in sums else value
                 counts[key] += 1
         metrics: dict[str, float] = {"charts/updates": float(self.updates)}
-        for key, total in sums.items():
-            mean = total / counts[key]
-            if mean.dim() == 1:
-                per_agent = zip(self.spec.agent_ids, mean.tolist(), strict=True)
-                metrics.update({f"losses/{agent}/{key}": value for agent, value in per_agent})
-            else:
-                metrics[key] = mean.item()
+        if sums:  # every mean read from the device in one copy
+            means = [(total / counts[key]).reshape(-1).double() for key, total in sums.items()]
+            values = torch.cat(means).tolist()
+            for key, mean in zip(sums, means, strict=True):
+                own, values = values[: mean.numel()], values[mean.numel() :]
+                if sums[key].dim() == 1:
+                    metrics.update(
+                        {f"losses/{agent}/{key}": v for agent, v in zip(self.spec.agent_ids, own, strict=True)}
+                    )
+                else:
+                    metrics[key] = own[0]
         if self.grad_stats is not None:
             metrics.update(self.grad_stats.summary())
         return metrics
