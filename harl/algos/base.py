@@ -90,8 +90,9 @@ class Learner(Protocol):
         """Scalars about the learner's current state for the run's log (e.g. hypernetwork embeddings)."""
 
     def seed_learners(self) -> list[Learner]:
-        """One solo learner per seed it trains, each holding that seed's current state (`run.seeds` > 1: its
-        members, see `harl.algos.seed_population`); a learner of one seed returns itself."""
+        """One solo learner per seed it trains, each holding that seed's current networks, for evaluation and
+        diagnostics (`run.seeds` > 1: its members, see `harl.algos.seed_population`; `state_dict` holds the rest);
+        a learner of one seed returns itself."""
 
     def state_dict(self) -> dict:
         """Everything the learner needs to continue: networks, optimisers, normalisers, RNGs, counters (of several

@@ -415,15 +415,19 @@ class PPOLearner:
             clipped = ((ratio - 1).abs() > self.cfg.clip_param).float()
         return surrogate, entropy, ratio.detach(), approx_kl, clipped
 
-    # ------------------------------------------------------------------ state
-
     # ------------------------------------------------------------------ a population's members
 
+    def write_networks(self) -> list[PPOLearner]:
+        """The population's current networks written into its members (each seed's solo learner), which it
+        returns: what acting, evaluation and diagnostics read."""
+        write_networks(self.actor, [m.actor for m in self.members])
+        write_networks(self.critic, [m.critic for m in self.members])
+        return self.members
+
     def write_members(self) -> list[PPOLearner]:
-        """The population's current state written into its members (each seed's solo learner), which it returns."""
-        members = self.members
-        write_networks(self.actor, [m.actor for m in members])
-        write_networks(self.critic, [m.critic for m in members])
+        """The population's whole state (networks, optimisers, value normalisers) written into its members, which
+        it returns: what a seed's checkpoint holds."""
+        members = self.write_networks()
         write_optimizer(self.actor_optimizer, [m.actor_optimizer for m in members])
         write_optimizer(self.critic_optimizer, [m.critic_optimizer for m in members])
         if self.value_norm is not None:
@@ -446,8 +450,10 @@ class PPOLearner:
                 self.value_norm.get_buffer(name).copy_(torch.cat(own) if value.dim() else own[0])
 
     def seed_learners(self) -> list[PPOLearner]:
-        """One solo learner per seed holding that seed's current state (a solo run: itself)."""
-        return self.write_members() if self.members else [self]
+        """One solo learner per seed holding that seed's current networks (a solo run: itself)."""
+        return self.write_networks() if self.members else [self]
+
+    # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict:
         if self.members:

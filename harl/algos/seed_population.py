@@ -4,8 +4,9 @@ A population learner of seeds K .. K+P-1 first builds P solo learners, its *memb
 solo run of seed K+s builds its learner (the torch RNG seeded with that seed first), so every seed starts from
 the parameters its solo run starts from. The population's networks stack the members' (`population_network`),
 and its optimiser states and value normalisers stack theirs. The members then serve as each seed's solo view:
-`write_members` copies the population's current state into them (so a seed's checkpoint *is* a solo run's, and
-a seed is evaluated as a solo run evaluates it), and `read_members` stacks their state back (resume).
+the learner writes the population's current networks into them (so a seed is evaluated and diagnosed as a solo
+run is), and for a checkpoint its optimiser states and normalisers too (so a seed's checkpoint *is* a solo run's);
+it stacks their state back on resume.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 from harl.config import ExperimentConfig
 from harl.models.agent_mlp import is_per_agent
-from harl.models.population import copy_to_members, member_view, stack_members
+from harl.models.population import member_view, stack_members
 from harl.optim import AgentAdam
 
 LearnerT = TypeVar("LearnerT")
@@ -102,9 +103,12 @@ def read_optimizer(population: AgentAdam, members: Sequence[AgentAdam]) -> None:
     population.load_state_dict({"state": state, "param_groups": population.state_dict()["param_groups"]})
 
 
+@torch.no_grad()
 def write_networks(population: torch.nn.Module, members: Sequence[torch.nn.Module]) -> None:
-    """Each member network's parameters: its seed's rows of the population's."""
-    copy_to_members(population, members)
+    """Each member network's parameters: its seed's rows of the population's (matching parameters by order)."""
+    for param, *member_params in zip(population.parameters(), *(m.parameters() for m in members), strict=True):
+        for member_param, row in zip(member_params, member_view(param, len(members)), strict=True):
+            member_param.copy_(row)
 
 
 @torch.no_grad()

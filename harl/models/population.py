@@ -13,8 +13,8 @@ exactly as a solo run builds it; the population then stacks the members' tensors
 `PopulationParams` generates every member's layers in one `torch.func.vmap` over the seed dimension; the
 `AgentMLP` that owns it (`population_network`) applies them to all virtual agents at once (per-agent weights
 with one `baddbmm`, per-seed shared weights grouped by seed). `AgentParam` stacks alike (`population_agent_param`).
-`copy_to_members` writes a population's values back into its members, so that a seed's checkpoint is
-exactly a solo run's.
+`harl.algos.seed_population` writes a population's values back into its members, so that a seed's checkpoint
+is exactly a solo run's.
 """
 
 from __future__ import annotations
@@ -64,15 +64,6 @@ def member_view(param: torch.Tensor, n_seeds: int) -> torch.Tensor:
     return param.unflatten(0, (n_seeds, -1)) if is_per_agent(param) else param
 
 
-@torch.no_grad()
-def copy_to_members(population: nn.Module, members: Sequence[nn.Module]) -> None:
-    """Write a population's trainable values into its members (matching parameters by order)."""
-    n_seeds = len(members)
-    for param, *member_params in zip(population.parameters(), *(m.parameters() for m in members), strict=True):
-        for member_param, row in zip(member_params, member_view(param, n_seeds), strict=True):
-            member_param.copy_(row)
-
-
 class PopulationParams(LayerParams):
     """The layers of P members' `LayerParams` (one per seed), generated in one vmapped call.
 
@@ -83,7 +74,7 @@ class PopulationParams(LayerParams):
 
     Args:
         members: one weight source per seed, built alone under that seed; they are kept as templates (their
-            values are copied in, and written back by `copy_to_members` for checkpoints).
+            values are copied in, and written back for checkpoints by `harl.algos.seed_population`).
         n_agents: the agents each member serves.
     """
 
