@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import yaml
 
-from harl.errors import ConfigError
+from harl.errors import ConfigError, shown
 
 SECTIONS = ("run", "algo", "env", "model", "arch")
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
@@ -128,22 +128,22 @@ def check_bounds(section_cfg: Any, section: str) -> None:
                 continue
             rule = " ".join(part for part in ("" if finite else "a finite number", str(bounds or "")) if part)
             verb = "be" if item is value else "hold values"
-            raise ConfigError(f"{section}.{f.name} must {verb} {rule}, got {value!r}")
+            raise ConfigError(f"{section}.{f.name} must {verb} {rule}, got {shown(value)}")
 
 
 @dataclass
 class RunConfig:
     """Budget, seeding, device, logging, evaluation and checkpointing of one run."""
 
-    num_env_steps: int = bounded(1_000_000, gt=0)
+    num_env_steps: int = bounded(1_000_000, gt=0, le=2**53, note="step counts are logged as float64, exact to 2**53")
     """Total environment steps (vector steps × n_rollout_threads) to train for."""
     n_rollout_threads: int = bounded(20, gt=0)
     """Number of parallel training environments."""
     n_workers: int = bounded(-1, ge=-1, note="-1: auto, 0: in-process")
     """Env worker processes stepping the training envs beside the training process, which steps an equal
     share itself while they step theirs (-1: one stepping process per core of the run's share of the cores,
-    `harl.utils.threads`, so share - 1 workers; capped at envs - 1; 0: every env in-process). Ignored by
-    natively vectorised envs (matrix, vmas, smax)."""
+    `harl.utils.threads`, so share - 1 workers, at most envs - 1; 0: every env in-process). A new run refuses
+    more than envs - 1 (n_rollout_threads × seeds - 1). Ignored by natively vectorised envs (matrix, vmas, smax)."""
     seed: int = bounded(1, ge=0, lt=SEED_LIMIT, note="what numpy's and the envs' seeding accept")
     """Seed of everything random in the run (torch, numpy, python, envs), in [0, 2**31): numpy and JAX take
     32-bit seeds, and the envs' and evaluation's seeds are offsets from it."""
@@ -203,7 +203,7 @@ class RunConfig:
                 f"largest seed {SEED_LIMIT - 1}; lower --seed or --seeds"
             )
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
-            raise ConfigError(f"run.device must be cpu, cuda or cuda:N, got {self.device!r}")
+            raise ConfigError(f"run.device must be cpu, cuda or cuda:N, got {shown(self.device)}")
 
 
 @dataclass
@@ -299,7 +299,7 @@ def _parse_bool(key: str, value: Any) -> bool:
         return False
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    raise ConfigError(f"{key} expects true/false, got {value!r}")
+    raise ConfigError(f"{key} expects true/false, got {shown(value)}")
 
 
 def _parse_scalar(key: str, tp: Any, value: Any) -> Any:
@@ -307,7 +307,7 @@ def _parse_scalar(key: str, tp: Any, value: Any) -> Any:
         return _parse_bool(key, value)
     if tp is int:
         if isinstance(value, bool):
-            raise ConfigError(f"{key} expects an integer, got {value!r}")
+            raise ConfigError(f"{key} expects an integer, got {shown(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -319,10 +319,10 @@ def _parse_scalar(key: str, tp: Any, value: Any) -> Any:
                 number = None
             if number is not None and number.is_integer():
                 return int(number)
-        raise ConfigError(f"{key} expects an integer, got {value!r}")
+        raise ConfigError(f"{key} expects an integer, got {shown(value)}")
     if tp is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{key} expects a number, got {value!r}")
+            raise ConfigError(f"{key} expects a number, got {shown(value)}")
         if isinstance(value, (int, float)):
             return float(value)
         if isinstance(value, str):
@@ -330,11 +330,11 @@ def _parse_scalar(key: str, tp: Any, value: Any) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key} expects a number, got {value!r}")
+        raise ConfigError(f"{key} expects a number, got {shown(value)}")
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{key} expects a string, got {value!r}")
+        raise ConfigError(f"{key} expects a string, got {shown(value)}")
     raise ConfigError(f"{key}: unsupported field type {tp}")
 
 
@@ -347,7 +347,7 @@ def parse_value(key: str, tp: Any, value: Any) -> Any:
             for choice in choices:
                 if str(choice) == str(value):
                     return choice
-        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {shown(value)}")
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
@@ -378,14 +378,14 @@ def resolve_key(cfg: ExperimentConfig, key: str) -> tuple[str, str]:
             return section, name
     elif key in leaves:
         if len(leaves[key]) > 1:
-            raise ConfigError(f"ambiguous key {key!r}: use one of {', '.join(leaves[key])}")
+            raise ConfigError(f"ambiguous key {shown(key)}: use one of {', '.join(leaves[key])}")
         section, name = leaves[key][0].split(".")
         return section, name
     candidates = cfg.full_keys() + list(leaves)
     matches = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
     close = list(dict.fromkeys(full for m in matches for full in (leaves.get(m) or [m])))
     hint = f"; closest valid keys: {', '.join(close)}" if close else "; see --list_keys"
-    raise ConfigError(f"unknown config key {key!r} for this algo/arch/env{hint}")
+    raise ConfigError(f"unknown config key {shown(key)} for this algo/arch/env{hint}")
 
 
 def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, Any], source: str = "") -> None:
@@ -416,7 +416,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     ill-formed file, a non-mapping and a non-string key into ConfigError."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _safe_load(path.read_text(encoding="utf-8"), path)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except IsADirectoryError:
@@ -429,6 +429,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     except OSError as err:
         raise ConfigError(f"config file {path} cannot be read: {err.strerror or err}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"config file {path} nests its values too deeply; a harl config is sections of keys"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -437,12 +441,66 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+YAML_VALUES_LIMIT = 100_000
+"""The most values (scalars, lists and mappings, each alias counted as what it stands for) a config file may hold
+once its aliases are expanded: a harl config holds a few hundred, and nested aliases (a "billion laughs") would
+otherwise expand to billions in every step that reads them."""
+
+
+def _safe_load(text: str, path: Path) -> Any:
+    """`yaml.safe_load`, refusing before anything is built a document whose aliases expand past
+    `YAML_VALUES_LIMIT` values or refer to a value containing them (a recursive structure)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _check_expansion(root, path)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Count the values under `root` as if every alias were written out (each shared node once, memoised), and
+    raise ConfigError past `YAML_VALUES_LIMIT` or on a node that contains itself."""
+
+    def children(node: yaml.Node) -> list[yaml.Node]:
+        if isinstance(node, yaml.MappingNode):
+            return [part for pair in node.value for part in pair]
+        return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # on the path from the root to the node being counted
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, counted = stack.pop()
+        key = id(node)
+        if counted:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children(node))
+            if sizes[key] > YAML_VALUES_LIMIT:
+                raise ConfigError(
+                    f"config file {path}: its aliases expand to more than {YAML_VALUES_LIMIT:,} values (a harl "
+                    "config holds a few hundred); write the values out instead of nesting aliases"
+                )
+        elif key in open_nodes:
+            raise ConfigError(
+                f"config file {path}: an alias refers to a value that contains it (line {node.start_mark.line + 1}); "
+                "a harl config holds no recursive values"
+            )
+        elif key not in sizes:
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children(node))
+
+
 def _check_keys(data: dict[Any, Any], path: Path, where: str) -> None:
     """Refuse non-string keys (YAML reads `1:`, `yes:` or `on:` as numbers and booleans) anywhere in `data`."""
     for key, value in data.items():
         if not isinstance(key, str):
             raise ConfigError(
-                f"config file {path}: key {key!r}{where} is not a string (YAML reads it as {type(key).__name__}); "
+                f"config file {path}: key {shown(key)}{where} is not a string (YAML reads it as {type(key).__name__}); "
                 "quote it"
             )
         if isinstance(value, dict):

@@ -21,7 +21,7 @@ from harl.config import (
     split_main,
     tuned_config_path,
 )
-from harl.errors import ConfigError, UserError
+from harl.errors import ConfigError, UserError, shown
 from harl.registry import ALGORITHMS, AlgoEntry, check_compatible, get_algorithm, get_architecture, get_environment
 from harl.utils.memory import available_memory, format_bytes
 from harl.utils.run_lock import RunLock
@@ -100,6 +100,8 @@ def build_config(
     check_arch_options(cfg)
     check_recurrent(cfg)
     check_seeds(cfg)
+    check_workers(cfg)
+    check_first_update(cfg)
     check_memory(cfg)
     return cfg, sources
 
@@ -181,6 +183,41 @@ def check_seeds(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"--seeds {seeds} cannot be combined with {what}")
 
 
+def check_workers(cfg: ExperimentConfig) -> None:
+    """Refuse (for a new run) more env workers than the training envs can use: each steps at least one env, and
+    the training process steps a share itself."""
+    run = cfg.run
+    envs = run.n_rollout_threads * run.seeds
+    if run.n_workers > envs - 1:
+        which = "n_rollout_threads × seeds" if run.seeds > 1 else "n_rollout_threads"
+        raise ConfigError(
+            f"--n_workers {run.n_workers}: the {envs} training envs ({which}) take at most {envs - 1} env workers "
+            "(the training process steps a share itself); lower --n_workers, or use -1 (one per core)"
+        )
+
+
+def check_first_update(cfg: ExperimentConfig) -> None:
+    """Refuse (for a new run) an off-policy run that would end before its first update: updates start once
+    `warmup_steps` env steps are collected and the replay buffer holds `batch_size` transitions, and happen at
+    the end of each phase of `train_interval` vector steps."""
+    if get_algorithm(cfg.algo_name).on_policy:
+        return
+    algo, run = cfg.algo, cfg.run
+    phase = algo.train_interval * run.n_rollout_threads  # env steps between training phases
+    last = math.ceil(run.num_env_steps / phase) * phase  # env steps at the run's last training phase
+    waits = {"warmup_steps": (algo.warmup_steps, "env steps"), "batch_size": (algo.batch_size, "transitions")}
+    late = {name: (value, unit) for name, (value, unit) in waits.items() if value > last}
+    if late:
+        raise ConfigError(
+            f"--num_env_steps {run.num_env_steps} would train nothing: {cfg.algo_name}'s first update waits for "
+            + " and ".join(f"{name} {value} {unit}" for name, (value, unit) in late.items())
+            + f", past this run's last training phase (at {last} env steps); raise --num_env_steps to "
+            f"{max(value for value, _ in late.values())} or lower "
+            + " and ".join(f"--{name}" for name in late)
+            + f" to {last} or less"
+        )
+
+
 def check_memory(cfg: ExperimentConfig) -> None:
     """Refuse a run whose env's `memory_estimate` (a lower bound) exceeds the memory its device has available."""
     estimate = get_environment(cfg.env_name).memory_estimate
@@ -198,6 +235,10 @@ def check_memory(cfg: ExperimentConfig) -> None:
         )
 
 
+NAME_MAX = 255
+"""The longest folder name (in bytes) common file systems (ext4, XFS, APFS, NTFS) accept."""
+
+
 def run_folder_base(cfg: ExperimentConfig) -> Path:
     """`<log_dir>/<env>/<scenario>/<algo>-<arch>/<exp_name>/`, refusing names that would leave `log_dir`.
 
@@ -213,8 +254,13 @@ def run_folder_base(cfg: ExperimentConfig) -> Path:
     for flag, name in levels.items():
         if name in ("", ".", "..") or any(sep in name for sep in ("/", "\\", os.sep, "\0")):
             raise UserError(
-                f"{flag} {name!r} must be a plain folder name (not empty, not . or .., no / or \\): "
+                f"{flag} {shown(name)} must be a plain folder name (not empty, not . or .., no / or \\): "
                 "it becomes one level of the run folder under --log_dir"
+            )
+        if len(os.fsencode(name)) > NAME_MAX:
+            raise UserError(
+                f"{flag} {shown(name)} is {len(os.fsencode(name))} bytes long; a folder name takes at most "
+                f"{NAME_MAX} (it becomes one level of the run folder under --log_dir)"
             )
     return Path(cfg.run.log_dir).joinpath(*levels.values())
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Literal
 
-from harl.errors import UserError
+from harl.errors import UserError, shown
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def load_extensions() -> None:
 def _lookup(registry: dict, kind: str, name: str) -> Any:
     load_extensions()
     if name not in registry:
-        raise UserError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(registry))}")
+        raise UserError(f"unknown {kind} {shown(name)}; valid: {', '.join(sorted(registry))}")
     return registry[name]
 
 
@@ -189,7 +189,7 @@ def get_environment(name: str) -> EnvEntry:
         importlib.import_module(ENVIRONMENT_MODULES[name])
     if name not in ENVIRONMENTS:
         valid = ", ".join(sorted({*ENVIRONMENTS, *ENVIRONMENT_MODULES}))
-        raise UserError(f"unknown environment {name!r}; valid: {valid}")
+        raise UserError(f"unknown environment {shown(name)}; valid: {valid}")
     return ENVIRONMENTS[name]
 
 

@@ -52,7 +52,7 @@ from typing import Any
 
 from harl.cli import batch_folders
 from harl.config import read_yaml
-from harl.errors import UserError
+from harl.errors import UserError, shown
 from harl.experiment import build_config, config_from_dict, run_folder_base
 from harl.registry import ALGORITHMS, get_algorithm
 from harl.utils.checkpoint import checkpoint_step, list_checkpoints
@@ -173,7 +173,9 @@ def parse_scenario(text: str) -> list[str]:
         if not eq:
             key, value = "scenario", part
         if not key or not value:
-            raise UserError(f"bad scenario {text!r}: write key=value[,key=value], e.g. scenario=Ant,agent_conf=4x2")
+            raise UserError(
+                f"bad scenario {shown(text)}: write key=value[,key=value], e.g. scenario=Ant,agent_conf=4x2"
+            )
         args += [f"--{key.strip()}", value.strip()]
     return args
 
@@ -265,8 +267,8 @@ def check_same_config(point: GridPoint, run_dir: Path) -> None:
         for key in sorted(set(ours) | set(theirs)):
             if ours.get(key) != theirs.get(key):
                 raise UserError(
-                    f"{run_dir} was made with {section}.{key} = {theirs.get(key)!r}, this sweep sets "
-                    f"{ours.get(key)!r}; use another --exp_name for a changed configuration"
+                    f"{run_dir} was made with {section}.{key} = {shown(theirs.get(key))}, this sweep sets "
+                    f"{shown(ours.get(key))}; use another --exp_name for a changed configuration"
                 )
 
 
@@ -494,7 +496,7 @@ def run_sweep(
     With `batch_seeds`, consecutive new seeds of a point train as one batched run (see `make_tasks`).
     """
     if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+        raise UserError(f"unknown backend {shown(backend)}; valid: {', '.join(BACKENDS)}")
     if workers < 1:
         raise UserError("--workers must be at least 1")
     claims = Claims()

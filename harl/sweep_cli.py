@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 
 from harl.cli import guarded
-from harl.errors import UserError
+from harl.errors import UserError, shown
 from harl.registry import load_extensions
 from harl.sweep import BACKENDS, build_grid, failures, run_sweep
 from harl.utils.cli_args import ArgParser
@@ -37,7 +37,7 @@ def seed_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v]
     except ValueError:
-        raise UserError(f"--seeds expects N or a comma-separated list of seeds, got {text!r}") from None
+        raise UserError(f"--seeds expects N or a comma-separated list of seeds, got {shown(text)}") from None
     if not values or (len(values) == 1 and values[0] < 1):
         raise UserError("--seeds must be at least 1")
     return list(range(1, values[0] + 1)) if len(values) == 1 and "," not in text else values
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     )
     args, extra = parser.parse_known_args(argv)
     if args.backend not in BACKENDS:
-        raise UserError(f"unknown backend {args.backend!r}; valid: {', '.join(BACKENDS)}")
+        raise UserError(f"unknown backend {shown(args.backend)}; valid: {', '.join(BACKENDS)}")
     load_extensions()
     points = build_grid(
         names(args.algos), names(args.archs), args.env, args.scenarios, seed_list(args.seeds), args.exp_name, extra

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harl.config import bounded, check_bounds
-from harl.errors import ConfigError
+from harl.errors import ConfigError, shown
 
 HypernetInit = Literal["official", "paper", "hyperfan"]
 LinearInit = Literal["paper", "hyperfan"]
@@ -24,7 +24,7 @@ def _check_choice(cfg: object, name: str, choices: type) -> None:
     value = getattr(cfg, name)
     valid = typing.get_args(choices)
     if value not in valid:
-        raise ConfigError(f"arch.{name} must be one of {', '.join(valid)}; got {value!r}")
+        raise ConfigError(f"arch.{name} must be one of {', '.join(valid)}; got {shown(value)}")
 
 
 @dataclass

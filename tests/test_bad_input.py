@@ -6,6 +6,9 @@ in a real process, where a traceback or a printed config would show.
 
 from __future__ import annotations
 
+import time
+import tracemalloc
+
 import pytest
 import torch
 
@@ -23,6 +26,13 @@ load_extensions()
 MAPPO = ["--algo", "mappo", "--arch", "nops", "--env", "matrix"]
 MASAC = ["--algo", "masac", "--arch", "nops", "--env", "matrix"]
 HYPER = ["--algo", "mappo", "--arch", "hypermarl", "--env", "matrix"]
+HASAC = ["--algo", "hasac", "--arch", "hypermarl", "--env", "mamujoco"]
+HASAC_SHORT = (
+    "--num_env_steps 3000 would train nothing: hasac's first update waits for warmup_steps 10000 env steps, past "
+    "this run's last training phase (at 3000 env steps); raise --num_env_steps to 10000 or lower --warmup_steps to "
+    "3000 or less"
+)
+MASAC_SMALL = "batch_size 5000 transitions, past this run's last training phase (at 3000 env steps); raise"
 
 BAD_VALUES = [
     (MAPPO, ["--seed", "-1"], "run.seed must be in [0, 2**31) (what numpy's and the envs' seeding accept), got -1"),
@@ -56,6 +66,12 @@ BAD_VALUES = [
     (HYPER, ["--seeds", "2", "--share_embedding", "true", "--generate", "both"], "arch.share_embedding reads another"),
     (MAPPO, ["--seeds", "2", "--model.recurrent", "true"], "cannot be combined with --model.recurrent true"),
     (MAPPO, ["--seeds", "2", "--grad_stats", "true"], "cannot be combined with --grad_stats"),
+    (MAPPO, ["--num_env_steps", "1e100"], "run.num_env_steps must be in (0, 2**53] (step counts are logged as float64"),
+    (MAPPO, ["--n_workers", "1000"], "--n_workers 1000: the 100 training envs (n_rollout_threads) take at most 99 env"),
+    (MAPPO, ["--n_workers", "4", "--n_rollout_threads", "2", "--seeds", "2"], "4 training envs (n_rollout_threads × "),
+    (HASAC, ["--num_env_steps", "3000"], HASAC_SHORT),
+    (MASAC, ["--num_env_steps", "1000"], "masac's first update waits for warmup_steps 2000 env steps, past this run's"),
+    (MASAC, ["--num_env_steps", "3000", "--warmup_steps", "0", "--batch_size", "5000"], MASAC_SMALL),
 ]
 
 
@@ -130,14 +146,52 @@ def write_binary(path):
         (lambda path: path.write_text("- lr\n- 0.1\n"), "must hold a mapping of sections"),
         (lambda path: path.write_text("run: {seed: 1\n"), "is not valid YAML"),
         (lambda path: path.write_text("algo:\n  lr: .nan\n"), "algo.lr must be a finite number > 0, got nan"),
+        (lambda path: path.write_text("run:\n  seed: &a [1, *a]\n"), "an alias refers to a value that contains it"),
+        (lambda path: path.write_text(f"run:\n  seed: {'[' * 10**5}{']' * 10**5}\n"), "nests its values too deeply"),
     ],
-    ids=["binary", "directory", "int-key", "bool-key", "nested-non-string", "list", "syntax", "nan"],
+    ids=["binary", "directory", "int-key", "bool-key", "nested-non-string", "list", "syntax", "nan", "cycle", "deep"],
 )
 def test_bad_load_config_exits_2_with_one_line(make, message, capsys, tmp_path):
     path = tmp_path / "config.yaml"
     make(path)
     assert train([*MAPPO, "--load_config", str(path), "--log_dir", str(tmp_path / "results")]) == 2
     assert message in assert_one_line_error(capsys)
+
+
+def alias_bomb(levels: int = 9, width: int = 10) -> str:
+    """A "billion laughs" in YAML flow style: `levels` lists of `width` aliases of the list before, the last one
+    standing for width**levels values."""
+    anchors = ["&l0 lol", *(f"&l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels + 1))]
+    return f"[{', '.join(anchors)}]"
+
+
+@pytest.mark.parametrize("key", ["run.seed", "run.exp_name", "model.hidden_sizes", "main.algo"])
+def test_a_yaml_alias_bomb_is_one_line_at_once(key, capsys, tmp_path):
+    """Refused when the file is read, within 5 s and 500 MB, and the message shows none of the values."""
+    section, name = key.split(".")
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"{section}:\n  {name}: {alias_bomb()}\n")
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        status = train([*MAPPO, "--load_config", str(path), "--log_dir", str(tmp_path / "results")])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status == 2 and time.perf_counter() - started < 5 and peak < 500 * 2**20
+    line = assert_one_line_error(capsys)
+    assert (
+        line
+        == f"error: config file {path}: its aliases expand to more than 100,000 values (a harl config holds a "
+        + ("few hundred); write the values out instead of nesting aliases")
+    )
+
+
+def test_aliases_of_a_normal_size_load(capsys, tmp_path):
+    path = tmp_path / "aliases.yaml"
+    path.write_text("model:\n  hidden_sizes: &sizes [16, 8]\n  critic_hidden_sizes: *sizes\n")
+    assert train([*MAPPO, "--load_config", str(path), "--list_keys"]) == 0
+    assert "critic_hidden_sizes:\n  - 16\n  - 8\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

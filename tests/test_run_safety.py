@@ -279,11 +279,24 @@ def test_resume_says_the_replay_buffer_was_not_saved(tmp_path, capsys):
     assert f"note: {name} holds no replay buffer (saved with save_buffer: false)" in out
 
 
-@pytest.mark.parametrize("name", ["../../escaped", "", "..", "a/b"])
-def test_exp_name_must_stay_inside_log_dir(name, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("../../escaped", "must be a plain folder name"),
+        ("", "must be a plain folder name"),
+        ("..", "must be a plain folder name"),
+        ("a/b", "must be a plain folder name"),
+        ("x" * 256, "is 256 bytes long; a folder name takes at most 255"),
+        ("é" * 128, "is 256 bytes long; a folder name takes at most 255"),
+    ],
+    ids=["escape", "empty", "parent", "nested", "long", "long-utf8"],
+)
+def test_exp_name_must_be_one_folder_inside_log_dir(name, message, tmp_path, capsys):
+    """Refused before any folder is made (a name too long for the file system left its parents behind)."""
     log_dir = tmp_path / "logs" / "results"
     assert train([*MATRIX, "--exp_name", name, "--log_dir", str(log_dir)]) == 2
-    assert "--exp_name" in one_line_error(capsys)
+    err = one_line_error(capsys)
+    assert err.startswith("error: --exp_name ") and message in err and len(err) < 300
     assert not list(tmp_path.iterdir())
 
 

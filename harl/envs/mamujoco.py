@@ -31,7 +31,7 @@ import torch
 
 from harl.config import bounded, check_bounds
 from harl.envs.vector import make_vec_env
-from harl.errors import ConfigError, UserError
+from harl.errors import ConfigError, UserError, shown
 from harl.registry import EnvEntry, register_environment
 from harl.spec import EnvSpec, VecEnv
 
@@ -94,11 +94,11 @@ class MaMuJoCoConfig:
     def validate(self) -> None:
         check_bounds(self, "env")
         if self.scenario not in AGENT_CONFS:
-            raise ConfigError(f"unknown mamujoco scenario {self.scenario!r}; valid: {', '.join(AGENT_CONFS)}")
+            raise ConfigError(f"unknown mamujoco scenario {shown(self.scenario)}; valid: {', '.join(AGENT_CONFS)}")
         confs = AGENT_CONFS[self.scenario]
         if _normalise_conf(self.agent_conf) not in confs:
             raise ConfigError(
-                f"unknown agent_conf {self.agent_conf!r} for mamujoco scenario {self.scenario}; "
+                f"unknown agent_conf {shown(self.agent_conf)} for mamujoco scenario {self.scenario}; "
                 f"valid: {', '.join(confs)}"
             )
         _mamujoco()  # the `mamujoco` extra: a missing one is refused with the config, before a run starts

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from harl.config import ExperimentConfig, bounded, check_bounds
-from harl.errors import ConfigError
+from harl.errors import ConfigError, shown
 from harl.registry import EnvEntry, get_algorithm, get_architecture, register_environment
 from harl.spec import EnvSpec, StepOutput
 
@@ -34,7 +34,7 @@ class MatrixConfig:
     def validate(self) -> None:
         check_bounds(self, "env")
         if self.game not in GAMES:
-            raise ConfigError(f"unknown matrix game {self.game!r}; valid: {', '.join(GAMES)}")
+            raise ConfigError(f"unknown matrix game {shown(self.game)}; valid: {', '.join(GAMES)}")
 
     def scenario_name(self) -> str:
         return f"{self.game}-{self.n_agents}"

@@ -27,7 +27,7 @@ import torch
 
 from harl.config import bounded, check_bounds
 from harl.envs.vector import make_vec_env
-from harl.errors import ConfigError, UserError
+from harl.errors import ConfigError, UserError, shown
 from harl.registry import EnvEntry, register_environment
 from harl.spec import EnvSpec, VecEnv
 
@@ -57,7 +57,7 @@ class MpeConfig:
     def validate(self) -> None:
         check_bounds(self, "env")
         if self.scenario not in MODULES:
-            raise ConfigError(f"unknown mpe scenario {self.scenario!r}; valid: {', '.join(MODULES)}")
+            raise ConfigError(f"unknown mpe scenario {shown(self.scenario)}; valid: {', '.join(MODULES)}")
 
     def env_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the scenario's `parallel_env`."""

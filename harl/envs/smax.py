@@ -42,7 +42,7 @@ import torch
 from harl.config import bounded, check_bounds
 from harl.envs.sc2 import Sc2Game
 from harl.envs.vector import make_vec_env
-from harl.errors import ConfigError, UserError
+from harl.errors import ConfigError, UserError, shown
 from harl.registry import EnvEntry, register_environment
 from harl.spec import EnvSpec, StepOutput, VecEnv
 
@@ -90,7 +90,7 @@ class SmacConfig:
     def validate(self) -> None:
         check_bounds(self, "env")
         if self.scenario not in MAPS:
-            raise ConfigError(f"unknown smacv2 scenario {self.scenario!r}; valid: {', '.join(MAPS)}")
+            raise ConfigError(f"unknown smacv2 scenario {shown(self.scenario)}; valid: {', '.join(MAPS)}")
         if self.backend == "sc2":
             _require_sc2()
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from harl.config import bounded, check_bounds
-from harl.errors import ConfigError, UserError
+from harl.errors import ConfigError, UserError, shown
 from harl.registry import EnvEntry, register_environment
 from harl.spec import EnvSpec, StepOutput
 
@@ -81,7 +81,7 @@ class VmasConfig:
     def validate(self) -> None:
         check_bounds(self, "env")
         if self.scenario not in SCENARIOS:
-            raise ConfigError(f"unknown vmas scenario {self.scenario!r}; valid: {', '.join(SCENARIOS)}")
+            raise ConfigError(f"unknown vmas scenario {shown(self.scenario)}; valid: {', '.join(SCENARIOS)}")
         if not 1 <= self.agents_with_same_goal <= self.n_agents:
             raise ConfigError(
                 f"env.agents_with_same_goal must be in [1, n_agents={self.n_agents}], got {self.agents_with_same_goal}"

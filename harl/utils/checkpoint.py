@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harl.errors import CheckpointError
+from harl.errors import CheckpointError, shown
 from harl.utils.rng import cuda_index
 
 FORMAT_VERSION = 2
@@ -283,7 +283,7 @@ def describe_mismatch(checkpoint: dict, config: dict, spec: dict) -> str:
         return text + f", hidden sizes {model.get('hidden_sizes')}"
 
     differing = [
-        f"{section}.{key} {made.get(section, {}).get(key)!r} vs {config.get(section, {}).get(key)!r}"
+        f"{section}.{key} {shown(made.get(section, {}).get(key))} vs {shown(config.get(section, {}).get(key))}"
         for section in ("main", "env", "model", "arch", "algo")
         for key in sorted(set(made.get(section, {})) | set(config.get(section, {})))
         if made.get(section, {}).get(key) != config.get(section, {}).get(key)

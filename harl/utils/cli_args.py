@@ -10,7 +10,7 @@ import argparse
 from typing import NoReturn
 
 from harl.config import SEED_LIMIT
-from harl.errors import UserError
+from harl.errors import UserError, shown
 
 MAIN_FLAGS = ("algo", "arch", "env", "load_config", "resume")
 SWITCHES = ("list", "list_keys", "no_tuned")
@@ -35,7 +35,7 @@ def parse_train_args(argv: list[str]) -> tuple[dict[str, str], set[str], dict[st
             print(TRAIN_USAGE)
             raise SystemExit(0)
         if not token.startswith("--") or len(token) == 2:
-            raise UserError(f"unexpected argument {token!r}; options look like --key value")
+            raise UserError(f"unexpected argument {shown(token)}; options look like --key value")
         key, eq, value = token[2:].partition("=")
         if key in SWITCHES:
             switches.add(key)
@@ -74,7 +74,7 @@ def int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {shown(text)}") from None
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
@@ -85,7 +85,7 @@ def seed(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {shown(text)}") from None
     if not 0 <= value < SEED_LIMIT:
         raise argparse.ArgumentTypeError(f"seeds must be in [0, 2**31), got {value}")
     return value

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from harl.errors import UserError
+from harl.errors import UserError, shown
 
 CONCURRENT_RUNS_ENV = "HARL_CONCURRENT_RUNS"
 
@@ -45,7 +45,7 @@ def concurrent_runs() -> int:
     except ValueError:
         runs = 0
     if runs < 1:
-        raise UserError(f"{CONCURRENT_RUNS_ENV}={text!r}: expected a positive number of runs sharing the machine")
+        raise UserError(f"{CONCURRENT_RUNS_ENV}={shown(text)}: expected a positive number of runs sharing the machine")
     return runs
 
 
