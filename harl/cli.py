@@ -3,7 +3,8 @@
 Bad input of any kind (unknown algo/arch/env/scenario/config key, ill-typed value, corrupt
 checkpoint, missing CUDA) ends the process with exit status 2 and one line on stderr.
 
-A training run holds its run folder (`harl.utils.run_lock`) from before its first write to its exit.
+A training run holds its run folder (`harl.utils.run_lock`) from before its first write to its exit. A full
+disk ends it with one line naming the folder, the space left and how to continue (`harl.utils.disk`).
 SIGINT / SIGTERM end it after the current iteration with a checkpoint at the step reached, exit status
 130 / 143 and one line naming the folder to `--resume` (`harl.utils.signals`).
 """
@@ -30,6 +31,7 @@ from harl.runners.base import Runner, build_learner, resolve_device, seed_config
 from harl.runners.progress import Progress, summary, write_learning_curve
 from harl.utils.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint, set_aside_newer
 from harl.utils.cli_args import ArgParser, parse_train_args, seed
+from harl.utils.disk import full_disk_reported
 from harl.utils.run_lock import RunLock
 from harl.utils.signals import StopNow, exit_status, stop_signal, stop_signals
 from harl.utils.threads import concurrent_runs
@@ -117,23 +119,27 @@ def train_main(argv: list[str]) -> int:
     env_actions = get_environment(cfg.env_name).action_type
     if env_actions is not None:  # options the env's actions rule out are refused before anything is printed
         check_env_compatible(cfg, env_actions(cfg.env))
-    run_folder_base(cfg)  # names that would leave --log_dir are refused before anything is made
+    base = run_folder_base(cfg)  # names that would leave --log_dir are refused before anything is made
     with stop_signals(), ExitStack() as held, Progress.for_run(cfg.run) as progress:
         locks: list[RunLock] = []
         try:
-            for seed_cfg in seed_configs(cfg):  # one run folder per seed, each held from before its first write
-                locks.append(held.enter_context(run_folder(seed_cfg)))
-            folders = [lock.folder for lock in locks]
-            runner = runner_for(get_algorithm(cfg.algo_name))(cfg, folders if len(folders) > 1 else folders[0], None)
+            with full_disk_reported(base):
+                for seed_cfg in seed_configs(cfg):  # one run folder per seed, each held from before its first write
+                    locks.append(held.enter_context(run_folder(seed_cfg)))
+                folders = [lock.folder for lock in locks]
+                runner = runner_for(get_algorithm(cfg.algo_name))(
+                    cfg, folders if len(folders) > 1 else folders[0], None
+                )
         except BaseException:
             for lock in locks:
                 lock.discard()  # a run that could not start leaves no folder behind
             raise
         for source in sources:
             print(f"config layer: {source}")
-        if len(folders) > 1:
-            write_batch_files(folders)
-        return train_runner(runner, folders, cfg.dump(), progress)
+        with full_disk_reported(folders[0]):
+            if len(folders) > 1:
+                write_batch_files(folders)
+            return train_runner(runner, folders, cfg.dump(), progress)
 
 
 BATCH_FILE = "batch.yaml"
@@ -181,7 +187,7 @@ def resume_run(run_dir: Path, overrides: dict[str, str]) -> int:
         checkpoints = [load_checkpoint(folder / "checkpoints") for folder in folders]
         steps = min(checkpoint["runner"]["env_steps"] for checkpoint in checkpoints)
         checkpoints = [common_step(folder, checkpoint, steps) for folder, checkpoint in zip(folders, checkpoints)]
-        with Progress.for_run(cfg.run) as progress:
+        with full_disk_reported(run_dir), Progress.for_run(cfg.run) as progress:
             runner = runner_for(get_algorithm(cfg.algo_name))(
                 cfg, folders if len(folders) > 1 else run_dir, checkpoints
             )

@@ -3,6 +3,9 @@ run intact when it fails, logs that agree, safe checkpoint loading and one-line 
 
 from __future__ import annotations
 
+import errno
+import io
+import itertools
 import math
 import os
 import pickle
@@ -17,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 from harl.cli import evaluate_cli, train
 from harl.utils.checkpoint import load_checkpoint
@@ -213,6 +217,61 @@ def test_corrupt_newest_checkpoint_falls_back_to_an_older_one(tmp_path, capsys):
     assert not stale.exists() and (checkpoints / "step_400.pt.corrupt").exists()
     assert load_checkpoint(run_dir)["runner"]["env_steps"] == 500
     assert csv_steps(run_dir)[-1] == 500
+    assert_logs_agree(run_dir)
+
+
+class RoomFor(io.RawIOBase):
+    """A file that takes `room` more bytes, then refuses writes as a full disk does."""
+
+    def __init__(self, file, room: int) -> None:
+        super().__init__()
+        self.file, self.room = file, room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.file.write(data)
+
+
+def full_after(calls: int, write, in_the_file: bool = False):
+    """`write(target, data)` (a tensorboard record write; a `torch.save(obj, file)` with `in_the_file`) as on a disk
+    that fills up after `calls` calls: the write refused, or torch's own failure after 1000 bytes of the file."""
+    count = itertools.count()
+
+    def on_a_full_disk(target, data, *args, **kwargs):
+        if next(count) < calls:
+            return write(target, data, *args, **kwargs)
+        if in_the_file:
+            return write(target, RoomFor(data, 1000), *args, **kwargs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    return on_a_full_disk
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "tensorboard"])
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(where, tmp_path, capsys, monkeypatch):
+    """ENOSPC while saving the third checkpoint (torch.save's RuntimeError) or in tensorboard's writer thread."""
+    if where == "checkpoint":
+        monkeypatch.setattr(torch, "save", full_after(2, torch.save, in_the_file=True))
+    else:
+        monkeypatch.setattr(RecordWriter, "write", full_after(40, RecordWriter.write))
+    log_dir = tmp_path / "results"
+    assert train([*MATRIX, "--num_env_steps", "600", "--save_interval", "100", "--log_dir", str(log_dir)]) == 2
+    (run_dir,) = log_dir.glob("*/*/*/*/seed-*")
+    (line,) = capsys.readouterr().err.splitlines()
+    latest = load_checkpoint(run_dir)["runner"]["env_steps"]
+    assert line.startswith(f"error: no space left on the device of {run_dir} (") and re.search(
+        r"\(\d+\.\d \w+ free\)", line
+    )
+    assert line.endswith(f"; free some, then continue with --resume {run_dir} (from step_{latest}.pt)")
+    assert not [path.name for path in run_dir.rglob("*") if path.name.endswith(".tmp")]
+    monkeypatch.undo()  # space freed
+    assert train(["--resume", str(run_dir), "--num_env_steps", "600"]) == 0
+    assert csv_steps(run_dir)[-1] == 600
     assert_logs_agree(run_dir)
 
 

@@ -117,8 +117,9 @@ class Checkpointer:
     """Saves `step_<env_steps>.pt` files in a folder, keeping the latest `keep` of them.
 
     Writes go to a temporary file that is renamed into place, so a run killed mid-save never leaves a
-    half-written checkpoint behind; the temporary files such a kill leaves are removed when the next
-    Checkpointer opens the folder (only the process holding the run folder's lock makes one).
+    half-written checkpoint behind; a save that fails (e.g. on a full disk) removes its temporary file, and the
+    ones a kill leaves are removed when the next Checkpointer opens the folder (only the process holding the run
+    folder's lock makes one).
     """
 
     def __init__(self, folder: Path, keep: int) -> None:
@@ -132,10 +133,15 @@ class Checkpointer:
         """Write `payload` as the checkpoint at `env_steps` (atomically), then drop the oldest beyond `keep`."""
         path = self.folder / f"step_{env_steps}.pt"
         tmp = self.folder / f".step_{env_steps}.pt.tmp"
-        torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        tmp.replace(path)
+        try:
+            with open(tmp, "wb") as f:  # through a Python file, a full disk surfaces as its OSError (ENOSPC)
+                torch.save({"format_version": FORMAT_VERSION, **payload}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         for old in self.list()[: -self.keep]:
             old.unlink(missing_ok=True)
         return path

@@ -106,11 +106,15 @@ class RunLogger:
 
     def _rewrite(self) -> None:
         tmp = self.csv_path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, self.columns)
-            writer.writeheader()
-            writer.writerows(self._format(r) for r in self.rows)
-        tmp.replace(self.csv_path)
+        try:
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, self.columns)
+                writer.writeheader()
+                writer.writerows(self._format(r) for r in self.rows)
+            tmp.replace(self.csv_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # e.g. a full disk: progress.csv stays as it was
+            raise
 
     def text(self, tag: str, text: str) -> None:
         self.writer.add_text(tag, text)
