@@ -3,6 +3,8 @@ real tiny matrix runs."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from harl.cli import guarded
@@ -83,3 +85,16 @@ def test_missing_or_empty_results_dir_is_exit_2(make, tmp_path, capsys):
     assert guarded(plot.main)([str(target)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and ("no runs" in err if make else "not found" in err)
+
+
+@pytest.mark.parametrize("package", ["pandas", "rliable"])
+def test_without_the_research_extra_is_one_line_naming_it(package, tmp_path, capsys, monkeypatch):
+    fake_run(tmp_path / "results", "mappo-nops", 1, ["0,,0.2,,,"])
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` raises ImportError
+    assert plot.cli([str(tmp_path / "results")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        f"error: harl-plot needs {package} (the research extra): pip install 'harl-hypermarl[research]' "
+        "(in a clone of the repository: pip install -e '.[research]')\n"
+    )
+    assert not (tmp_path / "results" / "plots").exists()

@@ -23,6 +23,7 @@ and `summary.md` with a table of IQM [95% CI] per method and task, and those sta
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 import sys
@@ -257,6 +258,25 @@ def summary_table(task: tuple[str, str], methods: dict[str, list[Run]], finals: 
     return "\n".join([*lines, "", *figures, ""])
 
 
+RESEARCH_PACKAGES = ("pandas", "scipy", "rliable", "matplotlib")
+"""What harl-plot imports beyond harl's own dependencies: the `research` extra."""
+
+
+def check_research_extra() -> None:
+    """Refuse in one line, naming the extra to install, when a package of the `research` extra is missing."""
+    missing = []
+    for name in RESEARCH_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise UserError(
+            f"harl-plot needs {', '.join(missing)} (the research extra): pip install 'harl-hypermarl[research]' "
+            "(in a clone of the repository: pip install -e '.[research]')"
+        )
+
+
 def main(argv: list[str]) -> int:
     """Plot and tabulate the results directory given in `argv` (see the module docstring)."""
     parser = ArgParser(description="IQM learning curves and final scores with 95% bootstrap CIs over seeds.")
@@ -273,6 +293,7 @@ def main(argv: list[str]) -> int:
         help="only rows at env steps ≤ this: compare runs at one budget (e.g. runs stopped at different steps)",
     )
     args = parser.parse_args(argv)
+    check_research_extra()
     if args.reps < 1 or args.points < 1 or (args.max_steps is not None and args.max_steps < 1):
         raise UserError("--reps, --points and --max_steps must be positive")
     results_dir = Path(args.results_dir)
