@@ -106,3 +106,38 @@ def test_corrupt_checkpoint_is_refused(train_run, capsys, tmp_path):
     assert "corrupt or not a harl checkpoint" in one_line_error(capsys)
     assert train(["--resume", str(run_dir)]) == 2
     assert "corrupt" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("target", "listing", "status", "message"),
+    [
+        (
+            "step_100.pt",
+            None,
+            2,
+            "step_100.pt was removed: its run keeps only its latest checkpoints (keep_checkpoints)",
+        ),
+        ("run", ["step_200.pt", "step_300.pt"], 0, "checkpoint: {checkpoints}/step_200.pt (200 env steps)"),
+        ("run", ["step_300.pt", "step_400.pt"], 2, "were removed while being loaded (rotated away by a running"),
+    ],
+    ids=["rotated-file", "listed-then-rotated", "all-listed-then-rotated"],
+)
+def test_evaluate_of_a_rotated_checkpoint_says_so(target, listing, status, message, train_run, capsys, monkeypatch):
+    """A checkpoint a running training rotated away (`keep_checkpoints`) is named removed, never corrupt; `listing`:
+    the folder as listed before the files past step_200.pt were rotated away."""
+    import harl.utils.checkpoint as checkpoint
+
+    args = ["--algo", "mappo", "--arch", "nops", *MATRIX_TINY, "--save_interval", "100", "--keep_checkpoints", "1"]
+    checkpoints = train_run(*args) / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["step_200.pt"]
+    if listing is not None:
+        monkeypatch.setattr(checkpoint, "list_checkpoints", lambda folder: [folder / name for name in listing])
+    capsys.readouterr()
+    path = checkpoints / target if target != "run" else checkpoints.parent
+    assert evaluate_cli(["--checkpoint", str(path), "--episodes", "2"]) == status
+    captured = capsys.readouterr()
+    if status == 0:
+        assert message.format(checkpoints=checkpoints) in captured.out and "note:" not in captured.out
+    else:
+        assert message in captured.err and "corrupt" not in captured.err
+        assert len(captured.err.splitlines()) == 1 and captured.out == ""

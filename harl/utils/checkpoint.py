@@ -19,7 +19,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -176,26 +176,56 @@ def set_aside_newer(folder: Path, env_steps: int) -> list[Path]:
     return moved
 
 
-def _unsafe_globals(path: Path) -> list[str]:
+class RemovedCheckpoint(CheckpointError):
+    """A checkpoint file that was listed (or named) but is gone when read: rotated away by its run, or deleted."""
+
+
+def _removed(path: Path) -> RemovedCheckpoint:
+    """The error for a checkpoint file that does not exist, saying when its run has rotated it away."""
+    named = _NAME.match(path.name) is not None
+    newer = [p for p in list_checkpoints(path.parent) if named and checkpoint_step(p) > checkpoint_step(path)]
+    if not newer:
+        return RemovedCheckpoint(f"checkpoint not found: {path}")
+    return RemovedCheckpoint(
+        f"checkpoint {path} was removed: its run keeps only its latest checkpoints (keep_checkpoints) and rotated it "
+        f"away; the newest is now {newer[-1].name} (give the run folder to load the newest)"
+    )
+
+
+def _unsafe_globals(file: IO[bytes]) -> list[str]:
     """The imports a torch zip archive's pickle would perform beyond weights-only types (nothing is run)."""
     try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        file.seek(0)
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(file))
     except Exception:  # unreadable: reported as corrupt by the caller
         return []
 
 
 def _read(path: Path) -> dict:
     """Read one checkpoint file on the CPU with the weights-only unpickler; one-line `CheckpointError` on any
-    failure."""
-    if not zipfile.is_zipfile(path):
+    failure. The file is opened once, so a run rotating it away meanwhile cannot cut the read short."""
+    try:
+        file = open(path, "rb")
+    except FileNotFoundError:
+        raise _removed(path) from None
+    except OSError as err:
+        raise CorruptCheckpoint(f"checkpoint {path} cannot be read: {err.strerror or err}") from None
+    with file:
+        return _read_open(path, file)
+
+
+def _read_open(path: Path, file: IO[bytes]) -> dict:
+    """`_read` of the open `file` (at `path`)."""
+    if not zipfile.is_zipfile(file):
         raise CorruptCheckpoint(f"checkpoint {path} is corrupt or not a harl checkpoint (not a torch zip archive)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                data = torch.load(path, map_location="cpu", weights_only=True)
+                file.seek(0)
+                data = torch.load(file, map_location="cpu", weights_only=True)
             except pickle.UnpicklingError:
-                unsafe = _unsafe_globals(path)
+                unsafe = _unsafe_globals(file)
                 if not unsafe:
                     raise
                 if not set(unsafe) <= LEGACY_NAMES:
@@ -205,7 +235,8 @@ def _read(path: Path) -> dict:
                         "holds (it may carry code; nothing of it was run)"
                     ) from None
                 with torch.serialization.safe_globals(LEGACY_GLOBALS):
-                    data = torch.load(path, map_location="cpu", weights_only=True)
+                    file.seek(0)
+                    data = torch.load(file, map_location="cpu", weights_only=True)
                 if not isinstance(data, dict) or data.get("format_version") != 1:
                     raise CorruptCheckpoint(
                         f"checkpoint {path} holds numpy arrays outside a format-1 RNG state"
@@ -238,23 +269,26 @@ def load_checkpoint(path: Path | str) -> dict:
     (parameters and optimiser moments on their parameters' device, the learners' CPU `torch.Generator`
     states stay on the CPU, replay storage is copied into the device buffer without a second device copy).
     When newer checkpoints of a folder are unreadable, the newest readable one is returned and
-    `data["fallback"]` says which were skipped and how many env steps are lost. Any failure is a
-    one-line `CheckpointError`.
+    `data["fallback"]` says which were skipped and how many env steps are lost; one removed since the folder was
+    listed (rotated away by a running training) is skipped too. Any failure is a one-line `CheckpointError`; a
+    checkpoint file that is gone says whether its run rotated it away.
 
     Args:
         path: a checkpoint file, a run folder or its `checkpoints/`.
     """
     path = Path(path)
     if not path.is_dir():
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
         return _read(path)
     skipped: list[tuple[Path, CorruptCheckpoint]] = []
+    removed: list[Path] = []
     for candidate in _candidates(path):
         try:
             data = _read(candidate)
         except CorruptCheckpoint as err:
             skipped.append((candidate, err))
+            continue
+        except RemovedCheckpoint:
+            removed.append(candidate)  # rotated away since the folder was listed
             continue
         if skipped:
             lost = checkpoint_step(skipped[0][0]) - checkpoint_step(candidate)
@@ -265,6 +299,11 @@ def load_checkpoint(path: Path | str) -> dict:
         return data
     if skipped:
         raise skipped[0][1]
+    if removed:
+        raise CheckpointError(
+            f"the checkpoints of {path} were removed while being loaded (rotated away by a running training, or "
+            "deleted); try again"
+        )
     raise CheckpointError(f"no checkpoint found in {path}")
 
 
