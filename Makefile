@@ -20,11 +20,14 @@ install: $(STAMP)
 # The main job: the headline command (HASAC + HyperMARL on MaMuJoCo) with the quick-start config, Hopper 3x1
 # on a budget of about 3 minutes on 2 quiet cores (3 min 6 s measured): 2,500 warm-up steps, then 4,000
 # updates; its evaluation return rises from the first evaluation to the last. Progress every 10 s, a summary
-# and learning_curve.png at the end. TRAIN_ARGS adds options, which override the config's (e.g. TRAIN_ARGS="--seed 2").
+# and learning_curve.png at the end. TRAIN_ARGS adds options, which override the config's (e.g. TRAIN_ARGS="--seed 2"),
+# and replaces the flag given here that it names (e.g. TRAIN_ARGS="--exp_name mine").
 QUICKSTART := harl/tuned_configs/mamujoco/Hopper-3x1/hasac-hypermarl-quickstart.yaml
+unless_given = $(if $(filter --$(1) --$(1)=%,$(TRAIN_ARGS)),,--$(1) $(2))
 train: install
-	$(PY) examples/train.py --algo hasac --arch hypermarl --env mamujoco --exp_name quickstart \
-		--load_config $(QUICKSTART) $(TRAIN_ARGS)
+	$(PY) examples/train.py $(call unless_given,algo,hasac) $(call unless_given,arch,hypermarl) \
+		$(call unless_given,env,mamujoco) $(call unless_given,exp_name,quickstart) \
+		$(call unless_given,load_config,$(QUICKSTART)) $(TRAIN_ARGS)
 
 # The default suite (< 10 minutes on 2 cores).
 test: install

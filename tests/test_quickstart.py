@@ -53,3 +53,11 @@ def test_train_args_override_the_quickstart_budget(capsys):
     """The README's longer run: `make train TRAIN_ARGS="--num_env_steps 1000000"`."""
     config = resolved(make_train_argv("TRAIN_ARGS=--num_env_steps 1000000 --seed 3"), capsys)
     assert config["run"]["num_env_steps"] == 1_000_000 and config["run"]["seed"] == 3
+
+
+@pytest.mark.parametrize("train_args", ["--exp_name mine", "--exp_name=mine --seed 2"])
+def test_train_args_replace_the_flags_make_train_gives(train_args, capsys):
+    """A flag `make train` sets itself (here --exp_name) is given once, with the TRAIN_ARGS value."""
+    argv = make_train_argv(f"TRAIN_ARGS={train_args}")
+    assert sum(word.split("=")[0] == "--exp_name" for word in argv) == 1
+    assert resolved(argv, capsys)["run"]["exp_name"] == "mine"
