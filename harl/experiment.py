@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -81,7 +82,9 @@ def build_config(
     ):
         if path.is_file():
             data = read_yaml(path)
-            apply_overrides(cfg, env_layer(data, layer, arch) if layer is not None else data, str(path))
+            apply_overrides(
+                cfg, learner_layer(env_layer(data, layer, arch), cfg) if layer is not None else data, str(path)
+            )
             sources.append(str(path))
     if load_config is not None:
         apply_overrides(cfg, loaded, str(load_config))
@@ -104,6 +107,16 @@ def build_config(
     check_first_update(cfg)
     check_memory(cfg)
     return cfg, sources
+
+
+def learner_layer(layer: dict[str, Any], cfg: ExperimentConfig) -> dict[str, Any]:
+    """An env YAML's layer with its `algo` keys restricted to those the learner's config has: an `on_policy:` block
+    sets what the on-policy learners share and what only some have (e.g. PPO's `ppo_epoch`, which HAA2C's and
+    HATRPO's configs lack)."""
+    if not isinstance(layer.get("algo"), dict):
+        return layer
+    fields = {f.name for f in dataclasses.fields(cfg.algo)}
+    return {**layer, "algo": {key: value for key, value in layer["algo"].items() if key in fields}}
 
 
 def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = None) -> ExperimentConfig:
@@ -151,7 +164,8 @@ def check_recurrent(cfg: ExperimentConfig) -> None:
         raise ConfigError("--snd_interval needs feed-forward policies (SND scores single observations); set it to 0")
     steps = min(cfg.algo.data_chunk_length, cfg.algo.episode_length)
     chunks = cfg.run.n_rollout_threads * math.ceil(cfg.algo.episode_length / steps)
-    most = max(cfg.algo.actor_num_mini_batch, cfg.algo.critic_num_mini_batch)
+    actor_minibatches = getattr(cfg.algo, "actor_num_mini_batch", 1)  # HATRPO's actor steps on the whole rollout
+    most = max(actor_minibatches, cfg.algo.critic_num_mini_batch)
     if chunks < most:
         raise ConfigError(
             f"recurrent training cuts the rollout into {chunks} sequences of {steps} steps (n_rollout_threads × "

@@ -252,6 +252,9 @@ def test_env_yaml_keys_change_the_config_of_some_learner(env, block, key, value)
     changes = []
     for algo in algos:
         below = default_config(algo, "nops", env)
+        section, name = key.split(".")
+        if section == "algo" and not hasattr(below.algo, name):
+            continue  # a block's algo key applies to the learners whose config has it (`experiment.learner_layer`)
         algo_yaml = PACKAGE_CONFIG_DIR / "algos" / f"{algo}.yaml"
         if algo_yaml.is_file():
             apply_overrides(below, read_yaml(algo_yaml))
@@ -259,6 +262,15 @@ def test_env_yaml_keys_change_the_config_of_some_learner(env, block, key, value)
         apply_overrides(changed, {key: value})
         changes.append(changed.to_dict() != below.to_dict())
     assert any(changes), f"harl/configs/envs/{env}.yaml restates what the layers below give for {key}"
+
+
+def test_env_yaml_block_keys_apply_to_the_learners_that_have_them():
+    """smacv2's on_policy block sets PPO's `ppo_epoch` and the actor's `lr`: HAA2C takes the lr, HATRPO neither."""
+    ppo, _ = build_config("mappo", "nops", "smacv2", {}, use_tuned=False)
+    a2c, _ = build_config("haa2c", "nops", "smacv2", {}, use_tuned=False)
+    trpo, _ = build_config("hatrpo", "nops", "smacv2", {}, use_tuned=False)
+    assert ppo.algo.ppo_epoch == 4 and a2c.algo.lr == ppo.algo.lr == 0.002 and a2c.algo.a2c_epoch == 5
+    assert trpo.algo.critic_lr == 0.002 and trpo.algo.episode_length == 128 and not hasattr(trpo.algo, "lr")
 
 
 @pytest.mark.parametrize(("env", "block", "arch", "key", "value"), env_yaml_arch_cases())

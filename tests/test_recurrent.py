@@ -279,7 +279,8 @@ def test_chunked_evaluation_reproduces_rollout(algo, arch, tmp_path):
         assert seq.valid is not None  # 10 steps in chunks of 4: padded
         with torch.no_grad():
             for batch in seq.actor_minibatches(2, learner.generator):
-                surrogate, _, ratio, _, _ = learner.ppo_surrogate(batch)
+                _, _, diagnostics = learner.surrogate(batch)
+                ratio = diagnostics["ratio"]
                 torch.testing.assert_close(ratio, torch.ones_like(ratio))
             one = seq.actor_batch(seq.all_chunks(), torch.tensor([1]))
             log_probs = one.flat(learner.evaluate_actions(one)[0])

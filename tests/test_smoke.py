@@ -73,6 +73,7 @@ ENV_PACKAGES = {"vmas": "vmas", "mpe": "mpe2", "smacv2": "jaxmarl"}
 ALGO_TINY = {
     "episode_length": "10",
     "ppo_epoch": "2",
+    "a2c_epoch": "2",
     "critic_epoch": "2",
     "warmup_steps": "20",
     "batch_size": "8",

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import torch
 
-from harl.algos.ppo_base import PPOConfig, PPOLearner, seed_agent_metrics
+from harl.algos.ppo_base import PolicyGradientLearner, PPOConfig, PPOLearner, seed_agent_metrics
 from harl.buffers.rollout import RolloutBuffer
 from harl.registry import AlgoEntry, register_algorithm
 
 
-class HAPPO(PPOLearner):
-    """Heterogeneous-agent PPO (sequential update).
+class SequentialUpdate(PolicyGradientLearner):
+    """The heterogeneous-agent update of a policy-gradient learner (HAPPO, HAA2C): agents one after another in a
+    random order, each on its surrogate weighted by the correction factor.
 
     With a parameter-sharing architecture, every agent's turn updates the shared parameters
     (as HARL's `share_param`); per-agent parameters of other agents never move in agent i's turn.
     """
 
-    def __init__(self, spec, cfg, arch, device):
-        super().__init__(spec, cfg, arch, device, ALGO.actor_kind[spec.action_type])
-        self.last_order: list[int] = []
+    last_order: list[int]
+    """The first seed's agent order in the last update."""
 
     def train(self, buffer: RolloutBuffer) -> list[dict[str, float]]:
         # ALGO LOGIC: advantages, the critic, then agents in a random order with the running factor. A population
@@ -31,20 +31,18 @@ class HAPPO(PPOLearner):
         factor = torch.ones(sequences.length, sequences.n_chunks, self.seeds, device=self.device)
         orders = [torch.randperm(n, generator=generator).tolist() for generator in self.generators]
         self.last_order = orders[0]
-        stats = {
-            k: torch.zeros(self.n_agents, device=self.device)
-            for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac", "grad_norm", "factor")
-        }
+        stats: dict[str, torch.Tensor] = {}  # (N,) each: per virtual agent, averaged over its updates
+        factors = torch.zeros(self.n_agents, device=self.device)  # (N,) each agent's mean correction factor
         grad_norms = []
         for turn in range(n):  # inherently sequential
             # (P,) the virtual agent each seed updates in this turn (also as host ints: no sync in the optimiser)
             turn_agents = [s * n + order[turn] for s, order in enumerate(orders)]
             agents = torch.tensor(turn_agents, device=self.device)
             updates = 0
-            for _ in range(self.cfg.ppo_epoch):
+            for _ in range(self.actor_epochs):
                 minibatches = sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.generators, agents)
                 for k, batch in enumerate(minibatches):
-                    surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(batch)  # (M, P) each
+                    surrogate, entropy, diagnostics = self.surrogate(batch)  # (M, P) each
                     policy_loss = -(batch.take(factor) * surrogate).mean(0)  # (P,): each seed's own
                     loss = (policy_loss - self.cfg.entropy_coef * entropy.mean(0)).sum()
                     self.actor_optimizer.zero_grad()
@@ -53,32 +51,38 @@ class HAPPO(PPOLearner):
                     total_norm, _ = self._clip(self.actor_optimizer)  # (P,)
                     grad_norms.append(total_norm)
                     self.actor_optimizer.step(agents=turn_agents)
-                    for key, value in (
-                        ("policy_loss", policy_loss),
-                        ("entropy", entropy.mean(0)),
-                        ("ratio", ratio.mean(0)),
-                        ("approx_kl", approx_kl.mean(0)),
-                        ("clip_frac", clipped.mean(0)),
-                        ("grad_norm", total_norm),
-                    ):
-                        stats[key][agents] += value.detach()
+                    values = {
+                        "policy_loss": policy_loss,
+                        "entropy": entropy.mean(0),
+                        **{key: value.mean(0) for key, value in diagnostics.items()},
+                        "grad_norm": total_norm,
+                    }
+                    for key, value in values.items():
+                        stats.setdefault(key, torch.zeros(self.n_agents, device=self.device))[agents] += value.detach()
                     updates += 1
-            for key in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac", "grad_norm"):
-                stats[key][agents] /= updates
+            for value in stats.values():
+                value[agents] /= updates
             everything = sequences.actor_batch(sequences.all_chunks(), agents)
-            stats["factor"][agents] = everything.take(factor).mean(0)
+            factors[agents] = everything.take(factor).mean(0)
             with torch.no_grad():
                 new_log_probs, _ = self.evaluate_actions(everything)  # (L, C, P)
                 factor = factor * torch.exp(new_log_probs - sequences.log_probs[:, :, agents])
         actor_norms = self.seed_metrics({"losses/actor/grad_norm": torch.stack(grad_norms).mean(0)})
         for seed_metrics, agents_metrics, actor in zip(
-            metrics, seed_agent_metrics(self.spec.agent_ids, stats), actor_norms, strict=True
+            metrics, seed_agent_metrics(self.spec.agent_ids, {**stats, "factor": factors}), actor_norms, strict=True
         ):
             seed_metrics.update(agents_metrics)
             seed_metrics.update(actor)
         if self.grad_stats is not None:
             metrics[0].update(self.grad_stats.summary())
         return metrics
+
+
+class HAPPO(PPOLearner, SequentialUpdate):
+    """Heterogeneous-agent PPO: PPO's clipped surrogate in the sequential update."""
+
+    def __init__(self, spec, cfg, arch, device):
+        super().__init__(spec, cfg, arch, device, ALGO.actor_kind[spec.action_type])
 
 
 ALGO = register_algorithm(

@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import torch
 
-from harl.algos.ppo_base import PPOConfig, PPOLearner, seed_agent_metrics
+from harl.algos.ppo_base import PolicyGradientLearner, PPOConfig, PPOLearner, seed_agent_metrics
 from harl.buffers.rollout import RolloutBuffer
 from harl.registry import AlgoEntry, register_algorithm
 
 
-class MAPPO(PPOLearner):
-    """Multi-agent PPO. The joint objective is the sum of the agents' clipped surrogates, so each
-    agent's own parameters get exactly its own PPO gradient, and shared parameters the sum."""
-
-    def __init__(self, spec, cfg, arch, device):
-        kind = ALGO.actor_kind[spec.action_type]
-        super().__init__(spec, cfg, arch, device, kind)
+class SimultaneousUpdate(PolicyGradientLearner):
+    """Every agent's policy-gradient step at once (MAPPO, IPPO, MAA2C). The joint objective is the sum of the
+    agents' surrogates, so each agent's own parameters get exactly its own gradient, and shared parameters the
+    sum."""
 
     def train(self, buffer: RolloutBuffer) -> list[dict[str, float]]:
         # ALGO LOGIC: advantages, then the critic, then all actors together (every seed's, in a population).
         sequences = self.prepare(buffer)
         metrics = self.train_critic(buffer, sequences)
-        sums = {
-            k: torch.zeros(self.n_agents, device=self.device)
-            for k in ("policy_loss", "entropy", "ratio", "approx_kl", "clip_frac")
-        }
+        sums: dict[str, torch.Tensor] = {}  # (N,) each, summed over the updates
         grad_norms, own_norms, updates = [], [], 0
-        for _ in range(self.cfg.ppo_epoch):
+        for _ in range(self.actor_epochs):
             for k, batch in enumerate(sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.generators)):
-                surrogate, entropy, ratio, approx_kl, clipped = self.ppo_surrogate(batch)  # (M, N) each
+                surrogate, entropy, diagnostics = self.surrogate(batch)  # (M, N) each
                 per_agent_loss = -surrogate.mean(0)  # (N,)
                 per_agent_entropy = entropy.mean(0)  # (N,)
                 loss = (per_agent_loss - self.cfg.entropy_coef * per_agent_entropy).sum()
@@ -39,14 +33,13 @@ class MAPPO(PPOLearner):
                 grad_norms.append(total_norm)
                 own_norms.append(per_agent_norm)
                 self.actor_optimizer.step()
-                for key, value in (
-                    ("policy_loss", per_agent_loss),
-                    ("entropy", per_agent_entropy),
-                    ("ratio", ratio.mean(0)),
-                    ("approx_kl", approx_kl.mean(0)),
-                    ("clip_frac", clipped.mean(0)),
-                ):
-                    sums[key] += value.detach()
+                values = {
+                    "policy_loss": per_agent_loss,
+                    "entropy": per_agent_entropy,
+                    **{key: value.mean(0) for key, value in diagnostics.items()},
+                }
+                for key, value in values.items():
+                    sums.setdefault(key, torch.zeros_like(value)).add_(value.detach())
                 updates += 1
         per_agent = {key: total / updates for key, total in sums.items()}
         own = torch.stack(own_norms).mean(0)  # (N,): norms of each agent's own parameters
@@ -61,6 +54,13 @@ class MAPPO(PPOLearner):
         if self.grad_stats is not None:
             metrics[0].update(self.grad_stats.summary())
         return metrics
+
+
+class MAPPO(PPOLearner, SimultaneousUpdate):
+    """Multi-agent PPO: PPO's clipped surrogate in the simultaneous update, per-agent centralised critics."""
+
+    def __init__(self, spec, cfg, arch, device):
+        super().__init__(spec, cfg, arch, device, ALGO.actor_kind[spec.action_type])
 
 
 ALGO = register_algorithm(

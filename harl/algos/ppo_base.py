@@ -1,7 +1,8 @@
-"""What MAPPO and HAPPO share: the PPO config, the actor and per-agent critic, the critic update.
+"""What the on-policy learners share: their configs, the actor and per-agent critic, the critic update, and (for
+the learners whose actor an optimiser steps: PPO and A2C) the actor's optimiser and surrogate.
 
-The per-agent actor update (the part where MAPPO and HAPPO differ) lives in `mappo.py` and
-`happo.py`, each readable top to bottom.
+The per-agent actor update (the part where the learners differ) lives in `mappo.py`, `happo.py`, `a2c.py` and
+`hatrpo.py`, each readable top to bottom.
 """
 
 from __future__ import annotations
@@ -30,29 +31,22 @@ VALUE_CHUNK = 16384  # states per critic call when evaluating a whole rollout (b
 
 
 @dataclass
-class PPOConfig:
-    """Hyper-parameters of MAPPO/HAPPO (HARL's names and defaults)."""
+class OnPolicyConfig:
+    """What every on-policy learner's config holds: the rollout, the critic and the advantages (HARL's names and
+    defaults). The actor's own hyper-parameters are the subclasses'."""
 
     episode_length: int = bounded(200, gt=0)
     """Vector steps per rollout (the rollout holds episode_length × n_rollout_threads samples)."""
-    lr: float = bounded(5e-4, gt=0)
-    """Actor learning rate."""
     critic_lr: float = bounded(5e-4, gt=0)
     """Critic learning rate."""
     opti_eps: float = bounded(1e-5, gt=0)
     """Adam epsilon."""
-    ppo_epoch: int = bounded(5, gt=0)
-    """Actor epochs per rollout."""
     critic_epoch: int = bounded(5, gt=0)
     """Critic epochs per rollout."""
-    actor_num_mini_batch: int = bounded(1, gt=0)
-    """Actor minibatches per epoch."""
     critic_num_mini_batch: int = bounded(1, gt=0)
     """Critic minibatches per epoch."""
     clip_param: float = bounded(0.2, gt=0)
-    """PPO ratio clip (also the value clip)."""
-    entropy_coef: float = bounded(0.01, ge=0)
-    """Entropy bonus weight."""
+    """Value clip around the rollout's values (PPO: also the ratio clip)."""
     value_loss_coef: float = bounded(1.0, ge=0)
     """Critic loss weight."""
     use_clipped_value_loss: bool = True
@@ -77,26 +71,47 @@ class PPOConfig:
         check_bounds(self, "algo")
 
 
-class PPOLearner:
+@dataclass
+class PolicyGradientConfig(OnPolicyConfig):
+    """Learners whose actor an optimiser steps on minibatches (PPO, A2C)."""
+
+    lr: float = bounded(5e-4, gt=0)
+    """Actor learning rate."""
+    actor_num_mini_batch: int = bounded(1, gt=0)
+    """Actor minibatches per epoch."""
+    entropy_coef: float = bounded(0.01, ge=0)
+    """Entropy bonus weight."""
+
+
+@dataclass
+class PPOConfig(PolicyGradientConfig):
+    """Hyper-parameters of MAPPO/HAPPO/IPPO (HARL's names and defaults)."""
+
+    ppo_epoch: int = bounded(5, gt=0)
+    """Actor epochs per rollout."""
+
+
+class ActorCriticLearner:
     """Actor (all agents), per-agent critic, their optimisers and the value normaliser: an
     `harl.algos.base.OnPolicyLearner`.
 
     Subclasses implement `train(buffer)`: `prepare` (the critic on the finished rollout, bootstraps, GAE),
-    the critic update and their actor update. Feed-forward and recurrent (`model.recurrent`) learners train
-    alike on `Sequences` of the rollout: chunks of one step each, or of `data_chunk_length` steps evaluated
-    from their stored hidden states (chunked BPTT).
+    the critic update and their actor update, and `make_actor_optimizer` where an optimiser steps the actor.
+    Feed-forward and recurrent (`model.recurrent`) learners train alike on `Sequences` of the rollout: chunks of
+    one step each, or of `data_chunk_length` steps evaluated from their stored hidden states (chunked BPTT).
     """
 
     centralised_critic = True
     """Whether every agent's critic reads the global state (MAPPO, HAPPO) or only its own observation (IPPO)."""
+    cfg: OnPolicyConfig
 
     def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device, actor_kind: str):
         self.spec, self.device = spec, device
-        self.cfg: PPOConfig = cfg.algo
+        self.cfg = cfg.algo
         self.seeds = cfg.run.seeds
         self.layout = SeedLayout(self.seeds, spec.n_agents)
         self.n_agents = spec.n_agents * self.seeds  # every seed's agents, seed-major (virtual agents)
-        self.members: list[PPOLearner] = []  # a population's solo learners, one per seed (`seed_population`)
+        self.members: list[ActorCriticLearner] = []  # a population's solo learners, one per seed (`seed_population`)
         self.action_generators: list[torch.Generator] | None = None  # None: actions from torch's global RNG
         self.actor: OnPolicyActor
         if self.seeds == 1:
@@ -106,14 +121,14 @@ class PPOLearner:
             arch.link_networks(self.actor, self.critic, cfg.arch)
             self.generators = [torch.Generator().manual_seed(cfg.run.seed)]
         else:
-            solo = cast(Callable[..., PPOLearner], type(self))  # a registered subclass: (spec, cfg, arch, device)
+            solo = cast(Callable[..., ActorCriticLearner], type(self))  # registered subclass: (spec, cfg, arch, device)
             self.members, self.action_generators = build_members(
                 lambda member_cfg: solo(spec, member_cfg, arch, device), cfg, device
             )
             self.actor = ON_POLICY_ACTORS[actor_kind].population([m.actor for m in self.members])
             self.critic = AgentValueCritic.population([m.critic for m in self.members])
             self.generators = [m.generator for m in self.members]  # each seed's minibatch and agent-order stream
-        self.actor_optimizer = AgentAdam(self.actor.parameters(), lr=self.cfg.lr, eps=self.cfg.opti_eps)
+        self.actor_optimizer = self.make_actor_optimizer()
         self.critic_optimizer = AgentAdam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=self.cfg.opti_eps)
         self.value_norm = ValueNorm((self.n_agents,)).to(device) if self.cfg.use_valuenorm else None
         if self.members:
@@ -123,6 +138,15 @@ class PPOLearner:
         self.hidden_size = cfg.model.rnn_hidden_size if self.recurrent else 0  # 0: no hidden states
         self.chunk_length = self.cfg.data_chunk_length if self.recurrent else 1
         self.schedule = CollectionSchedule(steps_per_iteration=self.cfg.episode_length)
+
+    def make_actor_optimizer(self) -> AgentAdam | None:
+        """The actor's optimiser; None where no optimiser steps the actor (HATRPO moves it by trust-region steps)."""
+        return None
+
+    def optimizers(self) -> dict[str, AgentAdam]:
+        """The learner's optimisers by their checkpoint names."""
+        named = {"actor_optimizer": self.actor_optimizer, "critic_optimizer": self.critic_optimizer}
+        return {name: optimizer for name, optimizer in named.items() if optimizer is not None}
 
     @property
     def generator(self) -> torch.Generator:
@@ -395,41 +419,21 @@ class PPOLearner:
         totals = (per_agent.pow(2).view(self.seeds, -1).sum(1) + shared.pow(2)).sqrt()  # (P,)
         return totals.detach(), per_agent.detach()
 
-    def record_actor_gradients(self, new_group: bool = False) -> None:
-        """Feed the actor's current gradient to the gradient statistics (when `run.grad_stats` is on)."""
-        if self.grad_stats is not None:
-            if new_group:
-                self.grad_stats.next_group()
-            self.grad_stats.record(self.actor.parameters())
-
-    def ppo_surrogate(self, batch: ActorBatch):
-        """Clipped surrogate terms, entropy and diagnostics of the batch's agents at its real steps: all (M, k)."""
-        log_probs, entropy = (batch.flat(x) for x in self.evaluate_actions(batch))  # (M, k)
-        old_log_probs, advantages = batch.log_probs, batch.advantages
-        ratio = torch.exp(log_probs - old_log_probs)
-        surrogate = torch.minimum(
-            ratio * advantages, ratio.clamp(1 - self.cfg.clip_param, 1 + self.cfg.clip_param) * advantages
-        )
-        with torch.no_grad():
-            approx_kl = (ratio - 1) - (log_probs - old_log_probs)
-            clipped = ((ratio - 1).abs() > self.cfg.clip_param).float()
-        return surrogate, entropy, ratio.detach(), approx_kl, clipped
-
     # ------------------------------------------------------------------ a population's members
 
-    def write_networks(self) -> list[PPOLearner]:
+    def write_networks(self) -> list[ActorCriticLearner]:
         """The population's current networks written into its members (each seed's solo learner), which it
         returns: what acting, evaluation and diagnostics read."""
         write_networks(self.actor, [m.actor for m in self.members])
         write_networks(self.critic, [m.critic for m in self.members])
         return self.members
 
-    def write_members(self) -> list[PPOLearner]:
+    def write_members(self) -> list[ActorCriticLearner]:
         """The population's whole state (networks, optimisers, value normalisers) written into its members, which
         it returns: what a seed's checkpoint holds."""
         members = self.write_networks()
-        write_optimizer(self.actor_optimizer, [m.actor_optimizer for m in members])
-        write_optimizer(self.critic_optimizer, [m.critic_optimizer for m in members])
+        for name, optimizer in self.optimizers().items():
+            write_optimizer(optimizer, [m.optimizers()[name] for m in members])
         if self.value_norm is not None:
             for s, member in enumerate(members):
                 for name, value in self.value_norm.state_dict().items():
@@ -442,14 +446,14 @@ class PPOLearner:
         members = self.members
         read_networks(self.actor, [m.actor for m in members])
         read_networks(self.critic, [m.critic for m in members])
-        read_optimizer(self.actor_optimizer, [m.actor_optimizer for m in members])
-        read_optimizer(self.critic_optimizer, [m.critic_optimizer for m in members])
+        for name, optimizer in self.optimizers().items():
+            read_optimizer(optimizer, [m.optimizers()[name] for m in members])
         if self.value_norm is not None:
             for name, value in self.value_norm.state_dict().items():
                 own = [m.value_norm.get_buffer(name) for m in members]
                 self.value_norm.get_buffer(name).copy_(torch.cat(own) if value.dim() else own[0])
 
-    def seed_learners(self) -> list[PPOLearner]:
+    def seed_learners(self) -> list[ActorCriticLearner]:
         """One solo learner per seed holding that seed's current networks (a solo run: itself)."""
         return self.write_networks() if self.members else [self]
 
@@ -464,8 +468,7 @@ class PPOLearner:
         return {
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
+            **{name: optimizer.state_dict() for name, optimizer in self.optimizers().items()},
             "value_norm": self.value_norm.state_dict() if self.value_norm is not None else None,
             "generator": self.generator.get_state(),
         }
@@ -479,11 +482,65 @@ class PPOLearner:
             return
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        for name, optimizer in self.optimizers().items():
+            optimizer.load_state_dict(state[name])
         if self.value_norm is not None:
             self.value_norm.load_state_dict(state["value_norm"])
         self.generator.set_state(state["generator"])
+
+
+class PolicyGradientLearner(ActorCriticLearner):
+    """A learner whose actor `AgentAdam` steps on minibatches of a surrogate (PPO, A2C). How the agents take their
+    steps (all at once, or one after another) is the update scheme's (`mappo.SimultaneousUpdate`,
+    `happo.SequentialUpdate`); the surrogate and the number of epochs are the family's (`PPOLearner`, A2C's)."""
+
+    cfg: PolicyGradientConfig
+    actor_optimizer: AgentAdam
+
+    def make_actor_optimizer(self) -> AgentAdam:
+        return AgentAdam(self.actor.parameters(), lr=self.cfg.lr, eps=self.cfg.opti_eps)
+
+    @property
+    def actor_epochs(self) -> int:
+        """Actor epochs per rollout."""
+        raise NotImplementedError
+
+    def surrogate(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Surrogate terms to maximise and entropies (M, k) of the batch's agents at its real steps, and
+        diagnostics by their logged names (each (M, k), without gradients)."""
+        raise NotImplementedError
+
+    def record_actor_gradients(self, new_group: bool = False) -> None:
+        """Feed the actor's current gradient to the gradient statistics (when `run.grad_stats` is on)."""
+        if self.grad_stats is not None:
+            if new_group:
+                self.grad_stats.next_group()
+            self.grad_stats.record(self.actor.parameters())
+
+
+class PPOLearner(PolicyGradientLearner):
+    """PPO's clipped surrogate, `ppo_epoch` epochs per rollout."""
+
+    cfg: PPOConfig
+
+    @property
+    def actor_epochs(self) -> int:
+        return self.cfg.ppo_epoch
+
+    def surrogate(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        log_probs, entropy = (batch.flat(x) for x in self.evaluate_actions(batch))  # (M, k)
+        old_log_probs, advantages = batch.log_probs, batch.advantages
+        ratio = torch.exp(log_probs - old_log_probs)
+        surrogate = torch.minimum(
+            ratio * advantages, ratio.clamp(1 - self.cfg.clip_param, 1 + self.cfg.clip_param) * advantages
+        )
+        with torch.no_grad():
+            diagnostics = {
+                "ratio": ratio.detach(),
+                "approx_kl": (ratio - 1) - (log_probs - old_log_probs),
+                "clip_frac": ((ratio - 1).abs() > self.cfg.clip_param).float(),
+            }
+        return surrogate, entropy, diagnostics
 
 
 def seed_agent_metrics(agent_ids, values: dict[str, torch.Tensor]) -> list[dict[str, float]]:

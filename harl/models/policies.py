@@ -113,6 +113,17 @@ class OnPolicyActor(Actor, ABC):
     def _distribution(self, obs: torch.Tensor, avail: torch.Tensor | None) -> PolicyDistribution:
         """Feed-forward: every agent's distribution on obs (B, N, O)."""
 
+    @abstractmethod
+    def _policy_params(
+        self, out: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
+    ) -> torch.Tensor:
+        """What determines the selected agents' distributions, (..., k, D), from network outputs (..., k, A)."""
+
+    @abstractmethod
+    def kl(self, old: torch.Tensor, new: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
+        """KL(old ‖ new) (..., k) between two sets of the selected agents' distributions, each given by the
+        parameters (..., k, D) `evaluate_policy` returns, over each agent's own action dimensions or actions."""
+
     def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> PolicyDistribution:
         """Every agent's action distribution on obs (B, N, O), for metrics (feed-forward actors only)."""
         if self.recurrent:
@@ -142,6 +153,25 @@ class OnPolicyActor(Actor, ABC):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed-forward: log-probs and entropies (B, k) of `actions` (B, k, action_shape) under the current policy."""
         return self._evaluate(self.net(obs, agents), actions, avail, agents)
+
+    def evaluate_policy(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        avail: torch.Tensor | None = None,
+        agents: torch.Tensor | None = None,
+        hidden: torch.Tensor | None = None,
+        resets: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probs and entropies (L, B, k) of `actions` and the parameters (L, B, k, D) of the selected agents'
+        distributions (what `kl` compares) along sequences of obs (L, B, k, O), from one network pass: recurrent
+        from hidden states (B, k, H) with `resets` (see `evaluate_sequence`), or feed-forward step by step."""
+        if self.recurrent:
+            out, _ = self.net(obs, hidden, resets, agents)
+        else:
+            out = self.net(obs.flatten(0, 1), agents).unflatten(0, obs.shape[:2])  # (L, B, k, A)
+        log_probs, entropy = self._evaluate(out, actions, avail, agents)
+        return log_probs, entropy, self._policy_params(out, avail, agents)
 
     def act_step(
         self,
@@ -232,6 +262,20 @@ class GaussianActor(OnPolicyActor):
         entropy = ((0.5 + 0.5 * LOG_2PI + log_std) * mask).sum(-1)
         return self._log_prob(actions, mean, log_std, mask), entropy
 
+    def _policy_params(
+        self, mean: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Means and log-stds side by side, (..., k, 2A)."""
+        return torch.cat([mean, self.log_std(agents).expand_as(mean)], dim=-1)
+
+    def kl(self, old: torch.Tensor, new: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
+        mean_old, log_std_old = old.chunk(2, dim=-1)
+        mean_new, log_std_new = new.chunk(2, dim=-1)
+        var_ratio = torch.exp(2 * (log_std_old - log_std_new))  # σ_old² / σ_new²
+        shift = ((mean_old - mean_new) * torch.exp(-log_std_new)).square()
+        per_dim = 0.5 * (var_ratio + shift - 1) + log_std_new - log_std_old
+        return (per_dim * self._rows(self.act_mask, agents)).sum(-1)
+
     @staticmethod
     def _log_prob(actions, mean, log_std, mask) -> torch.Tensor:
         z = (actions - mean) * torch.exp(-log_std)
@@ -281,6 +325,15 @@ class CategoricalActor(OnPolicyActor):
 
     def _distribution(self, obs: torch.Tensor, avail: torch.Tensor | None) -> CategoricalPolicies:
         return CategoricalPolicies(self._log_probs_all(self.net(obs, None), avail, None).exp())  # (B, N, A)
+
+    def _policy_params(
+        self, logits: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Log-probabilities of every action, (..., k, A) (padded and unavailable ones at the float minimum)."""
+        return self._log_probs_all(logits, avail, agents)
+
+    def kl(self, old: torch.Tensor, new: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
+        return (old.exp() * (old - new)).sum(-1)  # masked actions: probability 0 under both
 
 
 class AgentValueCritic(nn.Module):
