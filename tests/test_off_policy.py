@@ -247,7 +247,7 @@ def test_temperatures_are_per_agent_and_tuned_towards_their_own_action_size(algo
     learner, buffer, _ = toy_learner(algo, toy_spec(act_dims=(3, 1)))
     torch.testing.assert_close(learner.target_entropy, torch.tensor([-3.0, -1.0]))
     start = learner.alpha.clone()
-    metrics = learner.train(buffer, 3)
+    (metrics,) = learner.train(buffer, 3)  # one seed: one dict
     assert not torch.equal(learner.alpha, start)
     assert {"losses/agent_0/alpha", "losses/agent_1/alpha", "losses/critic/alpha"} <= metrics.keys()
     state = learner.state_dict()
@@ -301,7 +301,7 @@ def test_a_frozen_critics_min_q_is_the_autograd_min_in_value_and_action_gradient
     autograd gives them through `forward(...).min(-1)`, each sample's gradient through its minimum head only (rows
     gathered, as on the CPU, or masked, as on other devices); the fast backward is used exactly where its
     activation and layers allow, and an unfrozen critic still gets parameter gradients."""
-    monkeypatch.setattr(off_policy_models, "gathers_rows", lambda device: gather)
+    monkeypatch.setattr(off_policy_models, "gathers_rows", lambda device, seeds: gather)
     torch.manual_seed(0)
     spec = toy_spec(act_dims=(3, 1, 2))
     cfg = default_config("hasac", "nops", "mamujoco")

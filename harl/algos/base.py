@@ -123,8 +123,8 @@ class OffPolicyLearner(Learner, Protocol):
     def random_act(self, n_envs: int, avail: torch.Tensor | None = None) -> ActOutput:
         """Warm-up actions, uniform over every agent's own (available: `avail` (E, N, A)) actions."""
 
-    def train(self, buffer: ReplayBuffer, n_updates: int) -> dict[str, float]:
-        """Run `n_updates` gradient updates from the buffer; returns metrics averaged over them."""
+    def train(self, buffer: ReplayBuffer, n_updates: int) -> list[dict[str, float]]:
+        """Run `n_updates` gradient updates from the buffer; returns metrics averaged over them, one dict per seed."""
 
 
 @runtime_checkable

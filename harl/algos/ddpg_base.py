@@ -19,7 +19,7 @@ from harl.algos.base import ActOutput
 from harl.algos.off_policy_base import OffPolicyConfig, ReplayLearner, polyak_update
 from harl.buffers.replay import ReplayBatch
 from harl.config import ExperimentConfig, bounded
-from harl.models.off_policy import DeterministicActor, GumbelCategoricalActor
+from harl.models.off_policy import DeterministicActor, GumbelCategoricalActor, OffPolicyActor
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 
@@ -60,7 +60,7 @@ class DeterministicLearner(ReplayLearner):
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.first_head = torch.zeros(1, dtype=torch.long, device=device)
 
-    def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> nn.Module:
+    def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> OffPolicyActor:
         if spec.discrete:  # Gumbel-softmax policies (the original MADDPG's treatment of discrete actions)
             return GumbelCategoricalActor(spec, arch, cfg.model, cfg.arch)
         return DeterministicActor(spec, arch, cfg.model, cfg.arch)
@@ -77,22 +77,26 @@ class DeterministicLearner(ReplayLearner):
     ) -> ActOutput:
         """Env-ready actions (E, N, A) and stored normalised actions (E, N, A), with exploration noise unless
         `deterministic`."""
-        if self.spec.discrete:  # Gumbel-softmax policies explore by sampling, evaluate by their modes
+        layout = self.layout  # a population's envs (P·E, n, ...) as its networks' virtual agents (E, P·n, ...)
+        obs, avail = layout.to_agents(obs), None if avail is None else layout.to_agents(avail)
+        if isinstance(self.actor, GumbelCategoricalActor):  # explores by sampling, evaluates by its modes
             actions = self.actor.act(obs, deterministic, avail)[0]
         else:
             actions = self.actor.act(obs, 0.0 if deterministic else self.cfg.expl_noise)
-        return ActOutput(self.actor.env_actions(actions), self.actor.stored_actions(actions))
+        return ActOutput(
+            layout.to_envs(self.actor.env_actions(actions)), layout.to_envs(self.actor.stored_actions(actions))
+        )
 
     def train_critic(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
         """Q regression on the target actors' next actions (smoothed, and min over twins, for TD3)."""
         with torch.no_grad():
             next_actions = self.target_actor(batch.next_obs, avail=batch.next_avail)  # (B, N, A)
             if self.td3 and not self.spec.discrete:  # smoothing noise on one-hot samples would not be an action
-                noise = (torch.randn_like(next_actions) * self.cfg.policy_noise).clamp(
+                noise = (self.actor.noise.randn_like(next_actions) * self.cfg.policy_noise).clamp(
                     -self.cfg.noise_clip, self.cfg.noise_clip
                 )
                 next_actions = (next_actions + noise).clamp(-1.0, 1.0) * self.actor.act_mask
-            next_value = self.target_critic(batch.next_state, next_actions).min(-1).values  # (B,)
+            next_value = self.target_critic(batch.next_state, next_actions).min(-1).values  # (B,) or (B, P)
         return self.fit_critic(batch, next_value)
 
     def actor_due(self) -> bool:
@@ -102,7 +106,8 @@ class DeterministicLearner(ReplayLearner):
     def actor_q(
         self, state: torch.Tensor, actions: torch.Tensor, state_embedding: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Q (B,) of the first head for joint normalised actions (B, N, A): what the actors maximise.
+        """Q (B,) (a population's (B, P)) of the first head for joint normalised actions (B, N, A): what the actors
+        maximise.
         `state_embedding`: the first head's precomputed `critic.embed_state`, to reuse."""
         return self.critic.min_q(state, actions, self.first_head, state_embedding)
 
@@ -113,9 +118,12 @@ class DeterministicLearner(ReplayLearner):
             polyak_update(self.actor, self.target_actor, self.cfg.polyak)
         self.updates += 1
 
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "target_actor": self.target_actor.state_dict()}
+    def paired_networks(self) -> dict[str, nn.Module]:
+        return {**super().paired_networks(), "target_actor": self.target_actor}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def solo_state_dict(self) -> dict:
+        return {**super().solo_state_dict(), "target_actor": self.target_actor.state_dict()}
+
+    def load_solo_state_dict(self, state: dict) -> None:
+        super().load_solo_state_dict(state)
         self.target_actor.load_state_dict(state["target_actor"])

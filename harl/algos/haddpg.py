@@ -21,7 +21,7 @@ class HADDPG(DeterministicLearner):
     """
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
-        batch = buffer.sample(self.cfg.batch_size, self.generator)
+        batch = self.sample(buffer)
         metrics = self.train_critic(batch)
         actors_updated = self.actor_due()
         if actors_updated:
@@ -35,12 +35,12 @@ class HADDPG(DeterministicLearner):
             actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
             groups = self.agent_groups(sequential=True)
             with frozen(self.critic):
-                for position, agents in enumerate(groups):  # inherently sequential: one agent per group
-                    obs, avail = batch.obs[:, agents], batch.avail_of(agents)  # (B, 1, O), (B, 1, A) or None
+                for position, (group, agents) in enumerate(groups):  # inherently sequential: one agent (per seed)
+                    obs, avail = batch.obs[:, agents], batch.avail_of(agents)  # (B, P, O), (B, P, A) or None
                     joint = actions.index_copy(1, agents, self.actor(obs, agents, avail, recorded))  # (B, N, A)
-                    loss = -self.actor_q(batch.state, joint, state_embedding).mean()
-                    self.step_actor(loss, agents)
-                    actor_loss[agents] = loss.detach()
+                    q_mean = self.actor_q(batch.state, joint, state_embedding).mean(0).reshape(-1)  # (P,): each seed's
+                    self.step_actor(-q_mean.sum(), group)
+                    actor_loss[agents] = -q_mean.detach()
                     if position < len(groups) - 1:  # the last agent's new action is never used
                         with torch.no_grad():
                             actions[:, agents] = self.actor(obs, agents, avail)
@@ -66,6 +66,7 @@ register_algorithm(
         discrete=True,
         continuous=True,
         actor_kind={"continuous": "deterministic", "discrete": "gumbel_categorical"},
+        batched_seeds=True,
         description="heterogeneous-agent DDPG: sequential deterministic policy steps in a random order",
     )
 )
@@ -79,6 +80,7 @@ register_algorithm(
         discrete=True,
         continuous=True,
         actor_kind={"continuous": "deterministic", "discrete": "gumbel_categorical"},
+        batched_seeds=True,
         description="heterogeneous-agent TD3: sequential update, twin critic, target smoothing, delayed actor updates",
     )
 )

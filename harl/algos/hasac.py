@@ -31,7 +31,7 @@ class HASAC(SACLearner):
     """
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
-        batch = buffer.sample(self.cfg.batch_size, self.generator)
+        batch = self.sample(buffer)
         metrics = self.train_critic(batch)
         # ALGO LOGIC: start from the current joint policy's actions; agent by agent in a random order,
         # take a soft policy step against the joint action, then re-sample that agent's action from
@@ -39,23 +39,23 @@ class HASAC(SACLearner):
         with torch.no_grad():
             recorded = self.record_actors(batch.obs)  # None with shared parameters
             actions, _ = self.actor.sample(batch.obs, avail=batch.avail, recorded=recorded)  # (B, N, A)
-            state_embedding = self.critic.embed_state(batch.state)  # (2, B, H1), shared by every agent's step
+            state_embedding = self.critic.embed_state(batch.state)  # (P·2, B, H1), shared by every agent's step
         log_probs = torch.zeros(batch.obs.shape[0], self.n_agents, device=self.device)  # (B, N)
         actor_loss = torch.zeros(self.n_agents, device=self.device)  # (N,)
         groups = self.agent_groups(sequential=True)
         with frozen(self.critic):
-            for position, agents in enumerate(groups):  # inherently sequential: one agent per group
-                obs, avail = batch.obs[:, agents], batch.avail_of(agents)  # (B, 1, O), (B, 1, A) or None
+            for position, (group, agents) in enumerate(groups):  # inherently sequential: one agent (per seed) each
+                obs, avail = batch.obs[:, agents], batch.avail_of(agents)  # (B, P, O), (B, P, A) or None
                 if self.exact_discrete:  # the expectation over the agent's own actions, others fixed
                     loss, actor_loss[agents], own_log_probs = self.exact_actor_loss(
                         batch, actions, agents, state_embedding, recorded
                     )
                 else:
-                    own, own_log_probs = self.actor.sample(obs, agents, avail=avail, recorded=recorded)  # (B, 1, ·)
+                    own, own_log_probs = self.actor.sample(obs, agents, avail=avail, recorded=recorded)  # (B, P, ·)
                     joint = actions.index_copy(1, agents, own)  # (B, N, A)
-                    q = self.critic.min_q(batch.state, joint, state_embedding=state_embedding)  # (B,)
+                    q = self.critic.min_q(batch.state, joint, state_embedding=state_embedding)  # (B,) or (B, P)
                     loss, actor_loss[agents] = self.actor_loss(own_log_probs, q, agents)
-                self.step_actor(loss, agents)
+                self.step_actor(loss, group)
                 log_probs[:, agents] = own_log_probs.detach()
                 if position < len(groups) - 1:  # the last agent's new action is never used
                     with torch.no_grad():
@@ -76,6 +76,7 @@ ALGO = register_algorithm(
         discrete=True,
         continuous=True,
         actor_kind={"continuous": "squashed_gaussian", "discrete": "gumbel_categorical"},
+        batched_seeds=True,
         description="heterogeneous-agent SAC: sequential soft policy steps in a random order, joint soft twin-Q critic",
     )
 )

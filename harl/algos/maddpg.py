@@ -15,7 +15,7 @@ class MADDPG(DeterministicLearner):
     """Multi-agent DDPG: one Q network, actors maximise Q(s, μ_1(o_1), ..., μ_N(o_N)) together."""
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
-        batch = buffer.sample(self.cfg.batch_size, self.generator)
+        batch = self.sample(buffer)
         metrics = self.train_critic(batch)
         actors_updated = self.actor_due()
         if actors_updated:
@@ -23,9 +23,9 @@ class MADDPG(DeterministicLearner):
             self.agent_groups(sequential=False)
             with frozen(self.critic):
                 actions = self.actor(batch.obs, avail=batch.avail)  # (B, N, A)
-                loss = -self.actor_q(batch.state, actions).mean()
-                self.step_actor(loss, None)
-            metrics["actor_loss"] = loss.detach().expand(self.n_agents)
+                q_mean = self.actor_q(batch.state, actions).mean(0).reshape(-1)  # (P,): each seed's
+                self.step_actor(-q_mean.sum(), None)
+            metrics["actor_loss"] = -q_mean.detach().repeat_interleave(self.spec.n_agents)
         self.finish_update(actors_updated)
         return metrics
 
@@ -47,6 +47,7 @@ register_algorithm(
         discrete=True,
         continuous=True,
         actor_kind={"continuous": "deterministic", "discrete": "gumbel_categorical"},
+        batched_seeds=True,
         description="multi-agent DDPG: simultaneous deterministic policy step, centralised Q critic",
     )
 )
@@ -60,6 +61,7 @@ register_algorithm(
         discrete=True,
         continuous=True,
         actor_kind={"continuous": "deterministic", "discrete": "gumbel_categorical"},
+        batched_seeds=True,
         description="multi-agent TD3: simultaneous update, twin critic, target smoothing, delayed actor updates",
     )
 )

@@ -16,16 +16,16 @@ class MASAC(SACLearner):
     parameters exactly its own soft policy gradient, and shared parameters the sum."""
 
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
-        batch = buffer.sample(self.cfg.batch_size, self.generator)
+        batch = self.sample(buffer)
         metrics = self.train_critic(batch)
         # ALGO LOGIC: all agents sample together and take one joint soft policy step.
-        (agents,) = self.agent_groups(sequential=False)
+        ((_, agents),) = self.agent_groups(sequential=False)
         with frozen(self.critic):
             actions, log_probs = self.actor.act(batch.obs, avail=batch.avail)  # (B, N, A), (B, N)
             if self.exact_discrete:  # every agent's expectation over its own actions, the others' sampled
                 loss, actor_loss, log_probs = self.exact_actor_loss(batch, actions, agents)
             else:
-                q = self.critic.min_q(batch.state, actions)  # (B,)
+                q = self.critic.min_q(batch.state, actions)  # (B,) or (B, P)
                 loss, actor_loss = self.actor_loss(log_probs, q, agents)
             self.step_actor(loss, None)
         metrics.update(self.update_temperatures(log_probs))
@@ -44,6 +44,7 @@ ALGO = register_algorithm(
         discrete=True,
         continuous=True,
         actor_kind={"continuous": "squashed_gaussian", "discrete": "gumbel_categorical"},
+        batched_seeds=True,
         description="multi-agent SAC: simultaneous soft policy step of all agents, joint soft twin-Q critic",
     )
 )

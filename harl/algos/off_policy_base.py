@@ -4,30 +4,41 @@ target copy, the critic regression, polyak averaging, metric aggregation and che
 The two families build on it: `sac_base.py` (HASAC, MASAC) and `ddpg_base.py` (MADDPG, MATD3,
 HADDPG, HATD3). Each learner's own update (in particular its actor update: sequential or
 simultaneous) lives in its own file.
+
+A learner of P seeds (`--seeds P`, see `harl.algos.seed_population`) is one learner over P·n virtual agents:
+actors and the critic stacked from P solo members, one replay buffer of every seed's envs (each seed samples its
+own with its own generator), per-seed temperatures, targets and noise streams. Its sampled batches are laid out
+as its networks read them (`ReplayBatch.for_networks`): states (B, P, S), Q values and targets (B, P); each
+seed's loss is its own batch mean, and the losses are summed over seeds, so no seed's gradient reaches another.
+Metrics come out one dict per seed.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from harl.algos.base import ActOutput, CollectionSchedule, network_diagnostics
+from harl.algos.seed_population import build_members, read_networks, read_optimizer, write_networks, write_optimizer
 from harl.buffers.replay import ReplayBatch, ReplayBuffer
 from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.errors import ConfigError
 from harl.metrics.gradients import GradientStats
 from harl.models.agent_mlp import AgentMLP, ForwardRecord
-from harl.models.off_policy import JointQCritic
+from harl.models.off_policy import JointQCritic, OffPolicyActor
+from harl.models.population import SeedLayout
 from harl.optim import AgentAdam
-from harl.registry import ArchEntry, get_algorithm
+from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 
 
@@ -45,7 +56,8 @@ class OffPolicyConfig:
     batch_size: int = bounded(1000, gt=0)
     """Transitions per gradient update."""
     buffer_size: int = bounded(1_000_000, gt=0)
-    """Replay capacity in transitions (vector steps × n_rollout_threads)."""
+    """Replay capacity in transitions (vector steps × n_rollout_threads), of each seed; a run of fewer env steps
+    allocates only what it can fill (its num_env_steps, in whole vector steps)."""
     n_step: int = bounded(20, gt=0)
     """Rewards summed into a target before bootstrapping (stops at episode ends)."""
     gamma: float = bounded(0.99, ge=0, le=1)
@@ -103,16 +115,32 @@ class ReplayLearner(ABC):
 
     def __init__(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry, device: torch.device) -> None:
         self.spec, self.device, self.cfg = spec, device, cfg.algo
-        self.n_agents = spec.n_agents
-        self.actor = self.build_actor(spec, cfg, arch).to(device)
-        self.critic = JointQCritic(spec, self.n_q, cfg.model).to(device)
+        self.seeds = cfg.run.seeds
+        self.layout = SeedLayout(self.seeds, spec.n_agents)
+        self.n_agents = spec.n_agents * self.seeds  # every seed's agents, seed-major (virtual agents)
+        self.run_steps = cfg.run.num_env_steps  # each seed's: the most transitions its replay buffer can receive
+        self.members: list[ReplayLearner] = []  # a population's solo learners, one per seed (`seed_population`)
+        self.action_generators: list[torch.Generator] = []  # a population's noise streams, one per seed
+        self.actor: OffPolicyActor
+        if self.seeds == 1:
+            self.actor = self.build_actor(spec, cfg, arch).to(device)
+            self.critic = JointQCritic(spec, self.n_q, cfg.model).to(device)
+            self.generators = [torch.Generator().manual_seed(cfg.run.seed)]
+        else:
+            solo = cast(Callable[..., ReplayLearner], type(self))  # a registered subclass: (spec, cfg, arch, device)
+            self.members, self.action_generators = build_members(
+                lambda member_cfg: solo(spec, member_cfg, arch, device), cfg, device
+            )
+            self.actor = type(self.members[0].actor).population([m.actor for m in self.members], self.action_generators)
+            self.critic = JointQCritic.population([m.critic for m in self.members])
+            self.generators = [m.generator for m in self.members]  # each seed's sampling and agent-order stream
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = AgentAdam(self.actor.parameters(), lr=self.cfg.lr)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)
-        self.generator = torch.Generator().manual_seed(cfg.run.seed)
         self.updates = 0
         self.grad_stats = GradientStats() if cfg.run.grad_stats else None
-        # The last actor update's agent groups in order: [[i], [j], ...] sequential, [[0, ..., N-1]] simultaneous.
+        # The last actor update's agent groups in order: [[i], [j], ...] sequential, [[0, ..., N-1]] simultaneous
+        # (a population's: one agent of every seed per group).
         self.last_order: list[list[int]] = []
         self.schedule = CollectionSchedule(
             steps_per_iteration=self.cfg.train_interval,
@@ -124,19 +152,22 @@ class ReplayLearner(ABC):
         # No agent's step moves another agent's weights: a sequential update may replay each agent's pass of the
         # update's starting forward in its turn rather than recompute it (`record_actors`).
         self.replays_start_pass = not arch.shares_parameters and isinstance(net, AgentMLP) and net.replayable
-        if get_algorithm(cfg.algo_name).sequential and arch.shares_parameters:
-            print(
-                f"note: --arch {arch.name} shares actor parameters between agents, so in this sequential update "
-                "every agent's step updates the shared parameters (as HARL's share_param)"
-            )
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The first seed's sampling and agent-order stream (a solo run's only one)."""
+        return self.generators[0]
 
     @abstractmethod
-    def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> nn.Module:
+    def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> OffPolicyActor:
         """The module serving every agent's policy (built through `arch`)."""
 
     def make_buffer(self, n_envs: int) -> ReplayBuffer:
-        """A replay buffer of `buffer_size` transitions from `n_envs` envs, with n-step targets."""
-        return ReplayBuffer(self.spec, self.cfg.buffer_size, n_envs, self.cfg.n_step, self.cfg.gamma, self.device)
+        """A replay buffer for `n_envs` envs (every seed's), with n-step targets, of `buffer_size` transitions per
+        seed, or of as many as the run can fill when that is fewer (`num_env_steps`, in whole vector steps)."""
+        seed_envs = n_envs // self.seeds
+        size = min(self.cfg.buffer_size, math.ceil(self.run_steps / seed_envs) * seed_envs)
+        return ReplayBuffer(self.spec, size, n_envs, self.cfg.n_step, self.cfg.gamma, self.device, self.seeds)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic}
@@ -153,8 +184,11 @@ class ReplayLearner(ABC):
     @torch.no_grad()
     def random_act(self, n_envs: int, avail: torch.Tensor | None = None) -> ActOutput:
         """Warm-up actions, uniform over each agent's own (available) actions: env actions and stored ones."""
-        actions = self.actor.random_actions(n_envs, avail)
-        return ActOutput(self.actor.env_actions(actions), self.actor.stored_actions(actions))
+        layout = self.layout  # a population's envs (P·E, n, ...) as its networks' virtual agents (E, P·n, ...)
+        actions = self.actor.random_actions(n_envs // self.seeds, None if avail is None else layout.to_agents(avail))
+        return ActOutput(
+            layout.to_envs(self.actor.env_actions(actions)), layout.to_envs(self.actor.stored_actions(actions))
+        )
 
     # ------------------------------------------------------------------ learning
 
@@ -162,11 +196,17 @@ class ReplayLearner(ABC):
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
         """One gradient update (sample, critic, actors, temperatures, targets); returns detached metrics."""
 
-    def train(self, buffer: ReplayBuffer, n_updates: int) -> dict[str, float]:
-        """Run `n_updates` gradient updates; returns each metric averaged over the updates that produced it.
+    def sample(self, buffer: ReplayBuffer) -> ReplayBatch:
+        """A batch of `batch_size` transitions of every seed, each drawn from its own envs with its own generator,
+        laid out as the networks read it."""
+        return buffer.sample(self.cfg.batch_size, self.generators).for_networks(self.layout)
 
-        `update` returns scalars under full metric names and per-agent (N,) tensors under a leaf name,
-        which becomes `losses/<agent_id>/<name>`.
+    def train(self, buffer: ReplayBuffer, n_updates: int) -> list[dict[str, float]]:
+        """Run `n_updates` gradient updates; returns each metric averaged over the updates that produced it, one
+        dict per seed.
+
+        `update` returns each seed's scalars (`seed_mean`: () or (P,)) under full metric names, and per-agent
+        (N,) tensors (P·n: seed-major) under a leaf name, which becomes `losses/<agent_id>/<name>`.
         """
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = defaultdict(int)
@@ -174,21 +214,35 @@ class ReplayLearner(ABC):
             for key, value in self.update(buffer).items():
                 sums[key] = sums[key] + value if key in sums else value
                 counts[key] += 1
-        metrics: dict[str, float] = {"charts/updates": float(self.updates)}
-        if sums:  # every mean read from the device in one copy
-            means = [(total / counts[key]).reshape(-1).double() for key, total in sums.items()]
-            values = torch.cat(means).tolist()
-            for key, mean in zip(sums, means, strict=True):
-                own, values = values[: mean.numel()], values[mean.numel() :]
-                if sums[key].dim() == 1:
-                    metrics.update(
-                        {f"losses/{agent}/{key}": v for agent, v in zip(self.spec.agent_ids, own, strict=True)}
-                    )
-                else:
-                    metrics[key] = own[0]
+        rows: list[dict[str, float]] = [{"charts/updates": float(self.updates)} for _ in range(self.seeds)]
+        if sums:  # every mean read from the device in one copy, (P, values) by seed
+            means = [(total / counts[key]).reshape(self.seeds, -1).double() for key, total in sums.items()]
+            values = torch.cat(means, dim=1).tolist()
+            for row, own in zip(rows, values, strict=True):
+                for key, mean in zip(sums, means, strict=True):
+                    part, own = own[: mean.shape[1]], own[mean.shape[1] :]
+                    if "/" in key:
+                        row[key] = part[0]
+                    else:
+                        row.update(
+                            {f"losses/{agent}/{key}": v for agent, v in zip(self.spec.agent_ids, part, strict=True)}
+                        )
         if self.grad_stats is not None:
-            metrics.update(self.grad_stats.summary())
-        return metrics
+            rows[0].update(self.grad_stats.summary())
+        return rows
+
+    def seed_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Each seed's mean of x (B, ...) (a population's: (B, P, ...)): () for one seed, (P,) for a population."""
+        return x.mean() if self.seeds == 1 else x.transpose(0, 1).flatten(1).mean(1)
+
+    def seed_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Each seed's sum of per-agent values x (..., P·n): (...) for one seed, (..., P) for a population."""
+        per_seed = x.unflatten(-1, (self.seeds, -1)).sum(-1)
+        return per_seed.squeeze(-1) if self.seeds == 1 else per_seed
+
+    def agents_seeds(self, agents: torch.Tensor) -> torch.Tensor:
+        """The seed (index) of each virtual agent in `agents` (k,)."""
+        return torch.div(agents, self.spec.n_agents, rounding_mode="floor")
 
     def record_actors(self, obs: torch.Tensor) -> ForwardRecord | None:
         """The actor network's forward on every agent's obs (B, N, O), recorded (no gradients) for the agents'
@@ -197,9 +251,9 @@ class ReplayLearner(ABC):
         net = self.actor.net
         return net.record(obs) if self.replays_start_pass and isinstance(net, AgentMLP) else None
 
-    def step_actor(self, loss: torch.Tensor, agents: torch.Tensor | None) -> None:
-        """Backpropagate an actor loss and step the selected agents (all when None), recording gradient
-        statistics when `run.grad_stats` is on."""
+    def step_actor(self, loss: torch.Tensor, agents: list[int] | None) -> None:
+        """Backpropagate an actor loss and step the selected agents (host indices; all when None), recording
+        gradient statistics when `run.grad_stats` is on."""
         self.actor_optimizer.zero_grad()
         loss.backward()
         if self.grad_stats is not None:
@@ -207,42 +261,98 @@ class ReplayLearner(ABC):
         self.actor_optimizer.step(agents=agents)
 
     def fit_critic(self, batch: ReplayBatch, next_value: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One critic step towards target = team n-step reward + discount · next_value (B,)."""
-        target = batch.reward.mean(-1) + batch.discount * next_value  # (B,): team reward (equal per agent if shared)
-        q = self.critic(batch.state, self.actor.critic_actions(batch.actions))  # (B, n_q)
-        error = q - target.unsqueeze(1)
+        """One critic step towards target = team n-step reward + discount · next_value (B,) (a population's
+        (B, P): each seed's team)."""
+        team_reward = batch.reward.unflatten(-1, (self.seeds, -1)).mean(-1)  # (B, P): equal per agent if shared
+        target = (team_reward.squeeze(-1) if self.seeds == 1 else team_reward) + batch.discount * next_value
+        q = self.critic(batch.state, self.actor.critic_actions(batch.actions))  # (B, n_q) or (B, P, n_q)
+        error = q - target.unsqueeze(-1)
         if self.cfg.use_huber_loss:
             loss = F.huber_loss(error, torch.zeros_like(error), delta=self.cfg.huber_delta, reduction="none")
         else:
             loss = 0.5 * error.pow(2)
-        loss = loss.mean(0).sum()  # sum over the Q heads
+        per_seed = loss.mean(0).sum(-1)  # () or (P,): each seed's batch mean, summed over its Q heads
         self.critic_optimizer.zero_grad()
-        loss.backward()
+        per_seed.sum().backward()
         self.critic_optimizer.step()
         return {
-            "losses/critic/loss": loss.detach(),
-            "values/q_mean": q.detach().mean(),
-            "values/target_mean": target.mean(),
-            "values/n_step_mean": batch.steps.float().mean(),
+            "losses/critic/loss": per_seed.detach(),
+            "values/q_mean": self.seed_mean(q.detach()),
+            "values/target_mean": self.seed_mean(target),
+            "values/n_step_mean": self.seed_mean(batch.steps.float()),
         }
 
-    def agent_groups(self, sequential: bool) -> list[torch.Tensor]:
-        """The actor update's agent groups: one agent each in a fresh random order, or all agents at once."""
+    def agent_groups(self, sequential: bool) -> list[tuple[list[int], torch.Tensor]]:
+        """The actor update's agent groups, as host indices and a device tensor: one agent each in a fresh random
+        order (a population's: one agent of every seed, each seed's order its own), or all agents at once."""
+        n = self.spec.n_agents
         if sequential:
-            order = torch.randperm(self.n_agents, generator=self.generator).tolist()
-            groups = [[agent] for agent in order]
+            orders = [torch.randperm(n, generator=g).tolist() for g in self.generators]
+            groups = [[s * n + order[turn] for s, order in enumerate(orders)] for turn in range(n)]
         else:
             groups = [list(range(self.n_agents))]
         self.last_order = groups
-        return [torch.tensor(group, device=self.device) for group in groups]
+        return [(group, torch.tensor(group, device=self.device)) for group in groups]
+
+    # ------------------------------------------------------------------ a population's members
+
+    def paired_networks(self) -> dict[str, nn.Module]:
+        """Every network a population stacks from its members', by attribute name (targets included)."""
+        return {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser, by attribute name."""
+        return {"actor_optimizer": self.actor_optimizer, "critic_optimizer": self.critic_optimizer}
+
+    def write_networks(self) -> list[ReplayLearner]:
+        """The population's current networks written into its members (each seed's solo learner), which it
+        returns: what evaluation, diagnostics and diversity read."""
+        for name, network in self.paired_networks().items():
+            write_networks(network, [getattr(m, name) for m in self.members])
+        return self.members
+
+    def write_members(self) -> list[ReplayLearner]:
+        """The population's whole state written into its members, which it returns: what a seed's checkpoint holds."""
+        members = self.write_networks()
+        for name, optimizer in self.optimizers().items():
+            write_optimizer(optimizer, [getattr(m, name) for m in members])
+        for member in members:
+            member.updates = self.updates
+        return members
+
+    def read_members(self) -> None:
+        """The population's state stacked from its members' (after they load checkpoints)."""
+        for name, network in self.paired_networks().items():
+            read_networks(network, [getattr(m, name) for m in self.members])
+        for name, optimizer in self.optimizers().items():
+            read_optimizer(optimizer, [getattr(m, name) for m in self.members])
+        self.updates = self.members[0].updates
 
     # ------------------------------------------------------------------ state
 
     def seed_learners(self) -> list[ReplayLearner]:
-        """Off-policy learners train one seed: themselves."""
-        return [self]
+        """One solo learner per seed holding that seed's current networks (a solo run: itself)."""
+        return self.write_networks() if self.members else [self]
 
     def state_dict(self) -> dict:
+        if self.members:
+            states = [m.state_dict() for m in self.write_members()]
+            for state, generator in zip(states, self.action_generators, strict=True):
+                state["action_generator"] = generator.get_state()
+            return {"seeds": states}
+        return self.solo_state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.members:
+            for member, own, generator in zip(self.members, state["seeds"], self.action_generators, strict=True):
+                member.load_state_dict(own)
+                generator.set_state(own["action_generator"])
+            self.read_members()
+        else:
+            self.load_solo_state_dict(state)
+
+    def solo_state_dict(self) -> dict:
+        """A learner of one seed's state (subclasses add theirs)."""
         return {
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
@@ -253,7 +363,8 @@ class ReplayLearner(ABC):
             "updates": self.updates,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_solo_state_dict(self, state: dict) -> None:
+        """Restore `solo_state_dict()`'s output."""
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.target_critic.load_state_dict(state["target_critic"])

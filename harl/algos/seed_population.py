@@ -20,7 +20,6 @@ import torch
 from harl.config import ExperimentConfig
 from harl.models.agent_mlp import is_per_agent
 from harl.models.population import member_view, stack_members
-from harl.optim import AgentAdam
 
 LearnerT = TypeVar("LearnerT")
 
@@ -64,7 +63,7 @@ def _rows(value: torch.Tensor, param: torch.Tensor, seeds: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def write_optimizer(population: AgentAdam, members: Sequence[AgentAdam]) -> None:
+def write_optimizer(population: torch.optim.Optimizer, members: Sequence[torch.optim.Optimizer]) -> None:
     """Each member optimiser's state: its seed's rows of the population's."""
     seeds = len(members)
     params = [p for group in population.param_groups for p in group["params"]]
@@ -81,7 +80,7 @@ def write_optimizer(population: AgentAdam, members: Sequence[AgentAdam]) -> None
 
 
 @torch.no_grad()
-def read_optimizer(population: AgentAdam, members: Sequence[AgentAdam]) -> None:
+def read_optimizer(population: torch.optim.Optimizer, members: Sequence[torch.optim.Optimizer]) -> None:
     """The population optimiser's state stacked from its members' (through `load_state_dict`, so step counts
     that differ between agents are noticed)."""
     params = [p for group in population.param_groups for p in group["params"]]
@@ -94,7 +93,7 @@ def read_optimizer(population: AgentAdam, members: Sequence[AgentAdam]) -> None:
         stacked = {}
         for key in own[0]:
             values = [o[key] for o in own]
-            if values[0].dim() == 0:  # a shared step count: every seed steps together
+            if key == "step" and values[0].dim() == 0:  # a shared step count: every seed steps together
                 stacked[key] = values[0].clone()
             else:
                 rows = stack_members(values)

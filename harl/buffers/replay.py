@@ -22,16 +22,23 @@ number of steps taken and j = t + L - 1 the last one:
 
 so a time-limit truncation bootstraps from the final observation of its episode, a termination
 does not bootstrap, and no target ever crosses into another episode.
+
+A population of P seeds (`--seeds P`) keeps every seed's envs side by side, seed-major (P·E envs): seed s
+samples only from its own E envs, with its own generator, exactly as its solo run's buffer of E envs samples;
+`ReplayBatch.for_networks` lays a sampled population batch out as the population's networks read it, and
+each seed's checkpoint holds its own envs' part (`state_dict(seed)`), laid out as a solo run's.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 
 import torch
 
 from harl.errors import CheckpointError
+from harl.models.population import SeedLayout
 from harl.spec import EnvSpec
 
 
@@ -65,25 +72,54 @@ class ReplayBatch:
         """The selected agents' available actions (B, k, A) at the sampled step, or None."""
         return None if self.avail is None else self.avail[:, agents]
 
+    def for_networks(self, layout: SeedLayout) -> ReplayBatch:
+        """A population's batch of P·B rows (seed-major: B per seed) as its networks read it: per-agent fields
+        (B, P·n, ...), states (B, P, S), per-transition fields (B, P). A batch of one seed is returned as it is."""
+        if layout.seeds == 1:
+            return self
+        per_agent = {"obs", "actions", "reward", "next_obs", "avail", "next_avail"}
+        per_seed = {"state", "next_state"}
+        laid_out = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is None:
+                continue
+            if field.name in per_agent:
+                laid_out[field.name] = layout.to_agents(value)
+            elif field.name in per_seed:
+                laid_out[field.name] = layout.states_to_seeds(value)
+            else:  # (P·B,) -> (B, P)
+                laid_out[field.name] = value.unflatten(0, (layout.seeds, -1)).t()
+        return replace(self, **laid_out)
+
 
 class ReplayBuffer:
     """Ring buffer of vector steps with O(batch) uniform sampling and n-step targets.
 
     Args:
         spec: the environment's spec (sizes).
-        buffer_size: capacity in transitions (vector steps × envs), rounded up to whole vector steps.
-        n_envs: environments written per vector step.
+        buffer_size: capacity in transitions (vector steps × envs) of each seed, rounded up to whole vector steps.
+        n_envs: environments written per vector step (every seed's).
         n_step: maximum number of rewards summed into a target.
         gamma: discount factor.
         device: where the storage lives (the training device).
+        seeds: the seeds whose envs lie side by side, seed-major (n_envs / seeds each).
     """
 
     FIELDS = ("obs", "state", "actions", "rewards", "terminated", "truncated", "next_obs", "next_state")
 
     def __init__(
-        self, spec: EnvSpec, buffer_size: int, n_envs: int, n_step: int, gamma: float, device: torch.device
+        self,
+        spec: EnvSpec,
+        buffer_size: int,
+        n_envs: int,
+        n_step: int,
+        gamma: float,
+        device: torch.device,
+        seeds: int = 1,
     ) -> None:
-        t, e, n = max(1, math.ceil(buffer_size / n_envs)), n_envs, spec.n_agents
+        self.seeds, self.seed_envs = seeds, n_envs // seeds  # each seed's envs
+        t, e, n = max(1, math.ceil(buffer_size / self.seed_envs)), n_envs, spec.n_agents
         self.length, self.n_envs, self.n_step, self.gamma = t, e, n_step, gamma
         self.device = torch.device(device)
         self.obs = torch.zeros(t, e, n, spec.obs_dim_max, device=device)  # (T, E, N, O)
@@ -106,13 +142,13 @@ class ReplayBuffer:
         self.discounts = gamma ** torch.arange(n_step + 1, dtype=torch.float32, device=device)  # (n+1,)
 
     def __len__(self) -> int:
-        """Transitions held."""
-        return self.filled * self.n_envs
+        """Transitions held (of each seed)."""
+        return self.filled * self.seed_envs
 
     @property
     def capacity(self) -> int:
-        """Transitions it can hold."""
-        return self.length * self.n_envs
+        """Transitions it can hold (of each seed)."""
+        return self.length * self.seed_envs
 
     @property
     def nbytes(self) -> int:
@@ -144,10 +180,17 @@ class ReplayBuffer:
         self.head = (t + 1) % self.length
         self.filled = min(self.filled + 1, self.length)
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> ReplayBatch:
-        """`batch_size` transitions drawn uniformly (with replacement) with their n-step targets."""
-        flat = torch.randint(len(self), (batch_size,), generator=generator).to(self.device)  # (B,)
-        return self.gather(flat // self.n_envs, flat % self.n_envs)
+    def sample(self, batch_size: int, generators: torch.Generator | Sequence[torch.Generator]) -> ReplayBatch:
+        """`batch_size` transitions of each seed drawn uniformly (with replacement) from its own envs with its own
+        generator (one per seed), with their n-step targets: P·B rows, seed-major."""
+        if isinstance(generators, torch.Generator):
+            generators = [generators]
+        draws = [torch.randint(len(self), (batch_size,), generator=g) for g in generators]  # (B,) each
+        flat = (draws[0] if self.seeds == 1 else torch.cat(draws)).to(self.device)  # (P·B,)
+        env = flat % self.seed_envs
+        if self.seeds > 1:  # each seed's own envs
+            env = env + torch.arange(self.seeds, device=self.device).repeat_interleave(batch_size) * self.seed_envs
+        return self.gather(flat // self.seed_envs, env)
 
     def gather(self, t: torch.Tensor, e: torch.Tensor) -> ReplayBatch:
         """The n-step transitions starting at slots t (B,) of envs e (B,) (slots must hold data)."""
@@ -185,27 +228,43 @@ class ReplayBuffer:
             last = (self.head - 1) % self.length
             self.truncated[last] |= ~self.terminated[last]
 
-    def state_dict(self) -> dict:
-        """The filled part of the storage and the write position (for checkpoints)."""
+    def _envs(self, seed: int) -> slice:
+        return slice(seed * self.seed_envs, (seed + 1) * self.seed_envs)
+
+    def state_dict(self, seed: int = 0) -> dict:
+        """Seed `seed`'s envs' part of the storage, filled steps only, and the write position (for checkpoints):
+        a solo run's buffer state."""
+        envs = self._envs(seed)
         return {
             "length": self.length,
-            "n_envs": self.n_envs,
+            "n_envs": self.seed_envs,
             "head": self.head,
             "filled": self.filled,
-            **{name: getattr(self, name)[: self.filled].clone() for name in self.fields},
+            **{name: getattr(self, name)[: self.filled, envs].clone() for name in self.fields},
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        if (state["length"], state["n_envs"]) != (self.length, self.n_envs):
+    def load_state_dict(self, state: dict, seed: int = 0) -> None:
+        """Restore `state_dict(seed)`'s output into seed `seed`'s envs. A buffer of another length (another
+        `buffer_size`, or a run of another length: see `harl.algos.off_policy_base`) keeps the newest steps that fit.
+        Every seed of a population is restored from the same step, so they share the write position."""
+        if state["n_envs"] != self.seed_envs:
             raise CheckpointError(
-                f"the checkpoint's replay buffer holds {state['length']} steps x {state['n_envs']} envs, this run's "
-                f"{self.length} x {self.n_envs}: resume with the same buffer_size and n_rollout_threads"
+                f"the checkpoint's replay buffer holds {state['n_envs']} envs, this run's {self.seed_envs}: resume "
+                "with the same n_rollout_threads"
             )
         for name in self.fields:
             if name not in state:
                 raise CheckpointError(f"the checkpoint's replay buffer has no field {name!r}")
-            stored = state[name]
-            if stored.shape[1:] != getattr(self, name).shape[1:]:
+            if state[name].shape[2:] != getattr(self, name).shape[2:]:
                 raise CheckpointError(f"the checkpoint's replay buffer field {name!r} has another shape")
-            getattr(self, name)[: stored.shape[0]] = stored.to(self.device)
-        self.head, self.filled = state["head"], state["filled"]
+        envs, old_length, filled, head = self._envs(seed), state["length"], state["filled"], state["head"]
+        if old_length == self.length:  # slot for slot, so sampling continues as it would have
+            for name in self.fields:
+                getattr(self, name)[:filled, envs] = state[name].to(self.device)
+            self.head, self.filled = head, filled
+            return
+        kept = min(filled, self.length)  # the newest steps that fit, in the order they were written
+        order = torch.arange(head - kept, head) % old_length if filled == old_length else torch.arange(filled)[-kept:]
+        for name in self.fields:
+            getattr(self, name)[:kept, envs] = state[name][order].to(self.device)
+        self.head, self.filled = kept % self.length, kept

@@ -19,7 +19,9 @@ every registered architecture (NoPS, FuPS, FuPS+ID, hypernetworks...) works with
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +31,7 @@ from harl.config import ModelConfig
 from harl.models.agent_mlp import (
     ACTIVATION_SLOPES,
     ACTIVATIONS,
+    AgentParameter,
     ForwardRecord,
     layer_dims,
     layer_gains,
@@ -36,6 +39,7 @@ from harl.models.agent_mlp import (
 )
 from harl.models.distributions import CategoricalPolicies, GaussianPolicies
 from harl.models.policies import LOG_2PI, Actor, actor_net_spec
+from harl.models.population import NoiseSource, population_network, stack_members
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 
@@ -51,13 +55,39 @@ def net_outputs(
     return net(obs, agents) if recorded is None else net.replay(recorded, agents)
 
 
-class BoundedActor(Actor):
-    """Common part of the off-policy actors: the affine map from [-1, 1] to each agent's own bounds."""
+class OffPolicyActor(Actor):
+    """Common part of the off-policy actors: where their random draws come from (`noise`: torch's global RNG, or
+    a population's per-seed streams) and their populations."""
+
+    net: nn.Module
+
+    def __init__(self, spec: EnvSpec) -> None:
+        super().__init__(spec)
+        self.noise = NoiseSource()
+
+    @classmethod
+    def population(cls, members: Sequence[OffPolicyActor], generators: Sequence[torch.Generator]) -> OffPolicyActor:
+        """One actor of P members (one per seed, each built alone under its seed) for their P·n virtual agents,
+        seed-major (see `harl.models.population`), seed s drawing its noise from `generators[s]`."""
+        actor = copy.deepcopy(members[0])
+        actor._tile(len(members))
+        actor.net = population_network([m.net for m in members])
+        actor.noise = NoiseSource(generators)
+        return actor
+
+
+class BoundedActor(OffPolicyActor):
+    """Common part of the continuous off-policy actors: the affine map from [-1, 1] to each agent's own bounds."""
 
     def __init__(self, spec: EnvSpec) -> None:
         super().__init__(spec)
         self.register_buffer("act_scale", (self.act_high - self.act_low) / 2)  # (N, A)
         self.register_buffer("act_center", (self.act_high + self.act_low) / 2)  # (N, A)
+
+    def _tile(self, seeds: int) -> None:
+        super()._tile(seeds)
+        for name in ("act_scale", "act_center"):
+            setattr(self, name, getattr(self, name).repeat(seeds, 1))
 
     def env_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Normalised actions (B, N, A) in [-1, 1] -> actions within each agent's own bounds (padded dims zero)."""
@@ -65,7 +95,7 @@ class BoundedActor(Actor):
 
     def random_actions(self, batch: int, avail: torch.Tensor | None = None) -> torch.Tensor:
         """Uniform normalised actions (batch, N, A) over each agent's own action box (padded dims zero)."""
-        uniform = torch.rand(batch, *self.act_mask.shape, device=self.act_mask.device)
+        uniform = self.noise.rand_like(self.act_mask.new_empty(batch, *self.act_mask.shape))  # (batch, N, A)
         return (2 * uniform - 1) * self.act_mask
 
     def stored_actions(self, actions: torch.Tensor) -> torch.Tensor:
@@ -103,7 +133,7 @@ class SquashedGaussianActor(BoundedActor):
         `avail` (discrete actors' masks) is ignored; `recorded`: the network's passes to replay (`net_outputs`)."""
         mean, log_std = net_outputs(self.net, obs, agents, recorded).split(self.act_dim, dim=-1)  # (B, k, A) each
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        noise = torch.zeros_like(mean) if deterministic else torch.randn_like(mean)
+        noise = torch.zeros_like(mean) if deterministic else self.noise.randn_like(mean)
         pre_tanh = mean + log_std.exp() * noise
         gaussian = -0.5 * noise.pow(2) - log_std - 0.5 * LOG_2PI
         tanh_correction = 2 * (LOG_2 - pre_tanh - F.softplus(-2 * pre_tanh))  # log(1 - tanh(u)^2), stable
@@ -153,11 +183,11 @@ class DeterministicActor(BoundedActor):
         """Every agent's normalised action (B, N, A), with clipped Gaussian exploration noise when noise_std > 0."""
         actions = self(obs)
         if noise_std > 0:
-            actions = (actions + noise_std * torch.randn_like(actions)).clamp(-1.0, 1.0) * self.act_mask
+            actions = (actions + noise_std * self.noise.randn_like(actions)).clamp(-1.0, 1.0) * self.act_mask
         return actions
 
 
-class GumbelCategoricalActor(Actor):
+class GumbelCategoricalActor(OffPolicyActor):
     """Categorical policies over each agent's own actions for the off-policy learners (discrete envs).
 
     The net outputs logits; padded and unavailable actions get no probability. Actions are one-hot vectors
@@ -203,8 +233,10 @@ class GumbelCategoricalActor(Actor):
         log_p = self.log_probs_all(obs, agents, avail, recorded)  # (B, k, A)
         if deterministic:
             one_hot = F.one_hot(log_p.argmax(-1), log_p.shape[-1]).to(log_p.dtype)
-        else:
-            one_hot = F.gumbel_softmax(log_p, tau=1.0, hard=True)
+        else:  # straight-through Gumbel-softmax at temperature 1, as F.gumbel_softmax(hard=True) with our noise
+            relaxed = (log_p - self.noise.exponential_like(log_p).log()).softmax(-1)  # (B, k, A)
+            hard = torch.zeros_like(log_p).scatter_(-1, relaxed.argmax(-1, keepdim=True), 1.0)
+            one_hot = hard - relaxed.detach() + relaxed
         index = one_hot.detach().argmax(-1, keepdim=True)  # (B, k, 1)
         return one_hot, log_p.gather(-1, index).squeeze(-1)
 
@@ -245,7 +277,7 @@ class GumbelCategoricalActor(Actor):
         valid = self.act_mask.bool().expand(batch, *self.act_mask.shape)
         if avail is not None:
             valid = valid & avail.bool()
-        choice = torch.multinomial(valid.flatten(0, 1).float(), 1).view(batch, -1)  # (batch, N)
+        choice = self.noise.multinomial(valid.float()).squeeze(-1)  # (batch, N)
         return F.one_hot(choice, self.act_mask.shape[-1]).to(self.act_mask.dtype)
 
 
@@ -262,6 +294,10 @@ class JointQCritic(nn.Module):
     The first layer is split into a state term and an action term, so a sequential (HA) actor
     update computes the state term once (`embed_state`) and reuses it for every agent's step.
 
+    A population of P seeds (`population`) stacks its members' heads seed-major, P·h heads (tagged per row like
+    per-agent tensors, so `harl.algos.seed_population` splits them per seed): it reads one state per seed
+    (B, P, S) and the P·n virtual agents' joint actions (B, P·n, A), and seed s's heads see only seed s's.
+
     Args:
         spec: the environment's spec.
         n_heads: number of Q networks.
@@ -272,6 +308,7 @@ class JointQCritic(nn.Module):
         super().__init__()
         real = torch.as_tensor(spec.act_mask).flatten().nonzero().squeeze(1)  # (Σ act_dims,)
         self.register_buffer("action_index", real)
+        self.seeds, self.n_agents = 1, spec.n_agents
         state_dim = spec.state_dim
         dims = layer_dims(state_dim + real.numel(), model_cfg.critic_sizes, 1)
         gains = layer_gains(len(dims), model_cfg.activation, 1.0)
@@ -287,15 +324,44 @@ class JointQCritic(nn.Module):
         self.activation_name = model_cfg.activation
         self.layer_norm, self.feature_norm = model_cfg.layer_norm, model_cfg.feature_norm
 
-    @staticmethod
-    def _heads(param: torch.Tensor, heads: torch.Tensor | None) -> torch.Tensor:
-        return param if heads is None else param[heads]
+    @classmethod
+    def population(cls, members: Sequence[JointQCritic]) -> JointQCritic:
+        """One critic of P members' heads (one member per seed, each built alone under its seed), seed-major."""
+        critic = copy.deepcopy(members[0])
+        critic.seeds = len(members)
+
+        def stacked(name: str) -> AgentParameter:  # (P·h, ...): member s's heads are rows s·h .. s·h+h-1
+            return AgentParameter(stack_members([m.get_parameter(name) for m in members]).flatten(0, 1))
+
+        critic.state_weight, critic.action_weight = stacked("state_weight"), stacked("action_weight")
+        critic.first_bias = stacked("first_bias")
+        critic.weights = nn.ParameterList([stacked(f"weights.{k}") for k in range(len(critic.weights))])
+        critic.biases = nn.ParameterList([stacked(f"biases.{k}") for k in range(len(critic.biases))])
+        return critic
+
+    def _heads(self, param: torch.Tensor, heads: torch.Tensor | None) -> torch.Tensor:
+        """The selected heads (all when None) of every seed, (P·k, ...)."""
+        if heads is None:
+            return param
+        if self.seeds == 1:
+            return param[heads]
+        return param.unflatten(0, (self.seeds, -1))[:, heads].flatten(0, 1)
 
     def embed_state(self, state: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
-        """The first layer's state term plus bias, (h, B, H1), for the selected heads (all when None)."""
+        """The first layer's state term plus bias, (P·k, B, H1), for the selected heads (all when None) of states
+        (B, S) (a population's: (B, P, S))."""
         if self.feature_norm:
             state = F.layer_norm(state, state.shape[-1:])
-        return torch.matmul(state, self._heads(self.state_weight, heads)) + self._heads(self.first_bias, heads)
+        weight, bias = self._heads(self.state_weight, heads), self._heads(self.first_bias, heads)
+        if self.seeds == 1:
+            return torch.matmul(state, weight) + bias  # (h, B, H1)
+        per_seed = torch.matmul(state.transpose(0, 1).unsqueeze(1), weight.unflatten(0, (self.seeds, -1)))
+        return per_seed.flatten(0, 1) + bias  # (P·k, B, H1)
+
+    def joint_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Joint normalised actions (B, P·n, A) -> each seed's real action dimensions (P, B, ΣA)."""
+        per_seed = actions.unflatten(1, (self.seeds, self.n_agents)).flatten(2)  # (B, P, n·A)
+        return per_seed[:, :, self.action_index].transpose(0, 1)
 
     def forward(
         self,
@@ -305,18 +371,21 @@ class JointQCritic(nn.Module):
         state_embedding: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """state (B, S), joint normalised actions (B, N, A) -> Q values (B, h) of the selected heads (all
-        when None). `state_embedding`: a precomputed `embed_state(state, heads)` to reuse."""
+        when None); a population's: states (B, P, S), actions (B, P·n, A) -> (B, P, h). `state_embedding`: a
+        precomputed `embed_state(state, heads)` to reuse."""
         if state_embedding is None:
             state_embedding = self.embed_state(state, heads)
-        joint = actions.flatten(1)[:, self.action_index]  # (B, ΣA)
-        action_weight = self._heads(self.action_weight, heads)  # (h, ΣA, H1)
-        x = torch.baddbmm(state_embedding, joint.expand(action_weight.shape[0], -1, -1), action_weight)  # (h, B, H1)
+        action_weight = self._heads(self.action_weight, heads)  # (P·k, ΣA, H1)
+        joint = self.joint_actions(actions)  # (P, B, ΣA)
+        per_head = joint.unsqueeze(1).expand(self.seeds, action_weight.shape[0] // self.seeds, *joint.shape[1:])
+        x = torch.baddbmm(state_embedding, per_head.flatten(0, 1), action_weight)  # (P·k, B, H1)
         for weight, bias in zip(self.weights, self.biases, strict=True):
             x = self.activation(x)
             if self.layer_norm:
                 x = F.layer_norm(x, x.shape[-1:])
-            x = torch.baddbmm(self._heads(bias, heads), x, self._heads(weight, heads))  # (h, B, out)
-        return x.squeeze(-1).transpose(0, 1)  # (B, h)
+            x = torch.baddbmm(self._heads(bias, heads), x, self._heads(weight, heads))  # (P·k, B, out)
+        q = x.squeeze(-1).unflatten(0, (self.seeds, -1)).permute(2, 0, 1)  # (B, P, k)
+        return q[:, 0] if self.seeds == 1 else q
 
     def min_q(
         self,
@@ -325,7 +394,8 @@ class JointQCritic(nn.Module):
         heads: torch.Tensor | None = None,
         state_embedding: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """min over the selected heads (all when None) of Q(s, a) (B,), as `forward(...).min(-1).values`.
+        """min over the selected heads (all when None) of Q(s, a) (B,) (a population's: (B, P), each seed's own
+        heads), as `forward(...).min(-1).values`.
 
         While the critic is frozen (an actor update: no parameter needs a gradient), gradients flow to the
         actions only, and each row's only from the head that is its minimum; the forward then runs without an
@@ -343,25 +413,27 @@ class JointQCritic(nn.Module):
             return self(state, actions, heads, state_embedding).min(-1).values
         if state_embedding is None:
             state_embedding = self.embed_state(state, heads)
-        joint = actions.flatten(1)[:, self.action_index]  # (B, ΣA)
         layers = [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
-        return _FrozenMinQ.apply(
-            joint,
+        value = _FrozenMinQ.apply(
+            self.joint_actions(actions),
             state_embedding,
             self._heads(self.action_weight, heads),
             self.activation_name,
             *[self._heads(t, heads) for t in layers],
-        )
+        )  # (B,) or (B, P)
+        return value
 
 
-def gathers_rows(device: torch.device) -> bool:
-    """Whether `_FrozenMinQ`'s backward gathers each head's rows (on the CPU, where it halves the work) rather than
-    masking them (elsewhere: the number of rows would be read back from the device in every actor step)."""
-    return device.type == "cpu"
+def gathers_rows(device: torch.device, seeds: int) -> bool:
+    """Whether `_FrozenMinQ`'s backward gathers each head's rows (on the CPU, where it halves the work, for one seed)
+    rather than masking them (elsewhere: the number of rows would be read back from the device in every actor step;
+    for a population: each seed's rows differ, and masking keeps the seeds in one batched product)."""
+    return device.type == "cpu" and seeds == 1
 
 
 class _FrozenMinQ(torch.autograd.Function):
-    """min over heads of a frozen `JointQCritic`, differentiable w.r.t. the joint action only.
+    """min over each seed's heads of a frozen `JointQCritic` ((B,), a population's (B, P)), differentiable w.r.t. the
+    joint action only.
 
     Forward: the critic's layers for every head, without an autograd graph. Backward: a row's gradient
     reaches only its minimum head (as `min(-1)`'s), so on the CPU each head back-propagates only its own rows
@@ -370,41 +442,49 @@ class _FrozenMinQ(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, joint, state_embedding, action_weight, activation, *layers):  # type: ignore[override]
-        # joint (B, ΣA), state_embedding (h, B, H1), action_weight (h, ΣA, H1), layers: weight (h, in, out),
-        # bias (h, 1, out) alternately
+        # joint (P, B, ΣA), state_embedding (P·h, B, H1), action_weight (P·h, ΣA, H1), layers: weight (P·h, in,
+        # out), bias (P·h, 1, out) alternately
         act = ACTIVATIONS[activation]()
-        x = torch.baddbmm(state_embedding, joint.expand(action_weight.shape[0], -1, -1), action_weight)  # (h, B, H1)
-        outputs = []  # the hidden activations' outputs, (h, B, H_l) each
+        seeds = joint.shape[0]
+        per_head = joint.unsqueeze(1).expand(seeds, action_weight.shape[0] // seeds, *joint.shape[1:])
+        x = torch.baddbmm(state_embedding, per_head.flatten(0, 1), action_weight)  # (P·h, B, H1)
+        outputs = []  # the hidden activations' outputs, (P·h, B, H_l) each
         for weight, bias in zip(layers[0::2], layers[1::2], strict=True):
             x = act(x)
             outputs.append(x)
-            x = torch.baddbmm(bias, x, weight)  # (h, B, out)
-        value, head = x.squeeze(-1).min(0)  # (B,), (B,)
+            x = torch.baddbmm(bias, x, weight)  # (P·h, B, out)
+        value, head = x.squeeze(-1).unflatten(0, (seeds, -1)).min(1)  # (P, B), (P, B)
         ctx.activation = activation
         ctx.save_for_backward(head, action_weight, *outputs, *layers[0::2])
-        return value
+        return value[0] if seeds == 1 else value.t()  # (B,) or (B, P)
 
     @staticmethod
     def backward(ctx, grad_value):  # type: ignore[override]
+        # grad_value (B,) or (B, P); every saved tensor seen per seed and head, (P, h, ...)
         head, action_weight, *saved = ctx.saved_tensors
+        seeds = head.shape[0]
+        grad_value = grad_value.unsqueeze(0) if seeds == 1 else grad_value.t()  # (P, B)
+        per_seed = [t.unflatten(0, (seeds, -1)) for t in (action_weight, *saved)]
+        action_weight, saved = per_seed[0], per_seed[1:]
         outputs, weights = saved[: len(saved) // 2], saved[len(saved) // 2 :]
         slope = ACTIVATION_SLOPES[ctx.activation]
-        grad_joint = grad_value.new_zeros(grad_value.shape[0], action_weight.shape[1])  # (B, ΣA)
-        for k in range(action_weight.shape[0]):
-            if gathers_rows(head.device):
-                rows = (head == k).nonzero().squeeze(1)  # (r,) the rows whose minimum is head k
+        grad_joint = grad_value.new_zeros(seeds, grad_value.shape[1], action_weight.shape[2])  # (P, B, ΣA)
+        gather = gathers_rows(head.device, seeds)
+        for k in range(action_weight.shape[1]):
+            if gather:  # one seed: only the rows whose minimum is head k
+                rows = (head[0] == k).nonzero().squeeze(1)  # (r,)
                 if rows.numel() == 0:
                     continue
-                grad = grad_value[rows].unsqueeze(1)  # (r, 1)
-                head_outputs = [out[k].index_select(0, rows) for out in outputs]  # (r, H_l) each
+                grad = grad_value[:, rows].unsqueeze(-1)  # (1, r, 1)
+                head_outputs = [out[:, k].index_select(1, rows) for out in outputs]  # (1, r, H_l) each
             else:  # every row, the other heads' rows with gradient zero (no data-dependent size: no device sync)
-                grad = torch.where(head == k, grad_value, 0.0).unsqueeze(1)  # (B, 1)
-                head_outputs = [out[k] for out in outputs]  # (B, H_l) each
+                grad = torch.where(head == k, grad_value, 0.0).unsqueeze(-1)  # (P, B, 1)
+                head_outputs = [out[:, k] for out in outputs]  # (P, B, H_l) each
             for weight, out in zip(reversed(weights), reversed(head_outputs), strict=True):
-                grad = slope(torch.mm(grad, weight[k].t()), out)  # (r or B, H_l)
-            grad_actions = torch.mm(grad, action_weight[k].t())  # (r or B, ΣA)
-            if gathers_rows(head.device):
-                grad_joint.index_copy_(0, rows, grad_actions)
+                grad = slope(torch.bmm(grad, weight[:, k].transpose(1, 2)), out)  # (P, r or B, H_l)
+            grad_actions = torch.bmm(grad, action_weight[:, k].transpose(1, 2))  # (P, r or B, ΣA)
+            if gather:
+                grad_joint[0].index_copy_(0, rows, grad_actions[0])
             else:
                 grad_joint += grad_actions
         return (grad_joint, None, None, None) + (None,) * (2 * len(weights))

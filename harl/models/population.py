@@ -19,7 +19,7 @@ is exactly a solo run's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import SupportsIndex
 
@@ -171,13 +171,31 @@ def population_agent_param(members: Sequence[AgentParam]) -> AgentParam:
     return param
 
 
+def per_seed_fill(
+    like: torch.Tensor,
+    generators: Sequence[torch.Generator],
+    fill: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    contiguous: bool = False,
+) -> torch.Tensor:
+    """Random values shaped like `like` (..., P·n, A): each seed's block of n agents a fresh tensor laid out as that
+    block of `like` (or contiguous), filled in place by `fill(tensor, generator)` from the seed's own generator.
+    Random fills follow memory order, so a block laid out as a solo run's tensor gets the values a solo run of that
+    seed draws (`torch.randn_like` keeps its input's dimension order)."""
+    n = like.shape[-2] // len(generators)
+    blocks = []
+    for s, generator in enumerate(generators):
+        block = like[..., s * n : (s + 1) * n, :]
+        empty = (
+            torch.empty(block.shape, dtype=like.dtype, device=like.device) if contiguous else torch.empty_like(block)
+        )
+        blocks.append(fill(empty, generator))
+    return torch.cat(blocks, dim=-2)  # one draw per seed: each seed has its own stream
+
+
 def per_seed_randn(like: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
     """Standard normal noise shaped like `like` (..., P·n, A), each seed's block of n agents drawn from its own
-    generator, as a solo run of that seed draws its (..., n, A)."""
-    blocks = like.unflatten(-2, (len(generators), -1))  # (..., P, n, A)
-    shape = blocks.shape[:-3] + blocks.shape[-2:]
-    noise = [torch.randn(shape, generator=g, device=like.device, dtype=like.dtype) for g in generators]
-    return torch.stack(noise, dim=-3).flatten(-3, -2)  # one draw per seed: each seed has its own stream
+    generator, as a solo run of that seed draws `torch.randn_like` of its (..., n, A)."""
+    return per_seed_fill(like, generators, lambda t, g: t.normal_(generator=g))
 
 
 def per_seed_multinomial(probs: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -190,6 +208,47 @@ def per_seed_multinomial(probs: torch.Tensor, generators: Sequence[torch.Generat
     ]  # one draw per seed: each seed has its own stream
     per_seed = torch.stack([d.view(*blocks.shape[:-3], blocks.shape[-2], 1) for d in draws], dim=-3)
     return per_seed.flatten(-3, -2)
+
+
+class NoiseSource:
+    """Where a policy's random draws come from: torch's global RNG (a solo run), or one generator per seed of a
+    population (`generators`), each seed's block of virtual agents (dim -2: P equal blocks) drawn from its own
+    stream in the shape a solo run of that seed draws, so a seed's draws are its solo run's.
+
+    Copies share the source (`copy.deepcopy` returns it): a target network draws from its online network's
+    stream, as both draw from the global RNG in a solo run.
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator] | None = None) -> None:
+        self.generators = None if generators is None else list(generators)
+
+    def __deepcopy__(self, memo: dict) -> NoiseSource:
+        return self
+
+    def randn_like(self, like: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise shaped (and laid out) like `like` (..., P·n, A)."""
+        if self.generators is None:
+            return torch.randn_like(like)
+        return per_seed_randn(like, self.generators)
+
+    def rand_like(self, like: torch.Tensor) -> torch.Tensor:
+        """Uniform [0, 1) noise shaped (and laid out) like `like` (..., P·n, A)."""
+        if self.generators is None:
+            return torch.rand_like(like)
+        return per_seed_fill(like, self.generators, lambda t, g: t.uniform_(generator=g))
+
+    def exponential_like(self, like: torch.Tensor) -> torch.Tensor:
+        """Exponential(1) noise shaped like `like` (..., P·n, A), contiguous (as `F.gumbel_softmax` draws it; Gumbel
+        noise is its negative log)."""
+        if self.generators is None:
+            return torch.empty(like.shape, dtype=like.dtype, device=like.device).exponential_()
+        return per_seed_fill(like, self.generators, lambda t, g: t.exponential_(generator=g), contiguous=True)
+
+    def multinomial(self, probs: torch.Tensor) -> torch.Tensor:
+        """(..., P·n, 1) one draw per agent from (unnormalised) probabilities (..., P·n, A)."""
+        if self.generators is None:
+            return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(*probs.shape[:-1], 1)
+        return per_seed_multinomial(probs, self.generators)
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,12 @@ class Runner(ABC):
         self.threads = run.torch_threads or training_threads(self.env.n_workers)  # see harl.utils.threads
         torch.set_num_threads(self.threads)
         self.learner = build_learner(cfg, self.spec, self.device)
+        algo, arch = get_algorithm(cfg.algo_name), get_architecture(cfg.arch_name)
+        if algo.sequential and not algo.on_policy and arch.shares_parameters:
+            print(
+                f"note: --arch {arch.name} shares actor parameters between agents, so in this sequential update "
+                "every agent's step updates the shared parameters (as HARL's share_param)"
+            )
         compile_learner(self.learner, run.compile)  # run.compile: compiled network forwards
         self.schedule = self.learner.schedule
         self.seed_runs = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -18,21 +19,29 @@ class OffPolicyRunner(Runner):
     after), writing one replay slot per vector step, then runs the schedule's `updates_per_iteration` learner
     updates once warm-up is over and the buffer holds a batch.
 
-    With `save_buffer: true` checkpoints hold the replay buffer, and a resumed run continues with it.
+    With `save_buffer: true` checkpoints hold the replay buffer (each seed's its own envs' part), and a resumed
+    run continues with it.
     """
 
     learner: OffPolicyLearner
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path, checkpoint: dict | None = None) -> None:
-        self._saved_buffer: dict | None = None
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path | Sequence[Path], checkpoint=None) -> None:
+        self._saved_buffers: list[dict | None] = []
         super().__init__(cfg, run_dir, checkpoint)
-        self.buffer = self.learner.make_buffer(cfg.run.n_rollout_threads)
-        size = self.buffer.nbytes / 2**20
-        print(f"replay buffer: {self.buffer.capacity:,} transitions, {size:,.0f} MiB on {self.device}")
-        if self._saved_buffer is not None:
-            self.buffer.load_state_dict(self._saved_buffer)
+        self.buffer = self.learner.make_buffer(self.env.n_envs)  # every seed's envs, seed-major
+        size, capacity = self.buffer.nbytes / 2**20, self.buffer.capacity
+        capped = (
+            f" (buffer_size {cfg.algo.buffer_size:,} is more than this run can fill)"
+            if capacity < cfg.algo.buffer_size
+            else ""
+        )
+        each = " per seed" if cfg.run.seeds > 1 else ""
+        print(f"replay buffer: {capacity:,} transitions{each}{capped}, {size:,.0f} MiB on {self.device}")
+        if self._saved_buffers and all(saved is not None for saved in self._saved_buffers):
+            for seed, saved in enumerate(self._saved_buffers):
+                self.buffer.load_state_dict(saved, seed)
             self.buffer.cut_episodes()  # collection restarts from new episodes below
-            self._saved_buffer = None
+        self._saved_buffers = []
         self.out = self.env.reset(cfg.run.seed + 7919 * self.iteration)
         self.actions = ActionWatch()
         self.recent_obs: list[torch.Tensor] = []
@@ -70,24 +79,26 @@ class OffPolicyRunner(Runner):
             )
             self.track_episodes(out)
             self.out = out
-            self.env_steps += self.env.n_envs
+            self.env_steps += self.cfg.run.n_rollout_threads  # each seed's own
         self.actions.check(self.env_steps)
-        metrics = {"buffer/size": float(len(buffer))}
-        if self.env_steps >= schedule.warmup_steps and len(buffer) >= schedule.min_transitions:
-            start = time.perf_counter()
-            metrics.update(learner.train(buffer, schedule.updates_per_iteration))
-            metrics["timers/updates_per_second"] = schedule.updates_per_iteration / (time.perf_counter() - start)
-        return [metrics]
+        shared = {"buffer/size": float(len(buffer))}  # each seed's transitions
+        if self.env_steps < schedule.warmup_steps or len(buffer) < schedule.min_transitions:
+            return [dict(shared) for _ in range(self.cfg.run.seeds)]
+        start = time.perf_counter()
+        metrics = learner.train(buffer, schedule.updates_per_iteration)
+        shared["timers/updates_per_second"] = schedule.updates_per_iteration / (time.perf_counter() - start)
+        return [{**shared, **seed_metrics} for seed_metrics in metrics]
 
     def recent_observations(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         obs = torch.cat(self.recent_obs)  # (train_interval · E, N, O)
         return obs, torch.cat(self.recent_avail) if self.recent_avail else None
 
     def state_dict(self) -> list[dict]:
-        (state,) = super().state_dict()  # off-policy learners train one seed
-        state["buffer"] = self.buffer.state_dict() if self.cfg.algo.save_buffer else None
-        return [state]
+        states = super().state_dict()
+        for seed, state in enumerate(states):
+            state["buffer"] = self.buffer.state_dict(seed) if self.cfg.algo.save_buffer else None
+        return states
 
     def load_state_dict(self, states: list[dict]) -> None:
         super().load_state_dict(states)
-        self._saved_buffer = states[0].get("buffer")
+        self._saved_buffers = [state.get("buffer") for state in states]
