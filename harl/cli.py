@@ -30,7 +30,7 @@ from harl.runners import runner_for
 from harl.runners.base import Runner, build_learner, resolve_device, seed_configs
 from harl.runners.progress import Progress, summary, write_learning_curve
 from harl.utils.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint, set_aside_newer
-from harl.utils.cli_args import ArgParser, parse_train_args, seed
+from harl.utils.cli_args import ArgParser, parse_train_args, seed, train_help
 from harl.utils.disk import full_disk_reported
 from harl.utils.run_lock import RunLock
 from harl.utils.signals import StopNow, exit_status, stop_signal, stop_signals
@@ -96,6 +96,9 @@ def train_main(argv: list[str]) -> int:
     main, switches, overrides = parse_train_args(argv)
     concurrent_runs()  # a bad HARL_CONCURRENT_RUNS is one line before anything is printed
     load_extensions()
+    if "help" in switches:
+        print(train_help(main))
+        return 0
     if "list" in switches:
         print_registry()
         return 0

@@ -27,9 +27,13 @@ field generically; the rest of a `validate()` checks what involves several field
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import functools
+import inspect
 import math
+import textwrap
 import types
 import typing
 from dataclasses import MISSING, dataclass, field
@@ -285,6 +289,47 @@ class ExperimentConfig:
 
     def full_keys(self) -> list[str]:
         return [k for keys in self.leaf_keys().values() for k in keys]
+
+
+# ---------------------------------------------------------------------------- option docs
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a config dataclass (and of the dataclasses it derives from), read from
+    the source: `{field name: docstring}`."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0]
+        except (OSError, TypeError):  # no source (e.g. a class made at run time)
+            continue
+        body = tree.body if isinstance(tree, ast.ClassDef) else []
+        for node, following in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                docs[node.target.id] = inspect.cleandoc(following.value.value)
+    return docs
+
+
+def first_sentence(text: str) -> str:
+    """A docstring's first sentence on one line: up to the first full stop outside brackets (not the one of `e.g.`,
+    `i.e.` or `et al.`)."""
+    text = " ".join(text.split())
+    depth = 0
+    for index, char in enumerate(text):
+        depth += (char in "([") - (char in ")]")
+        ends = index + 1 == len(text) or text[index + 1] == " "
+        if char == "." and depth == 0 and ends and text[: index + 1].split()[-1] not in ("e.g.", "i.e.", "al."):
+            return text[: index + 1]
+    return text
 
 
 # ---------------------------------------------------------------------------- value parsing

@@ -26,6 +26,14 @@ from harl.registry import load_extensions
 from harl.sweep import BACKENDS, build_grid, failures, run_sweep
 from harl.utils.cli_args import ArgParser
 
+PASSED_THROUGH = (
+    "Every other option is passed through to each training run, as harl-train takes it: --<key> VALUE and "
+    "--<section>.<key> VALUE config overrides (any option harl-train --help lists, e.g. --num_env_steps 1e7 --lr "
+    "3e-4), --load_config FILE and --no_tuned. The sweep sets --algo, --arch, --env, --seed, --seeds and --exp_name "
+    "of each run itself; --resume, --list and --list_keys are refused."
+)
+"""`--help`'s epilog: which options go to the training runs."""
+
 
 def names(values: list[str]) -> list[str]:
     """Space- and/or comma-separated names."""
@@ -45,7 +53,7 @@ def seed_list(text: str) -> list[int]:
 
 def main(argv: list[str]) -> int:
     """Run the grid given in `argv`; 0 when every run finished, 1 when one failed."""
-    parser = ArgParser(description="Run a restartable grid of training runs.")
+    parser = ArgParser(description="Run a restartable grid of training runs.", epilog=PASSED_THROUGH)
     parser.add_argument("--algos", nargs="+", required=True, help="algorithms (space or comma separated)")
     parser.add_argument("--archs", nargs="+", required=True, help="architectures")
     parser.add_argument("--env", required=True, help="environment")

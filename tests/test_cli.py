@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from harl.cli import evaluate_cli, train
-from harl.registry import ALGORITHMS, load_extensions
+from harl.config import ModelConfig, RunConfig, field_docs, first_sentence
+from harl.registry import ALGORITHMS, ARCHITECTURES, all_environments, load_extensions
+from harl.utils.cli_args import MAIN_FLAGS, SWITCHES
 
 from .conftest import read_progress, run_script
 
@@ -141,3 +145,37 @@ def test_evaluate_of_a_rotated_checkpoint_says_so(target, listing, status, messa
     else:
         assert message in captured.err and "corrupt" not in captured.err
         assert len(captured.err.splitlines()) == 1 and captured.out == ""
+
+
+def config_classes() -> set[type]:
+    """Every config section's dataclass: run, model and each registered algorithm's, architecture's and env's."""
+    entries = [*ALGORITHMS.values(), *ARCHITECTURES.values(), *all_environments().values()]
+    return {RunConfig, ModelConfig, *(entry.config_cls for entry in entries)}
+
+
+def test_help_lists_every_option_with_its_doc(capsys):
+    assert train(["--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for flag in [*MAIN_FLAGS, *SWITCHES, "help"]:
+        assert any(line.startswith(f"  --{flag} ") for line in lines), flag
+    for cls in config_classes():
+        docs = field_docs(cls)
+        for f in dataclasses.fields(cls):
+            assert docs.get(f.name), f"{cls.__name__}.{f.name} has no docstring"
+            doc = first_sentence(docs[f.name])
+            assert any(line.startswith(f"  --{f.name} ") and doc in line for line in lines), (cls.__name__, f.name)
+
+
+def test_help_for_one_algo_arch_and_env_lists_theirs(capsys):
+    assert train(["--algo", "hasac", "--arch=nops", "--env", "matrix", "--help", "--no_such_key"]) == 0
+    out = capsys.readouterr().out
+    assert "algo options of hasac:\n  --warmup_steps N " in out and "env options of matrix:\n  --game " in out
+    assert "--ppo_epoch" not in out and "arch options" not in out  # NoPS has no options
+    assert train(["--algo", "nope", "--help"]) == 2
+    assert "unknown algorithm 'nope'" in one_line_error(capsys)
+
+
+def test_help_in_a_real_process():
+    result = run_script("train.py", "--help")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("usage: train.py --algo ALGO") and "\n  --num_env_steps N " in result.stdout

@@ -48,7 +48,7 @@ def test_leaf_and_dotted_keys_are_parsed_by_type():
         ("layer_norm", "maybe", "expects true/false"),
         ("activation", "sigmoid", "must be one of"),
         ("game", "chess", "unknown matrix game"),
-        ("num_env_steps", "0", "must be > 0"),
+        ("num_env_steps", "0", r"must be in \(0, 2\*\*53\]"),
     ],
 )
 def test_bad_overrides_name_the_key(key, value, message):

@@ -16,7 +16,7 @@ from harl.cli import guarded
 from harl.sweep import latest_step
 from harl.utils.threads import available_cores
 
-from .conftest import ROOT, read_progress
+from .conftest import ROOT, read_progress, run_script
 
 TINY = [
     "--env",
@@ -247,3 +247,10 @@ def test_two_sweeps_at_once_train_each_seed_once(tmp_path):
     assert all(latest_step(f) == 200 for f in folders)
     logs = sweep_logs(tmp_path)
     assert len(logs) == 2 and all(text.count("$ train.py") == 1 for text in logs.values()), logs
+
+
+def test_help_says_which_options_pass_through_to_training():
+    result = run_script("sweep.py", "--help")
+    assert result.returncode == 0 and result.stderr == ""
+    text = " ".join(result.stdout.split())
+    assert text.startswith("usage: sweep.py") and sweep.PASSED_THROUGH in text
