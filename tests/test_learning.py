@@ -44,3 +44,16 @@ def test_specialisation_4_agents(algo, arch, low, high, tmp_path):
     assert low < float(last["eval/episode_return"]) <= high
     if arch == "fups":
         assert float(last["train/episode_return"]) <= 0.76
+
+
+@pytest.mark.parametrize("arch", ["nops", "hypermarl"])
+@pytest.mark.parametrize("algo", ["hatrpo", "haa2c"])
+def test_specialisation_4_agents_sequential_learners(algo, arch, tmp_path):
+    """HATRPO and HAA2C specialise the 4 agents within a third of the default budget (HATRPO-NoPS: eval return 1
+    by 28k env steps)."""
+    run_dir = run_train(
+        tmp_path, "--algo", algo, "--arch", arch, "--env", "matrix", "--game", "specialisation", "--n_agents", "4",
+        "--seed", "1", "--num_env_steps", "40000", "--eval_interval", "10000",
+    )  # fmt: skip
+    last = read_progress(run_dir)[-1]
+    assert 0.95 < float(last["eval/episode_return"]) <= 1.0
