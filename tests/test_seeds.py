@@ -35,8 +35,6 @@ TINY = [
     "2",
     "--critic_num_mini_batch",
     "2",
-    "--ppo_epoch",
-    "2",
     "--critic_epoch",
     "2",
     "--eval_interval",
@@ -82,10 +80,15 @@ def assert_same_run(batched, solo, atol: float = 1e-5) -> None:
                 torch.testing.assert_close(value, theirs[name]["state"][index][key], atol=atol, rtol=0)
 
 
+def epochs(algo: str) -> list[str]:
+    """Two actor epochs, under the name of the learner's family."""
+    return ["--a2c_epoch" if "a2c" in algo else "--ppo_epoch", "2"]
+
+
 @pytest.mark.parametrize("arch", ["nops", "fups_id", "hypermarl"])
-@pytest.mark.parametrize("algo", ["mappo", "happo", "ippo"])
+@pytest.mark.parametrize("algo", ["mappo", "happo", "ippo", "haa2c", "maa2c"])
 def test_a_seed_of_a_batched_run_is_its_solo_run(algo, arch, tmp_path):
-    common = ["--algo", algo, "--arch", arch, *TINY, "--num_env_steps", "90"]
+    common = ["--algo", algo, "--arch", arch, *TINY, *epochs(algo), "--num_env_steps", "90"]
     assert train_main([*common, "--seed", "4", "--seeds", "3", "--log_dir", str(tmp_path / "batched")]) == 0
     assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
     batched, solo = seed_folders(tmp_path / "batched"), seed_folders(tmp_path / "solo")
@@ -290,7 +293,18 @@ def test_one_seeds_data_never_moves_another_seeds_parameters(algo, arch):
 
 
 def test_a_batched_run_resumes_all_its_seeds_from_any_of_them(tmp_path):
-    common = ["--algo", "happo", "--arch", "hypermarl", *TINY, "--seeds", "2", "--save_interval", "60"]
+    common = [
+        "--algo",
+        "happo",
+        "--arch",
+        "hypermarl",
+        *TINY,
+        *epochs("happo"),
+        "--seeds",
+        "2",
+        "--save_interval",
+        "60",
+    ]
     assert train_main([*common, "--num_env_steps", "150", "--log_dir", str(tmp_path / "whole")]) == 0
     assert train_main([*common, "--num_env_steps", "60", "--log_dir", str(tmp_path / "parts")]) == 0
     parts = seed_folders(tmp_path / "parts")
@@ -304,7 +318,7 @@ def test_a_batched_run_resumes_all_its_seeds_from_any_of_them(tmp_path):
 
 
 def test_a_batched_run_whose_seed_folder_is_missing_is_refused_in_one_line(tmp_path, capsys):
-    common = ["--algo", "mappo", "--arch", "nops", *TINY, "--seeds", "2", "--num_env_steps", "30"]
+    common = ["--algo", "mappo", "--arch", "nops", *TINY, *epochs("mappo"), "--seeds", "2", "--num_env_steps", "30"]
     assert train_main([*common, "--log_dir", str(tmp_path)]) == 0
     folders = seed_folders(tmp_path)
     for path in sorted(folders[2].rglob("*"), reverse=True):
