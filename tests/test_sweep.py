@@ -221,14 +221,12 @@ def test_batch_seeds_trains_each_point_in_one_process_as_the_unbatched_sweep_doe
 
 
 def test_batch_seeds_falls_back_to_one_process_per_seed_for_a_learner_that_cannot_batch(tmp_path, capsys):
-    argv = small_grid(tmp_path, "hasac", "nops", 2, 40, "--batch_seeds", "--warmup_steps", "10")
-    argv.remove("--episode_length")
-    argv.remove("10")
+    argv = small_grid(tmp_path, "hatrpo", "nops", 2, 40, "--batch_seeds")
     assert guarded(sweep.main)(argv) == 0
     out = capsys.readouterr().out
-    assert out.count("note: --batch_seeds: hasac trains one seed per process") == 1
+    assert out.count("note: --batch_seeds: hatrpo trains one seed per process") == 1
     assert "running 2 process(es) for 2 run(s)" in out
-    assert list(sweep_logs(tmp_path)) == [f"matrix-specialisation-2-hasac-nops-seed{seed}.log" for seed in (1, 2)]
+    assert list(sweep_logs(tmp_path)) == [f"matrix-specialisation-2-hatrpo-nops-seed{seed}.log" for seed in (1, 2)]
     assert [latest_step(folder) for folder in run_folders(tmp_path)] == [40, 40]
 
 
