@@ -98,8 +98,10 @@ class EnvEntry:
         name: registry key (`--env`).
         config_cls: dataclass of the env options (the `env` config section); must define
             `scenario_name() -> str` (used for run folders and tuned configs) and `validate()`.
-        make: `(env_cfg, *, n_envs, seed, device, n_workers=0) -> VecEnv`: `n_envs` envs, env k seeded with
-            `seed + k`, stepped by `n_workers` worker processes beside the calling one where the env supports it.
+        make: `(env_cfg, *, n_envs, seed, device, n_workers=0, seeds=1) -> VecEnv`: `n_envs` envs, env k seeded
+            with `seed + k`, stepped by `n_workers` worker processes beside the calling one where the env supports
+            it; `seeds` > 1: the envs of that many seeds side by side (seed-major), env k of seed s seeded with
+            `seed + s + k` as its solo run's where the env seeds envs one by one (`harl.envs.vector`).
         scenarios: `() -> list[str]`, the valid scenario names, for `--list` and error messages.
         description: one line for `--list`.
         memory_estimate: `(experiment_cfg) -> {part: bytes}`, what a run of this config allocates at least on its

@@ -154,46 +154,16 @@ def test_a_seed_of_a_batched_off_policy_run_is_its_solo_run(algo, arch, tmp_path
             torch.testing.assert_close(torch.as_tensor(ours[key]), torch.as_tensor(theirs[key]), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(("algo", "arch"), [("hasac", "hypermarl"), ("matd3", "nops")])
-def test_a_seed_of_a_batched_continuous_off_policy_run_is_its_solo_run(algo, arch, tmp_path):
-    """Continuous actions (MPE, one env per seed: worker envs seed env k of a batch's seed s as its solo run does
-    only then): squashed-Gaussian and deterministic actors' noise, and TD3's target smoothing, per seed."""
-    common = [
-        "--algo",
-        algo,
-        "--arch",
-        arch,
-        "--env",
-        "mpe",
-        "--scenario",
-        "simple_spread",
-        "--continuous_actions",
-        "true",
-        "--max_cycles",
-        "10",
-        "--n_rollout_threads",
-        "1",
-        "--warmup_steps",
-        "10",
-        "--train_interval",
-        "5",
-        "--batch_size",
-        "8",
-        "--buffer_size",
-        "100",
-        "--n_step",
-        "2",
-        "--hidden_sizes",
-        "16,16",
-        "--critic_hidden_sizes",
-        "16",
-        "--eval_interval",
-        "0",
-        "--n_workers",
-        "0",
-        "--num_env_steps",
-        "40",
-    ]
+@pytest.mark.parametrize(("algo", "arch", "workers"), [("hasac", "hypermarl", "1"), ("matd3", "nops", "0")])
+def test_a_seed_of_a_batched_continuous_off_policy_run_is_its_solo_run(algo, arch, workers, tmp_path):
+    """Continuous actions on MPE, whose envs are seeded one by one (env k of a batch's seed s as its solo run seeds
+    its env k), in-process or in a worker: squashed-Gaussian and deterministic actors' noise, and TD3's target
+    smoothing, per seed."""
+    common = ["--algo", algo, "--arch", arch, "--env", "mpe", "--scenario", "simple_spread"]
+    common += ["--continuous_actions", "true", "--max_cycles", "10", "--n_rollout_threads", "2", "--n_workers", workers]
+    common += ["--warmup_steps", "20", "--train_interval", "5", "--batch_size", "8", "--buffer_size", "100"]
+    common += ["--n_step", "2", "--hidden_sizes", "16,16", "--critic_hidden_sizes", "16", "--eval_interval", "0"]
+    common += ["--num_env_steps", "60"]
     assert train_main([*common, "--seed", "1", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
     assert train_main([*common, "--seed", "2", "--log_dir", str(tmp_path / "solo")]) == 0
     assert_same_run(seed_folders(tmp_path / "batched")[2], seed_folders(tmp_path / "solo")[2])

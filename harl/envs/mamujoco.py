@@ -266,7 +266,9 @@ class MaMuJoCoEnv:
         self._env.close()
 
 
-def make(env_cfg: MaMuJoCoConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0) -> VecEnv:
+def make(
+    env_cfg: MaMuJoCoConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0, seeds: int = 1
+) -> VecEnv:
     """Build `n_envs` MaMuJoCo envs batched by `make_vec_env` with `n_workers` worker processes (beside the
     calling one).
 
@@ -274,7 +276,7 @@ def make(env_cfg: MaMuJoCoConfig, *, n_envs: int, seed: int, device: torch.devic
     """
     env_cfg.validate()
     env_fns = [functools.partial(MaMuJoCoEnv, env_cfg) for _ in range(n_envs)]
-    return make_vec_env(env_fns, n_workers, device)
+    return make_vec_env(env_fns, n_workers, device, seeds)
 
 
 register_environment(

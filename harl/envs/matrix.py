@@ -103,8 +103,10 @@ class MatrixGameVecEnv:
         return None
 
 
-def make(env_cfg: MatrixConfig, *, n_envs: int, seed: int, device, n_workers: int = 0) -> MatrixGameVecEnv:
-    """`n_envs` batched games on `device` (stateless: `seed` and `n_workers` are not used)."""
+def make(
+    env_cfg: MatrixConfig, *, n_envs: int, seed: int, device, n_workers: int = 0, seeds: int = 1
+) -> MatrixGameVecEnv:
+    """`n_envs` batched games on `device` (stateless: `seed`, `n_workers` and `seeds` are not used)."""
     return MatrixGameVecEnv(env_cfg.game, env_cfg.n_agents, n_envs, device)
 
 

@@ -159,7 +159,9 @@ class MpeEnv:
         self._env.close()
 
 
-def make(env_cfg: MpeConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0) -> VecEnv:
+def make(
+    env_cfg: MpeConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0, seeds: int = 1
+) -> VecEnv:
     """Build `n_envs` MPE envs batched by `make_vec_env` with `n_workers` worker processes (beside the calling one).
 
     Episodes are seeded by the `reset(seed)` of the result (env k gets `seed + k`).
@@ -167,7 +169,7 @@ def make(env_cfg: MpeConfig, *, n_envs: int, seed: int, device: torch.device | s
     env_cfg.validate()
     _scenario_module(env_cfg.scenario)  # fail here, in the parent, when mpe2 is missing
     env_fns = [functools.partial(MpeEnv, env_cfg) for _ in range(n_envs)]
-    return make_vec_env(env_fns, n_workers, device)
+    return make_vec_env(env_fns, n_workers, device, seeds)
 
 
 register_environment(

@@ -380,13 +380,17 @@ class SmaxVecEnv:
         return None
 
 
-def make(env_cfg: SmacConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0) -> VecEnv:
-    """Build `n_envs` games: SMAX natively vectorised (`n_workers` is not used), or StarCraft II games
-    (backend sc2) batched by `make_vec_env` with `n_workers` worker processes."""
+def make(
+    env_cfg: SmacConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0, seeds: int = 1
+) -> VecEnv:
+    """Build `n_envs` games: SMAX natively vectorised (`n_workers` is not used; one JAX key stream for every env,
+    so `seeds` side by side draw disjoint, reproducible games, not their solo runs' own), or StarCraft II games
+    (backend sc2) batched by `make_vec_env` with `n_workers` worker processes (each seed's games seeded as its solo
+    run's)."""
     env_cfg.validate()
     if env_cfg.backend == "sc2":
         game = functools.partial(Sc2Game, env_cfg.scenario, env_cfg.race)
-        return make_vec_env([game] * n_envs, n_workers, device)  # episodes seeded by its reset(seed)
+        return make_vec_env([game] * n_envs, n_workers, device, seeds)  # episodes seeded by its reset(seed)
     return SmaxVecEnv(env_cfg, n_envs, device, seed)
 
 

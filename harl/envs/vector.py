@@ -8,7 +8,9 @@ share `_EnvGroup`, which steps a group of envs sequentially, auto-resets finishe
 the per-env episode return and length, so single envs stay simple.
 
 Seeding: `reset(seed)` seeds env k with `seed + k`; auto-resets after that pass `seed=None`, so
-each env's own RNG continues and a run is reproducible from the initial seed alone.
+each env's own RNG continues and a run is reproducible from the initial seed alone. A batch of several seeds'
+envs side by side (`seeds`, seed-major: E envs each) seeds env k of seed s with `seed + s + k`, as a solo run of
+seed `seed + s` seeds its env k.
 """
 
 from __future__ import annotations
@@ -138,9 +140,9 @@ class _EnvGroup:
         self._returns = np.zeros(n, dtype=np.float64)  # (n,) team return of the running episodes
         self._lengths = np.zeros(n, dtype=np.int64)  # (n,) steps of the running episodes
 
-    def reset(self, seed: int) -> _Batch:
-        """Reset env k with `seed + k`; returns zero rewards and no finished episodes."""
-        results = [env.reset(seed + k) for k, env in enumerate(self.envs)]
+    def reset(self, seeds: Sequence[int]) -> _Batch:
+        """Reset env k with `seeds[k]`; returns zero rewards and no finished episodes."""
+        results = [env.reset(seed) for seed, env in zip(seeds, self.envs, strict=True)]
         self._returns[:] = 0.0
         self._lengths[:] = 0
         n, n_agents = len(self.envs), self.spec.n_agents
@@ -224,7 +226,7 @@ class SerialVecEnv:
         device: where the returned tensors live.
     """
 
-    def __init__(self, env_fns: Sequence[EnvFn], device: torch.device | str = "cpu"):
+    def __init__(self, env_fns: Sequence[EnvFn], device: torch.device | str = "cpu", seeds: int = 1):
         if not env_fns:
             raise ValueError("SerialVecEnv needs at least one env")
         self._group = _EnvGroup(env_fns)
@@ -232,11 +234,12 @@ class SerialVecEnv:
         self.n_envs = len(env_fns)
         self.n_workers = 0
         self.device = torch.device(device)
+        self._offsets = seed_offsets(self.n_envs, seeds)
         self._closed = False
 
     def reset(self, seed: int) -> StepOutput:
-        """Reset env k with `seed + k`."""
-        return self._group.reset(seed).to_step_output(self.device)
+        """Reset env k with `seed + k` (of a batch of seeds: see the module's docstring)."""
+        return self._group.reset([seed + offset for offset in self._offsets]).to_step_output(self.device)
 
     def step(self, actions: torch.Tensor) -> StepOutput:
         """Step with actions (n_envs, n_agents, action_shape), auto-resetting finished episodes."""
@@ -346,6 +349,7 @@ class SubprocVecEnv:
         device: where the returned tensors live.
         timeout: seconds to wait for a worker's answer before declaring it hung.
         step_in_main: the calling process steps a chunk of the envs too.
+        seeds: the seeds whose envs lie side by side (see the module's docstring).
     """
 
     def __init__(
@@ -355,6 +359,7 @@ class SubprocVecEnv:
         device: torch.device | str = "cpu",
         timeout: float = 300.0,
         step_in_main: bool = False,
+        seeds: int = 1,
     ):
         most = len(env_fns) - 1 if step_in_main else len(env_fns)
         if not 1 <= n_workers <= most:
@@ -362,6 +367,7 @@ class SubprocVecEnv:
         self.n_envs = len(env_fns)
         self.n_workers = n_workers
         self.device = torch.device(device)
+        self._offsets = seed_offsets(self.n_envs, seeds)
         self._timeout = timeout
         n_chunks = n_workers + 1 if step_in_main else n_workers
         bounds = np.linspace(0, self.n_envs, n_chunks + 1).round().astype(int).tolist()
@@ -436,11 +442,12 @@ class SubprocVecEnv:
             raise EnvWorkerError("the vectorised environment is closed")
 
     def reset(self, seed: int) -> StepOutput:
-        """Reset env k with `seed + k`."""
+        """Reset env k with `seed + k` (of a batch of seeds: see the module's docstring)."""
         self._check_open()
+        seeds = [seed + offset for offset in self._offsets]
         for index, chunk in enumerate(self._slices):
-            self._send(index, ("reset", seed + chunk.start))
-        main = [] if self._main_group is None else [self._main_group.reset(seed + self._main_slice.start)]
+            self._send(index, ("reset", seeds[chunk]))
+        main = [] if self._main_group is None else [self._main_group.reset(seeds[self._main_slice])]
         return self._join(main)
 
     def step(self, actions: torch.Tensor) -> StepOutput:
@@ -485,7 +492,16 @@ class SubprocVecEnv:
                 self._main_group.close()
 
 
-def make_vec_env(env_fns: Sequence[EnvFn], n_workers: int, device: torch.device | str = "cpu") -> VecEnv:
+def seed_offsets(n_envs: int, seeds: int) -> list[int]:
+    """What `reset(seed)` adds to `seed` for each of `n_envs` envs of `seeds` seeds side by side (seed-major): env k
+    of seed s gets s + k, as a solo run of seed `seed + s` seeds its env k (one seed: env k gets k)."""
+    per_seed = n_envs // seeds
+    return [index // per_seed + index % per_seed for index in range(n_envs)]
+
+
+def make_vec_env(
+    env_fns: Sequence[EnvFn], n_workers: int, device: torch.device | str = "cpu", seeds: int = 1
+) -> VecEnv:
     """Batch `env_fns` into a `SerialVecEnv` (n_workers 0) or a `SubprocVecEnv` whose calling process steps
     an equal share of the envs beside its workers.
 
@@ -496,6 +512,7 @@ def make_vec_env(env_fns: Sequence[EnvFn], n_workers: int, device: torch.device 
             (`harl.utils.threads`), the calling process being one of them (so share - 1 workers; in-process on
             one core or for one env).
         device: where the returned tensors live.
+        seeds: the seeds whose envs lie side by side (`--seeds`), each seeding its envs as its solo run does.
     """
     n_envs = len(env_fns)
     if n_workers < -1:
@@ -504,5 +521,5 @@ def make_vec_env(env_fns: Sequence[EnvFn], n_workers: int, device: torch.device 
         n_workers = auto_env_workers()
     n_workers = min(n_workers, n_envs - 1)
     if n_workers <= 0:
-        return SerialVecEnv(env_fns, device)
-    return SubprocVecEnv(env_fns, n_workers, device, step_in_main=True)
+        return SerialVecEnv(env_fns, device, seeds)
+    return SubprocVecEnv(env_fns, n_workers, device, step_in_main=True, seeds=seeds)

@@ -344,8 +344,11 @@ def _stack_padded(per_agent: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.nn.functional.pad(t.float(), (0, width - t.shape[-1])) for t in per_agent], dim=1)
 
 
-def make(env_cfg: VmasConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0) -> VmasVecEnv:
-    """Build `n_envs` VMAS worlds on `device` (natively vectorised: `n_workers` is not used)."""
+def make(
+    env_cfg: VmasConfig, *, n_envs: int, seed: int, device: torch.device | str, n_workers: int = 0, seeds: int = 1
+) -> VmasVecEnv:
+    """Build `n_envs` VMAS worlds on `device` (natively vectorised: `n_workers` is not used; one random stream
+    for every world, so `seeds` side by side draw disjoint, reproducible episodes, not their solo runs' own)."""
     return VmasVecEnv(env_cfg, n_envs, device, seed)
 
 

@@ -137,6 +137,7 @@ class Runner(ABC):
             seed=run.seed,
             device=self.device,
             n_workers=run.n_workers,
+            seeds=run.seeds,
         )
         self.spec = self.env.spec
         self.threads = run.torch_threads or training_threads(self.env.n_workers)  # see harl.utils.threads
