@@ -25,7 +25,8 @@ from .conftest import read_progress, run_train
 
 load_extensions()
 
-OFF_POLICY = sorted(name for name, entry in ALGORITHMS.items() if not entry.on_policy)
+# The actor-critic off-policy learners (continuous and discrete; HAD3QN, discrete only, has tests/test_had3qn.py).
+OFF_POLICY = sorted(name for name, entry in ALGORITHMS.items() if not entry.on_policy and entry.continuous)
 TINY = [
     "--env",
     "mamujoco",
