@@ -175,8 +175,7 @@ def check_recurrent(cfg: ExperimentConfig) -> None:
 
 def check_seeds(cfg: ExperimentConfig) -> None:
     """Refuse `--seeds N` (N > 1) where the seeds cannot train as one batch: a learner or architecture that does
-    not declare it (`batched_seeds` in their registry entries), recurrent policies or gradient statistics (not yet
-    taken per seed)."""
+    not declare it (`batched_seeds` in their registry entries), or recurrent policies (not yet batched)."""
     seeds = cfg.run.seeds
     if seeds == 1:
         return
@@ -189,12 +188,11 @@ def check_seeds(cfg: ExperimentConfig) -> None:
     reason = get_architecture(cfg.arch_name).batched_seeds(cfg.arch)
     if reason:
         raise ConfigError(f"--seeds {seeds} with --arch {cfg.arch_name}: {reason}")
-    for on, what in (
-        (cfg.model.recurrent, "--model.recurrent true (recurrent policies train one seed per process so far)"),
-        (cfg.run.grad_stats, "--grad_stats (gradient statistics are taken for one seed per process so far)"),
-    ):
-        if on:
-            raise ConfigError(f"--seeds {seeds} cannot be combined with {what}")
+    if cfg.model.recurrent:
+        raise ConfigError(
+            f"--seeds {seeds} cannot be combined with --model.recurrent true (recurrent policies train one seed per "
+            "process so far)"
+        )
 
 
 def check_workers(cfg: ExperimentConfig) -> None:

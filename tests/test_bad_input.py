@@ -25,6 +25,7 @@ load_extensions()
 
 MAPPO = ["--algo", "mappo", "--arch", "nops", "--env", "matrix"]
 MASAC = ["--algo", "masac", "--arch", "nops", "--env", "matrix"]
+HATRPO = ["--algo", "hatrpo", "--arch", "nops", "--env", "matrix"]
 HYPER = ["--algo", "mappo", "--arch", "hypermarl", "--env", "matrix"]
 HASAC = ["--algo", "hasac", "--arch", "hypermarl", "--env", "mamujoco"]
 HASAC_SHORT = (
@@ -62,10 +63,9 @@ BAD_VALUES = [
     (MAPPO, ["--seeds", "-3"], "run.seeds must be > 0, got -3"),
     (MAPPO, ["--seeds", "1.5"], "run.seeds expects an integer, got '1.5'"),
     (MAPPO, ["--seed", "2147483647", "--seeds", "2"], "reaches seed 2147483648, past the largest seed 2147483647"),
-    (MASAC, ["--seeds", "2"], "--seeds 2: masac trains one seed per process so far; learners that batch seeds: happo"),
+    (HATRPO, ["--seeds", "2"], "--seeds 2: hatrpo trains one seed per process so far; learners that batch seeds: "),
     (HYPER, ["--seeds", "2", "--share_embedding", "true", "--generate", "both"], "arch.share_embedding reads another"),
     (MAPPO, ["--seeds", "2", "--model.recurrent", "true"], "cannot be combined with --model.recurrent true"),
-    (MAPPO, ["--seeds", "2", "--grad_stats", "true"], "cannot be combined with --grad_stats"),
     (MAPPO, ["--num_env_steps", "1e100"], "run.num_env_steps must be in (0, 2**53] (step counts are logged as float64"),
     (MAPPO, ["--n_workers", "1000"], "--n_workers 1000: the 100 training envs (n_rollout_threads) take at most 99 env"),
     (MAPPO, ["--n_workers", "4", "--n_rollout_threads", "2", "--seeds", "2"], "4 training envs (n_rollout_threads × "),

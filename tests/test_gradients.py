@@ -57,7 +57,7 @@ def test_accumulator_matches_pure_functions():
     for v in vectors:
         set_grads(params, v[:2], v[2:])
         stats.record(params)
-    summary = stats.summary()
+    (summary,) = stats.summary()  # one seed: one dict
     tensors = [torch.tensor(v) for v in vectors]
     assert summary["grad/param_variance"] == pytest.approx(sum(param_variance(t) for t in tensors) / 4)
     assert summary["grad/noise"] == pytest.approx(gradient_noise(tensors))
@@ -73,17 +73,17 @@ def test_accumulator_groups_and_reset():
         stats.record(set_grads(params, v))
     stats.next_group()
     stats.record(set_grads(params, [5.0, 5.0]))  # a single gradient: no noise of its own
-    summary = stats.summary()
+    (summary,) = stats.summary()  # one seed: one dict
     assert summary["grad/noise"] == pytest.approx((0.5 + 2.0) / 2)
     expected_variance = (0.25 + 2.25 + 0.0 + 1.0 + 0.0) / 5  # population variances of the five gradients
     assert summary["grad/param_variance"] == pytest.approx(expected_variance)
-    assert stats.summary() == {}  # reset after a summary
+    assert stats.summary() == [{}]  # reset after a summary
 
 
 def test_single_gradient_gives_variance_but_no_noise():
     stats = GradientStats()
     stats.record(with_grads([1.0, 3.0]))
-    assert stats.summary() == {"grad/param_variance": pytest.approx(1.0)}
+    assert stats.summary() == [{"grad/param_variance": pytest.approx(1.0)}]
 
 
 def test_accumulator_on_a_real_backward():
@@ -95,6 +95,6 @@ def test_accumulator_on_a_real_backward():
         net(torch.randn(5, 3)).pow(2).sum().backward()
         stats.record(net.parameters())
         grads.append(flat_grad(net.parameters()).clone())
-    summary = stats.summary()
+    (summary,) = stats.summary()  # one seed: one dict
     assert summary["grad/param_variance"] == pytest.approx(sum(param_variance(g) for g in grads) / 3, rel=1e-6)
     assert summary["grad/noise"] == pytest.approx(gradient_noise(grads), rel=1e-6)

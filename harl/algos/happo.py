@@ -74,7 +74,8 @@ class SequentialUpdate(PolicyGradientLearner):
             seed_metrics.update(agents_metrics)
             seed_metrics.update(actor)
         if self.grad_stats is not None:
-            metrics[0].update(self.grad_stats.summary())
+            for row, gradient_stats in zip(metrics, self.grad_stats.summary(), strict=True):
+                row.update(gradient_stats)
         return metrics
 
 

@@ -52,7 +52,8 @@ class SimultaneousUpdate(PolicyGradientLearner):
             seed_metrics.update(agents)
             seed_metrics.update(actor)
         if self.grad_stats is not None:
-            metrics[0].update(self.grad_stats.summary())
+            for row, gradient_stats in zip(metrics, self.grad_stats.summary(), strict=True):
+                row.update(gradient_stats)
         return metrics
 
 

@@ -138,7 +138,7 @@ class ReplayLearner(ABC):
         self.actor_optimizer = AgentAdam(self.actor.parameters(), lr=self.cfg.lr)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)
         self.updates = 0
-        self.grad_stats = GradientStats() if cfg.run.grad_stats else None
+        self.grad_stats = GradientStats(self.seeds) if cfg.run.grad_stats else None
         # The last actor update's agent groups in order: [[i], [j], ...] sequential, [[0, ..., N-1]] simultaneous
         # (a population's: one agent of every seed per group).
         self.last_order: list[list[int]] = []
@@ -228,7 +228,8 @@ class ReplayLearner(ABC):
                             {f"losses/{agent}/{key}": v for agent, v in zip(self.spec.agent_ids, part, strict=True)}
                         )
         if self.grad_stats is not None:
-            rows[0].update(self.grad_stats.summary())
+            for row, stats in zip(rows, self.grad_stats.summary(), strict=True):
+                row.update(stats)
         return rows
 
     def seed_mean(self, x: torch.Tensor) -> torch.Tensor:

@@ -133,7 +133,7 @@ class ActorCriticLearner:
         self.value_norm = ValueNorm((self.n_agents,)).to(device) if self.cfg.use_valuenorm else None
         if self.members:
             self.read_members()
-        self.grad_stats = GradientStats() if cfg.run.grad_stats else None
+        self.grad_stats = GradientStats(self.seeds) if cfg.run.grad_stats else None
         self.recurrent = cfg.model.recurrent
         self.hidden_size = cfg.model.rnn_hidden_size if self.recurrent else 0  # 0: no hidden states
         self.chunk_length = self.cfg.data_chunk_length if self.recurrent else 1

@@ -15,7 +15,8 @@
   parameter drift between epochs).
 
 For hypernetworks the actor's parameters are the hypernetwork's, so both measures are taken over the
-hypernetwork's gradient entries, exactly as for any other architecture.
+hypernetwork's gradient entries, exactly as for any other architecture. A population of seeds (`--seeds`)
+takes both per seed, over that seed's own entries (`seed_gradients`), as its solo run would.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from harl.models.agent_mlp import is_per_agent
+
 
 def flat_grad(params: Iterable[torch.Tensor]) -> torch.Tensor:
     """The gradients of `params` concatenated into one (P,) vector (zeros for parameters without a gradient)."""
@@ -32,6 +35,21 @@ def flat_grad(params: Iterable[torch.Tensor]) -> torch.Tensor:
     if not parts:
         raise ValueError("no trainable parameters")
     return torch.cat(parts)
+
+
+def seed_gradients(params: Iterable[torch.Tensor], seeds: int) -> torch.Tensor:
+    """(P, entries) each seed's gradient entries of `params`, float64: per-agent tensors (P·n, ...) split by seed,
+    any other tensor (P, ...) by its leading seed dimension (one seed: every tensor whole)."""
+    parts = []
+    for param in params:
+        if not param.requires_grad:
+            continue
+        grad = param.grad if param.grad is not None else torch.zeros_like(param)
+        rows = grad.unflatten(0, (seeds, -1)) if is_per_agent(param) and seeds > 1 else grad
+        parts.append(rows.reshape(seeds, -1))
+    if not parts:
+        raise ValueError("no trainable parameters")
+    return torch.cat(parts, dim=1).double()
 
 
 def param_variance(grad: torch.Tensor) -> float:
@@ -54,15 +72,17 @@ def gradient_noise(grads: Sequence[torch.Tensor]) -> float:
 
 
 class GradientStats:
-    """Accumulates actor-gradient statistics over a training iteration, without storing the gradients.
+    """Accumulates actor-gradient statistics over a training iteration, without storing the gradients, for each
+    of `seeds` seeds of a population (one: a solo run).
 
     Call `record(actor.parameters())` after every actor backward (before gradient clipping), and
     `next_group()` where a new group of minibatches starts (e.g. at every PPO epoch; without it all
-    recorded gradients form one group). `summary()` returns the iteration's metrics and starts afresh.
-    Everything stays on the gradients' device until `summary()`.
+    recorded gradients form one group). `summary()` returns the iteration's metrics, one dict per seed, and
+    starts afresh. Everything stays on the gradients' device until `summary()`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, seeds: int = 1) -> None:
+        self.seeds = seeds
         self._reset()
 
     def _reset(self) -> None:
@@ -70,20 +90,20 @@ class GradientStats:
         self._updates = 0
         self._groups: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self._count = 0
-        self._sum: torch.Tensor | None = None  # (P,) float64: Σ g_k of the open group
-        self._sq_norm_sum: torch.Tensor | None = None  # Σ ‖g_k‖² of the open group
+        self._sum: torch.Tensor | None = None  # (seeds, entries) float64: Σ g_k of the open group
+        self._sq_norm_sum: torch.Tensor | None = None  # (seeds,) Σ ‖g_k‖² of the open group
 
     def record(self, params: Iterable[torch.Tensor]) -> None:
         """Add the current gradient of `params` (one update)."""
-        grad = flat_grad(params).double()
-        variance = grad.var(unbiased=False)
+        grad = seed_gradients(params, self.seeds)  # (seeds, entries)
+        variance = grad.var(dim=1, unbiased=False)  # (seeds,)
         self._variance_sum = variance if self._variance_sum is None else self._variance_sum + variance
         self._updates += 1
         if self._sum is None or self._sum.shape != grad.shape:
             self._close_group()
-            self._sum, self._sq_norm_sum = torch.zeros_like(grad), torch.zeros((), dtype=grad.dtype, device=grad.device)
+            self._sum, self._sq_norm_sum = torch.zeros_like(grad), grad.new_zeros(self.seeds)
         self._sum += grad
-        self._sq_norm_sum += grad.pow(2).sum()
+        self._sq_norm_sum += grad.pow(2).sum(1)
         self._count += 1
 
     def next_group(self) -> None:
@@ -95,22 +115,26 @@ class GradientStats:
             self._groups.append((self._count, self._sum, self._sq_norm_sum))
         self._count, self._sum, self._sq_norm_sum = 0, None, None
 
-    def summary(self) -> dict[str, float]:
-        """`grad/param_variance` (mean over the recorded updates) and `grad/noise` (mean over the groups
+    def summary(self) -> list[dict[str, float]]:
+        """Per seed: `grad/param_variance` (mean over the recorded updates) and `grad/noise` (mean over the groups
         of at least two gradients with a non-zero mean; left out when there is none). Resets the stats."""
         self._close_group()
-        metrics: dict[str, float] = {}
-        if self._updates:
-            metrics["grad/param_variance"] = float(self._variance_sum) / self._updates
-        noises = []
-        for count, total, sq_norm_sum in self._groups:
-            if count < 2:
-                continue
-            mean_sq = float(total.pow(2).sum()) / count**2  # ‖ḡ‖²
-            spread = (float(sq_norm_sum) - count * mean_sq) / (count - 1)  # Σ‖g_k - ḡ‖² / (K - 1)
-            if mean_sq > 0:
-                noises.append(max(spread, 0.0) / mean_sq)
-        if noises:
-            metrics["grad/noise"] = sum(noises) / len(noises)
+        metrics: list[dict[str, float]] = [{} for _ in range(self.seeds)]
+        variances = [] if self._variance_sum is None else (self._variance_sum / self._updates).tolist()
+        groups = [
+            (count, (total.pow(2).sum(1) / count**2).tolist(), sq_norm_sum.tolist())  # ‖ḡ‖² and Σ‖g_k‖² per seed
+            for count, total, sq_norm_sum in self._groups
+            if count >= 2
+        ]
+        for seed, row in enumerate(metrics):
+            if variances:
+                row["grad/param_variance"] = variances[seed]
+            noises = []
+            for count, mean_sq, sq_norm_sum in groups:
+                spread = (sq_norm_sum[seed] - count * mean_sq[seed]) / (count - 1)  # Σ‖g_k - ḡ‖² / (K - 1)
+                if mean_sq[seed] > 0:
+                    noises.append(max(spread, 0.0) / mean_sq[seed])
+            if noises:
+                row["grad/noise"] = sum(noises) / len(noises)
         self._reset()
         return metrics
