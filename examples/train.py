@@ -1,7 +1,7 @@
 """Train a multi-agent policy: `python examples/train.py --algo mappo --arch nops --env mamujoco`.
 
-See `--list` for the registered algorithms, architectures and environments, and the README for
-the config system, run folders and resuming.
+See `--list` for the registered algorithms, architectures and environments, `--help` for every option, and
+docs/configuration.md and docs/runs.md for the config system, run folders and resuming.
 """
 
 import sys

@@ -120,7 +120,8 @@ def conjugate_gradient(
 
 class HATRPO(ActorCriticLearner):
     """Heterogeneous-agent TRPO (sequential trust-region update). With a parameter-sharing architecture every
-    agent's turn steps the shared parameters, within the trust region of that agent's policy (see the README)."""
+    agent's turn steps the shared parameters, within the trust region of that agent's policy (see
+    docs/algorithms.md)."""
 
     cfg: TRPOConfig
 
