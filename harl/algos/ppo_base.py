@@ -7,6 +7,7 @@ The per-agent actor update (the part where the learners differ) lives in `mappo.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -489,7 +490,7 @@ class ActorCriticLearner:
         self.generator.set_state(state["generator"])
 
 
-class PolicyGradientLearner(ActorCriticLearner):
+class PolicyGradientLearner(ActorCriticLearner, ABC):
     """A learner whose actor `AgentAdam` steps on minibatches of a surrogate (PPO, A2C). How the agents take their
     steps (all at once, or one after another) is the update scheme's (`mappo.SimultaneousUpdate`,
     `happo.SequentialUpdate`); the surrogate and the number of epochs are the family's (`PPOLearner`, A2C's)."""
@@ -501,14 +502,14 @@ class PolicyGradientLearner(ActorCriticLearner):
         return AgentAdam(self.actor.parameters(), lr=self.cfg.lr, eps=self.cfg.opti_eps)
 
     @property
+    @abstractmethod
     def actor_epochs(self) -> int:
         """Actor epochs per rollout."""
-        raise NotImplementedError
 
+    @abstractmethod
     def surrogate(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Surrogate terms to maximise and entropies (M, k) of the batch's agents at its real steps, and
         diagnostics by their logged names (each (M, k), without gradients)."""
-        raise NotImplementedError
 
     def record_actor_gradients(self, new_group: bool = False) -> None:
         """Feed the actor's current gradient to the gradient statistics (when `run.grad_stats` is on)."""
