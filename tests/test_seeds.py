@@ -22,21 +22,7 @@ from .conftest import read_progress
 
 load_extensions()
 
-TINY = [
-    "--env",
-    "matrix",
-    "--n_agents",
-    "3",
-    "--n_rollout_threads",
-    "3",
-    "--episode_length",
-    "10",
-    "--actor_num_mini_batch",
-    "2",
-    "--critic_num_mini_batch",
-    "2",
-    "--critic_epoch",
-    "2",
+COMMON = [
     "--eval_interval",
     "60",
     "--eval_episodes",
@@ -53,6 +39,23 @@ TINY = [
     "50",
     "--grad_stats",
     "true",
+]  # evaluation, small networks, SND and gradient statistics: every seed-equivalence run logs them
+TINY = [
+    "--env",
+    "matrix",
+    "--n_agents",
+    "3",
+    "--n_rollout_threads",
+    "3",
+    "--episode_length",
+    "10",
+    "--actor_num_mini_batch",
+    "2",
+    "--critic_num_mini_batch",
+    "2",
+    "--critic_epoch",
+    "2",
+    *COMMON,
 ]
 VOLATILE = ("charts/SPS", "timers/updates_per_second")
 OFF_POLICY = ("hasac", "masac", "maddpg", "matd3", "haddpg", "hatd3")
@@ -119,22 +122,7 @@ OFF_POLICY_TINY = [
     "60",
     "--n_step",
     "3",
-    "--eval_interval",
-    "60",
-    "--eval_episodes",
-    "2",
-    "--n_eval_rollout_threads",
-    "2",
-    "--hidden_sizes",
-    "16,16",
-    "--critic_hidden_sizes",
-    "16",
-    "--snd_interval",
-    "60",
-    "--snd_max_obs",
-    "50",
-    "--grad_stats",
-    "true",
+    *COMMON,
 ]
 
 

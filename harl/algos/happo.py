@@ -73,9 +73,7 @@ class SequentialUpdate(PolicyGradientLearner):
         ):
             seed_metrics.update(agents_metrics)
             seed_metrics.update(actor)
-        if self.grad_stats is not None:
-            for row, gradient_stats in zip(metrics, self.grad_stats.summary(), strict=True):
-                row.update(gradient_stats)
+        self.add_gradient_stats(metrics)
         return metrics
 
 

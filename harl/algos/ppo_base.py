@@ -511,6 +511,12 @@ class PolicyGradientLearner(ActorCriticLearner, ABC):
         """Surrogate terms to maximise and entropies (M, k) of the batch's agents at its real steps, and
         diagnostics by their logged names (each (M, k), without gradients)."""
 
+    def add_gradient_stats(self, metrics: list[dict[str, float]]) -> None:
+        """Each seed's gradient statistics of this update into its metrics (when `run.grad_stats` is on)."""
+        if self.grad_stats is not None:
+            for row, gradient_stats in zip(metrics, self.grad_stats.summary(), strict=True):
+                row.update(gradient_stats)
+
     def record_actor_gradients(self, new_group: bool = False) -> None:
         """Feed the actor's current gradient to the gradient statistics (when `run.grad_stats` is on)."""
         if self.grad_stats is not None:
