@@ -151,7 +151,8 @@ def learners_that(can: Callable[[AlgoEntry], bool]) -> str:
 
 def check_recurrent(cfg: ExperimentConfig) -> None:
     """Refuse `model.recurrent` where it cannot train: a feed-forward-only learner, SND logging (it scores
-    policies on single observations) or fewer training sequences than minibatches."""
+    policies on single observations), fewer training sequences than minibatches, or a population (`--seeds N`)
+    whose sequences would be padded."""
     if not cfg.model.recurrent:
         return
     if not get_algorithm(cfg.algo_name).recurrent:
@@ -171,11 +172,17 @@ def check_recurrent(cfg: ExperimentConfig) -> None:
             f"recurrent training cuts the rollout into {chunks} sequences of {steps} steps (n_rollout_threads × "
             f"⌈episode_length / data_chunk_length⌉), fewer than the {most} minibatches asked for"
         )
+    if cfg.run.seeds > 1 and cfg.algo.episode_length % steps:
+        raise ConfigError(
+            f"--seeds {cfg.run.seeds} with recurrent policies needs whole training sequences (each seed draws its "
+            f"own): episode_length {cfg.algo.episode_length} is not a multiple of data_chunk_length {steps}; choose "
+            "a data_chunk_length that divides it"
+        )
 
 
 def check_seeds(cfg: ExperimentConfig) -> None:
     """Refuse `--seeds N` (N > 1) where the seeds cannot train as one batch: a learner or architecture that does
-    not declare it (`batched_seeds` in their registry entries), or recurrent policies (not yet batched)."""
+    not declare it (`batched_seeds` in their registry entries)."""
     seeds = cfg.run.seeds
     if seeds == 1:
         return
@@ -188,11 +195,6 @@ def check_seeds(cfg: ExperimentConfig) -> None:
     reason = get_architecture(cfg.arch_name).batched_seeds(cfg.arch)
     if reason:
         raise ConfigError(f"--seeds {seeds} with --arch {cfg.arch_name}: {reason}")
-    if cfg.model.recurrent:
-        raise ConfigError(
-            f"--seeds {seeds} cannot be combined with --model.recurrent true (recurrent policies train one seed per "
-            "process so far)"
-        )
 
 
 def check_workers(cfg: ExperimentConfig) -> None:

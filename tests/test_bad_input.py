@@ -65,7 +65,11 @@ BAD_VALUES = [
     (MAPPO, ["--seed", "2147483647", "--seeds", "2"], "reaches seed 2147483648, past the largest seed 2147483647"),
     (HATRPO, ["--seeds", "2"], "--seeds 2: hatrpo trains one seed per process so far; learners that batch seeds: "),
     (HYPER, ["--seeds", "2", "--share_embedding", "true", "--generate", "both"], "arch.share_embedding reads another"),
-    (MAPPO, ["--seeds", "2", "--model.recurrent", "true"], "cannot be combined with --model.recurrent true"),
+    (
+        MAPPO,
+        ["--seeds", "2", "--model.recurrent", "true", "--episode_length", "10", "--data_chunk_length", "4"],
+        "--seeds 2 with recurrent policies needs whole training sequences (each seed draws its own): episode_length",
+    ),
     (MAPPO, ["--num_env_steps", "1e100"], "run.num_env_steps must be in (0, 2**53] (step counts are logged as float64"),
     (MAPPO, ["--n_workers", "1000"], "--n_workers 1000: the 100 training envs (n_rollout_threads) take at most 99 env"),
     (MAPPO, ["--n_workers", "4", "--n_rollout_threads", "2", "--seeds", "2"], "4 training envs (n_rollout_threads × "),

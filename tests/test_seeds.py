@@ -105,6 +105,30 @@ def test_a_seed_of_a_batched_run_is_its_solo_run(algo, arch, tmp_path):
     assert_same_run(batched[5], solo[5])
 
 
+@pytest.mark.parametrize(
+    ("algo", "arch", "workers"), [("mappo", "hypermarl", "1"), ("happo", "nops", "0"), ("ippo", "fups_id", "0")]
+)
+def test_a_seed_of_a_batched_recurrent_run_is_its_solo_run(algo, arch, workers, tmp_path):
+    """Recurrent populations: Hopper's episodes end at different steps in every seed (falls), so each seed's GRU
+    resets, training sequences and time-limit cuts are its own; seed 5 of a `--seeds 2` run is its solo run. The
+    three cases cover a shared core run once per seed (hypermarl's centralised critic), per-agent cores (nops)
+    and a shared core on per-agent inputs (fups_id, decentralised critic)."""
+    no_snd = COMMON[: COMMON.index("--snd_interval")] + COMMON[COMMON.index("--snd_interval") + 4 :]
+    common = [
+        *("--algo", algo, "--arch", arch, "--env", "mamujoco", "--scenario", "Hopper", "--agent_conf", "3x1"),
+        *("--episode_limit", "30", "--n_rollout_threads", "2", "--n_workers", workers, "--episode_length", "10"),
+        *("--recurrent", "true", "--rnn_hidden_size", "8", "--data_chunk_length", "5"),
+        *("--actor_num_mini_batch", "2", "--critic_num_mini_batch", "2", *epochs(algo), "--num_env_steps", "80"),
+        *no_snd,
+    ]
+    assert train_main([*common, "--seed", "4", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
+    assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
+    batched, solo = seed_folders(tmp_path / "batched"), seed_folders(tmp_path / "solo")
+    lengths = [[row["charts/episode_length"] for row in read_progress(batched[seed])] for seed in (4, 5)]
+    assert lengths[0] != lengths[1]  # the seeds' episodes ended at different steps
+    assert_same_run(batched[5], solo[5])
+
+
 OFF_POLICY_TINY = [
     "--env",
     "matrix",

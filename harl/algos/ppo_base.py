@@ -174,10 +174,11 @@ class ActorCriticLearner:
     # ------------------------------------------------------------------ acting
 
     def initial_hidden(self, n_envs: int) -> torch.Tensor | None:
-        """Hidden states (E, N, H) of fresh episodes, for the actor or the critic; None for feed-forward networks."""
+        """Hidden states (E, N, H) of fresh episodes, for the actor or the critic; None for feed-forward networks.
+        A population's envs hold its seeds' envs side by side (P·E, n, H), as its buffer does."""
         if not self.recurrent:
             return None
-        return torch.zeros(n_envs, self.n_agents, self.hidden_size, device=self.device)
+        return torch.zeros(n_envs, self.spec.n_agents, self.hidden_size, device=self.device)
 
     @torch.no_grad()
     def act(
@@ -203,12 +204,16 @@ class ActorCriticLearner:
             Env-ready actions (E, N, A), stored actions (E, N, A), their log-probs (E, N) and the actor's
             hidden states after this step (E, N, H) (None for feed-forward learners).
         """
-        if self.recurrent:
-            actions, log_probs, hidden = self.actor.act_step(obs, hidden, avail, deterministic)
-            return ActOutput(self.actor.env_actions(actions), actions, log_probs, hidden)
         layout = self.layout  # a population's envs (P·E, n, ...) as its networks' virtual agents (E, P·n, ...)
         avail = None if avail is None else layout.to_agents(avail)
-        actions, log_probs = self.actor.act(layout.to_agents(obs), avail, deterministic, self.action_generators)
+        obs, generators = layout.to_agents(obs), self.action_generators
+        if self.recurrent:
+            actions, log_probs, hidden = self.actor.act_step(
+                obs, layout.to_agents(hidden), avail, deterministic, generators
+            )
+            hidden = layout.to_envs(hidden)
+        else:
+            actions, log_probs = self.actor.act(obs, avail, deterministic, generators)
         env_actions = self.actor.env_actions(actions)
         return ActOutput(layout.to_envs(env_actions), layout.to_envs(actions), layout.to_envs(log_probs), hidden)
 
@@ -218,26 +223,33 @@ class ActorCriticLearner:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Denormalised per-agent values (E, N) of the critic's inputs (states (E, S) or observations (E, N, O),
         see `AgentValueCritic.inputs`), and the critic's hidden states (E, N, H) after them (recurrent
-        learners, from `hidden` before them; None for feed-forward learners)."""
-        if self.recurrent:
-            values, hidden = self.critic.forward_sequence(inputs.unsqueeze(0), hidden)
-            values = values[0]
-        elif self.seeds > 1:
+        learners, from `hidden` before them; None for feed-forward learners). A population's envs hold its
+        seeds' envs side by side (P·E, n): each env is valued by its own seed's critic."""
+        if not self.recurrent:
             return self._seed_values(inputs, env_dim=0), hidden
-        else:
-            values = self.critic(inputs)
-        return self.value_norm.denormalize(values) if self.value_norm is not None else values, hidden
+        layout = self.layout
+        values, hidden = self.critic.forward_sequence(
+            self._critic_view(inputs, 0).unsqueeze(0), layout.to_agents(hidden)
+        )
+        return layout.to_envs(self._denormalize(values[0])), layout.to_envs(hidden)
+
+    def _critic_view(self, inputs: torch.Tensor, env_dim: int) -> torch.Tensor:
+        """The critic's inputs in env layout, (..., P·E, S) or (..., P·E, n, O) with envs at `env_dim`, as its
+        network reads them: (..., E, P, S) states (one per seed) or (..., E, P·n, O) (a solo run's unchanged)."""
+        layout = self.layout
+        return layout.states_to_seeds(inputs, env_dim) if self.centralised_critic else layout.to_agents(inputs, env_dim)
+
+    def _denormalize(self, values: torch.Tensor) -> torch.Tensor:
+        """Values (..., P·n) in the critic's output scale -> returns' scale."""
+        return self.value_norm.denormalize(values) if self.value_norm is not None else values
 
     def _seed_values(self, inputs: torch.Tensor, env_dim: int) -> torch.Tensor:
-        """A population's denormalised values (..., P·E, n) of inputs (..., P·E, S) or (..., P·E, n, O) (envs at
-        `env_dim`), each env valued by its own seed's critic."""
-        layout = self.layout
-        x = layout.states_to_seeds(inputs, env_dim) if self.centralised_critic else layout.to_agents(inputs, env_dim)
+        """Feed-forward: denormalised values (..., P·E, n) of inputs (..., P·E, S) or (..., P·E, n, O) (envs at
+        `env_dim`), each env valued by its own seed's critic (a solo run's: P = 1)."""
+        x = self._critic_view(inputs, env_dim)
         lead = x.shape[: env_dim + 1]  # (..., E)
-        values = self.critic(x.flatten(0, env_dim))  # (B, P·n)
-        if self.value_norm is not None:
-            values = self.value_norm.denormalize(values)
-        return layout.to_envs(values.view(*lead, -1), env_dim)
+        values = self._denormalize(self.critic(x.flatten(0, env_dim)))  # (B, P·n)
+        return self.layout.to_envs(values.view(*lead, -1), env_dim)
 
     @torch.no_grad()
     def values_sequence(
@@ -245,9 +257,14 @@ class ActorCriticLearner:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Recurrent learners: denormalised values (L, E, N) along input sequences ((L, E, S) states or
         (L, E, N, O) observations) from the critic's hidden states `hidden` (E, N, H) before them, zeroed
-        before the steps where `resets` (L, E) is 1; also the hidden states after every step (L, E, N, H)."""
-        values, hiddens = self.critic.forward_sequence(inputs, hidden, resets, every_hidden=True)
-        return self.value_norm.denormalize(values) if self.value_norm is not None else values, hiddens
+        before the steps where `resets` (L, E) is 1; also the hidden states after every step (L, E, N, H).
+        A population's are in env layout (P·E envs of n agents), each env valued by its own seed's critic."""
+        layout = self.layout
+        resets = layout.states_to_seeds(resets, 1)  # (L, E, P): each seed's own episode starts
+        values, hiddens = self.critic.forward_sequence(
+            self._critic_view(inputs, 1), layout.to_agents(hidden), resets, every_hidden=True
+        )
+        return layout.to_envs(self._denormalize(values), 1), layout.to_envs(hiddens, 1)
 
     # ------------------------------------------------------------------ after the rollout
 
@@ -283,13 +300,20 @@ class ActorCriticLearner:
         inputs = torch.cat([inputs_of(buffer.obs, buffer.state), inputs_of(buffer.next_obs, buffer.next_state)[None]])
         steps_per_call = max(1, VALUE_CHUNK // e)  # (T+1, P·E, ...) in blocks of steps -> (T+1, P·E, n)
         buffer.set_values(torch.cat([self._seed_values(block, env_dim=1) for block in inputs.split(steps_per_call)]))
-        finals = []
+        if buffer.cuts:
+            buffer.bootstrap(self._population_cut_values(buffer), self.cfg.gamma)
+
+    def _population_cut_values(self, buffer: RolloutBuffer, hiddens: torch.Tensor | None = None) -> torch.Tensor:
+        """(Σk, n) a population's values of its time-limit cuts' final inputs, each valued where it stands among
+        all envs (every env by its own seed's critic); a recurrent critic's from its hidden states after the cut's
+        step, `hiddens` (T+1, P·E, n, H)."""
+        inputs_of, finals = self.critic.inputs, []
         for cut in buffer.cuts:  # the cut envs' final inputs in place of their next ones
             dense = inputs_of(buffer.obs[cut.step], buffer.state[cut.step]).clone()  # (P·E, ...)
             dense[cut.envs] = inputs_of(cut.final_obs, cut.final_state)
-            finals.append(self._seed_values(dense, env_dim=0)[cut.envs])  # (k, n)
-        if finals:
-            buffer.bootstrap(torch.cat(finals), self.cfg.gamma)
+            hidden = None if hiddens is None else hiddens[cut.step]
+            finals.append(self.values(dense, hidden)[0][cut.envs])  # (k, n)
+        return torch.cat(finals)
 
     def _recurrent_rollout_values(self, buffer: RolloutBuffer) -> None:
         """Recurrent critics: the critic runs along the rollout's states and the states after it from the hidden
@@ -301,16 +325,18 @@ class ActorCriticLearner:
         inputs = torch.cat([inputs_of(buffer.obs, buffer.state), after.unsqueeze(0)])  # (T+1, E, ...)
         resets = torch.cat([torch.zeros_like(buffer.dones[:1]), buffer.dones])  # (T+1, E): zero after an end
         carried = buffer.critic_carry  # (E, N, H)
-        envs_per_call = max(1, VALUE_CHUNK // (t + 1))
+        seed_envs = e // self.seeds  # a population's calls take the same envs of every seed
+        envs_per_call = max(1, VALUE_CHUNK // ((t + 1) * self.seeds))
+        firsts = torch.arange(self.seeds, device=self.device).unsqueeze(1) * seed_envs  # (P, 1)
+        calls = [
+            (firsts + block).flatten() for block in torch.arange(seed_envs, device=self.device).split(envs_per_call)
+        ]
         values, hiddens = zip(
-            *(
-                self.values_sequence(inputs[:, envs], carried[envs], resets[:, envs])
-                for envs in torch.arange(e, device=self.device).split(envs_per_call)
-            ),
-            strict=True,
+            *(self.values_sequence(inputs[:, envs], carried[envs], resets[:, envs]) for envs in calls), strict=True
         )
-        if len(values) > 1:
-            values, hiddens = torch.cat(values, dim=1), torch.cat(hiddens, dim=1)  # (T+1, E, N), (T+1, E, N, H)
+        if len(values) > 1:  # back in env order: (T+1, E, N), (T+1, E, N, H)
+            order = torch.argsort(torch.cat(calls))
+            values, hiddens = torch.cat(values, dim=1)[:, order], torch.cat(hiddens, dim=1)[:, order]
         else:
             values, hiddens = values[0], hiddens[0]
         # hidden states before the steps the chunks start at (after the first) and before the next rollout: those
@@ -319,7 +345,9 @@ class ActorCriticLearner:
         previous = torch.tensor([s - 1 for s in starts] + [t - 1], device=self.device)  # (⌈T/L⌉,)
         before = reset_hidden(hiddens[previous], buffer.dones[previous])  # (⌈T/L⌉, E, N, H)
         buffer.set_values(values, chunk_hidden=torch.cat([carried.unsqueeze(0), before[:-1]]), carry=before[-1])
-        if buffer.cuts:
+        if buffer.cuts and self.seeds > 1:
+            buffer.bootstrap(self._population_cut_values(buffer, hiddens), self.cfg.gamma)
+        elif buffer.cuts:
             finals = torch.cat([inputs_of(cut.final_obs, cut.final_state) for cut in buffer.cuts])  # (Σk, ...)
             final_hidden = torch.cat([hiddens[cut.step, cut.envs] for cut in buffer.cuts])  # (Σk, N, H)
             buffer.bootstrap(self.values(finals, final_hidden)[0], self.cfg.gamma)

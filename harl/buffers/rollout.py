@@ -221,6 +221,12 @@ def gather_chunks(x: torch.Tensor, index: torch.Tensor, columns: torch.Tensor | 
     return x[:, rows.T, columns]
 
 
+def first_steps(x: torch.Tensor, index: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+    """(C, K, ...) values at the chunks' first steps -> (B, k, ...) for the chunks `index` ((B,), or (P, B) per seed)
+    of the columns `columns` (all K when None), as `gather_chunks` selects them."""
+    return gather_chunks(x.unsqueeze(0), index, columns)[0]
+
+
 @dataclass
 class ActorBatch(Chunks):
     """What the actor loss needs for the k selected agents of B sequences (inputs as sequences, targets flat)."""
@@ -230,7 +236,7 @@ class ActorBatch(Chunks):
     actions: torch.Tensor  # (L, B, k, action_shape)
     avail: torch.Tensor | None  # (L, B, k, A)
     hidden: torch.Tensor | None  # (B, k, H) actor hidden states before each sequence (recurrent only)
-    resets: torch.Tensor | None  # (L, B) 1.0 where an episode starts (recurrent only)
+    resets: torch.Tensor | None  # (L, B) 1.0 where an episode starts, a population's (L, B, P) (recurrent only)
     log_probs: torch.Tensor  # (M, k) log-probs at collection
     advantages: torch.Tensor  # (M, k) normalised advantages
 
@@ -241,7 +247,7 @@ class CriticBatch(Chunks):
 
     inputs: torch.Tensor  # (L, B, S) states, or (L, B, N, O) observations for decentralised critics
     hidden: torch.Tensor | None  # (B, N, H) critic hidden states before each sequence (recurrent only)
-    resets: torch.Tensor | None  # (L, B)
+    resets: torch.Tensor | None  # (L, B), a population's (L, B, P)
     values: torch.Tensor  # (M, N) values at collection (denormalised)
     returns: torch.Tensor  # (M, N)
 
@@ -255,10 +261,11 @@ class Sequences:
     them inside the chunk where an episode starts. Feed-forward learners use L = 1 (every sample is a
     chunk, in the order of `RolloutBuffer.flat`).
 
-    A population's rollout (a `SeedLayout`: P·E envs of n agents, feed-forward) becomes sequences of its P·n
-    virtual agents over the E envs of one seed, C = E·T: column s·n + i of chunk c is agent i of seed s in that
-    seed's env and step c, and a centralised critic reads (L, C, P, S) states. Minibatches then select chunks
-    per seed, (P, B), each seed's from its own generator.
+    A population's rollout (a `SeedLayout`: P·E envs of n agents) becomes sequences of its P·n virtual agents over
+    the E envs of one seed, C = E·⌈T/L⌉: column s·n + i of chunk c is agent i of seed s in that seed's chunk c, a
+    centralised critic reads (L, C, P, S) states and episode starts are per seed, (L, C, P). Minibatches then
+    select chunks per seed, (P, B), each seed's from its own generator (so its chunks are not padded: `valid` is
+    every seed's alike only while L divides T, which `harl.experiment.check_seeds` requires).
     """
 
     def __init__(
@@ -291,11 +298,13 @@ class Sequences:
         self.advantages = agents_layout(advantages)  # (L, C, N)
         self.actor_hidden = self.critic_hidden = self.resets = None
         if buffer.actor_hidden is not None:
-            self.actor_hidden = buffer.actor_hidden.reshape(self.n_chunks, *buffer.actor_hidden.shape[2:])  # (C, N, H)
-            self.critic_hidden = buffer.critic_hidden.reshape(self.n_chunks, *buffer.critic_hidden.shape[2:])
+            assert self.seeds == 1 or not self._pad, "a population's sequences cannot be padded (check_seeds)"
+            # (C, N, H): the hidden states before every chunk (a population's: of its virtual agents)
+            self.actor_hidden = layout.to_agents(buffer.actor_hidden, env_dim=1).flatten(0, 1)
+            self.critic_hidden = layout.to_agents(buffer.critic_hidden, env_dim=1).flatten(0, 1)
             starts = torch.zeros_like(buffer.dones)  # (T, E): an episode starts at step t
             starts[1:] = buffer.dones[:-1]
-            self.resets = self._layout(starts)  # (L, C)
+            self.resets = self._layout(layout.states_to_seeds(starts, 1))  # (L, C), a population's (L, C, P)
         self.valid = None
         if self._pad:
             real = torch.arange(self._per_env * steps, device=self.device) < t  # (⌈T/L⌉·L,)
@@ -335,9 +344,7 @@ class Sequences:
         def pick(x: torch.Tensor | None) -> torch.Tensor | None:  # (L, C, N, ...) -> (L, B, k, ...), one gather
             return None if x is None else gather_chunks(x, index, agents)
 
-        hidden = None
-        if self.actor_hidden is not None:  # (C, N, H) -> (B, k, H)
-            hidden = self.actor_hidden[index] if agents is None else self.actor_hidden[index.unsqueeze(1), agents]
+        hidden = None if self.actor_hidden is None else first_steps(self.actor_hidden, index, agents)  # (B, k, H)
         chunks = Chunks(index, self._valid(index))
         return ActorBatch(
             index=index,
@@ -347,7 +354,7 @@ class Sequences:
             actions=pick(self.actions),
             avail=pick(self.avail),
             hidden=hidden,
-            resets=None if self.resets is None else self.resets[:, index],
+            resets=None if self.resets is None else gather_chunks(self.resets, index),
             log_probs=chunks.flat(pick(self.log_probs)),
             advantages=chunks.flat(pick(self.advantages)),
         )
@@ -359,8 +366,8 @@ class Sequences:
             index=index,
             valid=chunks.valid,
             inputs=gather_chunks(self.critic_inputs, index),
-            hidden=None if self.critic_hidden is None else self.critic_hidden[index],
-            resets=None if self.resets is None else self.resets[:, index],
+            hidden=None if self.critic_hidden is None else first_steps(self.critic_hidden, index),
+            resets=None if self.resets is None else gather_chunks(self.resets, index),
             values=chunks.take(self.values),
             returns=chunks.take(self.returns),
         )

@@ -23,8 +23,8 @@ from harl.config import ModelConfig
 from harl.errors import UserError
 from harl.models.distributions import CategoricalPolicies, GaussianPolicies, PolicyDistribution
 from harl.models.net_spec import NetSpec
-from harl.models.population import per_seed_multinomial, per_seed_randn, population_agent_param, population_network
-from harl.models.recurrent import build_agent_net
+from harl.models.population import per_seed_multinomial, per_seed_randn, population_agent_param
+from harl.models.recurrent import build_agent_net, population_agent_net
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 from harl.utils.finite import sampleable_probs
@@ -86,10 +86,10 @@ class OnPolicyActor(Actor, ABC):
     @classmethod
     def population(cls, members: Sequence[OnPolicyActor]) -> OnPolicyActor:
         """One actor of P members (one per seed, each built alone under its seed) for their P·n virtual agents,
-        seed-major (see `harl.models.population`); feed-forward actors only."""
+        seed-major (see `harl.models.population`)."""
         actor = copy.deepcopy(members[0])
         actor._tile(len(members))
-        actor.net = population_network([m.net for m in members])
+        actor.net = population_agent_net([m.net for m in members])
         return actor
 
     @abstractmethod
@@ -179,13 +179,15 @@ class OnPolicyActor(Actor, ABC):
         hidden: torch.Tensor,
         avail: torch.Tensor | None = None,
         deterministic: bool = False,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Recurrent: one step of every agent's policy from hidden states (B, N, H) on obs (B, N, O).
+        """Recurrent: one step of every agent's policy from hidden states (B, N, H) on obs (B, N, O), drawn from the
+        global RNG or from one generator per seed of a population.
 
         Returns actions (B, N, action_shape), log-probs (B, N) and the next hidden states (B, N, H).
         """
         out, hidden = self.net(obs.unsqueeze(0), hidden)  # (1, B, N, A), (B, N, H)
-        actions, log_probs = self._sample(out[0], avail, deterministic)
+        actions, log_probs = self._sample(out[0], avail, deterministic, generators)
         return actions, log_probs, hidden
 
     def evaluate_sequence(
@@ -203,7 +205,8 @@ class OnPolicyActor(Actor, ABC):
             obs: (L, B, k, O) observations of the k selected agents (all when `agents` is None).
             actions: (L, B, k, action_shape) actions taken.
             hidden: (B, k, H) hidden states before the first step.
-            resets: (L, B) 1.0 where an episode starts (the hidden state is zeroed before the step), or None.
+            resets: (L, B) 1.0 where an episode starts (the hidden state is zeroed before the step), a population's
+                (L, B, P) per seed, or None.
             avail: (L, B, k, A) available actions, or None.
             agents: the selected agents.
         """
@@ -363,11 +366,11 @@ class AgentValueCritic(nn.Module):
     @classmethod
     def population(cls, members: Sequence[AgentValueCritic]) -> AgentValueCritic:
         """One critic of P members (one per seed, each built alone under its seed) for their P·n virtual agents,
-        seed-major; a centralised one then reads one state per seed, (..., P, S). Feed-forward critics only."""
+        seed-major; a centralised one then reads one state per seed, (..., P, S)."""
         critic = copy.deepcopy(members[0])
         critic.seeds = len(members)
         critic.n_agents *= critic.seeds
-        critic.net = population_network([m.net for m in members])
+        critic.net = population_agent_net([m.net for m in members])
         return critic
 
     def inputs(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -399,7 +402,7 @@ class AgentValueCritic(nn.Module):
         Args:
             x: (L, B, S) states or (L, B, N, O) observations.
             hidden: (B, N, H) hidden states before the first step.
-            resets: (L, B) 1.0 where an episode starts, or None.
+            resets: (L, B) 1.0 where an episode starts (a population's (L, B, P): per seed), or None.
             every_hidden: return the hidden states after every step (L, B, N, H), not only the last.
 
         Returns:

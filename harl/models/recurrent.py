@@ -18,7 +18,10 @@ episode start is marked by a reset (the hidden state is zeroed before that step)
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -27,12 +30,14 @@ from torch import nn
 from harl.models.agent_mlp import (
     ACTIVATIONS,
     AgentMLP,
+    LayerParams,
     SharedParams,
     StackedParams,
     activation_gain,
     agent_linear,
 )
 from harl.models.net_spec import NetSpec
+from harl.models.population import PopulationParams, population_network
 from harl.registry import ArchEntry
 
 GATE_ROWS = 512
@@ -57,7 +62,7 @@ class AgentGRU(nn.Module):
         self.hidden_size = hidden_size
         dims = [(in_dim, 3 * hidden_size), (hidden_size, 3 * hidden_size)]  # input → gates, hidden → gates
         gains = [1.0, 1.0]  # orthogonal weights, zero biases (MAPPO's GRU init)
-        self.params = StackedParams(n_agents, dims, gains) if per_agent else SharedParams(dims, gains)
+        self.params: LayerParams = StackedParams(n_agents, dims, gains) if per_agent else SharedParams(dims, gains)
 
     def forward(
         self, x: torch.Tensor, hidden: torch.Tensor, resets: torch.Tensor | None, agents: torch.Tensor | None = None
@@ -67,7 +72,9 @@ class AgentGRU(nn.Module):
         Args:
             x: (k, L, B, in) inputs.
             hidden: (k, B, H) hidden states before the first step.
-            resets: (L, B) 1.0 where the hidden state is zeroed before the step (an episode starts), or None.
+            resets: (L, B) 1.0 where the hidden state is zeroed before the step (an episode starts), the same for
+                every agent, or (L, B, G) one column per group of k/G consecutive agents (a population's seeds,
+                whose sequences differ), or None.
             agents: the k selected agents (all when None).
 
         Returns:
@@ -76,7 +83,7 @@ class AgentGRU(nn.Module):
         (w_in, b_in), (w_hid, b_hid) = self.params.layers(agents)
         k, steps, batch, _ = x.shape
         two_h = 2 * self.hidden_size
-        keep = None if resets is None else (1.0 - resets).view(steps, 1, batch, 1)  # (L, 1, B, 1)
+        keep = None if resets is None else reset_keep(resets, k)  # (L, 1 or k, B, 1)
         # steps whose input gates one batched matmul computes; with gradients, all of them (one weight gradient)
         block = max(1, GATE_ROWS // batch) if not torch.is_grad_enabled() else steps
         outputs = []
@@ -98,6 +105,16 @@ class AgentGRU(nn.Module):
         if steps == 1:  # one step (acting): no copy
             return hidden.unsqueeze(1), hidden
         return torch.stack(outputs, dim=1), hidden
+
+
+def reset_keep(resets: torch.Tensor, k: int) -> torch.Tensor:
+    """(L, 1, B, 1) or (L, k, B, 1): 0.0 where `resets` (L, B), or (L, B, G) per group of k/G consecutive agents,
+    zeroes a hidden state."""
+    keep = 1.0 - resets
+    if keep.dim() == 2:
+        return keep.view(*keep.shape, 1).unsqueeze(1)
+    per_agent = keep.repeat_interleave(k // keep.shape[-1], dim=-1)  # (L, B, k)
+    return per_agent.permute(0, 2, 1).unsqueeze(-1)
 
 
 class RecurrentAgentNet(nn.Module):
@@ -128,6 +145,7 @@ class RecurrentAgentNet(nn.Module):
         self.layer_norm = layer_norm
         self.per_agent_core = isinstance(gru.params, StackedParams)
         self.run_core_once = shared_input and not self.per_agent_core
+        self.seeds = 1  # the seeds of a population (see `population`)
 
     @property
     def hidden_size(self) -> int:
@@ -146,8 +164,9 @@ class RecurrentAgentNet(nn.Module):
         Args:
             x: (L, B, k, in) inputs of the k selected agents (all when `agents` is None).
             hidden: (B, k, H) hidden states before the first step.
-            resets: (L, B) 1.0 where an episode starts (the hidden state is zeroed before the step), or None.
-            agents: the selected agents.
+            resets: (L, B) 1.0 where an episode starts (the hidden state is zeroed before the step), or (L, B, P)
+                one column per seed of a population (each seed's sequences are its own), or None.
+            agents: the selected agents (a population's: k/P per seed, seed-major).
             every_hidden: return the hidden states after every step (L, B, k, H), not only the last.
 
         Returns:
@@ -155,18 +174,46 @@ class RecurrentAgentNet(nn.Module):
         """
         steps, batch, k, _ = x.shape
         core_agents = agents
-        if self.run_core_once:  # one pass of the shared core for the input all agents share
-            x, hidden, core_agents = x[:, :, :1], hidden[:, :1], torch.zeros(1, dtype=torch.long, device=x.device)
+        if self.run_core_once:  # one pass of the shared core per seed, on the input that seed's agents share
+            stride = k // self.seeds  # the first selected agent of every seed
+            firsts = torch.arange(0, k, stride, device=x.device)
+            core_agents = firsts if agents is None else agents[firsts]
+            x, hidden = x[:, :, firsts], hidden[:, firsts]
         features = self.activation(self.encoder(x.reshape(steps * batch, x.shape[2], -1), core_agents))
         if self.layer_norm:
             features = F.layer_norm(features, features.shape[-1:])
-        features = features.view(steps, batch, x.shape[2], -1).permute(2, 0, 1, 3)  # (k, L, B, enc)
-        outputs, last = self.gru(features, hidden.transpose(0, 1), resets, core_agents)  # (k, L, B, H), (k, B, H)
-        outputs = outputs.permute(1, 2, 0, 3).expand(-1, -1, k, -1)  # (L, B, k, H)
+        features = features.view(steps, batch, x.shape[2], -1).permute(2, 0, 1, 3)  # (c, L, B, enc), c cores
+        outputs, last = self.gru(features, hidden.transpose(0, 1), resets, core_agents)  # (c, L, B, H), (c, B, H)
+        outputs = _to_agents(outputs.permute(1, 2, 0, 3), k)  # (L, B, k, H)
         out = self.head(outputs.reshape(steps * batch, k, -1), agents)  # (L·B, k, out)
         if every_hidden:
             return out.view(steps, batch, k, -1), outputs
-        return out.view(steps, batch, k, -1), last.transpose(0, 1).expand(-1, k, -1)
+        return out.view(steps, batch, k, -1), _to_agents(last.transpose(0, 1), k)
+
+    @classmethod
+    def population(cls, members: Sequence[RecurrentAgentNet]) -> RecurrentAgentNet:
+        """One network of P members (one per seed, each built alone under its seed) for their P·n virtual agents,
+        seed-major (see `harl.models.population`): encoder, GRU and head stacked; a shared core then runs once per
+        seed where its agents share their input."""
+        net = copy.deepcopy(members[0])
+        net.seeds = len(members)
+        net.encoder = population_network([m.encoder for m in members])
+        net.gru.params = PopulationParams([m.gru.params for m in members], members[0].encoder.n_agents)
+        net.head = population_network([m.head for m in members])
+        return net
+
+
+def _to_agents(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(..., c, H) the core's outputs for c groups of agents -> (..., k, H), each group's repeated for its k/c
+    agents (a view when c is 1)."""
+    return x.unsqueeze(-2).expand(*x.shape[:-1], k // x.shape[-2], x.shape[-1]).flatten(-3, -2)
+
+
+def population_agent_net(members: Sequence[nn.Module]) -> nn.Module:
+    """One network of P members' (one per seed): a feed-forward `AgentMLP`'s or a `RecurrentAgentNet`'s."""
+    if isinstance(members[0], RecurrentAgentNet):
+        return RecurrentAgentNet.population(cast(Sequence[RecurrentAgentNet], members))
+    return population_network(members)
 
 
 def build_agent_net(arch: ArchEntry, spec: NetSpec, arch_cfg: object, *, shared_input: bool = False) -> nn.Module:
