@@ -7,7 +7,10 @@ Protocols (`--protocol`), each with its tuned config, for each architecture aske
 - `matrix-hasac`: the 4-agent Specialisation matrix game, HASAC (100 envs, 10 vector steps and 10 updates of 256
   transitions per iteration);
 - `mamujoco-hasac`: MaMuJoCo HalfCheetah 2x3, HASAC (HARL's tuned values: 20 envs, 50 vector steps and 50 updates of
-  1000 transitions per iteration, [256, 256] networks), envs in-process.
+  1000 transitions per iteration, [256, 256] networks), envs in-process;
+- `smax-mappo-gru`: JaxMARL's SMAX 2s3z, MAPPO with GRU policies (the paper's appendix B values: 128 steps, 4
+  epochs, 4 minibatches of 16-step sequences, [128, 128] networks with a GRU of 128), 32 envs per seed instead of
+  the paper's 128 so that a round fits a few minutes on a CPU.
 
 The off-policy protocols shorten the warm-up to a few iterations and measure the loop after it (see `seed_sps`).
 Three ways to train N seeds:
@@ -70,6 +73,11 @@ PROTOCOLS = {
         + ("--warmup_steps", "2000", "--n_workers", "0"),
         20 * 50,
         warmup_steps=2000,
+    ),
+    "smax-mappo-gru": Protocol(
+        "SMAX 2s3z MAPPO with GRU policies (the paper's tuned config, 32 envs instead of 128)",
+        ("--algo", "mappo", "--env", "smacv2", "--scenario", "2s3z", "--n_rollout_threads", "32"),
+        32 * 128,
     ),
 }
 

@@ -18,10 +18,14 @@ from harl.research.diversity import collect_observations, load_policy
 from harl.utils.checkpoint import load_checkpoint
 
 from .conftest import read_progress, run_train
+from .test_seeds import assert_same_run, seed_folders
 from .test_smoke import ALGO_TINY
 
 load_extensions()
 CPU = torch.device("cpu")
+MPE_CONTINUOUS = ["--env", "mpe", "--scenario", "simple_spread", "--continuous_actions", "true", "--max_cycles", "10"]
+MPE_CONTINUOUS += ["--n_rollout_threads", "2", "--n_workers", "1"]
+OFF_POLICY_SHORT = ["--warmup_steps", "20", "--train_interval", "5", "--batch_size", "8", "--buffer_size", "100"]
 NAVIGATION = [
     "--env",
     "vmas",
@@ -119,9 +123,24 @@ def test_target_diversity_bounds(value, ok):
             cfg.validate()
 
 
-def test_seed_batching_is_refused_in_one_line():
-    with pytest.raises(ConfigError, match=r"^--seeds 2 with --arch dico: .*cannot batch seeds yet$"):
-        build_config("ippo", "dico", "matrix", {"seeds": "2"}, use_tuned=False)
+@pytest.mark.parametrize(
+    ("algo", "env"),
+    [("ippo", ["--env", "matrix", "--n_agents", "3", "--n_rollout_threads", "3", "--episode_length", "10"])]
+    + [("happo", ["--env", "matrix", "--n_agents", "3", "--n_rollout_threads", "3", "--episode_length", "10"])]
+    + [("mappo", MPE_CONTINUOUS + ["--episode_length", "10"]), ("hasac", MPE_CONTINUOUS + OFF_POLICY_SHORT)],
+)
+def test_a_seed_of_a_batched_dico_run_is_its_solo_run(algo, env, tmp_path):
+    """`--seeds 2`: each seed's SND is measured on its own agents and observations and scales only them; seed 2 of
+    the batch logs what its solo run logs (the measured SND and scale included) and ends with its parameters.
+    Discrete (logits) on the matrix game, Gaussian means and SAC's outputs on MPE (envs seeded one by one, one in a
+    worker for MAPPO)."""
+    common = ["--algo", algo, "--arch", "dico", *env, "--hidden_sizes", "16,16", "--critic_hidden_sizes", "16"]
+    common += ["--eval_interval", "0", "--grad_stats", "true", "--num_env_steps", "60"]
+    assert train_main([*common, "--seed", "1", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
+    assert train_main([*common, "--seed", "2", "--log_dir", str(tmp_path / "solo")]) == 0
+    batched, solo = seed_folders(tmp_path / "batched")[2], seed_folders(tmp_path / "solo")[2]
+    assert read_progress(solo)[-1]["diversity/dico_scale"]  # the scale was logged
+    assert_same_run(batched, solo)
 
 
 # ---------------------------------------------------------------------------------------------- through the CLI

@@ -29,6 +29,9 @@ Critics are per-agent networks (NoPS), the authors' `share_param_critic: False`.
 gives every agent the shared network's output (the per-agent networks are never consulted), `-1` the
 unscaled sum (the authors' "unconstrained" setting, the seed paper's table 10 best at 4 and 8 agents).
 
+A population of seeds (`--seeds N`, `DiCoNet.population`) stacks the members' networks and measures each seed's
+SND on its own agents and observations only, so every seed is its solo run.
+
 Not reproduced: the authors' soft-updated estimate of SND (τ = 0.01, read when acting) -- here it is
 measured on every batch, the paper's equation; their state-dependent std and tanh squash of the shared
 mean into the action range (`process_shared`), TanhNormal policies and action-range loss. Sequential
@@ -38,6 +41,7 @@ agent's observations only, not the team's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +52,7 @@ from harl.errors import ConfigError, shown
 from harl.metrics.diversity import wasserstein_gaussian
 from harl.models.agent_mlp import AgentMLP, AgentParam, SharedParams, StackedParams
 from harl.models.net_spec import NetSpec
+from harl.models.population import population_network
 from harl.registry import ArchEntry, get_architecture, register_architecture
 
 UNCONSTRAINED = -1.0
@@ -84,40 +89,58 @@ class DiCoNet(nn.Module):
         super().__init__()
         self.shared = shared
         self.hetero = hetero
-        self.n_agents = hetero.n_agents
+        self.n_agents = hetero.n_agents  # a population's: every seed's agents (P·n)
+        self.seeds = 1
         self.target_diversity = target_diversity
         self.last_snd: torch.Tensor | None = None  # SND of the heterogeneous outputs on the last batch, 0-dim
+        self._members: list[DiCoNet] = []  # a population's solo networks, one per seed (not submodules)
+
+    @classmethod
+    def population(cls, members: Sequence[DiCoNet]) -> DiCoNet:
+        """One network of P members (one per seed, each built alone under its seed) for their P·n virtual agents:
+        shared and per-agent networks stacked, each seed's SND measured on its own agents and observations and
+        its scale applied to them only. Each member's `last_snd` is its seed's, as its solo run's would be."""
+        net = cls(population_network([m.shared for m in members]), population_network([m.hetero for m in members]), 0.0)
+        net.target_diversity, net.seeds, net._members = members[0].target_diversity, len(members), list(members)
+        return net
 
     def forward(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, k, in_dim) for the k selected agents (all when `agents` is None) -> (B, k, out_dim)."""
+        """x: (B, k, in_dim) for the k selected agents (all when `agents` is None; a population's: k/P per seed,
+        seed-major) -> (B, k, out_dim)."""
         shared = self.shared(x, agents)  # (B, k, out)
         if self.target_diversity == 0:
             return shared
         hetero = self.hetero(x, agents)  # (B, k, out)
-        if self.target_diversity == UNCONSTRAINED or self.n_agents == 1:
+        if self.target_diversity == UNCONSTRAINED or self.n_agents == self.seeds:  # one agent per seed
             return shared + hetero
-        snd = self.measure(x)
+        snd = self.measure(x)  # (P,)
         scale = torch.where(snd > 0, self.target_diversity / snd, 1.0).to(hetero.dtype)  # identical: no change
-        return torch.addcmul(shared, hetero, scale)
+        per_agent = scale.repeat_interleave(x.shape[1] // self.seeds).unsqueeze(-1)  # (k, 1): each seed's own
+        return torch.addcmul(shared, hetero, per_agent)
 
     @torch.no_grad()
     def measure(self, x: torch.Tensor) -> torch.Tensor:
-        """SND (0-dim, float64) of the heterogeneous outputs on the observations x (B, k, in_dim): every agent's
-        network on every one of the B·k observations, mean L2 distance over agent pairs and observations."""
-        n = self.n_agents
-        every = x.reshape(-1, 1, x.shape[-1]).expand(-1, n, -1)  # (B·k, N, in): each observation seen by all
-        out = self.hetero(every)  # (B·k, N, out)
+        """SND (P,) (float64, one per seed) of the heterogeneous outputs on the observations x (B, k, in_dim): every
+        agent's network on every one of its seed's B·k/P observations, mean L2 distance over agent pairs and
+        observations."""
+        seeds, n = self.seeds, self.n_agents // self.seeds
+        per_seed = x.unflatten(1, (seeds, -1)).transpose(0, 1).reshape(seeds, -1, x.shape[-1])  # (P, B·k/P, in)
+        every = per_seed.transpose(0, 1).unsqueeze(2).expand(-1, -1, n, -1)  # (B·k/P, P, n, in): seen by all
+        out = self.hetero(every.flatten(1, 2)).unflatten(1, (seeds, n))  # (B·k/P, P, n, out)
         i, j = torch.triu_indices(n, n, offset=1, device=x.device)
         zero, mask = out.new_zeros(()), out.new_ones(out.shape[-1])
-        snd = wasserstein_gaussian(out[:, i], zero, out[:, j], zero, mask).mean()  # equal stds: ‖μ_i - μ_j‖₂
+        distances = wasserstein_gaussian(out[:, :, i], zero, out[:, :, j], zero, mask)  # (B·k/P, P, pairs)
+        snd = distances.transpose(0, 1).flatten(1).mean(1)  # (P,); equal stds: ‖μ_i - μ_j‖₂
         self.last_snd = snd
+        for member, own in zip(self._members, snd, strict=False):
+            member.last_snd = own
         return snd
 
     def diagnostics(self) -> dict[str, float]:
         """The unscaled SND on the last batch and the scale it gave (once a batch was measured)."""
         if self.last_snd is None:
             return {}
-        snd = float(self.last_snd)
+        snd = float(self.last_snd.reshape(-1)[0])  # a population's members report their own seeds'
         scale = self.target_diversity / snd if snd > 0 else 1.0
         return {"diversity/dico_hetero_snd": snd, "diversity/dico_scale": scale}
 
@@ -139,11 +162,6 @@ def build_dico_agent_param(
     return AgentParam(n_agents, width, init_value, per_agent=role != "actor")
 
 
-def batched_dico(arch_cfg: DiCoConfig) -> str | None:
-    """A population batches `AgentMLP`s; a `DiCoNet` is two of them and a per-batch scale."""
-    return "its actor (a shared and a per-agent network with a per-batch scale) cannot batch seeds yet"
-
-
 register_architecture(
     ArchEntry(
         name="dico",
@@ -151,7 +169,6 @@ register_architecture(
         build_net=build_dico_net,
         build_agent_param=build_dico_agent_param,
         shares_parameters=True,
-        batched_seeds=batched_dico,
         description="DiCo: shared network + per-agent networks rescaled to a target SND (--target_diversity)",
     )
 )

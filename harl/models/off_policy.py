@@ -39,7 +39,7 @@ from harl.models.agent_mlp import (
 )
 from harl.models.distributions import CategoricalPolicies, GaussianPolicies
 from harl.models.policies import LOG_2PI, Actor, actor_net_spec
-from harl.models.population import NoiseSource, population_network, stack_members
+from harl.models.population import NoiseSource, population_net, stack_members
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 
@@ -71,7 +71,7 @@ class OffPolicyActor(Actor):
         seed-major (see `harl.models.population`), seed s drawing its noise from `generators[s]`."""
         actor = copy.deepcopy(members[0])
         actor._tile(len(members))
-        actor.net = population_network([m.net for m in members])
+        actor.net = population_net([m.net for m in members])
         actor.noise = NoiseSource(generators)
         return actor
 

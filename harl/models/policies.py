@@ -23,8 +23,8 @@ from harl.config import ModelConfig
 from harl.errors import UserError
 from harl.models.distributions import CategoricalPolicies, GaussianPolicies, PolicyDistribution
 from harl.models.net_spec import NetSpec
-from harl.models.population import per_seed_multinomial, per_seed_randn, population_agent_param
-from harl.models.recurrent import build_agent_net, population_agent_net
+from harl.models.population import per_seed_multinomial, per_seed_randn, population_agent_param, population_net
+from harl.models.recurrent import build_agent_net
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 from harl.utils.finite import sampleable_probs
@@ -89,7 +89,7 @@ class OnPolicyActor(Actor, ABC):
         seed-major (see `harl.models.population`)."""
         actor = copy.deepcopy(members[0])
         actor._tile(len(members))
-        actor.net = population_agent_net([m.net for m in members])
+        actor.net = population_net([m.net for m in members])
         return actor
 
     @abstractmethod
@@ -370,7 +370,7 @@ class AgentValueCritic(nn.Module):
         critic = copy.deepcopy(members[0])
         critic.seeds = len(members)
         critic.n_agents *= critic.seeds
-        critic.net = population_agent_net([m.net for m in members])
+        critic.net = population_net([m.net for m in members])
         return critic
 
     def inputs(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:

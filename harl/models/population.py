@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import SupportsIndex
+from typing import Any, Protocol, SupportsIndex, runtime_checkable
 
 import torch
 from torch import nn
@@ -160,6 +160,28 @@ def population_network(members: Sequence[nn.Module]) -> AgentMLP:
         first.append_id,
         seeds=n_seeds,
     )
+
+
+@runtime_checkable
+class ComposedNet(Protocol):
+    """A network made of several `AgentMLP`s (and state of its own) that stacks its members itself."""
+
+    @classmethod
+    def population(cls, members: Sequence[Any]) -> nn.Module:
+        """One network serving P members' agents (one member per seed, each built alone under its seed)."""
+
+
+def population_net(members: Sequence[nn.Module]) -> nn.Module:
+    """The one network of P members (one per seed): an `AgentMLP`'s (`population_network`) or a composed network's
+    own (`ComposedNet.population`, e.g. a recurrent or DiCo network).
+
+    Raises:
+        TypeError: the members are neither.
+    """
+    first = members[0]
+    if isinstance(first, ComposedNet):
+        return type(first).population(members)
+    return population_network(members)
 
 
 def population_agent_param(members: Sequence[AgentParam]) -> AgentParam:

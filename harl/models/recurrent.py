@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Sequence
-from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -207,13 +206,6 @@ def _to_agents(x: torch.Tensor, k: int) -> torch.Tensor:
     """(..., c, H) the core's outputs for c groups of agents -> (..., k, H), each group's repeated for its k/c
     agents (a view when c is 1)."""
     return x.unsqueeze(-2).expand(*x.shape[:-1], k // x.shape[-2], x.shape[-1]).flatten(-3, -2)
-
-
-def population_agent_net(members: Sequence[nn.Module]) -> nn.Module:
-    """One network of P members' (one per seed): a feed-forward `AgentMLP`'s or a `RecurrentAgentNet`'s."""
-    if isinstance(members[0], RecurrentAgentNet):
-        return RecurrentAgentNet.population(cast(Sequence[RecurrentAgentNet], members))
-    return population_network(members)
 
 
 def build_agent_net(arch: ArchEntry, spec: NetSpec, arch_cfg: object, *, shared_input: bool = False) -> nn.Module:
