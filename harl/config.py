@@ -17,8 +17,10 @@ type (never `eval`) and rejects unknown, ambiguous or ill-typed keys with a `Con
 One source of defaults: a field's default lives in its dataclass, nowhere else. The YAML files under
 `harl/configs/` hold only departures from the layers below them: every key of an algo YAML differs from the
 dataclass default, and every key of an env YAML changes the resolved value for at least one of the learners it
-applies to (all of them; the on- or off-policy ones for its `on_policy:` / `off_policy:` blocks).
-`tests/test_config.py` fails on a key that restates what the layers below give.
+applies to (all of them; the on- or off-policy ones for its `on_policy:` / `off_policy:` blocks). A tuned config
+under `harl/tuned_configs/` likewise holds only keys whose value differs from those layers for its algo and arch (for
+at least one architecture when its `main:` names none). `tests/test_config.py` and `tests/test_tuned_configs.py` fail
+on a key that restates what the layers below give.
 
 Numeric fields declare the values they accept with `bounded(...)` (a `Bounds` in the field's metadata); every
 float must also be finite. Every section's `validate()` starts with `check_bounds`, which checks both for every

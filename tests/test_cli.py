@@ -30,12 +30,7 @@ def one_line_error(capsys) -> str:
         (["--algo", "mapo", "--arch", "nops", "--env", "matrix"], "unknown algorithm 'mapo'; valid: "),
         (["--algo", "mappo", "--arch", "hyper", "--env", "matrix"], "unknown architecture 'hyper'"),
         (["--algo", "mappo", "--arch", "nops", "--env", "smac"], "unknown environment 'smac'"),
-        (
-            ["--algo", "mappo", "--arch", "nops", "--env", "mamujoco", "--scenario", "Dog"],
-            "unknown mamujoco scenario 'Dog'; valid: Ant",
-        ),
         (["--algo", "mappo", "--arch", "nops", "--env", "mamujoco", "--agent_conf", "5x7"], "agent_conf"),
-        (["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--game", "poker"], "valid: specialisation"),
         (["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--learning_rate", "1"], "unknown config key"),
         (["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--seed", "x"], "expects an integer"),
         (["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--seed"], "--seed needs a value"),

@@ -1,22 +1,17 @@
-"""MPE (mpe2) adapter: spec and padding, truncation at max_cycles, seeding, errors, CLI smoke."""
+"""MPE (mpe2) adapter: spec and padding, truncation at max_cycles, seeding, CLI smoke (what every env does alike:
+test_env_registry.py)."""
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import pytest
 import torch
-
-from harl.errors import ConfigError, UserError
-from harl.experiment import build_config
 
 from .conftest import read_progress, run_train
 
 pytest.importorskip("mpe2")
 pytestmark = pytest.mark.optional
 
-from harl.envs import mpe as mpe_env  # noqa: E402
 from harl.envs.mpe import MpeConfig, MpeEnv, make  # noqa: E402
 
 
@@ -76,23 +71,6 @@ def test_same_seed_same_episodes():
     first, second, other = rollout(5), rollout(5), rollout(6)
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
     assert not torch.equal(first[0], other[0])
-
-
-def test_unknown_scenario_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="simple_spread, simple_reference, simple_speaker_listener"):
-        build_config("mappo", "nops", "mpe", {"scenario": "simple_tag"})
-
-
-def test_missing_mpe2_says_what_to_install(monkeypatch):
-    for name in [name for name in sys.modules if name == "mpe2" or name.startswith("mpe2.")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "mpe2", None)
-    mpe_env._scenario_module.cache_clear()
-    try:
-        with pytest.raises(UserError, match="pip install mpe2"):
-            make(MpeConfig(), n_envs=1, seed=0, device="cpu")
-    finally:
-        mpe_env._scenario_module.cache_clear()
 
 
 @pytest.mark.parametrize("arch", ["nops", "fups_id"])
