@@ -92,8 +92,17 @@ class TurnParameters:
             part.copy_(vector[offset : offset + part.numel()].view_as(part))
             offset += part.numel()
 
+    def parts(self, vector: torch.Tensor) -> list[torch.Tensor]:
+        """`vector` (over the moved entries) cut into views shaped like each parameter's moved entries."""
+        pieces, offset = [], 0
+        for p in self.params:
+            shape = self._part(p, p).shape
+            pieces.append(vector[offset : offset + shape.numel()].view(shape))
+            offset += shape.numel()
+        return pieces
+
     def grad(self, output: torch.Tensor, **kwargs) -> torch.Tensor:
-        """∇ of a scalar `output` over the moved entries, as one vector (`torch.autograd.grad` keywords pass on)."""
+        """∇ of `output` over the moved entries, as one vector (`torch.autograd.grad` keywords pass on)."""
         return self.flatten(torch.autograd.grad(output, self.params, allow_unused=True, **kwargs))
 
 
@@ -102,18 +111,20 @@ def conjugate_gradient(
 ) -> torch.Tensor:
     """x ≈ A⁻¹ b for a symmetric positive-definite A given by `matvec` (x ↦ A x), after `iters` iterations from
     x = 0 (exact after as many iterations as b has entries, in exact arithmetic). Once the squared residual is
-    below `residual_tol` the iterate stops moving; the test runs on the device, so nothing waits on the host."""
+    below `residual_tol` the iterate stops moving; the test runs on the device, so nothing waits on the host.
+    The vectors are updated in place (a hypernetwork's turn moves millions of entries)."""
     x = torch.zeros_like(b)
     r, p = b.clone(), b.clone()
     rr = r @ r
     for _ in range(iters):
         done = rr < residual_tol
         ap = matvec(p)
-        alpha = torch.where(done, 0.0, rr / (p @ ap))
-        x = x + alpha * p
-        r = r - alpha * ap
+        alpha = torch.where(done, 0.0, rr / (p @ ap))  # 0-dim: done, nothing moves
+        x.addcmul_(p, alpha)
+        r.addcmul_(ap, alpha, value=-1.0)
         new_rr = r @ r
-        p = torch.where(done, p, r + (new_rr / rr) * p)
+        beta = torch.where(done, 1.0, new_rr / rr)
+        p.mul_(beta).addcmul_(r, (~done).to(p.dtype))  # r + β·p (done: p as it was)
         rr = torch.where(done, rr, new_rr)
     return x
 
@@ -151,26 +162,54 @@ class HATRPO(ActorCriticLearner):
         metrics[0].update(agent_metrics)
         return metrics
 
+    def outputs(self, batch: ActorBatch) -> torch.Tensor:
+        """The actor network's outputs (L, B, k, A) on the batch's sequences."""
+        return self.actor.outputs(batch.obs, batch.agents, batch.hidden, batch.resets)
+
+    def policy_of(self, batch: ActorBatch, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probs and entropies (M, k) of the batch's actions and its agents' distribution parameters (M, k, D)
+        at its real steps, from the network's outputs (L, B, k, A)."""
+        log_probs, entropy, params = self.actor.policy_of(out, batch.actions, batch.avail, batch.agents)
+        return batch.flat(log_probs), batch.flat(entropy), batch.flat(params)
+
     def evaluate_policy(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probs and entropies (M, k) of the batch's actions and its agents' distribution parameters (M, k, D)
         at its real steps, under the current actor."""
-        log_probs, entropy, params = self.actor.evaluate_policy(
-            batch.obs, batch.actions, batch.avail, batch.agents, batch.hidden, batch.resets
-        )
-        return batch.flat(log_probs), batch.flat(entropy), batch.flat(params)
+        return self.policy_of(batch, self.outputs(batch))
 
     def fisher_product(
-        self, batch: ActorBatch, turn: TurnParameters, old_params: torch.Tensor
+        self, batch: ActorBatch, turn: TurnParameters, old_params: torch.Tensor, out: torch.Tensor | None = None
     ) -> Callable[[torch.Tensor], torch.Tensor]:
         """v ↦ (F + cg_damping·I) v over the turn's entries, F the Hessian of the batch's mean KL(old ‖ π_θ) at the
-        current θ, where the distributions `old_params` (M, k, D) are the current ones. The KL's gradient graph is
-        built once; each product is one more backward pass through it."""
-        _, _, params = self.evaluate_policy(batch)
-        kl = self.actor.kl(old_params, params, batch.agents).mean()
-        kl_grad = turn.grad(kl, create_graph=True)
+        current θ, where the distributions `old_params` (M, k, D) are the current ones; `out` the network's outputs
+        (L, B, k, A) at θ with their graph, when already computed.
+
+        The KL is a function of the network's outputs o(θ) and of parameters it reads directly (a Gaussian's
+        log-std): KL(o(θ), θ). Its Hessian is Jᵀ H J (J = ∂(o, θ)/∂θ, H the KL's Hessian in (o, θ)) plus
+        Σ ∂KL/∂o · ∂²o/∂θ², and the last term vanishes here because the KL is minimal (0) at the old policy:
+        ∂KL/∂o = 0. So each product is J v (the transposed product of a once-built backward, differentiated),
+        then H on it (elementwise: the KL's own small graph), then Jᵀ (one backward through the kept forward),
+        about half the work of differentiating the KL's whole gradient graph again."""
+        if out is None:
+            out = self.outputs(batch)
+        params = turn.params
+        leaf = out.detach().requires_grad_()
+        params_of_leaf = batch.flat(self.actor.policy_params(leaf, batch.avail, batch.agents))  # (M, k, D)
+        kl = self.actor.kl(old_params, params_of_leaf, batch.agents).mean()
+        kl_grads = torch.autograd.grad(kl, [leaf, *params], create_graph=True, allow_unused=True)
+        kl_out = kl_grads[0]  # (L, B, k, A), 0 in value: only its derivative is used
+        direct = [(k, turn._part(params[k], g)) for k, g in enumerate(kl_grads[1:]) if g is not None]
+        probe = torch.zeros_like(out, requires_grad=True)  # Jᵀ probe is linear in the probe: its derivative is J
+        transposed = turn.grad(out, grad_outputs=probe, create_graph=True, retain_graph=True)
 
         def product(v: torch.Tensor) -> torch.Tensor:
-            return turn.grad(kl_grad @ v, retain_graph=True) + self.cfg.cg_damping * v
+            (jv,) = torch.autograd.grad(transposed, probe, v, retain_graph=True)  # J v: (L, B, k, A)
+            pieces = turn.parts(v)
+            tail = (kl_out * jv).sum() + sum((g * pieces[k]).sum() for k, g in direct)
+            h_out, *h_direct = torch.autograd.grad(tail, [leaf, *params], retain_graph=True, allow_unused=True)
+            back = torch.autograd.grad(out, params, h_out, retain_graph=True, allow_unused=True)  # Jᵀ H (J v)
+            summed = [a if b is None else b if a is None else a + b for a, b in zip(back, h_direct, strict=True)]
+            return turn.flatten(summed) + self.cfg.cg_damping * v
 
         return product
 
@@ -180,17 +219,19 @@ class HATRPO(ActorCriticLearner):
         improvement and its linear prediction, the step's fraction of the full step (0: none kept), the
         entropy and the probability ratio after it."""
         turn = TurnParameters([p for p in self.actor.parameters() if p.requires_grad], agent)
-        log_probs, _, old_params = self.evaluate_policy(batch)
+        out = self.outputs(batch)  # one forward with its graph: the gradient and every Fisher-vector product
+        log_probs, _, old_params = self.policy_of(batch, out)
         old_params = old_params.detach()
 
         def surrogate(log_probs: torch.Tensor) -> torch.Tensor:
             return (factor * torch.exp(log_probs - batch.log_probs) * batch.advantages).mean()
 
         objective = surrogate(log_probs)
-        g = turn.grad(objective)
-        fisher = self.fisher_product(batch, turn, old_params)
+        g = turn.grad(objective, retain_graph=True)
+        fisher = self.fisher_product(batch, turn, old_params, out)
         direction = conjugate_gradient(fisher, g, self.cfg.cg_iters)
         quadratic = direction @ fisher(direction)  # xᵀ(F + δI)x
+        del fisher, out  # the graphs
         full_step = direction * torch.sqrt(2 * self.cfg.kl_threshold / quadratic.clamp_min(1e-12))
         expected = g @ full_step  # the linear model's improvement of the full step
         old = turn.values()
