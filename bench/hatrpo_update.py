@@ -34,7 +34,7 @@ import torch
 from replay_common import mamujoco_spec
 
 import harl.algos.hatrpo as hatrpo
-from harl.algos.hatrpo import HATRPO, TurnParameters
+from harl.algos.hatrpo import HATRPO, TurnParameters, rowwise_dot
 from harl.buffers.rollout import ActorBatch, RolloutBuffer
 from harl.experiment import build_config
 from harl.registry import get_environment, load_extensions
@@ -48,14 +48,14 @@ def reference_conjugate_gradient(
     """CG with out-of-place vector updates (the reference's)."""
     x = torch.zeros_like(b)
     r, p = b.clone(), b.clone()
-    rr = r @ r
+    rr = rowwise_dot(r, r)
     for _ in range(iters):
         done = rr < residual_tol
         ap = matvec(p)
-        alpha = torch.where(done, 0.0, rr / (p @ ap))
+        alpha = torch.where(done, 0.0, rr / rowwise_dot(p, ap))
         x = x + alpha * p
         r = r - alpha * ap
-        new_rr = r @ r
+        new_rr = rowwise_dot(r, r)
         p = torch.where(done, p, r + (new_rr / rr) * p)
         rr = torch.where(done, rr, new_rr)
     return x
@@ -67,11 +67,11 @@ def reference_fisher_product(
     """HARL's Fisher-vector product: the KL's gradient graph built once, each product one backward through it
     (`out` unused: a forward of its own, as HARL's)."""
     _, _, params = self.evaluate_policy(batch)
-    kl = self.actor.kl(old_params, params, batch.agents).mean()
+    kl = self.actor.kl(old_params, params, batch.agents).mean(0).sum()
     kl_grad = turn.grad(kl, create_graph=True)
 
     def product(v: torch.Tensor) -> torch.Tensor:
-        return turn.grad(kl_grad @ v, retain_graph=True) + self.cfg.cg_damping * v
+        return turn.grad((kl_grad * v).sum(), retain_graph=True) + self.cfg.cg_damping * v
 
     return product
 
