@@ -6,6 +6,7 @@ in a real process, where a traceback or a printed config would show.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import tracemalloc
 
@@ -16,7 +17,7 @@ from harl.buffers.rollout import RolloutBuffer
 from harl.cli import train
 from harl.envs.matrix import memory_estimate
 from harl.experiment import build_config
-from harl.registry import get_environment, load_extensions
+from harl.registry import ALGORITHMS, get_environment, load_extensions
 from harl.runners.base import build_learner
 
 from .conftest import run_script
@@ -63,7 +64,6 @@ BAD_VALUES = [
     (MAPPO, ["--seeds", "-3"], "run.seeds must be > 0, got -3"),
     (MAPPO, ["--seeds", "1.5"], "run.seeds expects an integer, got '1.5'"),
     (MAPPO, ["--seed", "2147483647", "--seeds", "2"], "reaches seed 2147483648, past the largest seed 2147483647"),
-    (HATRPO, ["--seeds", "2"], "--seeds 2: hatrpo trains one seed per process so far; learners that batch seeds: "),
     (HYPER, ["--seeds", "2", "--share_embedding", "true", "--generate", "both"], "arch.share_embedding reads another"),
     (
         MAPPO,
@@ -93,6 +93,15 @@ def test_bad_values_exit_2_with_one_line(base, argv, message, capsys, tmp_path):
     assert train([*base, *argv, "--log_dir", str(tmp_path)]) == 2
     assert message in assert_one_line_error(capsys)
     assert not any(tmp_path.iterdir())  # refused before making a run folder
+
+
+def test_seeds_are_refused_for_a_learner_that_does_not_declare_batched_seeds(monkeypatch, capsys, tmp_path):
+    """The refusal reads the learner's registry declaration (every shipped learner batches seeds)."""
+    monkeypatch.setitem(ALGORITHMS, "hatrpo", dataclasses.replace(ALGORITHMS["hatrpo"], batched_seeds=False))
+    assert train([*HATRPO, "--seeds", "2", "--log_dir", str(tmp_path)]) == 2
+    line = assert_one_line_error(capsys)
+    assert "--seeds 2: hatrpo trains one seed per process so far; learners that batch seeds: " in line
+    assert not any(tmp_path.iterdir())
 
 
 def test_too_many_agents_is_refused_with_the_estimate(capsys, tmp_path):

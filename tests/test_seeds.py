@@ -80,7 +80,8 @@ def assert_same_run(batched, solo, atol: float = 1e-5) -> None:
     for part in ("actor", "critic"):
         for key, value in ours[part].items():
             torch.testing.assert_close(value, theirs[part][key], atol=atol, rtol=0, msg=f"{part}.{key}")
-    for name in ("actor_optimizer", "critic_optimizer"):
+    assert {k for k in ours if k.endswith("_optimizer")} == {k for k in theirs if k.endswith("_optimizer")}
+    for name in (k for k in ("actor_optimizer", "critic_optimizer") if k in theirs):  # HATRPO: no actor optimiser
         for index, state in ours[name]["state"].items():
             for key, value in state.items():
                 torch.testing.assert_close(value, theirs[name]["state"][index][key], atol=atol, rtol=0)
@@ -127,6 +128,24 @@ def test_a_seed_of_a_batched_recurrent_run_is_its_solo_run(algo, arch, workers, 
     lengths = [[row["charts/episode_length"] for row in read_progress(batched[seed])] for seed in (4, 5)]
     assert lengths[0] != lengths[1]  # the seeds' episodes ended at different steps
     assert_same_run(batched[5], solo[5])
+
+
+@pytest.mark.parametrize("arch", ["nops", "fups_id", "hypermarl"])
+def test_a_seed_of_a_batched_hatrpo_run_is_its_solo_run(arch, tmp_path):
+    """Each seed's own agent order, conjugate gradient, step size and line search; its surrogate gradient's
+    statistics are its own too."""
+    cut = TINY.index("--actor_num_mini_batch")  # one trust-region step per agent on the whole rollout
+    tiny = TINY[:cut] + TINY[cut + 2 :]
+    common = ["--algo", "hatrpo", "--arch", arch, *tiny, "--kl_threshold", "0.002", "--num_env_steps", "90"]
+    assert train_main([*common, "--seed", "4", "--seeds", "3", "--log_dir", str(tmp_path / "batched")]) == 0
+    assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
+    batched, solo = seed_folders(tmp_path / "batched"), seed_folders(tmp_path / "solo")
+    assert sorted(batched) == [4, 5, 6]
+    assert_same_run(batched[5], solo[5])
+    rows = read_progress(batched[5])
+    variances = [float(row["grad/param_variance"]) for row in rows if row["grad/param_variance"] != ""]
+    assert variances and all(v > 0 for v in variances)
+    assert any(float(v) > 0 for row in rows for k, v in row.items() if k.endswith("/step_fraction") and v != "")
 
 
 OFF_POLICY_TINY = [
@@ -265,7 +284,9 @@ def test_one_seeds_replay_never_moves_another_seeds_parameters(algo, arch):
         assert any(not torch.equal(v, second_changed[part][k]) for k, v in second[part].items())
 
 
-@pytest.mark.parametrize(("algo", "arch"), [("mappo", "fups_id"), ("happo", "hypermarl"), ("ippo", "nops")])
+@pytest.mark.parametrize(
+    ("algo", "arch"), [("mappo", "fups_id"), ("happo", "hypermarl"), ("ippo", "nops"), ("hatrpo", "hypermarl")]
+)
 def test_one_seeds_data_never_moves_another_seeds_parameters(algo, arch):
     runs = []
     for scale in (torch.ones(4), torch.tensor([1.0, 1.0, -7.0, 3.0])):  # the second seed's rewards changed

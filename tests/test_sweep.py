@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -13,6 +14,7 @@ import pytest
 
 from harl import sweep_cli as sweep
 from harl.cli import guarded
+from harl.registry import ALGORITHMS
 from harl.sweep import latest_step
 from harl.utils.threads import available_cores
 
@@ -220,7 +222,9 @@ def test_batch_seeds_trains_each_point_in_one_process_as_the_unbatched_sweep_doe
     assert [latest_step(f) for f in folders] == [40, 40, 40, 80, 80, 80]
 
 
-def test_batch_seeds_falls_back_to_one_process_per_seed_for_a_learner_that_cannot_batch(tmp_path, capsys):
+def test_batch_seeds_falls_back_to_one_process_per_seed_for_a_learner_that_cannot_batch(tmp_path, capsys, monkeypatch):
+    """Read from the learner's registry declaration (every shipped learner batches seeds: one is declared not to)."""
+    monkeypatch.setitem(ALGORITHMS, "hatrpo", dataclasses.replace(ALGORITHMS["hatrpo"], batched_seeds=False))
     argv = small_grid(tmp_path, "hatrpo", "nops", 2, 40, "--batch_seeds")
     assert guarded(sweep.main)(argv) == 0
     out = capsys.readouterr().out

@@ -8,7 +8,7 @@ import torch
 
 import harl.algos.hatrpo as hatrpo
 from harl.algos.hatrpo import TurnParameters, conjugate_gradient
-from harl.cli import train, train_main
+from harl.cli import train_main
 from harl.experiment import build_config
 from harl.models.agent_mlp import is_per_agent
 from harl.registry import get_environment, load_extensions
@@ -70,13 +70,14 @@ class EvaluatePolicy(torch.nn.Module):
 
 
 def explicit_fisher(learner, batch, turn: TurnParameters) -> torch.Tensor:
-    """The Hessian of the batch's mean KL(π_old ‖ π_θ) over the turn's entries at θ_old, by autograd's `hessian`
-    of a function of the turn's vector (the other entries held at their values)."""
+    """The Hessian of the batch's mean KL(π_old ‖ π_θ) over the turn's entries at θ_old (one agent), by autograd's
+    `hessian` of a function of the turn's vector (the other entries held at their values)."""
     wrapper = EvaluatePolicy(learner.actor)
     names = {id(p): name for name, p in wrapper.named_parameters()}
     with torch.no_grad():
         old_params = batch.flat(wrapper(batch)[2])
-    sizes = [turn._part(p, p).numel() for p in turn.params]
+    sizes = [turn.part(p, p).numel() for p in turn.params]
+    (agent,) = turn.agents
 
     def mean_kl(vector: torch.Tensor) -> torch.Tensor:
         tensors, offset = {}, 0
@@ -84,14 +85,14 @@ def explicit_fisher(learner, batch, turn: TurnParameters) -> torch.Tensor:
             piece = vector[offset : offset + size]
             offset += size
             if is_per_agent(p):
-                full = torch.cat([p.detach()[: turn.agent], piece.view(1, *p.shape[1:]), p.detach()[turn.agent + 1 :]])
+                full = torch.cat([p.detach()[:agent], piece.view(1, *p.shape[1:]), p.detach()[agent + 1 :]])
             else:
                 full = piece.view_as(p)
             tensors[names[id(p)]] = full
         params = batch.flat(torch.func.functional_call(wrapper, tensors, (batch,))[2])
         return learner.actor.kl(old_params, params, batch.agents).mean()
 
-    return torch.autograd.functional.hessian(mean_kl, turn.values())
+    return torch.autograd.functional.hessian(mean_kl, turn.values()[0])
 
 
 @pytest.mark.parametrize(
@@ -99,16 +100,17 @@ def explicit_fisher(learner, batch, turn: TurnParameters) -> torch.Tensor:
 )
 def test_conjugate_gradient_solves_the_damped_fisher_system(arch, env_name):
     learner, batch = learner_and_batch("hatrpo", arch, env_name)
-    turn = TurnParameters([p for p in learner.actor.parameters() if p.requires_grad], batch.agents.item())
+    turn = TurnParameters([p for p in learner.actor.parameters() if p.requires_grad], batch.agents.tolist())
     _, _, old_params = learner.evaluate_policy(batch)
     fisher = explicit_fisher(learner, batch, turn)  # (D, D)
     damped = fisher + learner.cfg.cg_damping * torch.eye(len(fisher))
     product = learner.fisher_product(batch, turn, old_params.detach())
-    v = torch.randn(len(fisher), generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(product(v), damped @ v, rtol=1e-4, atol=1e-6)  # the Fisher-vector product
+    v = torch.randn(1, len(fisher), generator=torch.Generator().manual_seed(0))  # (P, D), one seed
+    torch.testing.assert_close(product(v)[0], damped @ v[0], rtol=1e-4, atol=1e-6)  # the Fisher-vector product
     log_probs, _, _ = learner.evaluate_policy(batch)
-    g = turn.grad((torch.exp(log_probs - batch.log_probs) * batch.advantages).mean())
-    x = conjugate_gradient(product, g, iters=3 * len(g))
+    g = turn.grad((torch.exp(log_probs - batch.log_probs) * batch.advantages).mean())  # (1, D)
+    x = conjugate_gradient(product, g, iters=3 * g.shape[1])
+    x, g = x[0], g[0]
     expected = torch.linalg.solve(damped.double(), g.double()).float()
     assert torch.linalg.vector_norm(x - expected) <= 1e-3 * torch.linalg.vector_norm(expected)
     assert torch.linalg.vector_norm(damped @ x - g) <= 1e-3 * torch.linalg.vector_norm(g)
@@ -125,7 +127,7 @@ def test_conjugate_gradient_on_a_known_system_stops_moving_once_solved():
 def test_turn_parameters_move_only_the_agents_rows():
     learner, batch = learner_and_batch("hatrpo", "nops", "matrix", agent=2)
     before = {name: p.detach().clone() for name, p in learner.actor.named_parameters()}
-    step = learner.trust_region_step(batch, torch.ones_like(batch.log_probs), agent=2)
+    step = learner.trust_region_step(batch, torch.ones_like(batch.log_probs), agents=[2])
     assert step["step_fraction"] > 0
     for name, p in learner.actor.named_parameters():
         assert torch.equal(p[:2], before[name][:2]) and torch.equal(p[3:], before[name][3:]), name
@@ -138,11 +140,11 @@ def test_a_kept_step_improves_the_surrogate_within_the_trust_region(arch, env_na
     factor = torch.ones_like(batch.log_probs)
     with torch.no_grad():
         old_log_probs, _, old_params = learner.evaluate_policy(batch)
-    step = learner.trust_region_step(batch, factor, agent=1)
+    step = learner.trust_region_step(batch, factor, agents=[1])
     with torch.no_grad():
         log_probs, _, params = learner.evaluate_policy(batch)
-        kl = learner.actor.kl(old_params, params, batch.agents).mean()
-        gain = ((log_probs.exp() - old_log_probs.exp()) / batch.log_probs.exp() * batch.advantages).mean()
+        kl = learner.actor.kl(old_params, params, batch.agents).mean(0)  # (1,): one seed
+        gain = ((log_probs.exp() - old_log_probs.exp()) / batch.log_probs.exp() * batch.advantages).mean(0)
     assert step["step_fraction"] > 0 and 0 < kl <= 0.005
     torch.testing.assert_close(step["kl"], kl)
     assert gain > 0 and step["surrogate_improvement"] > 0
@@ -154,10 +156,10 @@ def test_line_search_rejects_a_step_that_worsens_the_surrogate(monkeypatch):
     solve = hatrpo.conjugate_gradient
     monkeypatch.setattr(hatrpo, "conjugate_gradient", lambda *args, **kwargs: -solve(*args, **kwargs))  # downhill
     before = [p.detach().clone() for p in learner.actor.parameters()]
-    step = learner.trust_region_step(batch, torch.ones_like(batch.log_probs), agent=1)
+    step = learner.trust_region_step(batch, torch.ones_like(batch.log_probs), agents=[1])
     assert all(torch.equal(p, q) for p, q in zip(learner.actor.parameters(), before, strict=True))
     assert step["step_fraction"] == 0 and step["kl"] == 0 and step["surrogate_improvement"] == 0
-    torch.testing.assert_close(step["ratio"], torch.tensor(1.0))
+    torch.testing.assert_close(step["ratio"], torch.tensor([1.0]))
 
 
 @pytest.mark.parametrize(("arch", "env_name"), [("nops", "matrix"), ("hypermarl", "matrix"), ("fups_id", "mamujoco")])
@@ -223,11 +225,21 @@ def test_save_load_continue(algo, tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 280
 
 
-def test_hatrpo_refuses_batched_seeds_in_one_line(capsys, tmp_path):
-    assert train(["--algo", "hatrpo", "--arch", "nops", *MATRIX, "--seeds", "2", "--log_dir", str(tmp_path)]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.startswith("error: --seeds 2: hatrpo trains one seed per process")
-    assert captured.err.count("\n") == 1 and not any(tmp_path.iterdir())
+def test_grad_stats_log_each_turns_surrogate_gradient():
+    """One full-batch surrogate gradient per agent turn: the variance of its entries over the actor's parameters
+    (other agents' rows zero, as a sequential learner's turns record them), averaged over the turns; no
+    minibatch noise."""
+    learner, env = make("hatrpo", "nops", "matrix", grad_stats="true")
+    buffer = rollout(learner, env)
+    env.close()
+    recorded = []
+    record = learner.grad_stats.record
+    learner.grad_stats.record = lambda params, grads=None: (recorded.append(grads), record(params, grads))
+    (metrics,) = learner.train(buffer)
+    assert len(recorded) == 3 and "grad/noise" not in metrics
+    variances = [torch.cat([g.reshape(-1) for g in grads]).double().var(unbiased=False) for grads in recorded]
+    assert all(v > 0 for v in variances)
+    torch.testing.assert_close(metrics["grad/param_variance"], float(sum(variances) / 3))
 
 
 def test_recurrent_hatrpo_steps_stay_within_kl_threshold(tmp_path):

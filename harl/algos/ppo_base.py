@@ -8,7 +8,7 @@ The per-agent actor update (the part where the learners differ) lives in `mappo.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -448,6 +448,22 @@ class ActorCriticLearner:
         totals = (per_agent.pow(2).view(self.seeds, -1).sum(1) + shared.pow(2)).sqrt()  # (P,)
         return totals.detach(), per_agent.detach()
 
+    def add_gradient_stats(self, metrics: list[dict[str, float]]) -> None:
+        """Each seed's gradient statistics of this update into its metrics (when `run.grad_stats` is on)."""
+        if self.grad_stats is not None:
+            for row, gradient_stats in zip(metrics, self.grad_stats.summary(), strict=True):
+                row.update(gradient_stats)
+
+    def record_actor_gradients(
+        self, grads: Sequence[torch.Tensor | None] | None = None, new_group: bool = False
+    ) -> None:
+        """Feed an actor gradient to the gradient statistics (when `run.grad_stats` is on): `grads`, one per actor
+        parameter (None: zero), or else the parameters' `.grad`; `new_group` starts a new group of gradients."""
+        if self.grad_stats is not None:
+            if new_group:
+                self.grad_stats.next_group()
+            self.grad_stats.record(self.actor.parameters(), grads)
+
     # ------------------------------------------------------------------ a population's members
 
     def write_networks(self) -> list[ActorCriticLearner]:
@@ -538,19 +554,6 @@ class PolicyGradientLearner(ActorCriticLearner, ABC):
     def surrogate(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Surrogate terms to maximise and entropies (M, k) of the batch's agents at its real steps, and
         diagnostics by their logged names (each (M, k), without gradients)."""
-
-    def add_gradient_stats(self, metrics: list[dict[str, float]]) -> None:
-        """Each seed's gradient statistics of this update into its metrics (when `run.grad_stats` is on)."""
-        if self.grad_stats is not None:
-            for row, gradient_stats in zip(metrics, self.grad_stats.summary(), strict=True):
-                row.update(gradient_stats)
-
-    def record_actor_gradients(self, new_group: bool = False) -> None:
-        """Feed the actor's current gradient to the gradient statistics (when `run.grad_stats` is on)."""
-        if self.grad_stats is not None:
-            if new_group:
-                self.grad_stats.next_group()
-            self.grad_stats.record(self.actor.parameters())
 
 
 class PPOLearner(PolicyGradientLearner):

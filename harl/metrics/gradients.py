@@ -37,14 +37,17 @@ def flat_grad(params: Iterable[torch.Tensor]) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def seed_gradients(params: Iterable[torch.Tensor], seeds: int) -> torch.Tensor:
+def seed_gradients(
+    params: Iterable[torch.Tensor], seeds: int, grads: Sequence[torch.Tensor | None] | None = None
+) -> torch.Tensor:
     """(P, entries) each seed's gradient entries of `params`, float64: per-agent tensors (P·n, ...) split by seed,
-    any other tensor (P, ...) by its leading seed dimension (one seed: every tensor whole)."""
+    any other tensor (P, ...) by its leading seed dimension (one seed: every tensor whole). The gradients are
+    `grads`, one per trainable parameter in order (None: zero), or else the parameters' `.grad`."""
+    trainable = [param for param in params if param.requires_grad]
+    given = [param.grad for param in trainable] if grads is None else grads
     parts = []
-    for param in params:
-        if not param.requires_grad:
-            continue
-        grad = param.grad if param.grad is not None else torch.zeros_like(param)
+    for param, grad in zip(trainable, given, strict=True):
+        grad = grad if grad is not None else torch.zeros_like(param)
         rows = grad.unflatten(0, (seeds, -1)) if is_per_agent(param) and seeds > 1 else grad
         parts.append(rows.reshape(seeds, -1))
     if not parts:
@@ -93,9 +96,10 @@ class GradientStats:
         self._sum: torch.Tensor | None = None  # (seeds, entries) float64: Σ g_k of the open group
         self._sq_norm_sum: torch.Tensor | None = None  # (seeds,) Σ ‖g_k‖² of the open group
 
-    def record(self, params: Iterable[torch.Tensor]) -> None:
-        """Add the current gradient of `params` (one update)."""
-        grad = seed_gradients(params, self.seeds)  # (seeds, entries)
+    def record(self, params: Iterable[torch.Tensor], grads: Sequence[torch.Tensor | None] | None = None) -> None:
+        """Add a gradient of `params` (one update): `grads`, one per trainable parameter (None: zero), or else
+        their current `.grad`."""
+        grad = seed_gradients(params, self.seeds, grads)  # (seeds, entries)
         variance = grad.var(dim=1, unbiased=False)  # (seeds,)
         self._variance_sum = variance if self._variance_sum is None else self._variance_sum + variance
         self._updates += 1

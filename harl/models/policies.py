@@ -166,12 +166,32 @@ class OnPolicyActor(Actor, ABC):
         """Log-probs and entropies (L, B, k) of `actions` and the parameters (L, B, k, D) of the selected agents'
         distributions (what `kl` compares) along sequences of obs (L, B, k, O), from one network pass: recurrent
         from hidden states (B, k, H) with `resets` (see `evaluate_sequence`), or feed-forward step by step."""
+        return self.policy_of(self.outputs(obs, agents, hidden, resets), actions, avail, agents)
+
+    def outputs(
+        self,
+        obs: torch.Tensor,
+        agents: torch.Tensor | None = None,
+        hidden: torch.Tensor | None = None,
+        resets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The network's outputs (L, B, k, A) along sequences of obs (L, B, k, O) (see `evaluate_policy`)."""
         if self.recurrent:
-            out, _ = self.net(obs, hidden, resets, agents)
-        else:
-            out = self.net(obs.flatten(0, 1), agents).unflatten(0, obs.shape[:2])  # (L, B, k, A)
+            return self.net(obs, hidden, resets, agents)[0]
+        return self.net(obs.flatten(0, 1), agents).unflatten(0, obs.shape[:2])  # (L, B, k, A)
+
+    def policy_of(
+        self, out: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`evaluate_policy` from the network's outputs (..., k, A): log-probs and entropies (..., k) of `actions`
+        and the distributions' parameters (..., k, D)."""
         log_probs, entropy = self._evaluate(out, actions, avail, agents)
-        return log_probs, entropy, self._policy_params(out, avail, agents)
+        return log_probs, entropy, self.policy_params(out, avail, agents)
+
+    def policy_params(self, out: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None) -> torch.Tensor:
+        """What determines the selected agents' distributions, (..., k, D), from network outputs (..., k, A)
+        (what `kl` compares)."""
+        return self._policy_params(out, avail, agents)
 
     def act_step(
         self,
