@@ -164,6 +164,7 @@ def load_extensions() -> None:
     importlib.import_module("harl.envs")
     importlib.import_module("harl.models.architectures")
     importlib.import_module("harl.models.dico")
+    importlib.import_module("harl.models.kaleidoscope")
     importlib.import_module("harl.algos")
     names = [ep.value for ep in entry_points(group="harl.extensions")]
     names += [n.strip() for n in os.environ.get("HARL_EXTENSIONS", "").split(",") if n.strip()]

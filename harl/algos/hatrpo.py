@@ -3,8 +3,11 @@ weighted by the probability ratios of the agents updated before it (HAPPO's corr
 
 Agent i's turn (`HATRPO.trust_region_step`), on the whole rollout (HARL's one minibatch):
 
-1. g = ∇θ L at θ_old, with L = mean(factor × ratio_i × advantage) (no clip, no entropy bonus) and θ the
-   parameters agent i's turn moves (`TurnParameters`).
+1. g = ∇θ L at θ_old, with L = mean(factor × ratio_i × advantage) (no clip, no entropy bonus) minus the
+   architecture's auxiliary term of agent i (`Actor.aux_loss`, 0 for most architectures) and θ the parameters
+   agent i's turn moves (`TurnParameters`). The auxiliary term is part of the objective the step improves: its
+   gradient joins g, and the line search measures the improvement of L with it; the trust region bounds the
+   policy's KL as ever.
 2. x ≈ (F + cg_damping·I)⁻¹ g by `cg_iters` conjugate-gradient iterations on Fisher-vector products, F the
    Hessian at θ_old of the mean KL(π_old ‖ π_θ) of agent i's policy over the rollout.
 3. The full step s = √(2·kl_threshold / xᵀ(F + cg_damping·I)x) · x: the step whose quadratic KL model equals
@@ -255,10 +258,13 @@ class HATRPO(ActorCriticLearner):
         log_probs, entropy, old_params = self.policy_of(batch, out)
         old_params = old_params.detach()
 
-        def surrogate(log_probs: torch.Tensor) -> torch.Tensor:  # (P,) each seed's own
-            return (factor * torch.exp(log_probs - batch.log_probs) * batch.advantages).mean(0)
+        def surrogate(log_probs: torch.Tensor, record: bool = False) -> torch.Tensor:
+            """(P,) each seed's L at the actor's current parameters (which give `log_probs`): the surrogate minus the
+            architecture's auxiliary term of the agents in turn."""
+            gain = (factor * torch.exp(log_probs - batch.log_probs) * batch.advantages).mean(0)
+            return gain - self.actor.aux_loss(list(agents), -gain.sum(), record)
 
-        objective = surrogate(log_probs)
+        objective = surrogate(log_probs, record=True)
         grads = torch.autograd.grad(objective.sum(), turn.params, retain_graph=True, allow_unused=True)
         self.record_actor_gradients(grads, new_group=True)  # one full-batch gradient per turn: no noise
         g = turn.flatten(grads)  # (P, D)

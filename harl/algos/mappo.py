@@ -26,6 +26,7 @@ class SimultaneousUpdate(PolicyGradientLearner):
                 per_agent_loss = -surrogate.mean(0)  # (N,)
                 per_agent_entropy = entropy.mean(0)  # (N,)
                 loss = (per_agent_loss - self.cfg.entropy_coef * per_agent_entropy).sum()
+                loss = loss + self.actor.aux_loss(None, loss)  # the architecture's term (0 for most)
                 self.actor_optimizer.zero_grad()
                 loss.backward()
                 self.record_actor_gradients(new_group=k == 0)  # minibatches of one epoch form a group

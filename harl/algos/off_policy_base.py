@@ -35,6 +35,7 @@ from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.errors import ConfigError
 from harl.metrics.gradients import GradientStats
 from harl.models.agent_mlp import AgentMLP, ForwardRecord
+from harl.models.auxiliary import advance_networks
 from harl.models.off_policy import JointQCritic, OffPolicyActor
 from harl.models.population import SeedLayout
 from harl.optim import AgentAdam
@@ -210,6 +211,8 @@ class ReplayLearner(ABC):
         """
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = defaultdict(int)
+        trained = self.schedule.steps_per_iteration * (buffer.n_envs // self.seeds)  # env steps since the last call
+        advance_networks(self.networks(), trained, self.run_steps)
         for _ in range(n_updates):
             for key, value in self.update(buffer).items():
                 sums[key] = sums[key] + value if key in sums else value
@@ -253,10 +256,10 @@ class ReplayLearner(ABC):
         return net.record(obs) if self.replays_start_pass and isinstance(net, AgentMLP) else None
 
     def step_actor(self, loss: torch.Tensor, agents: list[int] | None) -> None:
-        """Backpropagate an actor loss and step the selected agents (host indices; all when None), recording
-        gradient statistics when `run.grad_stats` is on."""
+        """Backpropagate an actor loss (plus the architecture's term of the selected agents) and step the selected
+        agents (host indices; all when None), recording gradient statistics when `run.grad_stats` is on."""
         self.actor_optimizer.zero_grad()
-        loss.backward()
+        (loss + self.actor.aux_loss(agents, loss)).backward()
         if self.grad_stats is not None:
             self.grad_stats.record(self.actor.parameters())
         self.actor_optimizer.step(agents=agents)

@@ -20,6 +20,7 @@ from harl.algos.seed_population import build_members, read_networks, read_optimi
 from harl.buffers.rollout import ActorBatch, CriticBatch, RolloutBuffer, Sequences
 from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.metrics.gradients import GradientStats
+from harl.models.auxiliary import advance_networks
 from harl.models.policies import ON_POLICY_ACTORS, AgentValueCritic, OnPolicyActor
 from harl.models.population import SeedLayout
 from harl.models.recurrent import reset_hidden
@@ -110,6 +111,7 @@ class ActorCriticLearner:
         self.spec, self.device = spec, device
         self.cfg = cfg.algo
         self.seeds = cfg.run.seeds
+        self.run_steps = cfg.run.num_env_steps  # each seed's: the clock of the architecture's schedules
         self.layout = SeedLayout(self.seeds, spec.n_agents)
         self.n_agents = spec.n_agents * self.seeds  # every seed's agents, seed-major (virtual agents)
         self.members: list[ActorCriticLearner] = []  # a population's solo learners, one per seed (`seed_population`)
@@ -356,7 +358,8 @@ class ActorCriticLearner:
 
     def prepare(self, buffer: RolloutBuffer) -> Sequences:
         """The critic on the finished rollout, GAE, then the rollout as training sequences with advantages
-        normalised over the whole batch."""
+        normalised over the whole batch; the architecture's schedules advance by the rollout's env steps."""
+        advance_networks(self.networks(), buffer.length * buffer.n_envs // self.seeds, self.run_steps)
         self.evaluate_rollout(buffer)
         buffer.compute_gae(self.cfg.gamma, self.cfg.gae_lambda)
         advantages = buffer.advantages  # (T, E, N); a population's (T, P·E, n): normalised per seed
@@ -407,7 +410,7 @@ class ActorCriticLearner:
                     loss = torch.maximum(loss, self._value_error(targets - clipped))
                 loss = self.seed_means(loss) * self.cfg.value_loss_coef  # (P,): each seed's own loss
                 self.critic_optimizer.zero_grad()
-                loss.sum().backward()
+                (loss.sum() + self.critic.aux_loss(None, loss)).backward()
                 norms.append(self._clip(self.critic_optimizer)[0])
                 self.critic_optimizer.step()
                 losses.append(loss.detach())

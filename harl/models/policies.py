@@ -21,6 +21,7 @@ from torch import nn
 
 from harl.config import ModelConfig
 from harl.errors import UserError
+from harl.models.auxiliary import ArchitectureHooks
 from harl.models.distributions import CategoricalPolicies, GaussianPolicies, PolicyDistribution
 from harl.models.net_spec import NetSpec
 from harl.models.population import per_seed_multinomial, per_seed_randn, population_agent_param, population_net
@@ -46,8 +47,9 @@ def actor_net_spec(spec: EnvSpec, out_dim: int, model_cfg: ModelConfig) -> NetSp
     )
 
 
-class Actor(nn.Module):
-    """Common state of actors: the spec's masks and bounds as buffers."""
+class Actor(nn.Module, ArchitectureHooks):
+    """Common state of actors: the spec's masks and bounds as buffers, and the architecture's hooks (auxiliary
+    loss, maintenance schedule: `harl.models.auxiliary`)."""
 
     def __init__(self, spec: EnvSpec) -> None:
         super().__init__()
@@ -359,7 +361,7 @@ class CategoricalActor(OnPolicyActor):
         return (old.exp() * (old - new)).sum(-1)  # masked actions: probability 0 under both
 
 
-class AgentValueCritic(nn.Module):
+class AgentValueCritic(nn.Module, ArchitectureHooks):
     """Per-agent value heads V_i, built by the architecture: on the centralised state (MAPPO, HAPPO) or, with
     `centralised=False`, each on its own agent's observation only (IPPO's decentralised critics). Recurrent
     with `model.recurrent`: each agent's value then depends on the history of its inputs through a GRU.
