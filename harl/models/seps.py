@@ -66,9 +66,10 @@ class SePSConfig:
     n_clusters: int = bounded(2, ge=1)
     """Number of groups k: each group of agents shares one network; at most the number of agents."""
     partition: list[int] = bounded(default_factory=list, ge=0)
-    """Each agent's group in agent order (e.g. 0,0,1,1), groups numbered from 0 in order of their first agent.
-    Empty: learned by pre-training, which a new run does first and then records here (the run's config.yaml and
-    checkpoints hold it, so resuming and evaluating reuse it); given: used as is, without pre-training."""
+    """Each agent's group in [0, n_clusters), in agent order (e.g. 0,0,1,1). Empty: learned by pre-training (which
+    numbers groups in order of their first agent), which a new run does first and then records here (the run's
+    config.yaml and checkpoints hold it, so resuming and evaluating reuse it); given: used as is, without
+    pre-training."""
     agent_id: bool = True
     """Append a one-hot agent id to the input of each group's network (FuPS+ID within a group); false: plain
     parameter sharing within a group (the authors' code)."""
