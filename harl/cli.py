@@ -142,7 +142,7 @@ def train_main(argv: list[str]) -> int:
         with full_disk_reported(folders[0]):
             if len(folders) > 1:
                 write_batch_files(folders)
-            return train_runner(runner, folders, cfg.dump(), progress)
+            return train_runner(runner, folders, runner.cfg.dump(), progress)  # with what pre-training learned
 
 
 BATCH_FILE = "batch.yaml"

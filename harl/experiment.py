@@ -104,6 +104,7 @@ def build_config(
     check_recurrent(cfg)
     check_seeds(cfg)
     check_workers(cfg)
+    check_pretraining(cfg)
     check_first_update(cfg)
     check_memory(cfg)
     return cfg, sources
@@ -210,23 +211,41 @@ def check_workers(cfg: ExperimentConfig) -> None:
         )
 
 
+def pretraining_steps(cfg: ExperimentConfig) -> int:
+    """The env steps the architecture's pre-training (`ArchEntry.pretrain`) will take in a new run of `cfg`."""
+    pretraining = get_architecture(cfg.arch_name).pretrain
+    return 0 if pretraining is None else pretraining.env_steps(cfg.arch, cfg.run.n_rollout_threads)
+
+
+def check_pretraining(cfg: ExperimentConfig) -> None:
+    """Refuse (for a new run) a budget the architecture's pre-training would use up: its env steps count in it."""
+    steps = pretraining_steps(cfg)
+    if steps and steps >= cfg.run.num_env_steps:
+        raise ConfigError(
+            f"--num_env_steps {cfg.run.num_env_steps} would train nothing: --arch {cfg.arch_name}'s pre-training "
+            f"takes {steps} env steps of it first; raise --num_env_steps above {steps} or shorten the pre-training"
+        )
+
+
 def check_first_update(cfg: ExperimentConfig) -> None:
     """Refuse (for a new run) an off-policy run that would end before its first update: updates start once
-    `warmup_steps` env steps are collected and the replay buffer holds `batch_size` transitions, and happen at
-    the end of each phase of `train_interval` vector steps."""
+    `warmup_steps` env steps (after any pre-training of the architecture) are collected and the replay buffer holds
+    `batch_size` transitions, and happen at the end of each phase of `train_interval` vector steps."""
     if get_algorithm(cfg.algo_name).on_policy:
         return
     algo, run = cfg.algo, cfg.run
     phase = algo.train_interval * run.n_rollout_threads  # env steps between training phases
-    last = math.ceil(run.num_env_steps / phase) * phase  # env steps at the run's last training phase
+    pretrained = pretraining_steps(cfg)  # the warm-up and the replay buffer start after any pre-training
+    last = math.ceil((run.num_env_steps - pretrained) / phase) * phase  # env steps at the run's last training phase
     waits = {"warmup_steps": (algo.warmup_steps, "env steps"), "batch_size": (algo.batch_size, "transitions")}
     late = {name: (value, unit) for name, (value, unit) in waits.items() if value > last}
     if late:
+        after = f" after the architecture's {pretrained} env steps of pre-training" if pretrained else ""
         raise ConfigError(
             f"--num_env_steps {run.num_env_steps} would train nothing: {cfg.algo_name}'s first update waits for "
             + " and ".join(f"{name} {value} {unit}" for name, (value, unit) in late.items())
-            + f", past this run's last training phase (at {last} env steps); raise --num_env_steps to "
-            f"{max(value for value, _ in late.values())} or lower "
+            + f", past this run's last training phase (at {last} env steps{after}); raise --num_env_steps to "
+            f"{pretrained + max(value for value, _ in late.values())} or lower "
             + " and ".join(f"--{name}" for name in late)
             + f" to {last} or less"
         )

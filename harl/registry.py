@@ -74,6 +74,9 @@ class ArchEntry:
         batched_seeds: `(arch_cfg) -> str | None`, a reason its networks (with these options) cannot train several
             seeds as one batch (`--seeds N`: they must be `AgentMLP`s whose weights depend on their own parameters
             only), or None.
+        pretrain: a phase the architecture runs on the training env before its networks are built (see
+            `Pretraining`; e.g. SePS learns which agents share a network), or None. A new run's runner calls it,
+            whatever the learner; a resumed or evaluated run does not: its saved config holds what it learned.
         description: one line for `--list`.
     """
 
@@ -87,7 +90,44 @@ class ArchEntry:
     link_networks: Callable[[Any, Any, Any], None] = lambda actor, critic, arch_cfg: None
     legacy_options: Mapping[str, Any] = field(default_factory=dict)
     batched_seeds: Callable[[Any], str | None] = lambda arch_cfg: None
+    pretrain: Pretraining | None = None
     description: str = ""
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """What an architecture's pre-training (`Pretraining.run`) gives the run.
+
+    Attributes:
+        arch_cfg: the architecture's options with what it learned (the networks are built from them, and the run's
+            saved config holds them, so resuming and evaluating rebuild the same networks without pre-training).
+        env_steps: the env steps it took (counted in the run's env steps, so in its `num_env_steps` budget).
+        metrics: scalars logged at the run's first row (e.g. `pretrain/env_steps`).
+        summary: one line printed for the run's log.
+    """
+
+    arch_cfg: Any
+    env_steps: int
+    metrics: dict[str, float]
+    summary: str
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """A phase an architecture runs on a new run's training env before the learner (and so its networks) is built.
+
+    Attributes:
+        env_steps: `(arch_cfg, n_envs) -> int`, the env steps it will take with these options on `n_envs` training
+            envs (0: nothing left to learn, e.g. options that already hold its result); read before a run starts,
+            to refuse a budget it would use up.
+        run: `(*, env, arch_cfg, seed, device) -> Pretrained | None`, run it on the run's vectorised training env
+            (`harl.envs.vector`; the runner resets it afterwards), deterministically for `seed`, leaving the global
+            random streams as it found them; None when the options already hold its result. Bad options it can
+            only judge on the env (e.g. against the number of agents) raise `harl.errors.UserError`.
+    """
+
+    env_steps: Callable[[Any, int], int]
+    run: Callable[..., Pretrained | None]
 
 
 @dataclass(frozen=True)
@@ -165,6 +205,7 @@ def load_extensions() -> None:
     importlib.import_module("harl.models.architectures")
     importlib.import_module("harl.models.dico")
     importlib.import_module("harl.models.kaleidoscope")
+    importlib.import_module("harl.models.seps")
     importlib.import_module("harl.algos")
     names = [ep.value for ep in entry_points(group="harl.extensions")]
     names += [n.strip() for n in os.environ.get("HARL_EXTENSIONS", "").split(",") if n.strip()]

@@ -96,9 +96,16 @@ OFF_POLICY_SIGNALS = [
 SAC_SIGNALS = ["losses/<first agent>/entropy", "losses/<first agent>/alpha", "losses/critic/alpha"]
 
 
-def tiny_args(algo: str, env: str) -> list[str]:
+# Tiny values for whichever of these keys an architecture's config has (a pre-training's env steps).
+ARCH_TINY = {"pretrain_steps": "8"}
+
+
+def tiny_args(algo: str, env: str, arch: str | None = None) -> list[str]:
     fields = {f.name for f in dataclasses.fields(ALGORITHMS[algo].config_cls)}
     args = [arg for key, value in ALGO_TINY.items() if key in fields for arg in (f"--{key}", value)]
+    if arch is not None:
+        arch_fields = {f.name for f in dataclasses.fields(ARCHITECTURES[arch].config_cls)}
+        args += [arg for key, value in ARCH_TINY.items() if key in arch_fields for arg in (f"--{key}", value)]
     steps = "40" if ALGORITHMS[algo].on_policy else "60"
     return [*args, "--num_env_steps", steps, *ENV_ARGS[env]]
 
@@ -136,7 +143,7 @@ def test_tiny_run_writes_logs_and_checkpoint(algo, arch, env, device, tmp_path):
     """On every available device (`conftest.DEVICES`): the CPU in CI, CUDA too where a GPU exists."""
     if env in ENV_PACKAGES:
         pytest.importorskip(ENV_PACKAGES[env])
-    args = ["--algo", algo, "--arch", arch, "--env", env, "--device", device, *tiny_args(algo, env)]
+    args = ["--algo", algo, "--arch", arch, "--env", env, "--device", device, *tiny_args(algo, env, arch)]
     check_run(run_train(tmp_path, *args), algo)
 
 
@@ -156,7 +163,7 @@ def test_heterogeneous_mamujoco(algo, arch, device, tmp_path):
         "6x1",
         "--device",
         device,
-        *tiny_args(algo, "mamujoco"),
+        *tiny_args(algo, "mamujoco", arch),
     )
     check_run(run_dir, algo)
 

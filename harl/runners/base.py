@@ -8,6 +8,7 @@ pieces of their own, checkpoint files are `harl.utils.checkpoint`'s. Subclasses 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -142,6 +143,10 @@ class Runner(ABC):
         self.spec = self.env.spec
         self.threads = run.torch_threads or training_threads(self.env.n_workers)  # see harl.utils.threads
         torch.set_num_threads(self.threads)
+        self.pretrain_steps = 0  # env steps of the architecture's pre-training (see `pretrain`)
+        self.pretrain_metrics: dict[str, float] = {}
+        if checkpoints is None:
+            cfg = self.cfg = self.pretrain(cfg)
         self.learner = build_learner(cfg, self.spec, self.device)
         algo, arch = get_algorithm(cfg.algo_name), get_architecture(cfg.arch_name)
         if algo.sequential and not algo.on_policy and arch.shares_parameters:
@@ -155,7 +160,7 @@ class Runner(ABC):
             SeedRun(seed_cfg, folder, EpisodeStats(), Evaluator(seed_cfg, self.device))
             for seed_cfg, folder in zip(seed_configs(cfg), run_dirs, strict=True)
         ]
-        self.env_steps, self.iteration = 0, 0
+        self.env_steps, self.iteration = self.pretrain_steps, 0
         if checkpoints is not None:
             self.load_state_dict(checkpoints)
         for seed_run in self.seed_runs:
@@ -165,6 +170,24 @@ class Runner(ABC):
         self.next_save = self._next_multiple(run.save_interval)
         self.next_log = self._next_multiple(run.log_interval)
         self.next_snd = self._next_multiple(run.snd_interval)
+
+    def pretrain(self, cfg: ExperimentConfig) -> ExperimentConfig:
+        """Run the architecture's pre-training (`ArchEntry.pretrain`) on the training envs, if it has one and its
+        options leave something to learn; returns the config with what it learned (the run's from now on)."""
+        pretraining = get_architecture(cfg.arch_name).pretrain
+        if pretraining is None:
+            return cfg
+        result = pretraining.run(env=self.env, arch_cfg=cfg.arch, seed=cfg.run.seed, device=self.device)
+        if result is None:
+            return cfg
+        self.pretrain_steps, self.pretrain_metrics = result.env_steps, result.metrics
+        print(result.summary, flush=True)
+        return dataclasses.replace(cfg, arch=result.arch_cfg)
+
+    @property
+    def warmup_end(self) -> int:
+        """The env step at which the learner's random-action warm-up ends: it starts after any pre-training."""
+        return self.pretrain_steps + self.schedule.warmup_steps
 
     @property
     def run_dir(self) -> Path:
@@ -209,13 +232,13 @@ class Runner(ABC):
         counts = self.parameter_counts()
         print(f"torch threads: {self.threads} (see harl.utils.threads; --torch_threads overrides)")
         print("trainable parameters: " + ", ".join(f"{k.split('/')[1]} {v:,}" for k, v in counts.items()), flush=True)
-        if self.env_steps == 0:
+        if self.iteration == 0:  # a new run (checkpoints are saved after iterations)
             for seed_run in self.seed_runs:
-                seed_run.logger.log(self.env_steps, counts)
+                seed_run.logger.log(self.env_steps, {**counts, **self.pretrain_metrics})
         start_time, start_steps = time.perf_counter(), self.env_steps
         try:
             deadline = start_time + run.time_limit_minutes * 60 if run.time_limit_minutes > 0 else math.inf
-            progress.begin(self.env_steps, self.schedule.warmup_steps, deadline)
+            progress.begin(self.env_steps, self.warmup_end, deadline)
             finished = self.env_steps >= run.num_env_steps
             while not finished and not stop_requested():
                 metrics = self.iterate()
@@ -331,6 +354,7 @@ class Runner(ABC):
                     "env_steps": self.env_steps,
                     "iteration": self.iteration,
                     "episodes": seed_run.episodes.total(),
+                    "pretrain_steps": self.pretrain_steps,
                     "rng": rng_state(self.device),
                 },
             }
@@ -356,6 +380,7 @@ class Runner(ABC):
             raise CheckpointError(describe_mismatch(states[0], self.cfg.to_dict(), expected)) from None
         runner = states[0]["runner"]
         self.env_steps, self.iteration = runner["env_steps"], runner["iteration"]
+        self.pretrain_steps = runner.get("pretrain_steps", 0)  # checkpoints older than pre-training: none
         for seed_run, state in zip(self.seed_runs, states, strict=True):
             seed_run.episodes.episodes = state["runner"]["episodes"]
         set_rng_state(runner["rng"], self.device)

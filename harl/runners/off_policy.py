@@ -15,9 +15,9 @@ from harl.runners.base import ActionWatch, Runner
 
 class OffPolicyRunner(Runner):
     """One iteration collects the schedule's `steps_per_iteration` (`train_interval`) vector steps (uniformly
-    random actions within each agent's bounds for the first `warmup_steps` env steps, the exploring policies
-    after), writing one replay slot per vector step, then runs the schedule's `updates_per_iteration` learner
-    updates once warm-up is over and the buffer holds a batch.
+    random actions within each agent's bounds for the first `warmup_steps` env steps after any pre-training of
+    the architecture, the exploring policies after), writing one replay slot per vector step, then runs the
+    schedule's `updates_per_iteration` learner updates once warm-up is over and the buffer holds a batch.
 
     With `save_buffer: true` checkpoints hold the replay buffer (each seed's its own envs' part), and a resumed
     run continues with it.
@@ -56,7 +56,7 @@ class OffPolicyRunner(Runner):
             self.recent_obs.append(obs)
             if avail is not None:
                 self.recent_avail.append(avail)
-            if self.env_steps < schedule.warmup_steps:
+            if self.env_steps < self.warmup_end:
                 action = learner.random_act(self.env.n_envs, avail)
             else:
                 action = learner.act(obs, state, avail)
@@ -82,7 +82,7 @@ class OffPolicyRunner(Runner):
             self.env_steps += self.cfg.run.n_rollout_threads  # each seed's own
         self.actions.check(self.env_steps)
         shared = {"buffer/size": float(len(buffer))}  # each seed's transitions
-        if self.env_steps < schedule.warmup_steps or len(buffer) < schedule.min_transitions:
+        if self.env_steps < self.warmup_end or len(buffer) < schedule.min_transitions:
             return [dict(shared) for _ in range(self.cfg.run.seeds)]
         start = time.perf_counter()
         metrics = learner.train(buffer, schedule.updates_per_iteration)
