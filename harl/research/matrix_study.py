@@ -2,7 +2,11 @@
 
 REINFORCE on the n-agent Specialisation and Synchronisation games (`harl.envs.matrix`) with
 single-hidden-layer policies built by harl's registered architectures (the same builders training
-runs use), for NoPS, FuPS, FuPS+ID, HyperMARL (MLP) and HyperMARL (linear):
+runs use), for NoPS, FuPS, FuPS+ID, HyperMARL (MLP), HyperMARL (linear) and DiCo (unconstrained, and at
+SND_des 1.2: the logits' diversity held at the target on the constant observation). SePS and Kaleidoscope
+have no row: SePS's clustering needs transitions that tell agents apart (every agent here sees the same
+constant observation), and Kaleidoscope's method is its mask-diversity loss, which this study's plain
+REINFORCE loss does not include (train it with `--arch kaleidoscope` through harl-train instead):
 
     python examples/matrix_games.py                       # the full study (Table 2 + HyperMARL rows)
     python examples/matrix_games.py --agents 2 --seeds 1 --trials 500 --out -   # a quick look
@@ -110,6 +114,8 @@ METHODS = (
         options=(("trunk", "shared"), ("hypernet_init", "paper"), ("embedding_gain", 1.0)),
     ),
     Method("HyperMARL (linear)", "hypermarl_linear"),
+    Method("DiCo (unconstrained)", "dico", "dico", options=(("target_diversity", -1.0),)),
+    Method("DiCo (SND_des 1.2)", "dico", "dico_1.2", options=(("target_diversity", 1.2),)),
 )
 """Every row `--methods` can pick (by `Method.name`); all of them by default."""
 
