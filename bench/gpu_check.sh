@@ -46,7 +46,7 @@ OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/gpu_check.XXXXXX)}
 if [[ -z ${PY:-} ]]; then
     if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
 fi
-ARCHS=(nops fups fups_id hypermarl hypermarl_linear hypermarl_coupled)
+ARCHS=(nops fups fups_id hypermarl hypermarl_linear hypermarl_coupled dico seps kaleidoscope)
 RESERVE_S=15 # kept back: a killed step's grace (timeout --kill-after) and the table
 START=$EPOCHREALTIME
 RESULTS=$OUT_DIR/results.tsv
