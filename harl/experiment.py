@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable
@@ -105,7 +104,7 @@ def build_config(
     check_seeds(cfg)
     check_workers(cfg)
     check_pretraining(cfg)
-    check_first_update(cfg)
+    cfg.algo.check_run(cfg, pretraining_steps(cfg))
     check_memory(cfg)
     return cfg, sources
 
@@ -135,6 +134,7 @@ def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = No
     cfg.validate()
     check_arch_options(cfg)
     check_recurrent(cfg)
+    cfg.algo.check_run(cfg, None)
     check_seeds(cfg)
     check_memory(cfg)
     return cfg
@@ -151,9 +151,8 @@ def learners_that(can: Callable[[AlgoEntry], bool]) -> str:
 
 
 def check_recurrent(cfg: ExperimentConfig) -> None:
-    """Refuse `model.recurrent` where it cannot train: a feed-forward-only learner, SND logging (it scores
-    policies on single observations), fewer training sequences than minibatches, or a population (`--seeds N`)
-    whose sequences would be padded."""
+    """Refuse `model.recurrent` where it cannot train: a feed-forward-only learner or SND logging (it scores
+    policies on single observations); what the learner's own settings allow, its config's `check_run` says."""
     if not cfg.model.recurrent:
         return
     if not get_algorithm(cfg.algo_name).recurrent:
@@ -164,21 +163,6 @@ def check_recurrent(cfg: ExperimentConfig) -> None:
         )
     if cfg.run.snd_interval > 0:
         raise ConfigError("--snd_interval needs feed-forward policies (SND scores single observations); set it to 0")
-    steps = min(cfg.algo.data_chunk_length, cfg.algo.episode_length)
-    chunks = cfg.run.n_rollout_threads * math.ceil(cfg.algo.episode_length / steps)
-    actor_minibatches = getattr(cfg.algo, "actor_num_mini_batch", 1)  # HATRPO's actor steps on the whole rollout
-    most = max(actor_minibatches, cfg.algo.critic_num_mini_batch)
-    if chunks < most:
-        raise ConfigError(
-            f"recurrent training cuts the rollout into {chunks} sequences of {steps} steps (n_rollout_threads × "
-            f"⌈episode_length / data_chunk_length⌉), fewer than the {most} minibatches asked for"
-        )
-    if cfg.run.seeds > 1 and cfg.algo.episode_length % steps:
-        raise ConfigError(
-            f"--seeds {cfg.run.seeds} with recurrent policies needs whole training sequences (each seed draws its "
-            f"own): episode_length {cfg.algo.episode_length} is not a multiple of data_chunk_length {steps}; choose "
-            "a data_chunk_length that divides it"
-        )
 
 
 def check_seeds(cfg: ExperimentConfig) -> None:
@@ -224,30 +208,6 @@ def check_pretraining(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"--num_env_steps {cfg.run.num_env_steps} would train nothing: --arch {cfg.arch_name}'s pre-training "
             f"takes {steps} env steps of it first; raise --num_env_steps above {steps} or shorten the pre-training"
-        )
-
-
-def check_first_update(cfg: ExperimentConfig) -> None:
-    """Refuse (for a new run) an off-policy run that would end before its first update: updates start once
-    `warmup_steps` env steps (after any pre-training of the architecture) are collected and the replay buffer holds
-    `batch_size` transitions, and happen at the end of each phase of `train_interval` vector steps."""
-    if get_algorithm(cfg.algo_name).on_policy:
-        return
-    algo, run = cfg.algo, cfg.run
-    phase = algo.train_interval * run.n_rollout_threads  # env steps between training phases
-    pretrained = pretraining_steps(cfg)  # the warm-up and the replay buffer start after any pre-training
-    last = math.ceil((run.num_env_steps - pretrained) / phase) * phase  # env steps at the run's last training phase
-    waits = {"warmup_steps": (algo.warmup_steps, "env steps"), "batch_size": (algo.batch_size, "transitions")}
-    late = {name: (value, unit) for name, (value, unit) in waits.items() if value > last}
-    if late:
-        after = f" after the architecture's {pretrained} env steps of pre-training" if pretrained else ""
-        raise ConfigError(
-            f"--num_env_steps {run.num_env_steps} would train nothing: {cfg.algo_name}'s first update waits for "
-            + " and ".join(f"{name} {value} {unit}" for name, (value, unit) in late.items())
-            + f", past this run's last training phase (at {last} env steps{after}); raise --num_env_steps to "
-            f"{pretrained + max(value for value, _ in late.values())} or lower "
-            + " and ".join(f"--{name}" for name in late)
-            + f" to {last} or less"
         )
 
 

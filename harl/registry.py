@@ -25,7 +25,10 @@ class AlgoEntry:
     Attributes:
         name: registry key (`--algo`).
         learner_cls: class with `__init__(spec, cfg, arch, device)` (see `harl.algos.base.Learner`).
-        config_cls: dataclass of the algorithm's hyper-parameters (the `algo` config section).
+        config_cls: dataclass of the algorithm's hyper-parameters (the `algo` config section), with `validate()`
+            (its own values) and `check_run(experiment_cfg, pretrained_steps)`, which refuses in one line a run its
+            settings cannot train (e.g. a budget that ends before its first update); `pretrained_steps` is what a
+            new run spends before training (the architecture's pre-training), None for a saved run's config.
         on_policy: True for PPO-style learners (rollout buffer), False for replay-buffer learners.
         sequential: True for heterogeneous-agent (HA) learners that update agents one after another.
         discrete: supports discrete action spaces.

@@ -81,6 +81,31 @@ class OffPolicyConfig:
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"batch_size ({self.batch_size}) cannot exceed buffer_size ({self.buffer_size})")
 
+    def check_run(self, cfg: ExperimentConfig, pretrained_steps: int | None) -> None:
+        """Refuse (one line) a new run that would end before its first update: updates start once `warmup_steps`
+        env steps (after the `pretrained_steps` of any pre-training of the architecture) are collected and the
+        replay buffer holds `batch_size` transitions, and happen at the end of each phase of `train_interval`
+        vector steps. A saved run's config (`pretrained_steps` None) is past that."""
+        if pretrained_steps is None:
+            return
+        run = cfg.run
+        phase = self.train_interval * run.n_rollout_threads  # env steps between training phases
+        last = math.ceil((run.num_env_steps - pretrained_steps) / phase) * phase  # env steps at the last phase
+        waits = {"warmup_steps": (self.warmup_steps, "env steps"), "batch_size": (self.batch_size, "transitions")}
+        late = {name: (value, unit) for name, (value, unit) in waits.items() if value > last}
+        if late:
+            after = (
+                f" after the architecture's {pretrained_steps} env steps of pre-training" if pretrained_steps else ""
+            )
+            raise ConfigError(
+                f"--num_env_steps {run.num_env_steps} would train nothing: {cfg.algo_name}'s first update waits for "
+                + " and ".join(f"{name} {value} {unit}" for name, (value, unit) in late.items())
+                + f", past this run's last training phase (at {last} env steps{after}); raise --num_env_steps to "
+                f"{pretrained_steps + max(value for value, _ in late.values())} or lower "
+                + " and ".join(f"--{name}" for name in late)
+                + f" to {last} or less"
+            )
+
 
 @contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:

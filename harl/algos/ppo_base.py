@@ -7,6 +7,7 @@ The per-agent actor update (the part where the learners differ) lives in `mappo.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from harl.algos.base import ActOutput, CollectionSchedule, network_diagnostics
 from harl.algos.seed_population import build_members, read_networks, read_optimizer, write_networks, write_optimizer
 from harl.buffers.rollout import ActorBatch, CriticBatch, RolloutBuffer, Sequences
 from harl.config import ExperimentConfig, bounded, check_bounds
+from harl.errors import ConfigError
 from harl.metrics.gradients import GradientStats
 from harl.models.auxiliary import advance_networks
 from harl.models.policies import ON_POLICY_ACTORS, AgentValueCritic, OnPolicyActor
@@ -72,6 +74,33 @@ class OnPolicyConfig:
     def validate(self) -> None:
         check_bounds(self, "algo")
 
+    def minibatches(self) -> list[int]:
+        """Minibatches per epoch of the updates that split the rollout (the critic's; the actor's where it has
+        minibatches)."""
+        return [self.critic_num_mini_batch]
+
+    def check_run(self, cfg: ExperimentConfig, pretrained_steps: int | None) -> None:
+        """Refuse (one line) a run these settings cannot train: recurrent training (`model.recurrent`) with fewer
+        training sequences than minibatches, or a population's (`--seeds N`) sequences padded (each seed draws its
+        own). `pretrained_steps` (env steps a new run spends before training; None: a saved run's config) does
+        not matter: an on-policy run trains from its first rollout."""
+        if not cfg.model.recurrent:
+            return
+        steps = min(self.data_chunk_length, self.episode_length)
+        chunks = cfg.run.n_rollout_threads * math.ceil(self.episode_length / steps)
+        most = max(self.minibatches())
+        if chunks < most:
+            raise ConfigError(
+                f"recurrent training cuts the rollout into {chunks} sequences of {steps} steps (n_rollout_threads × "
+                f"⌈episode_length / data_chunk_length⌉), fewer than the {most} minibatches asked for"
+            )
+        if cfg.run.seeds > 1 and self.episode_length % steps:
+            raise ConfigError(
+                f"--seeds {cfg.run.seeds} with recurrent policies needs whole training sequences (each seed draws "
+                f"its own): episode_length {self.episode_length} is not a multiple of data_chunk_length {steps}; "
+                "choose a data_chunk_length that divides it"
+            )
+
 
 @dataclass
 class PolicyGradientConfig(OnPolicyConfig):
@@ -83,6 +112,9 @@ class PolicyGradientConfig(OnPolicyConfig):
     """Actor minibatches per epoch."""
     entropy_coef: float = bounded(0.01, ge=0)
     """Entropy bonus weight."""
+
+    def minibatches(self) -> list[int]:
+        return [self.actor_num_mini_batch, self.critic_num_mini_batch]
 
 
 @dataclass
