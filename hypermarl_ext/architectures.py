@@ -29,6 +29,7 @@ from __future__ import annotations
 from torch import nn
 
 from harl.config import EmptyConfig
+from harl.errors import UserError
 from harl.models.agent_mlp import AgentParam
 from harl.models.net_spec import NetSpec
 from harl.registry import AlgoEntry, get_architecture
@@ -118,6 +119,11 @@ def link_hypermarl_networks(actor: nn.Module, critic: nn.Module, arch_cfg: Hyper
     Learners call this after building both networks and before making their optimisers.
     """
     if arch_cfg.share_embedding:
+        if not any(isinstance(m, MLPHyperParams) for m in critic.modules()):
+            raise UserError(
+                "arch.share_embedding needs a critic generated per agent, and --critic shared builds one plain V(s); "
+                "set --share_embedding false or --critic per_agent"
+            )
         generated_params(critic).read_embedding_of(generated_params(actor))
 
 

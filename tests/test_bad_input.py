@@ -70,6 +70,12 @@ BAD_VALUES = [
         ["--seeds", "2", "--model.recurrent", "true", "--episode_length", "10", "--data_chunk_length", "4"],
         "--seeds 2 with recurrent policies needs whole training sequences (each seed draws its own): episode_length",
     ),
+    (
+        ["--algo", "ippo", "--arch", "nops", "--env", "matrix"],
+        ["--critic", "shared"],
+        "--critic shared: ippo's critics",
+    ),
+    (HYPER, ["--critic", "shared", "--share_embedding", "true"], "arch.share_embedding needs a critic generated per"),
     (MAPPO, ["--num_env_steps", "1e100"], "run.num_env_steps must be in (0, 2**53] (step counts are logged as float64"),
     (MAPPO, ["--n_workers", "1000"], "--n_workers 1000: the 100 training envs (n_rollout_threads) take at most 99 env"),
     (MAPPO, ["--n_workers", "4", "--n_rollout_threads", "2", "--seeds", "2"], "4 training envs (n_rollout_threads × "),

@@ -247,3 +247,50 @@ def test_agentwise_clipping_clips_each_agent_separately():
     torch.testing.assert_close(a.grad.norm(dim=1), torch.tensor([1.0, 0.5]), atol=1e-5, rtol=0)
     torch.testing.assert_close(shared.grad.norm(), torch.tensor(1.0), atol=1e-5, rtol=0)
     assert shared_norm.item() == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+@pytest.mark.parametrize("arch", ["nops", "hypermarl"])
+def test_a_shared_critic_is_one_value_network_for_every_agent(arch, recurrent):
+    """`--critic shared` (HARL's V(s)): one plain network on the state whatever the architecture, so its size does
+    not grow with the agents, every agent gets its value, and a population stacks one per seed."""
+    from harl.models.policies import AgentValueCritic
+
+    model = ModelConfig(hidden_sizes=[16, 16], recurrent=recurrent, rnn_hidden_size=8)
+    entry = get_architecture(arch)
+    torch.manual_seed(0)
+    critic = AgentValueCritic(hetero_spec(), entry, model, entry.config_cls(), shared=True)
+    single = AgentValueCritic(
+        EnvSpec(
+            agent_ids=("a",),
+            obs_dims=(5,),
+            state_dim=6,
+            action_type="continuous",
+            act_dims=(2,),
+            act_low=-np.ones((1, 2), dtype=np.float32),
+            act_high=np.ones((1, 2), dtype=np.float32),
+        ),
+        get_architecture("fups"),
+        model,
+        EmptyConfig(),
+    )
+    assert sum(p.numel() for p in critic.parameters()) == sum(p.numel() for p in single.parameters())
+    states = torch.randn(7, 6)
+    if recurrent:
+        values, hidden = critic.forward_sequence(states.unsqueeze(0), torch.zeros(7, 3, 8))
+        values = values[0]
+        assert hidden.shape == (7, 3, 8) and torch.equal(hidden[:, 0], hidden[:, 2])
+    else:
+        values = critic(states)
+    assert (
+        values.shape == (7, 3) and torch.equal(values[:, 0], values[:, 1]) and torch.equal(values[:, 0], values[:, 2])
+    )
+    population = AgentValueCritic.population([critic, critic])
+    pair = torch.stack([states, 2 * states], dim=1)  # (B, P, S): each seed's own state
+    if recurrent:
+        both, _ = population.forward_sequence(pair.unsqueeze(0), torch.zeros(7, 6, 8))
+        both = both[0]
+    else:
+        both = population(pair)
+    assert both.shape == (7, 6)
+    torch.testing.assert_close(both[:, :3], values)

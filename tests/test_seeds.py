@@ -130,6 +130,25 @@ def test_a_seed_of_a_batched_recurrent_run_is_its_solo_run(algo, arch, workers, 
     assert_same_run(batched[5], solo[5])
 
 
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_a_seed_of_a_batched_shared_critic_run_is_its_solo_run(recurrent, tmp_path):
+    """`--critic shared`: each seed's one V(s) on its own states (feed-forward on the matrix game; recurrent on
+    Hopper, whose seeds' episodes end apart)."""
+    if recurrent:
+        no_snd = COMMON[: COMMON.index("--snd_interval")] + COMMON[COMMON.index("--snd_interval") + 4 :]
+        env = ["--env", "mamujoco", "--scenario", "Hopper", "--agent_conf", "3x1", "--episode_limit", "30"]
+        env += ["--n_rollout_threads", "2", "--n_workers", "0", "--episode_length", "10", "--recurrent", "true"]
+        env += ["--rnn_hidden_size", "8", "--data_chunk_length", "5", "--actor_num_mini_batch", "2", *no_snd]
+        env += ["--critic_num_mini_batch", "2"]
+    else:
+        env = TINY
+    common = ["--algo", "happo", "--arch", "hypermarl", *env, *epochs("happo"), "--critic", "shared"]
+    common += ["--num_env_steps", "80" if recurrent else "90"]
+    assert train_main([*common, "--seed", "4", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
+    assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
+    assert_same_run(seed_folders(tmp_path / "batched")[5], seed_folders(tmp_path / "solo")[5])
+
+
 @pytest.mark.parametrize("arch", ["nops", "fups_id", "hypermarl"])
 def test_a_seed_of_a_batched_hatrpo_run_is_its_solo_run(arch, tmp_path):
     """Each seed's own agent order, conjugate gradient, step size and line search; its surrogate gradient's

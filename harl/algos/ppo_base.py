@@ -11,7 +11,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +67,11 @@ class OnPolicyConfig:
     """Discount factor."""
     gae_lambda: float = bounded(0.95, ge=0, le=1)
     """GAE λ."""
+    critic: Literal["per_agent", "shared"] = "per_agent"
+    """per_agent: every agent's value head V_i, built by the architecture (one per agent under nops; generated
+    by a hypernetwork); shared: HARL's critic, one V(s) network on the global state for all agents (a plain MLP,
+    or GRU network, whatever --arch: the architecture then builds the actors only), for equal-work comparisons
+    with HARL. Centralised critics only (not ippo)."""
     data_chunk_length: int = bounded(10, gt=0)
     """Recurrent policies (`model.recurrent`): steps of one env per training sequence (BPTT chunk), at most
     episode_length; each chunk starts from the hidden state stored at its first step. Minibatches split chunks."""
@@ -151,7 +156,9 @@ class ActorCriticLearner:
         self.actor: OnPolicyActor
         if self.seeds == 1:
             self.actor = ON_POLICY_ACTORS[actor_kind](spec, arch, cfg.model, cfg.arch).to(device)
-            self.critic = AgentValueCritic(spec, arch, cfg.model, cfg.arch, centralised=self.centralised_critic)
+            self.critic = AgentValueCritic(
+                spec, arch, cfg.model, cfg.arch, centralised=self.centralised_critic, shared=self.cfg.critic == "shared"
+            )
             self.critic.to(device)
             arch.link_networks(self.actor, self.critic, cfg.arch)
             self.generators = [torch.Generator().manual_seed(cfg.run.seed)]

@@ -19,14 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harl.config import ModelConfig
+from harl.config import EmptyConfig, ModelConfig
 from harl.errors import UserError
 from harl.models.auxiliary import ArchitectureHooks
 from harl.models.distributions import CategoricalPolicies, GaussianPolicies, PolicyDistribution
 from harl.models.net_spec import NetSpec
 from harl.models.population import per_seed_multinomial, per_seed_randn, population_agent_param, population_net
 from harl.models.recurrent import build_agent_net
-from harl.registry import ArchEntry
+from harl.registry import ArchEntry, get_architecture
 from harl.spec import EnvSpec
 from harl.utils.finite import sampleable_probs
 
@@ -366,18 +366,35 @@ class AgentValueCritic(nn.Module, ArchitectureHooks):
     `centralised=False`, each on its own agent's observation only (IPPO's decentralised critics). Recurrent
     with `model.recurrent`: each agent's value then depends on the history of its inputs through a GRU.
 
+    With `shared=True` (a centralised critic only) it is HARL's critic instead: one V(s) network for all agents
+    (FuPS without an id: a plain MLP, or GRU network, whatever the architecture), evaluated once per state, its
+    value every agent's.
+
     Its inputs (`inputs(obs, state)`): states (B, S) when centralised, observations (B, N, O) otherwise.
     """
 
     def __init__(
-        self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg, *, centralised: bool = True
+        self,
+        spec: EnvSpec,
+        arch: ArchEntry,
+        model_cfg: ModelConfig,
+        arch_cfg,
+        *,
+        centralised: bool = True,
+        shared: bool = False,
     ) -> None:
         super().__init__()
         self.n_agents = spec.n_agents
         self.recurrent = model_cfg.recurrent
         self.centralised = centralised
+        self.shared = shared
         sizes = {"hidden_sizes": tuple(model_cfg.critic_sizes), "out_gain": 1.0, "role": "critic", "model": model_cfg}
-        if centralised:
+        if shared:  # one value head: the plain shared network of `fups` on the state
+            if not centralised:
+                raise ValueError("a shared V(s) reads the global state: it needs a centralised critic")
+            net_spec = NetSpec.full_input(n_agents=1, in_dim=spec.state_dim, out_dim=1, **sizes)
+            arch, arch_cfg = get_architecture("fups"), EmptyConfig()
+        elif centralised:
             net_spec = NetSpec.full_input(n_agents=spec.n_agents, in_dim=spec.state_dim, out_dim=1, **sizes)
         else:
             in_mask = torch.as_tensor(spec.obs_mask)
@@ -407,9 +424,15 @@ class AgentValueCritic(nn.Module, ArchitectureHooks):
             return x.unsqueeze(-2).expand(*x.shape[:-1], k // self.seeds, x.shape[-1]).flatten(-3, -2)
         return x.unsqueeze(-2).expand(*x.shape[:-1], k, x.shape[-1])
 
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """A shared critic's states (..., S), a population's (..., P, S) -> (..., P, S): one value head per seed."""
+        return x.unsqueeze(-2) if self.seeds == 1 else x
+
     def forward(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """Feed-forward: inputs (B, S) or (B, k, O) -> values (B, k) of the k selected agents (all when None)."""
         k = self.n_agents if agents is None else agents.numel()
+        if self.shared:  # each seed's one V(s), every agent's value
+            return self.net(self._heads(x)).squeeze(-1).repeat_interleave(k // self.seeds, dim=-1)  # (B, k)
         return self.net(self._per_agent(x, k), agents).squeeze(-1)
 
     def forward_sequence(
@@ -430,6 +453,10 @@ class AgentValueCritic(nn.Module, ArchitectureHooks):
         Returns:
             Values (L, B, N) and the hidden states after the last step (B, N, H) (or after every step).
         """
+        if self.shared:  # each seed's one V(s) from its first agent's (every agent's) hidden state
+            per_seed = self.n_agents // self.seeds
+            values, hidden = self.net(self._heads(x), hidden[:, ::per_seed], resets, every_hidden=every_hidden)
+            return values.squeeze(-1).repeat_interleave(per_seed, -1), hidden.repeat_interleave(per_seed, -2)
         values, hidden = self.net(self._per_agent(x, self.n_agents), hidden, resets, every_hidden=every_hidden)
         return values.squeeze(-1), hidden
 
