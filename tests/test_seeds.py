@@ -40,13 +40,9 @@ COMMON = [
     "--grad_stats",
     "true",
 ]  # evaluation, small networks, SND and gradient statistics: every seed-equivalence run logs them
+MATRIX = ["--env", "matrix", "--n_agents", "3", "--n_rollout_threads", "3"]  # 3 agents, 3 envs per seed
 TINY = [
-    "--env",
-    "matrix",
-    "--n_agents",
-    "3",
-    "--n_rollout_threads",
-    "3",
+    *MATRIX,
     "--episode_length",
     "10",
     "--actor_num_mini_batch",
@@ -106,6 +102,16 @@ def test_a_seed_of_a_batched_run_is_its_solo_run(algo, arch, tmp_path):
     assert_same_run(batched[5], solo[5])
 
 
+HOPPER_RECURRENT = [
+    *("--env", "mamujoco", "--scenario", "Hopper", "--agent_conf", "3x1", "--episode_limit", "30"),
+    *("--n_rollout_threads", "2", "--episode_length", "10", "--num_env_steps", "80"),
+    *("--recurrent", "true", "--rnn_hidden_size", "8", "--data_chunk_length", "5"),
+    *("--actor_num_mini_batch", "2", "--critic_num_mini_batch", "2"),
+    *COMMON[: COMMON.index("--snd_interval")],
+    *COMMON[COMMON.index("--snd_interval") + 4 :],
+]  # recurrent training on Hopper 3x1 (its seeds' episodes end apart) with every logged metric but SND
+
+
 @pytest.mark.parametrize(
     ("algo", "arch", "workers"), [("mappo", "hypermarl", "1"), ("happo", "nops", "0"), ("ippo", "fups_id", "0")]
 )
@@ -114,14 +120,7 @@ def test_a_seed_of_a_batched_recurrent_run_is_its_solo_run(algo, arch, workers, 
     resets, training sequences and time-limit cuts are its own; seed 5 of a `--seeds 2` run is its solo run. The
     three cases cover a shared core run once per seed (hypermarl's centralised critic), per-agent cores (nops)
     and a shared core on per-agent inputs (fups_id, decentralised critic)."""
-    no_snd = COMMON[: COMMON.index("--snd_interval")] + COMMON[COMMON.index("--snd_interval") + 4 :]
-    common = [
-        *("--algo", algo, "--arch", arch, "--env", "mamujoco", "--scenario", "Hopper", "--agent_conf", "3x1"),
-        *("--episode_limit", "30", "--n_rollout_threads", "2", "--n_workers", workers, "--episode_length", "10"),
-        *("--recurrent", "true", "--rnn_hidden_size", "8", "--data_chunk_length", "5"),
-        *("--actor_num_mini_batch", "2", "--critic_num_mini_batch", "2", *epochs(algo), "--num_env_steps", "80"),
-        *no_snd,
-    ]
+    common = ["--algo", algo, "--arch", arch, *HOPPER_RECURRENT, "--n_workers", workers, *epochs(algo)]
     assert train_main([*common, "--seed", "4", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
     assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
     batched, solo = seed_folders(tmp_path / "batched"), seed_folders(tmp_path / "solo")
@@ -134,16 +133,8 @@ def test_a_seed_of_a_batched_recurrent_run_is_its_solo_run(algo, arch, workers, 
 def test_a_seed_of_a_batched_shared_critic_run_is_its_solo_run(recurrent, tmp_path):
     """`--critic shared`: each seed's one V(s) on its own states (feed-forward on the matrix game; recurrent on
     Hopper, whose seeds' episodes end apart)."""
-    if recurrent:
-        no_snd = COMMON[: COMMON.index("--snd_interval")] + COMMON[COMMON.index("--snd_interval") + 4 :]
-        env = ["--env", "mamujoco", "--scenario", "Hopper", "--agent_conf", "3x1", "--episode_limit", "30"]
-        env += ["--n_rollout_threads", "2", "--n_workers", "0", "--episode_length", "10", "--recurrent", "true"]
-        env += ["--rnn_hidden_size", "8", "--data_chunk_length", "5", "--actor_num_mini_batch", "2", *no_snd]
-        env += ["--critic_num_mini_batch", "2"]
-    else:
-        env = TINY
+    env = [*HOPPER_RECURRENT, "--n_workers", "0"] if recurrent else [*TINY, "--num_env_steps", "90"]
     common = ["--algo", "happo", "--arch", "hypermarl", *env, *epochs("happo"), "--critic", "shared"]
-    common += ["--num_env_steps", "80" if recurrent else "90"]
     assert train_main([*common, "--seed", "4", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
     assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
     assert_same_run(seed_folders(tmp_path / "batched")[5], seed_folders(tmp_path / "solo")[5])
@@ -168,12 +159,7 @@ def test_a_seed_of_a_batched_hatrpo_run_is_its_solo_run(arch, tmp_path):
 
 
 OFF_POLICY_TINY = [
-    "--env",
-    "matrix",
-    "--n_agents",
-    "3",
-    "--n_rollout_threads",
-    "3",
+    *MATRIX,
     "--warmup_steps",
     "30",
     "--train_interval",

@@ -375,9 +375,11 @@ class ActorCriticLearner:
         values, hiddens = zip(
             *(self.values_sequence(inputs[:, envs], carried[envs], resets[:, envs]) for envs in calls), strict=True
         )
-        if len(values) > 1:  # back in env order: (T+1, E, N), (T+1, E, N, H)
-            order = torch.argsort(torch.cat(calls))
-            values, hiddens = torch.cat(values, dim=1)[:, order], torch.cat(hiddens, dim=1)[:, order]
+        if len(values) > 1:  # (T+1, E, N), (T+1, E, N, H); a population's calls back in env order
+            values, hiddens = torch.cat(values, dim=1), torch.cat(hiddens, dim=1)
+            if self.seeds > 1:
+                order = torch.argsort(torch.cat(calls))
+                values, hiddens = values[:, order], hiddens[:, order]
         else:
             values, hiddens = values[0], hiddens[0]
         # hidden states before the steps the chunks start at (after the first) and before the next rollout: those

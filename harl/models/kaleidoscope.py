@@ -1,7 +1,7 @@
 """Kaleidoscope (Li, Pan and Zhang, NeurIPS 2024), learnable masks over shared weights, as `--arch kaleidoscope`.
 
 Every agent's network is one set of shared weights θ₀ seen through the agent's own learnable mask. As in the
-authors' code (`LXXXXR/Kaleidoscope`, its HARL-based MaMuJoCo part), each weight entry of each linear layer has
+authors' public Kaleidoscope repository (its HARL-based MaMuJoCo part), each weight entry of each linear layer has
 one learnable threshold s per agent (thresholds (n_agents, in, out) per layer; biases are shared and unmasked),
 and agent i's weight is the soft-thresholded shared weight
 
