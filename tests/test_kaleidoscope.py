@@ -11,7 +11,6 @@ import torch
 
 from harl.cli import train, train_main
 from harl.config import ModelConfig
-from harl.errors import ConfigError
 from harl.experiment import build_config
 from harl.models.kaleidoscope import KaleidoscopeConfig, MaskedParams
 from harl.models.net_spec import NetSpec
@@ -228,8 +227,3 @@ def test_bad_options_exit_2_in_one_line(option, value, capsys, tmp_path):
     argv = ["--algo", "mappo", "--arch", "kaleidoscope", "--env", "matrix", f"--{option}", value]
     assert train([*argv, "--log_dir", str(tmp_path)]) == 2
     assert f"arch.{option} must " in assert_one_line_error(capsys)
-
-
-def test_seed_batching_is_refused_in_one_line():
-    with pytest.raises(ConfigError, match=r"^--seeds 2 with --arch kaleidoscope: .*cannot batch seeds yet$"):
-        build_config("ippo", "kaleidoscope", "matrix", {"seeds": "2"}, use_tuned=False)

@@ -210,6 +210,41 @@ def test_a_seed_of_a_batched_continuous_off_policy_run_is_its_solo_run(algo, arc
     assert_same_run(seed_folders(tmp_path / "batched")[2], seed_folders(tmp_path / "solo")[2])
 
 
+KALEIDOSCOPE = ["--arch", "kaleidoscope", "--reset_interval", "20", "--threshold_init_bias", "1"]
+# masks that start apart (σ(s) up to 0.5: many entries pruned by every agent) and a reset every iteration but the last
+
+
+@pytest.mark.parametrize("algo", ["mappo", "happo", "hatrpo", "hasac"])
+def test_a_seed_of_a_batched_kaleidoscope_run_is_its_solo_run(algo, tmp_path):
+    """Kaleidoscope's masked layers in a population: each seed's regulariser term and adaptive coefficient (from its
+    own task loss: all agents at once, one agent per turn, a line search's trial evaluations unrecorded, an
+    off-policy actor step) and each reset's draws from the seed's own stream; the masked critics too (on-policy)."""
+    if algo in OFF_POLICY:
+        common = ["--algo", algo, *KALEIDOSCOPE, *OFF_POLICY_TINY]
+    else:
+        cut = TINY.index("--actor_num_mini_batch")
+        tiny = TINY[:cut] + TINY[cut + 2 :] if algo == "hatrpo" else [*TINY, *epochs(algo)]
+        common = ["--algo", algo, *KALEIDOSCOPE, *tiny]
+    common += ["--num_env_steps", "90"]
+    assert train_main([*common, "--seed", "4", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
+    assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
+    batched, solo = seed_folders(tmp_path / "batched"), seed_folders(tmp_path / "solo")
+    assert_same_run(batched[5], solo[5])
+    rows = read_progress(batched[5])
+    assert float(rows[-1]["kaleidoscope/actor/resets"]) >= 1
+    assert any(float(row["kaleidoscope/actor/aux_loss"] or 0) != 0 for row in rows)
+    ours, theirs = load_checkpoint(batched[5])["learner"], load_checkpoint(solo[5])["learner"]
+    for key in (k for k in theirs["actor"] if "history" in k or k.endswith("_extra_state")):
+        value, expected = ours["actor"][key], theirs["actor"][key]
+        if isinstance(expected, dict):  # the reset clock and stream
+            assert {k: v for k, v in value.items() if k != "generator"} == {
+                k: v for k, v in expected.items() if k != "generator"
+            }
+            assert torch.equal(value["generator"], expected["generator"])
+        else:
+            torch.testing.assert_close(value, expected, atol=1e-5, rtol=0)
+
+
 def test_a_batched_off_policy_run_resumes_with_every_seeds_replay_buffer(tmp_path):
     tiny = [arg if prev != "--buffer_size" else "300" for prev, arg in zip(["", *OFF_POLICY_TINY], OFF_POLICY_TINY)]
     common = ["--algo", "hasac", "--arch", "fups_id", *tiny, "--seeds", "2", "--save_interval", "45"]
@@ -234,6 +269,11 @@ def population(algo: str, arch: str, seeds: int):
     env = get_environment("matrix").make(cfg.env, n_envs=2 * seeds, seed=1, device="cpu")
     torch.manual_seed(1)
     return build_learner(cfg, env.spec, torch.device("cpu")), env
+
+
+def tensors(state: dict) -> dict[str, torch.Tensor]:
+    """A network's state dict without its extra (non-tensor) state."""
+    return {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
 
 
 def filled_buffer(learner, env, reward_scale: torch.Tensor):
@@ -275,7 +315,9 @@ def filled_replay(learner, env, reward_scale: torch.Tensor):
     return buffer
 
 
-@pytest.mark.parametrize(("algo", "arch"), [("hasac", "hypermarl"), ("masac", "fups_id"), ("hatd3", "nops")])
+@pytest.mark.parametrize(
+    ("algo", "arch"), [("hasac", "hypermarl"), ("masac", "fups_id"), ("hatd3", "nops"), ("masac", "kaleidoscope")]
+)
 def test_one_seeds_replay_never_moves_another_seeds_parameters(algo, arch):
     runs = []
     for scale in (torch.ones(4), torch.tensor([1.0, 1.0, -7.0, 3.0])):  # the second seed's rewards changed
@@ -284,13 +326,20 @@ def test_one_seeds_replay_never_moves_another_seeds_parameters(algo, arch):
         runs.append([m.state_dict() for m in learner.write_members()])
     (first, second), (first_changed, second_changed) = runs
     for part in ("actor", "critic", "target_critic"):
-        for key, value in first[part].items():
+        for key, value in tensors(first[part]).items():
             assert torch.equal(value, first_changed[part][key]), f"seed 0's {part}.{key} moved"
-        assert any(not torch.equal(v, second_changed[part][k]) for k, v in second[part].items())
+        assert any(not torch.equal(v, second_changed[part][k]) for k, v in tensors(second[part]).items())
 
 
 @pytest.mark.parametrize(
-    ("algo", "arch"), [("mappo", "fups_id"), ("happo", "hypermarl"), ("ippo", "nops"), ("hatrpo", "hypermarl")]
+    ("algo", "arch"),
+    [
+        ("mappo", "fups_id"),
+        ("happo", "hypermarl"),
+        ("ippo", "nops"),
+        ("hatrpo", "hypermarl"),
+        ("mappo", "kaleidoscope"),
+    ],
 )
 def test_one_seeds_data_never_moves_another_seeds_parameters(algo, arch):
     runs = []
@@ -300,9 +349,9 @@ def test_one_seeds_data_never_moves_another_seeds_parameters(algo, arch):
         runs.append([m.state_dict() for m in learner.seed_learners()])
     (first, second), (first_changed, second_changed) = runs
     for part in ("actor", "critic"):
-        for key, value in first[part].items():
+        for key, value in tensors(first[part]).items():
             assert torch.equal(value, first_changed[part][key]), f"seed 0's {part}.{key} moved"
-        assert any(not torch.equal(v, second_changed[part][k]) for k, v in second[part].items())
+        assert any(not torch.equal(v, second_changed[part][k]) for k, v in tensors(second[part]).items())
 
 
 def test_a_batched_run_resumes_all_its_seeds_from_any_of_them(tmp_path):

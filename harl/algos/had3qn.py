@@ -159,7 +159,7 @@ class HAD3QN(ReplayLearner):
             values = self.own_action_values(batch.state, joint, agents, state_embedding)  # (B, k, A)
             q = self.actor.q_values(batch.obs[:, agents], agents, recorded)  # (B, k, A)
             loss = self.actor_loss(q, values, greedy[:, agents], valid)  # (k,): each seed's
-            self.step_actor(loss.sum(), group)
+            self.step_actor(loss, group)  # one agent per seed, in seed order
             actor_loss[agents] = loss.detach()
             if position < len(groups) - 1:  # the last agent's best response is never used
                 best = values.masked_fill(~valid, float("-inf")).argmax(-1)  # (B, k)

@@ -39,7 +39,7 @@ class HADDPG(DeterministicLearner):
                     obs, avail = batch.obs[:, agents], batch.avail_of(agents)  # (B, P, O), (B, P, A) or None
                     joint = actions.index_copy(1, agents, self.actor(obs, agents, avail, recorded))  # (B, N, A)
                     q_mean = self.actor_q(batch.state, joint, state_embedding).mean(0).reshape(-1)  # (P,): each seed's
-                    self.step_actor(-q_mean.sum(), group)
+                    self.step_actor(-q_mean, group)
                     actor_loss[agents] = -q_mean.detach()
                     if position < len(groups) - 1:  # the last agent's new action is never used
                         with torch.no_grad():

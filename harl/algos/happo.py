@@ -44,8 +44,8 @@ class SequentialUpdate(PolicyGradientLearner):
                 for k, batch in enumerate(minibatches):
                     surrogate, entropy, diagnostics = self.surrogate(batch)  # (M, P) each
                     policy_loss = -(batch.take(factor) * surrogate).mean(0)  # (P,): each seed's own
-                    loss = (policy_loss - self.cfg.entropy_coef * entropy.mean(0)).sum()
-                    loss = loss + self.actor.aux_loss(agents, loss)  # the architecture's term of this turn's agents
+                    seed_loss = policy_loss - self.cfg.entropy_coef * entropy.mean(0)  # (P,)
+                    loss = (seed_loss + self.actor.aux_loss(agents, seed_loss)).sum()  # + the turn agents' arch term
                     self.actor_optimizer.zero_grad()
                     loss.backward()
                     self.record_actor_gradients(new_group=k == 0)  # one group per epoch of each agent's turn

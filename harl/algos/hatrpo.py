@@ -262,7 +262,7 @@ class HATRPO(ActorCriticLearner):
             """(P,) each seed's L at the actor's current parameters (which give `log_probs`): the surrogate minus the
             architecture's auxiliary term of the agents in turn."""
             gain = (factor * torch.exp(log_probs - batch.log_probs) * batch.advantages).mean(0)
-            return gain - self.actor.aux_loss(list(agents), -gain.sum(), record)
+            return gain - self.actor.aux_loss(list(agents), -gain, record)
 
         objective = surrogate(log_probs, record=True)
         grads = torch.autograd.grad(objective.sum(), turn.params, retain_graph=True, allow_unused=True)

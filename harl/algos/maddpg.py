@@ -24,7 +24,7 @@ class MADDPG(DeterministicLearner):
             with frozen(self.critic):
                 actions = self.actor(batch.obs, avail=batch.avail)  # (B, N, A)
                 q_mean = self.actor_q(batch.state, actions).mean(0).reshape(-1)  # (P,): each seed's
-                self.step_actor(-q_mean.sum(), None)
+                self.step_actor(-q_mean, None)
             metrics["actor_loss"] = -q_mean.detach().repeat_interleave(self.spec.n_agents)
         self.finish_update(actors_updated)
         return metrics

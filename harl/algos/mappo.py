@@ -25,8 +25,8 @@ class SimultaneousUpdate(PolicyGradientLearner):
                 surrogate, entropy, diagnostics = self.surrogate(batch)  # (M, N) each
                 per_agent_loss = -surrogate.mean(0)  # (N,)
                 per_agent_entropy = entropy.mean(0)  # (N,)
-                loss = (per_agent_loss - self.cfg.entropy_coef * per_agent_entropy).sum()
-                loss = loss + self.actor.aux_loss(None, loss)  # the architecture's term (0 for most)
+                seed_loss = (per_agent_loss - self.cfg.entropy_coef * per_agent_entropy).view(self.seeds, -1).sum(1)
+                loss = (seed_loss + self.actor.aux_loss(None, seed_loss)).sum()  # + the architecture's term per seed
                 self.actor_optimizer.zero_grad()
                 loss.backward()
                 self.record_actor_gradients(new_group=k == 0)  # minibatches of one epoch form a group

@@ -273,6 +273,10 @@ class ReplayLearner(ABC):
         """The seed (index) of each virtual agent in `agents` (k,)."""
         return torch.div(agents, self.spec.n_agents, rounding_mode="floor")
 
+    def seed_totals(self, values: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
+        """(P,) each seed's sum of the selected virtual agents' values (k,)."""
+        return values.new_zeros(self.seeds).index_add(0, self.agents_seeds(agents), values)
+
     def record_actors(self, obs: torch.Tensor) -> ForwardRecord | None:
         """The actor network's forward on every agent's obs (B, N, O), recorded (no gradients) for the agents'
         turns of a sequential update to replay (the actors' `recorded`), or None where a turn must recompute
@@ -280,11 +284,12 @@ class ReplayLearner(ABC):
         net = self.actor.net
         return net.record(obs) if self.replays_start_pass and isinstance(net, AgentMLP) else None
 
-    def step_actor(self, loss: torch.Tensor, agents: list[int] | None) -> None:
-        """Backpropagate an actor loss (plus the architecture's term of the selected agents) and step the selected
-        agents (host indices; all when None), recording gradient statistics when `run.grad_stats` is on."""
+    def step_actor(self, seed_loss: torch.Tensor, agents: list[int] | None) -> None:
+        """Backpropagate each seed's actor loss (P,) (plus the architecture's term of its selected agents) and step
+        the selected agents (host indices; all when None), recording gradient statistics when `run.grad_stats` is
+        on."""
         self.actor_optimizer.zero_grad()
-        (loss + self.actor.aux_loss(agents, loss)).backward()
+        (seed_loss + self.actor.aux_loss(agents, seed_loss)).sum().backward()
         if self.grad_stats is not None:
             self.grad_stats.record(self.actor.parameters())
         self.actor_optimizer.step(agents=agents)

@@ -451,7 +451,7 @@ class ActorCriticLearner:
                     loss = torch.maximum(loss, self._value_error(targets - clipped))
                 loss = self.seed_means(loss) * self.cfg.value_loss_coef  # (P,): each seed's own loss
                 self.critic_optimizer.zero_grad()
-                (loss.sum() + self.critic.aux_loss(None, loss)).backward()
+                (loss + self.critic.aux_loss(None, loss)).sum().backward()
                 norms.append(self._clip(self.critic_optimizer)[0])
                 self.critic_optimizer.step()
                 losses.append(loss.detach())

@@ -112,11 +112,11 @@ class SACLearner(ReplayLearner):
         self, log_probs: torch.Tensor, q: torch.Tensor, agents: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Soft policy loss of the selected agents given their fresh log-probs (B, k) and the joint
-        action's Q (B,) (a population's (B, P)): Σ_seeds mean(Σ_i α_i log π_i − Q), and each agent's own term
-        mean(α_i log π_i − Q) (k,)."""
+        action's Q (B,) (a population's (B, P)): each seed's mean(Σ_i α_i log π_i − Q) (P,), and each agent's own
+        term mean(α_i log π_i − Q) (k,)."""
         weighted = self.alpha[agents] * log_probs  # (B, k)
         q_mean = q.mean(0).reshape(-1)  # (P,): each seed's
-        loss = weighted.mean(0).sum() - q_mean.sum()
+        loss = self.seed_totals(weighted.mean(0), agents) - q_mean
         return loss, (weighted.mean(0) - q_mean[self.agents_seeds(agents)]).detach()
 
     def exact_actor_loss(
@@ -130,8 +130,9 @@ class SACLearner(ReplayLearner):
         """Discrete actions: the soft policy loss of the k selected agents as an exact expectation over each
         one's own actions, the other agents' actions fixed at `actions` (B, N, A) (one-hot, no gradient):
         mean_B Σ_i Σ_a π_i(a)[α_i log π_i(a) − Q(s, a, a_−i)], with Q the twin minimum, evaluated for every
-        (agent, action) alternative in one critic call. Returns the loss, each agent's own term (k,) and the
-        expected log-probs E_π_i[log π_i] (B, k) (for the temperatures). `recorded`: the actors' passes to replay."""
+        (agent, action) alternative in one critic call. Returns each seed's loss (P,), each agent's own term (k,) and
+        the expected log-probs E_π_i[log π_i] (B, k) (for the temperatures). `recorded`: the actors' passes to
+        replay."""
         log_p = self.actor.log_probs_all(batch.obs[:, agents], agents, batch.avail_of(agents), recorded)  # (B, k, A)
         b, k, a = log_p.shape
         alternatives = actions.detach()[:, None, None].repeat(1, k, a, 1, 1)  # (B, k, A, N, A)
@@ -155,7 +156,8 @@ class SACLearner(ReplayLearner):
         probs = log_p.exp()  # unavailable actions: exactly 0
         per_agent = (probs * (self.alpha[agents, None] * log_p - q)).sum(-1)  # (B, k)
         expected_log_probs = (probs * log_p).sum(-1)  # (B, k)
-        return per_agent.sum(1).mean(), per_agent.mean(0).detach(), expected_log_probs
+        own = per_agent.mean(0)  # (k,)
+        return self.seed_totals(own, agents), own.detach(), expected_log_probs
 
     def update_temperatures(self, log_probs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Tune α_i on agent i's log-probs (B, N) and each seed's joint α on its agents' sum (when auto_alpha)."""

@@ -19,7 +19,7 @@ import torch
 
 from harl.config import ExperimentConfig
 from harl.models.agent_mlp import is_per_agent
-from harl.models.population import member_view, stack_members
+from harl.models.population import PopulationParams, member_view, stack_members
 
 LearnerT = TypeVar("LearnerT")
 
@@ -104,14 +104,22 @@ def read_optimizer(population: torch.optim.Optimizer, members: Sequence[torch.op
 
 @torch.no_grad()
 def write_networks(population: torch.nn.Module, members: Sequence[torch.nn.Module]) -> None:
-    """Each member network's parameters: its seed's rows of the population's (matching parameters by order)."""
+    """Each member network's parameters (matching parameters by order) and its layer sources' buffers and state: its
+    seed's rows of the population's."""
     for param, *member_params in zip(population.parameters(), *(m.parameters() for m in members), strict=True):
         for member_param, row in zip(member_params, member_view(param, len(members)), strict=True):
             member_param.copy_(row)
+    for module in population.modules():
+        if isinstance(module, PopulationParams):
+            module.write_members()
 
 
 @torch.no_grad()
 def read_networks(population: torch.nn.Module, members: Sequence[torch.nn.Module]) -> None:
-    """The population network's parameters stacked from its members' (matching parameters by order)."""
+    """The population network's parameters (matching parameters by order) and its layer sources' buffers and state,
+    stacked from its members'."""
     for param, *member_params in zip(population.parameters(), *(m.parameters() for m in members), strict=True):
         member_view(param, len(members)).copy_(torch.stack([p.detach() for p in member_params]))
+    for module in population.modules():
+        if isinstance(module, PopulationParams):
+            module.read_members()

@@ -6,9 +6,10 @@ Kaleidoscope's masked layers, `harl.models.kaleidoscope`). Actors and architectu
 through `ArchitectureHooks`:
 
 - `aux_loss(agents, task_loss)`: the sum of their parts' terms for the selected agents (all when None), which a
-  learner adds to the loss it minimises for those agents (`task_loss`: that loss, whose detached value a part may
-  read, e.g. to scale its term); 0 for a network without such parts, so every architecture composes with every
-  learner through the same line.
+  learner adds to the loss it minimises for those agents (`task_loss`: that loss, each seed's (P,) — (1,) in a
+  solo run — whose detached value a part may read, e.g. to scale its term); each seed's term (P,) (or 0-dim,
+  broadcast, in a solo run), 0 for a network without such parts, so every architecture composes with every
+  learner through the same line: `(task_loss + aux_loss(agents, task_loss)).sum()`.
 - `advance(env_steps, run_env_steps)`: called once per training iteration with the env steps (each seed's) the
   iteration trained on and the run's total; parts run what falls due (their clocks are in their state, so a
   resumed run keeps the schedule).
@@ -31,8 +32,9 @@ class RegularisedPart(ABC):
 
     @abstractmethod
     def aux_loss(self, agents: Agents, task_loss: torch.Tensor, record: bool = True) -> torch.Tensor:
-        """Its term (0-dim) for the selected agents, to add to `task_loss`; `record`: count this call in any
-        running statistics the term keeps (False for re-evaluations at trial parameters, e.g. a line search)."""
+        """Its term for the selected agents, to add to each seed's `task_loss` (P,): each seed's (P,), or 0-dim in a
+        solo run; `record`: count this call in any running statistics the term keeps (False for re-evaluations at
+        trial parameters, e.g. a line search)."""
 
     @abstractmethod
     def advance(self, env_steps: int, run_env_steps: int) -> None:
@@ -48,8 +50,8 @@ class ArchitectureHooks:
         return [m for m in self.modules() if isinstance(m, RegularisedPart)]
 
     def aux_loss(self, agents: Agents, task_loss: torch.Tensor, record: bool = True) -> torch.Tensor | float:
-        """The architecture's auxiliary loss (0-dim) for the selected agents, to add to `task_loss`; 0 when it
-        has none."""
+        """The architecture's auxiliary loss for the selected agents, to add to each seed's `task_loss` (P,): (P,)
+        or 0-dim (see `RegularisedPart.aux_loss`); 0 when it has none."""
         total: torch.Tensor | float = 0.0
         for part in self.regularised_parts():
             total = total + part.aux_loss(agents, task_loss, record)

@@ -40,12 +40,18 @@ shared critic weights under its own mask, with the same regulariser (added to th
 (MATD3's joint Q critic replaced by 5 masked members sharing weights, target = their minimum, actors trained on
 their mean, critic_div_coef 0.1, thresholds from −U(0, 20), one member's thresholds redrawn every 800k steps in
 turn): here the off-policy learners' joint Q critic is the learner's, not built by the architecture, and stays
-the learner's single/twin network. Populations (`--seeds N`) are refused.
+the learner's single/twin network.
+
+Populations (`--seeds N`, `harl.models.population`): the masked layers of P seeds are one `PopulationMaskedParams`
+(shared weights (P, in, out), thresholds (P·n, in, out)); each seed's regulariser term, adaptive coefficient and
+running means are its own (a learner passes each seed's task loss), and a reset draws each seed's revived entries
+from that seed's own stream, so seed s of a population is its solo run.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +61,7 @@ from harl.config import EmptyConfig, bounded, check_bounds
 from harl.models.agent_mlp import AgentParam, LayerParams, agent_rows, mark_per_agent
 from harl.models.auxiliary import Agents, RegularisedPart
 from harl.models.net_spec import NetSpec
+from harl.models.population import PopulationParams, member_view
 from harl.registry import ArchEntry, get_architecture, register_architecture
 
 
@@ -168,8 +175,14 @@ class MaskedParams(LayerParams, RegularisedPart):
 
     # ------------------------------------------------------------------ the regulariser
 
+    @classmethod
+    def population_params(cls, members: Sequence[MaskedParams], n_agents: int) -> PopulationMaskedParams:
+        """The masked layers of P seeds as one (see `PopulationMaskedParams`)."""
+        return PopulationMaskedParams(members, n_agents)
+
     def aux_loss(self, agents: Agents, task_loss: torch.Tensor, record: bool = True) -> torch.Tensor:
-        """The selected agents' diversity terms, summed and scaled by the adaptive coefficient (0-dim)."""
+        """The selected agents' diversity terms, summed and scaled by the adaptive coefficient (0-dim; `task_loss`:
+        the run's (1,) or 0-dim task loss)."""
         n = self.n_agents
         if n < 2 or self.cfg.div_coef == 0:
             return task_loss.new_zeros(())
@@ -261,6 +274,112 @@ class MaskedParams(LayerParams, RegularisedPart):
         return values
 
 
+class PopulationMaskedParams(PopulationParams, RegularisedPart):
+    """The masked layers of P seeds (one `MaskedParams` member each, built alone under its seed), as one: layers are
+    generated as `PopulationParams` does; the regulariser, its coefficient and running means are computed for all
+    seeds at once but each from its own seed's masks and task loss; the reset schedule is shared (every seed trains
+    on the same env steps) and each reset draws a seed's entries from that seed's own stream (its member's)."""
+
+    def __init__(self, members: Sequence[MaskedParams], n_agents: int) -> None:
+        super().__init__(members, n_agents)
+        first = members[0]
+        self.cfg, self.role = first.cfg, first.role
+        self.layer_weights, self.param_count = first.layer_weights, first.param_count
+        self.n_layers = len(first.weights)
+        self.generators = [m.generator for m in members]  # each seed's resets' stream (its member's, checkpointed)
+        self.env_steps, self.last_reset, self.resets = first.env_steps, first.last_reset, first.resets
+
+    def _param(self, name: str) -> torch.Tensor:
+        """The population's tensor of the members' parameter `name`, seen (P, ...) (thresholds (P, n, in, out))."""
+        return member_view(self.stacked[self.names.index(name)], self.n_seeds)
+
+    def _masks(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer: every seed's shared weights (P, in, out) and its agents' binary masks (P, n, in, out)."""
+        out = []
+        for layer in range(self.n_layers):
+            weight, threshold = self._param(f"weights.{layer}"), self._param(f"thresholds.{layer}")
+            out.append((weight, _BinaryMask.apply(weight.detach().abs().unsqueeze(1) - torch.sigmoid(threshold))))
+        return out
+
+    def aux_loss(self, agents: Agents, task_loss: torch.Tensor, record: bool = True) -> torch.Tensor:
+        """(P,) each seed's diversity terms of its selected agents (virtual agents, k per seed in seed order; all
+        when None), scaled by that seed's adaptive coefficient; `task_loss`: each seed's task loss (P,)."""
+        n, seeds = self.n_agents, self.n_seeds
+        if n < 2 or self.cfg.div_coef == 0:
+            return task_loss.new_zeros(seeds)
+        masks = self._masks()
+        device = masks[0][0].device
+        local = None if agents is None else self.local_agents(torch.as_tensor(agents, device=device))  # (P, k)
+        distances = []  # (P, k, n) per layer: weighted L1 distance of each selected agent's mask to its seed's agents'
+        for layer_weight, (weight, mask) in zip(self.layer_weights, masks):
+            if self.cfg.weighted_masks:
+                mask = mask * weight.detach().abs().unsqueeze(1)  # (P, n, in, out)
+            own = mask if local is None else mask[torch.arange(seeds, device=device).unsqueeze(1), local]  # (P, k, ·)
+            distances.append(layer_weight * (own[:, :, None] - mask[:, None]).abs().flatten(3).sum(-1))
+        distance = torch.stack(distances).sum(0)  # (P, k, n)
+        term = -(distance.sum(2) / ((n - 1) * self.param_count)).sum(1)  # (P,)
+        coef = self._coefficient(task_loss.detach().reshape(seeds), term.detach(), record)  # (P,)
+        weighted = coef * term
+        self.member_buffer("last_aux").copy_(weighted.detach())
+        self.member_buffer("last_coef").copy_(coef)
+        return weighted
+
+    def _coefficient(self, task: torch.Tensor, term: torch.Tensor, record: bool) -> torch.Tensor:
+        """(P,) each seed's div_coef · |mean task loss / mean term| over its recent updates (`MaskedParams`)."""
+        history, count = self.member_buffer("history"), self.member_buffer("history_count")  # (P, 2, L), (P,)
+        length = history.shape[2]
+        if record:
+            slot = (count % length).view(-1, 1, 1).expand(-1, 2, 1)  # (P, 2, 1)
+            history.scatter_(2, slot, torch.stack([task, term], 1).unsqueeze(2).to(history.dtype))
+            count.add_(1)
+        means = history.sum(2) / count.clamp(min=1, max=length).unsqueeze(1)  # (P, 2)
+        mean_task, mean_term = means.unbind(1)
+        coef = self.cfg.div_coef
+        return torch.where(mean_term != 0, (coef * mean_task / mean_term).abs(), torch.full_like(mean_term, coef))
+
+    def advance(self, env_steps: int, run_env_steps: int) -> None:
+        """Every seed's schedule at once (`MaskedParams.advance`: the seeds train on the same env steps)."""
+        self.env_steps += env_steps
+        interval = self.cfg.reset_interval
+        if interval > 0 and self.env_steps - self.last_reset > interval and run_env_steps - self.env_steps > interval:
+            self.reset()
+            self.last_reset = self.env_steps
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """`MaskedParams.reset` for every seed, each seed's draws from its own stream in its solo run's order."""
+        cfg = self.cfg
+        for layer in range(self.n_layers):
+            weight, threshold = self._param(f"weights.{layer}"), self._param(f"thresholds.{layer}")  # (P, ...)
+            fan_in, fan_out = weight.shape[1:]
+            drawn, fresh, new_weight = [], [], []
+            for generator in self.generators:  # each seed's own stream, drawn as its solo run draws
+                drawn.append(torch.rand(fan_out, fan_in, generator=generator).t() < cfg.reset_ratio)
+                fresh.append(
+                    MaskedParams._draw(
+                        self.n_agents, fan_in, fan_out, cfg.threshold_reset_scale, cfg.threshold_reset_bias, generator
+                    )
+                )
+                new_weight.append(linear_default(fan_in, fan_out, generator))
+            pruned = (weight.abs().unsqueeze(1) <= torch.sigmoid(threshold)).all(1)  # (P, in, out)
+            revive = pruned & torch.stack(drawn).to(weight.device)  # (P, in, out)
+            threshold.copy_(torch.where(revive.unsqueeze(1), torch.stack(fresh).to(threshold.device), threshold))
+            weight.copy_(torch.where(revive, torch.stack(new_weight).to(weight.device), weight))
+        self.resets += 1
+
+    @torch.no_grad()
+    def write_members(self) -> None:
+        super().write_members()
+        for member in self._members:
+            member.env_steps, member.last_reset, member.resets = self.env_steps, self.last_reset, self.resets
+
+    @torch.no_grad()
+    def read_members(self) -> None:
+        super().read_members()
+        first = self._members[0]
+        self.env_steps, self.last_reset, self.resets = first.env_steps, first.last_reset, first.resets
+
+
 def build_kaleidoscope_net(*, spec: NetSpec, arch_cfg: KaleidoscopeConfig) -> nn.Module:
     """An `AgentMLP` on `MaskedParams` (critics without `critic_masks`: NoPS)."""
     if spec.role != "actor" and not arch_cfg.critic_masks:
@@ -276,12 +395,6 @@ def build_kaleidoscope_agent_param(
     return AgentParam(n_agents, width, init_value, per_agent=False)
 
 
-def batched_kaleidoscope(arch_cfg: KaleidoscopeConfig) -> str | None:
-    """A population batches networks whose weights depend on their own parameters; masked layers also keep
-    regulariser statistics and a reset schedule of their own."""
-    return "its masked layers (regulariser statistics, reset schedule) cannot batch seeds yet"
-
-
 register_architecture(
     ArchEntry(
         name="kaleidoscope",
@@ -289,7 +402,6 @@ register_architecture(
         build_net=build_kaleidoscope_net,
         build_agent_param=build_kaleidoscope_agent_param,
         shares_parameters=True,
-        batched_seeds=batched_kaleidoscope,
         description="Kaleidoscope: shared weights under per-agent learnable masks, mask-diversity loss, resets",
     )
 )

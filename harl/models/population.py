@@ -90,8 +90,27 @@ class PopulationParams(LayerParams):
         self.buffer_names = [name for name, _ in template.named_buffers()]
         for k, name in enumerate(self.buffer_names):
             self.register_buffer(f"member_buffer_{k}", stack_members([m.get_buffer(name) for m in members]))
+        self._members = list(members)  # not submodules: each seed's solo view (`write_members`, `read_members`)
         self._cache_key: tuple | None = None
         self._cached: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def member_buffer(self, name: str) -> torch.Tensor:
+        """(P, ...) the members' buffer `name`, stacked (the population's own copy, updated in place)."""
+        return self.get_buffer(f"member_buffer_{self.buffer_names.index(name)}")
+
+    @torch.no_grad()
+    def write_members(self) -> None:
+        """Each member's buffers: its seed's rows of the population's (parameters: `seed_population.write_networks`)."""
+        for k, name in enumerate(self.buffer_names):
+            rows = getattr(self, f"member_buffer_{k}")
+            for member, row in zip(self._members, rows, strict=True):
+                member.get_buffer(name).copy_(row)
+
+    @torch.no_grad()
+    def read_members(self) -> None:
+        """The population's buffers stacked from its members' (after they were loaded)."""
+        for k, name in enumerate(self.buffer_names):
+            getattr(self, f"member_buffer_{k}").copy_(stack_members([m.get_buffer(name) for m in self._members]))
 
     def _member_layers(self, local_agents: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Every member's layers in one vmapped call: per layer (P, k, in, out) or (P, in, out), and biases."""
@@ -139,6 +158,16 @@ class PopulationParams(LayerParams):
         return tensor[agents] if tensor.shape[0] == self.n_seeds * self.n_agents else tensor
 
 
+@runtime_checkable
+class StacksItsMembers(Protocol):
+    """A `LayerParams` with state or duties beyond its layers (e.g. an auxiliary loss, a reset schedule) whose
+    population is a `PopulationParams` subclass of its own."""
+
+    @classmethod
+    def population_params(cls, members: Sequence[Any], n_agents: int) -> PopulationParams:
+        """The population of its members (one per seed, each built alone under its seed)."""
+
+
 def population_network(members: Sequence[nn.Module]) -> AgentMLP:
     """One network serving P members' agents (one member per seed, each built alone under its seed) as P·n
     virtual agents, seed-major; every member's layers are generated in one batched call.
@@ -149,7 +178,11 @@ def population_network(members: Sequence[nn.Module]) -> AgentMLP:
     if not all(isinstance(m, AgentMLP) for m in members):
         raise TypeError("a population needs AgentMLP networks (layers from a LayerParams)")
     first, n_seeds = members[0], len(members)
-    params = PopulationParams([m.params for m in members], first.n_agents)
+    sources = [m.params for m in members]
+    if isinstance(first.params, StacksItsMembers):
+        params = type(first.params).population_params(sources, first.n_agents)
+    else:
+        params = PopulationParams(sources, first.n_agents)
     return AgentMLP(
         params,
         n_seeds * first.n_agents,
