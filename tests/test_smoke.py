@@ -1,4 +1,9 @@
-"""Every registered algorithm × architecture × environment trains a tiny budget through the CLI."""
+"""Every registered algorithm × architecture × environment trains a tiny budget through the CLI.
+
+The default suite runs a pairwise cover of the supported triples (every learner × architecture, learner ×
+environment and architecture × environment pair at least once, `pairwise_cover`); `pytest -m slow` runs the
+other triples too, so the whole cross product stays one command away.
+"""
 
 from __future__ import annotations
 
@@ -138,7 +143,29 @@ COMBOS = [
 ]
 
 
-@pytest.mark.parametrize(("algo", "arch", "env"), COMBOS)
+def pairwise_cover(combos: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """A small set of the (algo, arch, env) triples that holds every pair any triple holds (greedy: each pick
+    covers the most pairs not yet covered; ties go to the first in sorted order, so the cover is deterministic)."""
+
+    def pairs(combo: tuple[str, str, str]) -> set[tuple[int, str, str]]:
+        algo, arch, env = combo
+        return {(0, algo, arch), (1, algo, env), (2, arch, env)}
+
+    uncovered = set().union(*(pairs(c) for c in combos))
+    cover = set()
+    while uncovered:
+        best = max(combos, key=lambda c: len(pairs(c) & uncovered))
+        cover.add(best)
+        uncovered -= pairs(best)
+    return cover
+
+
+def default_or_slow(combos: list[tuple[str, ...]], default: set[tuple[str, ...]]) -> list:
+    """The combos as parameters, those outside `default` marked slow."""
+    return [pytest.param(*c, marks=() if c in default else pytest.mark.slow) for c in combos]
+
+
+@pytest.mark.parametrize(("algo", "arch", "env"), default_or_slow(COMBOS, pairwise_cover(COMBOS)))
 def test_tiny_run_writes_logs_and_checkpoint(algo, arch, env, device, tmp_path):
     """On every available device (`conftest.DEVICES`): the CPU in CI, CUDA too where a GPU exists."""
     if env in ENV_PACKAGES:
@@ -147,8 +174,14 @@ def test_tiny_run_writes_logs_and_checkpoint(algo, arch, env, device, tmp_path):
     check_run(run_train(tmp_path, *args), algo)
 
 
-@pytest.mark.parametrize("algo", sorted(a for a in ALGORITHMS if ALGORITHMS[a].continuous))
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+CONTINUOUS = sorted(a for a in ALGORITHMS if ALGORITHMS[a].continuous)
+HETEROGENEOUS = [(algo, arch) for algo in CONTINUOUS for arch in sorted(ARCHITECTURES)]
+DIAGONAL = {(algo, sorted(ARCHITECTURES)[k % len(ARCHITECTURES)]) for k, algo in enumerate(CONTINUOUS)}
+DIAGONAL |= {(CONTINUOUS[k % len(CONTINUOUS)], arch) for k, arch in enumerate(sorted(ARCHITECTURES))}
+# every continuous learner and every architecture at least once in the default suite; the rest with -m slow
+
+
+@pytest.mark.parametrize(("algo", "arch"), default_or_slow(HETEROGENEOUS, DIAGONAL))
 def test_heterogeneous_mamujoco(algo, arch, device, tmp_path):
     """HalfCheetah 6x1: agents with different observation sizes (on every available device)."""
     run_dir = run_train(
@@ -170,3 +203,10 @@ def test_heterogeneous_mamujoco(algo, arch, device, tmp_path):
 
 def test_every_environment_is_covered():
     assert set(all_environments()) <= set(ENV_ACTIONS), "add new environments to the smoke matrix"
+
+
+def test_the_default_cover_holds_every_pair_of_the_cross_product():
+    cover = pairwise_cover(COMBOS)
+    for first, second in ((0, 1), (0, 2), (1, 2)):
+        assert {(c[first], c[second]) for c in cover} == {(c[first], c[second]) for c in COMBOS}
+    assert {a for a, _ in DIAGONAL} == set(CONTINUOUS) and {r for _, r in DIAGONAL} == set(ARCHITECTURES)
