@@ -71,7 +71,7 @@ def bench(spec: EnvSpec, arch: str, device: torch.device, seconds: float) -> tup
     learner = get_algorithm("hasac").learner_cls(spec, cfg, get_architecture(arch), device)
     buffer = filled_buffer(spec, device, cfg.algo.n_step)
     per_update = timed(lambda: learner.update(buffer), seconds, device)
-    per_sample = timed(lambda: buffer.sample(BATCH, learner.generator), seconds / 4, device)
+    per_sample = timed(lambda: buffer.sample(BATCH, learner.rng), seconds / 4, device)
     return per_update, per_sample
 
 

@@ -148,7 +148,7 @@ class RefSAC:
         self.log_alpha_joint = torch.tensor(math.log(ALPHA), device=device, requires_grad=True)
         self.joint_alpha_optimizer = torch.optim.Adam([self.log_alpha_joint], lr=ALPHA_LR)
         self.target_entropy = -float(act_dim)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.rng = torch.Generator().manual_seed(seed)
 
     def sample(self, agent: int, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return squashed_sample(*self.policies[agent](obs[:, agent]))
@@ -160,7 +160,7 @@ class RefSAC:
         optimizer.step()
 
     def update(self, buffer: ReplayBuffer) -> None:
-        batch = buffer.sample(BATCH, self.generator)
+        batch = buffer.sample(BATCH, self.rng)
         # critic
         with torch.no_grad():
             next_samples = [self.sample(i, batch.next_obs) for i in range(self.n)]
@@ -181,7 +181,7 @@ class RefSAC:
                 samples = [self.sample(i, batch.obs) for i in range(self.n)]
             actions = [a for a, _ in samples]
             log_probs = [lp for _, lp in samples]
-            for i in torch.randperm(self.n, generator=self.generator).tolist():
+            for i in torch.randperm(self.n, generator=self.rng).tolist():
                 actions[i], log_probs[i] = self.sample(i, batch.obs)
                 q = torch.min(*self.critic(batch.state, torch.cat(actions, dim=-1)))
                 loss = (self.log_alphas[i].detach().exp() * log_probs[i] - q).mean()

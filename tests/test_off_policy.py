@@ -108,7 +108,7 @@ def toy_learner(algo: str, spec: EnvSpec, arch: str = "nops", **overrides):
             torch.zeros(e, dtype=torch.bool),
             *([torch.rand(e, n, spec.act_dim_max) < 0.7] * 2 if spec.discrete else []),  # avail, next_avail
         )
-    batch = buffer.sample(16, learner.generator)
+    batch = buffer.sample(16, learner.rng)
     buffer.sample = lambda *args: batch  # every update sees this batch
     return learner, buffer, batch
 

@@ -150,7 +150,7 @@ def test_updates_bootstrap_from_available_next_actions(algo):
     learner = learner_for(algo, "hypermarl")
     buffer = ReplayBuffer(discrete_spec(), 100, 2, 2, 0.9, torch.device("cpu"))
     fill(buffer, learner, generator)
-    batch = buffer.sample(32, learner.generator)
+    batch = buffer.sample(32, learner.rng)
     buffer.sample = lambda *args: batch
     seen = []
     target_forward = learner.target_critic.forward

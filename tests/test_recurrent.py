@@ -278,7 +278,7 @@ def test_chunked_evaluation_reproduces_rollout(algo, arch, tmp_path):
         seq = learner.prepare(buffer)
         assert seq.valid is not None  # 10 steps in chunks of 4: padded
         with torch.no_grad():
-            for batch in seq.actor_minibatches(2, learner.generator):
+            for batch in seq.actor_minibatches(2, learner.rng):
                 _, _, diagnostics = learner.surrogate(batch)
                 ratio = diagnostics["ratio"]
                 torch.testing.assert_close(ratio, torch.ones_like(ratio))
@@ -286,7 +286,7 @@ def test_chunked_evaluation_reproduces_rollout(algo, arch, tmp_path):
             log_probs = one.flat(learner.evaluate_actions(one)[0])
             torch.testing.assert_close(log_probs, one.log_probs)
             assert log_probs.shape == (10 * 2, 1)
-            for batch in seq.critic_minibatches(2, learner.generator):
+            for batch in seq.critic_minibatches(2, learner.rng):
                 values = learner.value_norm.denormalize(learner.evaluate_values(batch))
                 torch.testing.assert_close(values, batch.values)
         (metrics,) = learner.train(buffer)  # one seed: one dict

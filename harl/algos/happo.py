@@ -29,7 +29,7 @@ class SequentialUpdate(PolicyGradientLearner):
         n = self.spec.n_agents
         # (L, C, P): product of the earlier agents' ratios at every step of every sequence, per seed
         factor = torch.ones(sequences.length, sequences.n_chunks, self.seeds, device=self.device)
-        orders = [torch.randperm(n, generator=generator).tolist() for generator in self.generators]
+        orders = [torch.randperm(n, generator=rng).tolist() for rng in self.rngs]
         self.last_order = orders[0]
         stats: dict[str, torch.Tensor] = {}  # (N,) each: per virtual agent, averaged over its updates
         factors = torch.zeros(self.n_agents, device=self.device)  # (N,) each agent's mean correction factor
@@ -40,7 +40,7 @@ class SequentialUpdate(PolicyGradientLearner):
             agents = torch.tensor(turn_agents, device=self.device)
             updates = 0
             for _ in range(self.actor_epochs):
-                minibatches = sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.generators, agents)
+                minibatches = sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.rngs, agents)
                 for k, batch in enumerate(minibatches):
                     surrogate, entropy, diagnostics = self.surrogate(batch)  # (M, P) each
                     policy_loss = -(batch.take(factor) * surrogate).mean(0)  # (P,): each seed's own

@@ -62,7 +62,7 @@ class TRPOConfig(OnPolicyConfig):
 class TurnParameters:
     """The actor entries one turn moves, one row per seed: each selected (virtual) agent's rows of per-agent
     tensors (NoPS layers, per-agent log-stds, learned embeddings) and the whole of every other tensor (FuPS
-    layers, hypernetwork generators, shared log-stds; a population's are (P, ...), one row per seed). Other
+    layers, hypernetwork rngs, shared log-stds; a population's are (P, ...), one row per seed). Other
     agents' rows are outside it and never move in this turn. Vectors over the moved entries are (P, D): row s holds
     seed s's (a solo run: P = 1).
 
@@ -173,7 +173,7 @@ class HATRPO(ActorCriticLearner):
         metrics = self.train_critic(buffer, sequences)
         n = self.spec.n_agents
         factor = torch.ones(sequences.length, sequences.n_chunks, self.seeds, device=self.device)  # (L, C, P)
-        orders = [torch.randperm(n, generator=generator).tolist() for generator in self.generators]
+        orders = [torch.randperm(n, generator=rng).tolist() for rng in self.rngs]
         self.last_order = orders[0]
         stats: dict[str, torch.Tensor] = {}  # (N,) each: per virtual agent
         for turn in range(n):  # inherently sequential

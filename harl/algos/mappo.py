@@ -21,7 +21,7 @@ class SimultaneousUpdate(PolicyGradientLearner):
         sums: dict[str, torch.Tensor] = {}  # (N,) each, summed over the updates
         grad_norms, own_norms, updates = [], [], 0
         for _ in range(self.actor_epochs):
-            for k, batch in enumerate(sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.generators)):
+            for k, batch in enumerate(sequences.actor_minibatches(self.cfg.actor_num_mini_batch, self.rngs)):
                 surrogate, entropy, diagnostics = self.surrogate(batch)  # (M, N) each
                 per_agent_loss = -surrogate.mean(0)  # (N,)
                 per_agent_entropy = entropy.mean(0)  # (N,)

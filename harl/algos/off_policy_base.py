@@ -146,20 +146,20 @@ class ReplayLearner(ABC):
         self.n_agents = spec.n_agents * self.seeds  # every seed's agents, seed-major (virtual agents)
         self.run_steps = cfg.run.num_env_steps  # each seed's: the most transitions its replay buffer can receive
         self.members: list[ReplayLearner] = []  # a population's solo learners, one per seed (`seed_population`)
-        self.action_generators: list[torch.Generator] = []  # a population's noise streams, one per seed
+        self.action_rngs: list[torch.Generator] = []  # a population's noise streams, one per seed
         self.actor: OffPolicyActor
         if self.seeds == 1:
             self.actor = self.build_actor(spec, cfg, arch).to(device)
             self.critic = JointQCritic(spec, self.n_q, cfg.model).to(device)
-            self.generators = [torch.Generator().manual_seed(cfg.run.seed)]
+            self.rngs = [torch.Generator().manual_seed(cfg.run.seed)]
         else:
             solo = cast(Callable[..., ReplayLearner], type(self))  # a registered subclass: (spec, cfg, arch, device)
-            self.members, self.action_generators = build_members(
+            self.members, self.action_rngs = build_members(
                 lambda member_cfg: solo(spec, member_cfg, arch, device), cfg, device
             )
-            self.actor = type(self.members[0].actor).population([m.actor for m in self.members], self.action_generators)
+            self.actor = type(self.members[0].actor).population([m.actor for m in self.members], self.action_rngs)
             self.critic = JointQCritic.population([m.critic for m in self.members])
-            self.generators = [m.generator for m in self.members]  # each seed's sampling and agent-order stream
+            self.rngs = [m.rng for m in self.members]  # each seed's sampling and agent-order stream
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = AgentAdam(self.actor.parameters(), lr=self.cfg.lr)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)
@@ -180,9 +180,9 @@ class ReplayLearner(ABC):
         self.replays_start_pass = not arch.shares_parameters and isinstance(net, AgentMLP) and net.replayable
 
     @property
-    def generator(self) -> torch.Generator:
+    def rng(self) -> torch.Generator:
         """The first seed's sampling and agent-order stream (a solo run's only one)."""
-        return self.generators[0]
+        return self.rngs[0]
 
     @abstractmethod
     def build_actor(self, spec: EnvSpec, cfg: ExperimentConfig, arch: ArchEntry) -> OffPolicyActor:
@@ -225,7 +225,7 @@ class ReplayLearner(ABC):
     def sample(self, buffer: ReplayBuffer) -> ReplayBatch:
         """A batch of `batch_size` transitions of every seed, each drawn from its own envs with its own generator,
         laid out as the networks read it."""
-        return buffer.sample(self.cfg.batch_size, self.generators).for_networks(self.layout)
+        return buffer.sample(self.cfg.batch_size, self.rngs).for_networks(self.layout)
 
     def train(self, buffer: ReplayBuffer, n_updates: int) -> list[dict[str, float]]:
         """Run `n_updates` gradient updates; returns each metric averaged over the updates that produced it, one
@@ -321,7 +321,7 @@ class ReplayLearner(ABC):
         order (a population's: one agent of every seed, each seed's order its own), or all agents at once."""
         n = self.spec.n_agents
         if sequential:
-            orders = [torch.randperm(n, generator=g).tolist() for g in self.generators]
+            orders = [torch.randperm(n, generator=g).tolist() for g in self.rngs]
             groups = [[s * n + order[turn] for s, order in enumerate(orders)] for turn in range(n)]
         else:
             groups = [list(range(self.n_agents))]
@@ -371,14 +371,14 @@ class ReplayLearner(ABC):
     def state_dict(self) -> dict:
         if self.members:
             states = [m.state_dict() for m in self.write_members()]
-            for state, generator in zip(states, self.action_generators, strict=True):
+            for state, generator in zip(states, self.action_rngs, strict=True):
                 state["action_generator"] = generator.get_state()
             return {"seeds": states}
         return self.solo_state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         if self.members:
-            for member, own, generator in zip(self.members, state["seeds"], self.action_generators, strict=True):
+            for member, own, generator in zip(self.members, state["seeds"], self.action_rngs, strict=True):
                 member.load_state_dict(own)
                 generator.set_state(own["action_generator"])
             self.read_members()
@@ -393,7 +393,7 @@ class ReplayLearner(ABC):
             "target_critic": self.target_critic.state_dict(),
             "actor_optimizer": self.actor_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
-            "generator": self.generator.get_state(),
+            "generator": self.rng.get_state(),
             "updates": self.updates,
         }
 
@@ -404,5 +404,5 @@ class ReplayLearner(ABC):
         self.target_critic.load_state_dict(state["target_critic"])
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.generator.set_state(state["generator"])
+        self.rng.set_state(state["generator"])
         self.updates = state["updates"]

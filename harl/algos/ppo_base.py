@@ -152,7 +152,7 @@ class ActorCriticLearner:
         self.layout = SeedLayout(self.seeds, spec.n_agents)
         self.n_agents = spec.n_agents * self.seeds  # every seed's agents, seed-major (virtual agents)
         self.members: list[ActorCriticLearner] = []  # a population's solo learners, one per seed (`seed_population`)
-        self.action_generators: list[torch.Generator] | None = None  # None: actions from torch's global RNG
+        self.action_rngs: list[torch.Generator] | None = None  # None: actions from torch's global RNG
         self.actor: OnPolicyActor
         if self.seeds == 1:
             self.actor = ON_POLICY_ACTORS[actor_kind](spec, arch, cfg.model, cfg.arch).to(device)
@@ -161,15 +161,15 @@ class ActorCriticLearner:
             )
             self.critic.to(device)
             arch.link_networks(self.actor, self.critic, cfg.arch)
-            self.generators = [torch.Generator().manual_seed(cfg.run.seed)]
+            self.rngs = [torch.Generator().manual_seed(cfg.run.seed)]
         else:
             solo = cast(Callable[..., ActorCriticLearner], type(self))  # registered subclass: (spec, cfg, arch, device)
-            self.members, self.action_generators = build_members(
+            self.members, self.action_rngs = build_members(
                 lambda member_cfg: solo(spec, member_cfg, arch, device), cfg, device
             )
             self.actor = ON_POLICY_ACTORS[actor_kind].population([m.actor for m in self.members])
             self.critic = AgentValueCritic.population([m.critic for m in self.members])
-            self.generators = [m.generator for m in self.members]  # each seed's minibatch and agent-order stream
+            self.rngs = [m.rng for m in self.members]  # each seed's minibatch and agent-order stream
         self.actor_optimizer = self.make_actor_optimizer()
         self.critic_optimizer = AgentAdam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=self.cfg.opti_eps)
         self.value_norm = ValueNorm((self.n_agents,)).to(device) if self.cfg.use_valuenorm else None
@@ -191,9 +191,9 @@ class ActorCriticLearner:
         return {name: optimizer for name, optimizer in named.items() if optimizer is not None}
 
     @property
-    def generator(self) -> torch.Generator:
+    def rng(self) -> torch.Generator:
         """The first seed's minibatch and agent-order stream (a solo run's only one)."""
-        return self.generators[0]
+        return self.rngs[0]
 
     def make_buffer(self, n_envs: int) -> RolloutBuffer:
         """A rollout buffer of `episode_length` steps of `n_envs` envs (with hidden states when recurrent)."""
@@ -247,14 +247,12 @@ class ActorCriticLearner:
         """
         layout = self.layout  # a population's envs (P·E, n, ...) as its networks' virtual agents (E, P·n, ...)
         avail = None if avail is None else layout.to_agents(avail)
-        obs, generators = layout.to_agents(obs), self.action_generators
+        obs, rngs = layout.to_agents(obs), self.action_rngs
         if self.recurrent:
-            actions, log_probs, hidden = self.actor.act_step(
-                obs, layout.to_agents(hidden), avail, deterministic, generators
-            )
+            actions, log_probs, hidden = self.actor.act_step(obs, layout.to_agents(hidden), avail, deterministic, rngs)
             hidden = layout.to_envs(hidden)
         else:
-            actions, log_probs = self.actor.act(obs, avail, deterministic, generators)
+            actions, log_probs = self.actor.act(obs, avail, deterministic, rngs)
         env_actions = self.actor.env_actions(actions)
         return ActOutput(layout.to_envs(env_actions), layout.to_envs(actions), layout.to_envs(log_probs), hidden)
 
@@ -440,7 +438,7 @@ class ActorCriticLearner:
             self.value_norm.update(returns)
         losses, norms = [], []
         for _ in range(self.cfg.critic_epoch):
-            for batch in sequences.critic_minibatches(self.cfg.critic_num_mini_batch, self.generators):
+            for batch in sequences.critic_minibatches(self.cfg.critic_num_mini_batch, self.rngs):
                 values = self.evaluate_values(batch)  # (M, N)
                 targets, old_values = batch.returns, batch.values
                 if self.value_norm is not None:
@@ -551,7 +549,7 @@ class ActorCriticLearner:
     def state_dict(self) -> dict:
         if self.members:
             states = [m.state_dict() for m in self.write_members()]
-            for state, generator in zip(states, self.action_generators or [], strict=True):
+            for state, generator in zip(states, self.action_rngs or [], strict=True):
                 state["action_generator"] = generator.get_state()
             return {"seeds": states}
         return {
@@ -559,12 +557,12 @@ class ActorCriticLearner:
             "critic": self.critic.state_dict(),
             **{name: optimizer.state_dict() for name, optimizer in self.optimizers().items()},
             "value_norm": self.value_norm.state_dict() if self.value_norm is not None else None,
-            "generator": self.generator.get_state(),
+            "generator": self.rng.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         if self.members:
-            for member, own, generator in zip(self.members, state["seeds"], self.action_generators or [], strict=True):
+            for member, own, generator in zip(self.members, state["seeds"], self.action_rngs or [], strict=True):
                 member.load_state_dict(own)
                 generator.set_state(own["action_generator"])
             self.read_members()
@@ -575,7 +573,7 @@ class ActorCriticLearner:
             optimizer.load_state_dict(state[name])
         if self.value_norm is not None:
             self.value_norm.load_state_dict(state["value_norm"])
-        self.generator.set_state(state["generator"])
+        self.rng.set_state(state["generator"])
 
 
 class PolicyGradientLearner(ActorCriticLearner, ABC):

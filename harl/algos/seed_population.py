@@ -38,7 +38,7 @@ def build_members(
     """The members of a population of `cfg.run.seeds` seeds, each built by `build(member_config)` after seeding
     torch with its seed (as a solo run's learner is), and each seed's action-sampling generator: the stream a
     solo run of that seed samples its actions from (torch's global RNG right after building its learner)."""
-    members, generators = [], []
+    members, rngs = [], []
     for index in range(cfg.run.seeds):
         member_cfg = member_config(cfg, index)
         torch.manual_seed(member_cfg.run.seed)
@@ -48,8 +48,8 @@ def build_members(
             generator.set_state(torch.get_rng_state())
         else:  # building on the CPU leaves the device's stream where seeding put it
             generator.manual_seed(member_cfg.run.seed)
-        generators.append(generator)
-    return members, generators
+        rngs.append(generator)
+    return members, rngs
 
 
 def _rows(value: torch.Tensor, param: torch.Tensor, seeds: int) -> torch.Tensor:

@@ -180,12 +180,12 @@ class ReplayBuffer:
         self.head = (t + 1) % self.length
         self.filled = min(self.filled + 1, self.length)
 
-    def sample(self, batch_size: int, generators: torch.Generator | Sequence[torch.Generator]) -> ReplayBatch:
+    def sample(self, batch_size: int, rngs: torch.Generator | Sequence[torch.Generator]) -> ReplayBatch:
         """`batch_size` transitions of each seed drawn uniformly (with replacement) from its own envs with its own
         generator (one per seed), with their n-step targets: P·B rows, seed-major."""
-        if isinstance(generators, torch.Generator):
-            generators = [generators]
-        draws = [torch.randint(len(self), (batch_size,), generator=g) for g in generators]  # (B,) each
+        if isinstance(rngs, torch.Generator):
+            rngs = [rngs]
+        draws = [torch.randint(len(self), (batch_size,), generator=g) for g in rngs]  # (B,) each
         flat = (draws[0] if self.seeds == 1 else torch.cat(draws)).to(self.device)  # (P·B,)
         env = flat % self.seed_envs
         if self.seeds > 1:  # each seed's own envs

@@ -327,8 +327,8 @@ class Sequences:
     ) -> Iterator[torch.Tensor]:
         """Random disjoint sets of C // num_mini_batch chunks: (B,), or (P, B) for a population, each seed's drawn
         from its own generator (one per seed)."""
-        generators = [generator] if isinstance(generator, torch.Generator) else list(generator)
-        perms = [torch.randperm(self.n_chunks, generator=g) for g in generators]  # each seed's own stream
+        rngs = [generator] if isinstance(generator, torch.Generator) else list(generator)
+        perms = [torch.randperm(self.n_chunks, generator=g) for g in rngs]  # each seed's own stream
         perm = (perms[0] if self.seeds == 1 else torch.stack(perms)).to(self.device)  # (C,) or (P, C)
         size = self.n_chunks // num_mini_batch
         for k in range(num_mini_batch):

@@ -153,7 +153,7 @@ class MaskedParams(LayerParams, RegularisedPart):
         self.register_buffer("history_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("last_aux", torch.zeros(()), persistent=False)  # the last term returned (weighted)
         self.register_buffer("last_coef", torch.zeros(()), persistent=False)
-        self.generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))  # the resets' draws
+        self.rng = torch.Generator().manual_seed(int(torch.randint(2**62, ())))  # the resets' draws
         self.env_steps, self.last_reset, self.resets = 0, 0, 0
 
     @staticmethod
@@ -228,7 +228,7 @@ class MaskedParams(LayerParams, RegularisedPart):
     def reset(self) -> None:
         """Revive, with probability `reset_ratio`, each entry every agent prunes: a fresh shared weight and fresh
         thresholds for every agent there."""
-        cfg, gen = self.cfg, self.generator
+        cfg, gen = self.cfg, self.rng
         for weight, threshold in zip(self.weights, self.thresholds):
             fan_in, fan_out = weight.shape
             pruned = (weight.abs() <= torch.sigmoid(threshold)).all(0)  # (in, out): pruned by every agent
@@ -246,12 +246,12 @@ class MaskedParams(LayerParams, RegularisedPart):
             "env_steps": self.env_steps,
             "last_reset": self.last_reset,
             "resets": self.resets,
-            "generator": self.generator.get_state(),
+            "generator": self.rng.get_state(),
         }
 
     def set_extra_state(self, state: dict) -> None:
         self.env_steps, self.last_reset, self.resets = state["env_steps"], state["last_reset"], state["resets"]
-        self.generator.set_state(state["generator"])
+        self.rng.set_state(state["generator"])
 
     # ------------------------------------------------------------------ diagnostics
 
@@ -286,7 +286,7 @@ class PopulationMaskedParams(PopulationParams, RegularisedPart):
         self.cfg, self.role = first.cfg, first.role
         self.layer_weights, self.param_count = first.layer_weights, first.param_count
         self.n_layers = len(first.weights)
-        self.generators = [m.generator for m in members]  # each seed's resets' stream (its member's, checkpointed)
+        self.rngs = [m.rng for m in members]  # each seed's resets' stream (its member's, checkpointed)
         self.env_steps, self.last_reset, self.resets = first.env_steps, first.last_reset, first.resets
 
     def _param(self, name: str) -> torch.Tensor:
@@ -353,14 +353,14 @@ class PopulationMaskedParams(PopulationParams, RegularisedPart):
             weight, threshold = self._param(f"weights.{layer}"), self._param(f"thresholds.{layer}")  # (P, ...)
             fan_in, fan_out = weight.shape[1:]
             drawn, fresh, new_weight = [], [], []
-            for generator in self.generators:  # each seed's own stream, drawn as its solo run draws
-                drawn.append(torch.rand(fan_out, fan_in, generator=generator).t() < cfg.reset_ratio)
+            for rng in self.rngs:  # each seed's own stream, drawn as its solo run draws
+                drawn.append(torch.rand(fan_out, fan_in, generator=rng).t() < cfg.reset_ratio)
                 fresh.append(
                     MaskedParams._draw(
-                        self.n_agents, fan_in, fan_out, cfg.threshold_reset_scale, cfg.threshold_reset_bias, generator
+                        self.n_agents, fan_in, fan_out, cfg.threshold_reset_scale, cfg.threshold_reset_bias, rng
                     )
                 )
-                new_weight.append(linear_default(fan_in, fan_out, generator))
+                new_weight.append(linear_default(fan_in, fan_out, rng))
             pruned = (weight.abs().unsqueeze(1) <= torch.sigmoid(threshold)).all(1)  # (P, in, out)
             revive = pruned & torch.stack(drawn).to(weight.device)  # (P, in, out)
             threshold.copy_(torch.where(revive.unsqueeze(1), torch.stack(fresh).to(threshold.device), threshold))

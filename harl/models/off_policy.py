@@ -66,13 +66,13 @@ class OffPolicyActor(Actor):
         self.noise = NoiseSource()
 
     @classmethod
-    def population(cls, members: Sequence[OffPolicyActor], generators: Sequence[torch.Generator]) -> OffPolicyActor:
+    def population(cls, members: Sequence[OffPolicyActor], rngs: Sequence[torch.Generator]) -> OffPolicyActor:
         """One actor of P members (one per seed, each built alone under its seed) for their P·n virtual agents,
-        seed-major (see `harl.models.population`), seed s drawing its noise from `generators[s]`."""
+        seed-major (see `harl.models.population`), seed s drawing its noise from `rngs[s]`."""
         actor = copy.deepcopy(members[0])
         actor._tile(len(members))
         actor.net = population_net([m.net for m in members])
-        actor.noise = NoiseSource(generators)
+        actor.noise = NoiseSource(rngs)
         return actor
 
 

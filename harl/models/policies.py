@@ -100,7 +100,7 @@ class OnPolicyActor(Actor, ABC):
         out: torch.Tensor,
         avail: torch.Tensor | None,
         deterministic: bool,
-        generators: Sequence[torch.Generator] | None = None,
+        rngs: Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions (..., N, action_shape) and log-probs (..., N) of every agent from network outputs (..., N, A),
         drawn from the global RNG, or from one generator per seed of a population (its agents in equal blocks)."""
@@ -137,14 +137,14 @@ class OnPolicyActor(Actor, ABC):
         obs: torch.Tensor,
         avail: torch.Tensor | None = None,
         deterministic: bool = False,
-        generators: Sequence[torch.Generator] | None = None,
+        rngs: Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed-forward: sample (or take the mode of) every agent's policy on obs (B, N, O), from the global RNG
         or from one generator per seed of a population.
 
         Returns actions (B, N, action_shape) and log-probs (B, N).
         """
-        return self._sample(self.net(obs, None), avail, deterministic, generators)
+        return self._sample(self.net(obs, None), avail, deterministic, rngs)
 
     def evaluate(
         self,
@@ -201,7 +201,7 @@ class OnPolicyActor(Actor, ABC):
         hidden: torch.Tensor,
         avail: torch.Tensor | None = None,
         deterministic: bool = False,
-        generators: Sequence[torch.Generator] | None = None,
+        rngs: Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Recurrent: one step of every agent's policy from hidden states (B, N, H) on obs (B, N, O), drawn from the
         global RNG or from one generator per seed of a population.
@@ -209,7 +209,7 @@ class OnPolicyActor(Actor, ABC):
         Returns actions (B, N, action_shape), log-probs (B, N) and the next hidden states (B, N, H).
         """
         out, hidden = self.net(obs.unsqueeze(0), hidden)  # (1, B, N, A), (B, N, H)
-        actions, log_probs = self._sample(out[0], avail, deterministic, generators)
+        actions, log_probs = self._sample(out[0], avail, deterministic, rngs)
         return actions, log_probs, hidden
 
     def evaluate_sequence(
@@ -268,14 +268,14 @@ class GaussianActor(OnPolicyActor):
         mean: torch.Tensor,
         avail: torch.Tensor | None,
         deterministic: bool,
-        generators: Sequence[torch.Generator] | None = None,
+        rngs: Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         log_std = self.log_std(None)  # (N, A)
         # log N(mean + std * noise; mean, std) = -noise^2 / 2 - log_std - log(2 pi) / 2, over each agent's own dims
         log_norm = ((log_std + 0.5 * LOG_2PI) * self.act_mask).sum(-1)  # (N,)
         if deterministic:
             return mean * self.act_mask, (-log_norm).expand(mean.shape[:-1])
-        noise = torch.randn_like(mean) if generators is None else per_seed_randn(mean, generators)  # (..., N, A)
+        noise = torch.randn_like(mean) if rngs is None else per_seed_randn(mean, rngs)  # (..., N, A)
         actions = torch.addcmul(mean, log_std.exp(), noise) * self.act_mask
         return actions, (noise.square() * self.act_mask).sum(-1).mul(-0.5) - log_norm
 
@@ -328,17 +328,17 @@ class CategoricalActor(OnPolicyActor):
         logits: torch.Tensor,
         avail: torch.Tensor | None,
         deterministic: bool,
-        generators: Sequence[torch.Generator] | None = None,
+        rngs: Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions (..., N, 1) int64 and their log-probs (..., N)."""
         log_p = self._log_probs_all(logits, avail, None)
         if deterministic:
             actions = log_p.argmax(-1, keepdim=True)
-        elif generators is None:  # invalid rows are replaced on the device and reported once per update
+        elif rngs is None:  # invalid rows are replaced on the device and reported once per update
             flat = sampleable_probs(log_p.exp()).reshape(-1, log_p.shape[-1])
             actions = torch.multinomial(flat, 1).view(*log_p.shape[:-1], 1)
         else:
-            actions = per_seed_multinomial(sampleable_probs(log_p.exp()), generators)
+            actions = per_seed_multinomial(sampleable_probs(log_p.exp()), rngs)
         return actions, log_p.gather(-1, actions).squeeze(-1)
 
     def _evaluate(

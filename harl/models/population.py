@@ -6,7 +6,7 @@ exactly as a solo run builds it; the population then stacks the members' tensors
 
 - a per-agent tensor (n, ...) of every member becomes rows s·n .. s·n+n-1 of one (P·n, ...) tensor, still
   tagged per agent (`AgentParameter`), so per-agent optimiser steps, step counts and clipping see P·n agents;
-- any other trainable tensor (a shared network's weights, a hypernetwork's generators) becomes a
+- any other trainable tensor (a shared network's weights, a hypernetwork's rngs) becomes a
   (P, ...) `SeedParameter`: row s is seed s's and serves only seed s's virtual agents. Clipping takes its
   norm per seed (`harl.optim.clip_grad_norm_agentwise`); Adam is elementwise, so it needs nothing more.
 
@@ -228,7 +228,7 @@ def population_agent_param(members: Sequence[AgentParam]) -> AgentParam:
 
 def per_seed_fill(
     like: torch.Tensor,
-    generators: Sequence[torch.Generator],
+    rngs: Sequence[torch.Generator],
     fill: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
     contiguous: bool = False,
 ) -> torch.Tensor:
@@ -236,9 +236,9 @@ def per_seed_fill(
     block of `like` (or contiguous), filled in place by `fill(tensor, generator)` from the seed's own generator.
     Random fills follow memory order, so a block laid out as a solo run's tensor gets the values a solo run of that
     seed draws (`torch.randn_like` keeps its input's dimension order)."""
-    n = like.shape[-2] // len(generators)
+    n = like.shape[-2] // len(rngs)
     blocks = []
-    for s, generator in enumerate(generators):
+    for s, generator in enumerate(rngs):
         block = like[..., s * n : (s + 1) * n, :]
         empty = (
             torch.empty(block.shape, dtype=like.dtype, device=like.device) if contiguous else torch.empty_like(block)
@@ -247,19 +247,18 @@ def per_seed_fill(
     return torch.cat(blocks, dim=-2)  # one draw per seed: each seed has its own stream
 
 
-def per_seed_randn(like: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+def per_seed_randn(like: torch.Tensor, rngs: Sequence[torch.Generator]) -> torch.Tensor:
     """Standard normal noise shaped like `like` (..., P·n, A), each seed's block of n agents drawn from its own
     generator, as a solo run of that seed draws `torch.randn_like` of its (..., n, A)."""
-    return per_seed_fill(like, generators, lambda t, g: t.normal_(generator=g))
+    return per_seed_fill(like, rngs, lambda t, g: t.normal_(generator=g))
 
 
-def per_seed_multinomial(probs: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+def per_seed_multinomial(probs: torch.Tensor, rngs: Sequence[torch.Generator]) -> torch.Tensor:
     """(..., P·n, 1) one action per agent from probabilities (..., P·n, A), each seed's block of n agents drawn
     from its own generator, as a solo run of that seed draws them."""
-    blocks = probs.unflatten(-2, (len(generators), -1))  # (..., P, n, A)
+    blocks = probs.unflatten(-2, (len(rngs), -1))  # (..., P, n, A)
     draws = [
-        torch.multinomial(blocks[..., s, :, :].reshape(-1, probs.shape[-1]), 1, generator=g)
-        for s, g in enumerate(generators)
+        torch.multinomial(blocks[..., s, :, :].reshape(-1, probs.shape[-1]), 1, generator=g) for s, g in enumerate(rngs)
     ]  # one draw per seed: each seed has its own stream
     per_seed = torch.stack([d.view(*blocks.shape[:-3], blocks.shape[-2], 1) for d in draws], dim=-3)
     return per_seed.flatten(-3, -2)
@@ -267,43 +266,43 @@ def per_seed_multinomial(probs: torch.Tensor, generators: Sequence[torch.Generat
 
 class NoiseSource:
     """Where a policy's random draws come from: torch's global RNG (a solo run), or one generator per seed of a
-    population (`generators`), each seed's block of virtual agents (dim -2: P equal blocks) drawn from its own
+    population (`rngs`), each seed's block of virtual agents (dim -2: P equal blocks) drawn from its own
     stream in the shape a solo run of that seed draws, so a seed's draws are its solo run's.
 
     Copies share the source (`copy.deepcopy` returns it): a target network draws from its online network's
     stream, as both draw from the global RNG in a solo run.
     """
 
-    def __init__(self, generators: Sequence[torch.Generator] | None = None) -> None:
-        self.generators = None if generators is None else list(generators)
+    def __init__(self, rngs: Sequence[torch.Generator] | None = None) -> None:
+        self.rngs = None if rngs is None else list(rngs)
 
     def __deepcopy__(self, memo: dict) -> NoiseSource:
         return self
 
     def randn_like(self, like: torch.Tensor) -> torch.Tensor:
         """Standard normal noise shaped (and laid out) like `like` (..., P·n, A)."""
-        if self.generators is None:
+        if self.rngs is None:
             return torch.randn_like(like)
-        return per_seed_randn(like, self.generators)
+        return per_seed_randn(like, self.rngs)
 
     def rand_like(self, like: torch.Tensor) -> torch.Tensor:
         """Uniform [0, 1) noise shaped (and laid out) like `like` (..., P·n, A)."""
-        if self.generators is None:
+        if self.rngs is None:
             return torch.rand_like(like)
-        return per_seed_fill(like, self.generators, lambda t, g: t.uniform_(generator=g))
+        return per_seed_fill(like, self.rngs, lambda t, g: t.uniform_(generator=g))
 
     def exponential_like(self, like: torch.Tensor) -> torch.Tensor:
         """Exponential(1) noise shaped like `like` (..., P·n, A), contiguous (as `F.gumbel_softmax` draws it; Gumbel
         noise is its negative log)."""
-        if self.generators is None:
+        if self.rngs is None:
             return torch.empty(like.shape, dtype=like.dtype, device=like.device).exponential_()
-        return per_seed_fill(like, self.generators, lambda t, g: t.exponential_(generator=g), contiguous=True)
+        return per_seed_fill(like, self.rngs, lambda t, g: t.exponential_(generator=g), contiguous=True)
 
     def multinomial(self, probs: torch.Tensor) -> torch.Tensor:
         """(..., P·n, 1) one draw per agent from (unnormalised) probabilities (..., P·n, A)."""
-        if self.generators is None:
+        if self.rngs is None:
             return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(*probs.shape[:-1], 1)
-        return per_seed_multinomial(probs, self.generators)
+        return per_seed_multinomial(probs, self.rngs)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ class Method:
     Attributes:
         label: the row name.
         arch: the registered architecture.
-        key: the name `--methods` takes (default: `arch`); it also seeds the row's random generators.
+        key: the name `--methods` takes (default: `arch`); it also seeds the row's random rngs.
         shared_hidden: True: one hidden layer of `width`·n units (a shared network); False: `width` units
             per agent's (possibly generated) network.
         hyper_mlp: an MLP hypernetwork, sized by the study's `--embedding_dim` / `--hypernet_hidden` when given.
@@ -194,7 +194,7 @@ class VectorisedPolicy:
 class ActionNoise:
     """The uniform draws behind every method's sampled actions: one generator per (method, n, seed, game).
 
-    Replicas are grouped by game (replica g·S + s plays game g with seed s), in the order of `generators`;
+    Replicas are grouped by game (replica g·S + s plays game g with seed s), in the order of `rngs`;
     each draws `CHUNK` training updates at a time.
     """
 
@@ -202,7 +202,7 @@ class ActionNoise:
 
     def __init__(self, methods: list[Method], n_agents: int, seeds: int, games: Sequence[str], base_seed: int) -> None:
         self.n_agents = n_agents
-        self.generators = [
+        self.rngs = [
             [
                 torch.Generator().manual_seed(method_seed(m, n_agents, base_seed, s, f"actions|{game}"))
                 for game in games
@@ -213,7 +213,7 @@ class ActionNoise:
 
     def draw(self, *shape: int) -> torch.Tensor:
         """(M, G·S, *shape) uniforms in [0, 1), for leading dims `shape[:-2]` and plays × agents `shape[-2:]`."""
-        return torch.stack([torch.stack([torch.rand(shape, generator=g) for g in gens]) for gens in self.generators])
+        return torch.stack([torch.stack([torch.rand(shape, generator=g) for g in gens]) for gens in self.rngs])
 
     def training(self, trials: int, batch: int):
         """Yields, for every training update, (M, G·S, batch, N, 1) uniforms."""
