@@ -29,7 +29,7 @@ from torch import nn
 
 from harl.config import EmptyConfig, ModelConfig
 from harl.experiment import build_config
-from harl.models.policies import GaussianActor
+from harl.models.policies import SAMPLE, GaussianActor
 from harl.registry import get_architecture, get_environment, load_extensions
 from harl.runners.on_policy import OnPolicyRunner
 
@@ -149,7 +149,7 @@ def inference(obs_mode: str, batch: int = 20, reps: int = 200, rounds: int = 5) 
 
     timings = {"batched nops": float("inf"), "per-agent loop": float("inf"), "matmuls alone": float("inf")}
     calls = (
-        ("batched nops", lambda: batched.act(obs)),
+        ("batched nops", lambda: batched.act(obs, None, SAMPLE)),
         ("per-agent loop", lambda: looped.act(obs)),
         ("matmuls alone", matmuls_alone),
     )

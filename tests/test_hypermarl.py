@@ -16,7 +16,7 @@ from harl.config import ModelConfig
 from harl.errors import ConfigError
 from harl.models.agent_mlp import AgentMLP, StackedParams, is_per_agent
 from harl.models.net_spec import NetSpec
-from harl.models.policies import AgentValueCritic, CategoricalActor, GaussianActor
+from harl.models.policies import SAMPLE, AgentValueCritic, CategoricalActor, GaussianActor
 from harl.optim import AgentAdam
 from harl.registry import ALGORITHMS, get_architecture, load_extensions
 from harl.spec import EnvSpec
@@ -479,7 +479,7 @@ def test_heterogeneous_agents_see_only_their_own_entries(arch):
         changed[:, j] += torch.randn(6, 5) * obs_mask[j]
         diff = (actor.net(changed) - mean).abs().amax((0, 2))  # (3,) per agent
         assert diff[j] > 0 and torch.count_nonzero(torch.cat([diff[:j], diff[j + 1 :]])) == 0
-    actions, log_probs = actor.act(obs)
+    actions, log_probs = actor.act(obs, None, SAMPLE)
     assert torch.count_nonzero(actions * ~act_mask) == 0
     padded_noise = torch.randn_like(actions) * ~act_mask
     torch.testing.assert_close(actor.evaluate(obs, actions + padded_noise)[0], log_probs)

@@ -16,7 +16,7 @@ from harl.models.agent_mlp import (
     masked_layer_norm,
     orthogonal_stack,
 )
-from harl.models.policies import CategoricalActor, GaussianActor
+from harl.models.policies import GREEDY, SAMPLE, CategoricalActor, GaussianActor
 from harl.optim import AgentAdam, clip_grad_norm_agentwise
 from harl.registry import get_architecture, load_extensions
 from harl.spec import EnvSpec
@@ -151,7 +151,7 @@ def test_agent_outputs_ignore_padding_and_other_agents(arch):
     noisy[:, 0] += 1.0  # agent 0's real entries
     moved = actor.net(noisy)
     torch.testing.assert_close(moved[:, 1:], mean[:, 1:])  # agents 1, 2 unaffected
-    actions, log_probs = actor.act(obs)
+    actions, log_probs = actor.act(obs, None, SAMPLE)
     assert (actions[:, 2, 1:] == 0).all() and (actions[:, 1, 3:] == 0).all()  # padded dims never sampled
     env_actions = actor.env_actions(actions * 10)
     assert env_actions[:, 1].abs().max() <= 0.4 + 1e-6 and env_actions[:, 2].abs().max() <= 2.0 + 1e-6
@@ -162,7 +162,7 @@ def test_gaussian_log_prob_covers_own_dims_only():
     spec = hetero_spec()
     actor = GaussianActor(spec, get_architecture("nops"), model_cfg(), EmptyConfig())
     obs = torch.randn(6, 3, 5) * torch.as_tensor(spec.obs_mask)
-    actions, log_probs = actor.act(obs)
+    actions, log_probs = actor.act(obs, None, SAMPLE)
     lp, entropy = actor.evaluate(obs, actions)
     torch.testing.assert_close(lp, log_probs)
     mean, log_std = actor._params(obs, None)
@@ -177,7 +177,7 @@ def test_gaussian_deterministic_act_is_the_mean_with_its_density():
     spec = hetero_spec()
     actor = GaussianActor(spec, get_architecture("nops"), model_cfg(), EmptyConfig())
     obs = torch.randn(6, 3, 5) * torch.as_tensor(spec.obs_mask)
-    actions, log_probs = actor.act(obs, deterministic=True)
+    actions, log_probs = actor.act(obs, None, GREEDY)
     mean, _ = actor._params(obs, None)
     torch.testing.assert_close(actions, mean * actor.act_mask)
     torch.testing.assert_close(log_probs, actor.evaluate(obs, actions)[0])
@@ -203,7 +203,7 @@ def test_categorical_respects_own_actions_and_avail_masks():
     obs = torch.randn(500, 3, 5) * torch.as_tensor(spec.obs_mask)
     avail = torch.ones(500, 3, 3, dtype=torch.bool)
     avail[:, 1, 0] = False
-    actions, _ = actor.act(obs, avail)
+    actions, _ = actor.act(obs, avail, SAMPLE)
     assert actions[:, 0].max() <= 1 and (actions[:, 2] == 0).all() and (actions[:, 1] != 0).all()
     probs = actor.distribution(obs, avail).probs
     torch.testing.assert_close(probs.sum(-1), torch.ones(500, 3))

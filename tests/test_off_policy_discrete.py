@@ -10,6 +10,7 @@ from harl.buffers.replay import ReplayBuffer
 from harl.config import apply_overrides
 from harl.experiment import default_config
 from harl.models.off_policy import GumbelCategoricalActor
+from harl.models.policies import GREEDY, SAMPLE
 from harl.registry import ALGORITHMS, ARCHITECTURES, get_architecture, load_extensions
 from harl.spec import EnvSpec
 
@@ -60,8 +61,8 @@ def test_masks_that_change_over_time_are_respected(arch):
             probs = actor.distribution(obs, masks).probs  # (B, N, A)
             torch.testing.assert_close(probs.sum(-1), torch.ones(64, 3))
             assert bool((probs[~masks] == 0).all())
-            for deterministic in (False, True):
-                one_hot, log_probs = actor.act(obs, deterministic, masks)
+            for exploration in (SAMPLE, GREEDY):
+                one_hot, log_probs = actor.act(obs, masks, exploration)
                 assert_available(one_hot, masks)
                 assert bool(torch.isfinite(log_probs).all()) and bool((log_probs <= 0).all())
                 assert torch.equal(one_hot.sum(-1), torch.ones(64, 3))

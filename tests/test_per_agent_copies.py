@@ -10,6 +10,7 @@ import torch
 
 from harl.experiment import build_config
 from harl.models.agent_mlp import is_per_agent
+from harl.models.policies import SAMPLE
 from harl.optim import AgentAdam
 from harl.registry import get_environment, load_extensions
 from harl.runners.base import build_learner
@@ -39,7 +40,7 @@ def test_agent_adam_on_a_deep_copied_actor_moves_only_the_selected_agent(arch):
     before = {name: p.detach().clone() for name, p in copied.named_parameters()}
     optimizer = AgentAdam(copied.parameters(), lr=0.1)
     obs = env.reset(0).obs  # (E, N, 1)
-    actions, _ = copied.act(obs)
+    actions, _ = copied.act(obs, None, SAMPLE)
     log_probs, entropy = copied.evaluate(obs, actions)  # (E, N) each: every agent has a gradient
     (-(log_probs + entropy).sum()).backward()
     k = 2

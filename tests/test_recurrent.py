@@ -13,7 +13,7 @@ from harl.cli import evaluate_cli, train
 from harl.config import EmptyConfig, ModelConfig
 from harl.experiment import build_config
 from harl.models.agent_mlp import SharedParams, StackedParams, is_per_agent
-from harl.models.policies import AgentValueCritic, CategoricalActor, GaussianActor
+from harl.models.policies import SAMPLE, AgentValueCritic, CategoricalActor, GaussianActor
 from harl.models.recurrent import AgentGRU, reset_hidden
 from harl.registry import get_architecture, load_extensions
 from harl.runners.on_policy import OnPolicyRunner
@@ -113,7 +113,7 @@ def test_shapes(arch, discrete):
     env_spec = spec(discrete=discrete)
     obs, hidden = observations(env_spec, 5), torch.zeros(5, 3, 8)
     avail = torch.ones(5, 3, 2, dtype=torch.bool) if discrete else None
-    actions, log_probs, next_hidden = pi.act_step(obs, hidden, avail)
+    actions, log_probs, next_hidden = pi.act_step(obs, hidden, avail, SAMPLE)
     assert actions.shape == (5, 3, 1 if discrete else 2)
     assert log_probs.shape == (5, 3) and next_hidden.shape == (5, 3, 8)
     seq_actions = actions.unsqueeze(0).expand(4, -1, -1, -1)

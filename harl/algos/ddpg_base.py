@@ -20,6 +20,7 @@ from harl.algos.off_policy_base import OffPolicyConfig, ReplayLearner, polyak_up
 from harl.buffers.replay import ReplayBatch
 from harl.config import ExperimentConfig, bounded
 from harl.models.off_policy import DeterministicActor, GumbelCategoricalActor, OffPolicyActor
+from harl.models.policies import GREEDY, Exploration
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 
@@ -79,10 +80,9 @@ class DeterministicLearner(ReplayLearner):
         `deterministic`."""
         layout = self.layout  # a population's envs (P·E, n, ...) as its networks' virtual agents (E, P·n, ...)
         obs, avail = layout.to_agents(obs), None if avail is None else layout.to_agents(avail)
-        if isinstance(self.actor, GumbelCategoricalActor):  # explores by sampling, evaluates by its modes
-            actions = self.actor.act(obs, deterministic, avail)[0]
-        else:
-            actions = self.actor.act(obs, 0.0 if deterministic else self.cfg.expl_noise)
+        # Gumbel-softmax policies (discrete) explore by sampling, deterministic ones by Gaussian noise
+        exploration = GREEDY if deterministic else Exploration(sample=True, noise_std=self.cfg.expl_noise)
+        actions, _ = self.actor.act(obs, avail, exploration)
         return ActOutput(
             layout.to_envs(self.actor.env_actions(actions)), layout.to_envs(self.actor.stored_actions(actions))
         )

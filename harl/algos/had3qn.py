@@ -34,6 +34,7 @@ from harl.algos.off_policy_base import OffPolicyConfig, ReplayLearner, polyak_up
 from harl.buffers.replay import ReplayBatch, ReplayBuffer
 from harl.config import ExperimentConfig, bounded
 from harl.models.dueling_q import DuelingQActor
+from harl.models.policies import GREEDY, Exploration
 from harl.registry import AlgoEntry, ArchEntry, register_algorithm
 from harl.spec import EnvSpec
 
@@ -114,7 +115,8 @@ class HAD3QN(ReplayLearner):
         `deterministic` (an exploring act advances the epsilon schedule by its envs)."""
         layout = self.layout  # a population's envs (P·E, n, ...) as its networks' virtual agents (E, P·n, ...)
         obs, avail = layout.to_agents(obs), None if avail is None else layout.to_agents(avail)
-        actions = self.actor.act(obs, 0.0 if deterministic else self.epsilon(), avail)  # (E, N, A) one-hot
+        exploration = GREEDY if deterministic else Exploration(epsilon=self.epsilon())
+        actions, _ = self.actor.act(obs, avail, exploration)  # (E, N, A) one-hot
         if not deterministic:
             self.env_steps += obs.shape[0]
         return ActOutput(

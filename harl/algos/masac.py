@@ -21,7 +21,7 @@ class MASAC(SACLearner):
         # ALGO LOGIC: all agents sample together and take one joint soft policy step.
         ((_, agents),) = self.agent_groups(sequential=False)
         with frozen(self.critic):
-            actions, log_probs = self.actor.act(batch.obs, avail=batch.avail)  # (B, N, A), (B, N)
+            actions, log_probs = self.actor.sample(batch.obs, avail=batch.avail)  # (B, N, A), (B, N)
             if self.exact_discrete:  # every agent's expectation over its own actions, the others' sampled
                 loss, actor_loss, log_probs = self.exact_actor_loss(batch, actions, agents)
             else:

@@ -23,7 +23,7 @@ from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.errors import ConfigError
 from harl.metrics.gradients import GradientStats
 from harl.models.auxiliary import advance_networks
-from harl.models.policies import ON_POLICY_ACTORS, AgentValueCritic, OnPolicyActor
+from harl.models.policies import GREEDY, ON_POLICY_ACTORS, SAMPLE, AgentValueCritic, OnPolicyActor
 from harl.models.population import SeedLayout
 from harl.models.recurrent import reset_hidden
 from harl.optim import AgentAdam, clip_grad_norm_agentwise, grad_norms_agentwise
@@ -167,7 +167,7 @@ class ActorCriticLearner:
             self.members, self.action_rngs = build_members(
                 lambda member_cfg: solo(spec, member_cfg, arch, device), cfg, device
             )
-            self.actor = ON_POLICY_ACTORS[actor_kind].population([m.actor for m in self.members])
+            self.actor = ON_POLICY_ACTORS[actor_kind].population([m.actor for m in self.members], self.action_rngs)
             self.critic = AgentValueCritic.population([m.critic for m in self.members])
             self.rngs = [m.rng for m in self.members]  # each seed's minibatch and agent-order stream
         self.actor_optimizer = self.make_actor_optimizer()
@@ -247,12 +247,12 @@ class ActorCriticLearner:
         """
         layout = self.layout  # a population's envs (P·E, n, ...) as its networks' virtual agents (E, P·n, ...)
         avail = None if avail is None else layout.to_agents(avail)
-        obs, rngs = layout.to_agents(obs), self.action_rngs
+        obs, exploration = layout.to_agents(obs), GREEDY if deterministic else SAMPLE
         if self.recurrent:
-            actions, log_probs, hidden = self.actor.act_step(obs, layout.to_agents(hidden), avail, deterministic, rngs)
+            actions, log_probs, hidden = self.actor.act_step(obs, layout.to_agents(hidden), avail, exploration)
             hidden = layout.to_envs(hidden)
         else:
-            actions, log_probs = self.actor.act(obs, avail, deterministic, rngs)
+            actions, log_probs = self.actor.act(obs, avail, exploration)
         env_actions = self.actor.env_actions(actions)
         return ActOutput(layout.to_envs(env_actions), layout.to_envs(actions), layout.to_envs(log_probs), hidden)
 

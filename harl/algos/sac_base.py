@@ -22,6 +22,7 @@ from harl.buffers.replay import ReplayBatch
 from harl.config import ExperimentConfig, bounded
 from harl.models.agent_mlp import AgentParameter, ForwardRecord
 from harl.models.off_policy import GumbelCategoricalActor, OffPolicyActor, SquashedGaussianActor
+from harl.models.policies import GREEDY, SAMPLE
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 
@@ -96,14 +97,14 @@ class SACLearner(ReplayLearner):
         """Env-ready actions (E, N, A), stored normalised actions (E, N, A) and their log-probs (E, N)."""
         layout = self.layout  # a population's envs (P·E, n, ...) as its networks' virtual agents (E, P·n, ...)
         avail = None if avail is None else layout.to_agents(avail)
-        actions, log_probs = self.actor.act(layout.to_agents(obs), deterministic, avail)
+        actions, log_probs = self.actor.act(layout.to_agents(obs), avail, GREEDY if deterministic else SAMPLE)
         env_actions, stored = self.actor.env_actions(actions), self.actor.stored_actions(actions)
         return ActOutput(layout.to_envs(env_actions), layout.to_envs(stored), layout.to_envs(log_probs))
 
     def train_critic(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
         """Soft twin-Q regression: next value = min_k Q'_k(s', a') − α_joint · Σ_i log π_i(a'_i | o'_i)."""
         with torch.no_grad():
-            next_actions, next_log_probs = self.actor.act(batch.next_obs, avail=batch.next_avail)  # (B, N, A), (B, N)
+            next_actions, next_log_probs = self.actor.sample(batch.next_obs, avail=batch.next_avail)  # (B, N, ·), (B,N)
             next_q = self.target_critic(batch.next_state, next_actions).min(-1).values  # (B,) or (B, P)
             next_value = next_q - self.alpha_joint * self.seed_sum(next_log_probs)
         return self.fit_critic(batch, next_value)

@@ -21,7 +21,7 @@ from harl.config import ModelConfig
 from harl.models.agent_mlp import ForwardRecord
 from harl.models.distributions import CategoricalPolicies
 from harl.models.off_policy import OffPolicyActor, net_outputs
-from harl.models.policies import actor_net_spec
+from harl.models.policies import Exploration, actor_net_spec
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 
@@ -71,14 +71,14 @@ class DuelingQActor(OffPolicyActor):
         q = q.masked_fill(~self.valid(agents, avail, q.shape[0]), float("-inf"))
         return F.one_hot(q.argmax(-1), self.n_actions).to(q.dtype)
 
-    def act(self, obs: torch.Tensor, epsilon: float, avail: torch.Tensor | None = None) -> torch.Tensor:
-        """Every agent's one-hot action (B, N, A): greedy, or with probability `epsilon` (one draw per agent and
-        env) uniform over its own available actions."""
+    def act(self, obs: torch.Tensor, avail: torch.Tensor | None, exploration: Exploration) -> tuple[torch.Tensor, None]:
+        """Every agent's one-hot action (B, N, A): greedy, or with probability `exploration.epsilon` (one draw per
+        agent and env) uniform over its own available actions; no log-probs."""
         actions = self.greedy(obs, None, avail)
-        if epsilon > 0:
-            explore = self.noise.rand_like(actions[..., :1]) < epsilon  # (B, N, 1)
+        if exploration.epsilon > 0:
+            explore = self.noise.rand_like(actions[..., :1]) < exploration.epsilon  # (B, N, 1)
             actions = torch.where(explore, self.random_actions(obs.shape[0], avail), actions)
-        return actions
+        return actions, None
 
     def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> CategoricalPolicies:
         """Every agent's greedy policy (B, N, A) (one-hot), as it acts in deterministic evaluation."""

@@ -286,6 +286,7 @@ class PopulationMaskedParams(PopulationParams, RegularisedPart):
         self.cfg, self.role = first.cfg, first.role
         self.layer_weights, self.param_count = first.layer_weights, first.param_count
         self.n_layers = len(first.weights)
+        self.masked_members = list(members)  # not submodules: the seeds' solo views, whose clocks it writes
         self.rngs = [m.rng for m in members]  # each seed's resets' stream (its member's, checkpointed)
         self.env_steps, self.last_reset, self.resets = first.env_steps, first.last_reset, first.resets
 
@@ -370,13 +371,13 @@ class PopulationMaskedParams(PopulationParams, RegularisedPart):
     @torch.no_grad()
     def write_members(self) -> None:
         super().write_members()
-        for member in self._members:
+        for member in self.masked_members:
             member.env_steps, member.last_reset, member.resets = self.env_steps, self.last_reset, self.resets
 
     @torch.no_grad()
     def read_members(self) -> None:
         super().read_members()
-        first = self._members[0]
+        first = self.masked_members[0]
         self.env_steps, self.last_reset, self.resets = first.env_steps, first.last_reset, first.resets
 
 

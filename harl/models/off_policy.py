@@ -38,8 +38,8 @@ from harl.models.agent_mlp import (
     orthogonal_stack,
 )
 from harl.models.distributions import CategoricalPolicies, GaussianPolicies
-from harl.models.policies import LOG_2PI, Actor, actor_net_spec
-from harl.models.population import NoiseSource, population_net, stack_members
+from harl.models.policies import LOG_2PI, Actor, Exploration, actor_net_spec
+from harl.models.population import stack_members
 from harl.registry import ArchEntry
 from harl.spec import EnvSpec
 
@@ -56,24 +56,8 @@ def net_outputs(
 
 
 class OffPolicyActor(Actor):
-    """Common part of the off-policy actors: where their random draws come from (`noise`: torch's global RNG, or
-    a population's per-seed streams) and their populations."""
-
-    net: nn.Module
-
-    def __init__(self, spec: EnvSpec) -> None:
-        super().__init__(spec)
-        self.noise = NoiseSource()
-
-    @classmethod
-    def population(cls, members: Sequence[OffPolicyActor], rngs: Sequence[torch.Generator]) -> OffPolicyActor:
-        """One actor of P members (one per seed, each built alone under its seed) for their P·n virtual agents,
-        seed-major (see `harl.models.population`), seed s drawing its noise from `rngs[s]`."""
-        actor = copy.deepcopy(members[0])
-        actor._tile(len(members))
-        actor.net = population_net([m.net for m in members])
-        actor.noise = NoiseSource(rngs)
-        return actor
+    """Common part of the off-policy actors (the learners' training passes select agents and replay recorded
+    forward passes; acting in the envs is `Actor.act`)."""
 
 
 class BoundedActor(OffPolicyActor):
@@ -142,10 +126,10 @@ class SquashedGaussianActor(BoundedActor):
         return torch.tanh(pre_tanh) * mask, log_prob
 
     def act(
-        self, obs: torch.Tensor, deterministic: bool = False, avail: torch.Tensor | None = None
+        self, obs: torch.Tensor, avail: torch.Tensor | None, exploration: Exploration
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every agent's normalised action (B, N, A) and log-prob (B, N)."""
-        return self.sample(obs, None, deterministic)
+        """Every agent's normalised action (B, N, A) (sampled, or tanh of the mean) and its log-prob (B, N)."""
+        return self.sample(obs, None, not exploration.sample)
 
     def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> GaussianPolicies:
         """Every agent's Gaussian before the squash (the JS divergence is invariant under the tanh)."""
@@ -179,12 +163,14 @@ class DeterministicActor(BoundedActor):
         """A deterministic policy has no action distribution."""
         return None
 
-    def act(self, obs: torch.Tensor, noise_std: float = 0.0) -> torch.Tensor:
-        """Every agent's normalised action (B, N, A), with clipped Gaussian exploration noise when noise_std > 0."""
+    def act(self, obs: torch.Tensor, avail: torch.Tensor | None, exploration: Exploration) -> tuple[torch.Tensor, None]:
+        """Every agent's normalised action (B, N, A), with clipped Gaussian noise of `exploration.noise_std`; no
+        log-probs."""
         actions = self(obs)
-        if noise_std > 0:
-            actions = (actions + noise_std * self.noise.randn_like(actions)).clamp(-1.0, 1.0) * self.act_mask
-        return actions
+        if exploration.noise_std > 0:
+            noise = exploration.noise_std * self.noise.randn_like(actions)
+            actions = (actions + noise).clamp(-1.0, 1.0) * self.act_mask
+        return actions, None
 
 
 class GumbelCategoricalActor(OffPolicyActor):
@@ -241,10 +227,10 @@ class GumbelCategoricalActor(OffPolicyActor):
         return one_hot, log_p.gather(-1, index).squeeze(-1)
 
     def act(
-        self, obs: torch.Tensor, deterministic: bool = False, avail: torch.Tensor | None = None
+        self, obs: torch.Tensor, avail: torch.Tensor | None, exploration: Exploration
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every agent's one-hot action (B, N, A) and log-prob (B, N)."""
-        return self.sample(obs, None, deterministic, avail)
+        """Every agent's one-hot action (B, N, A) (a Gumbel-softmax sample, or the mode) and its log-prob (B, N)."""
+        return self.sample(obs, None, not exploration.sample, avail)
 
     def forward(
         self,

@@ -14,6 +14,8 @@ import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Self
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +26,7 @@ from harl.errors import UserError
 from harl.models.auxiliary import ArchitectureHooks
 from harl.models.distributions import CategoricalPolicies, GaussianPolicies, PolicyDistribution
 from harl.models.net_spec import NetSpec
-from harl.models.population import per_seed_multinomial, per_seed_randn, population_agent_param, population_net
+from harl.models.population import NoiseSource, population_agent_param, population_net
 from harl.models.recurrent import build_agent_net
 from harl.registry import ArchEntry, get_architecture
 from harl.spec import EnvSpec
@@ -47,16 +49,61 @@ def actor_net_spec(spec: EnvSpec, out_dim: int, model_cfg: ModelConfig) -> NetSp
     )
 
 
-class Actor(nn.Module, ArchitectureHooks):
-    """Common state of actors: the spec's masks and bounds as buffers, and the architecture's hooks (auxiliary
-    loss, maintenance schedule: `harl.models.auxiliary`)."""
+@dataclass(frozen=True)
+class Exploration:
+    """How an actor acts in the envs (`Actor.act`): one description for every kind of policy, each reading the
+    field it has a use for.
+
+    Attributes:
+        sample: stochastic policies draw their actions (False: each policy's mode).
+        noise_std: deterministic policies add clipped Gaussian noise of this standard deviation (normalised units).
+        epsilon: greedy policies take a uniform available action with this probability (one draw per agent and
+            env).
+    """
+
+    sample: bool = False
+    noise_std: float = 0.0
+    epsilon: float = 0.0
+
+
+GREEDY = Exploration()
+"""No exploration: modes, noise-free and greedy actions (deterministic evaluation)."""
+SAMPLE = Exploration(sample=True)
+"""Stochastic policies' exploration: actions drawn from the policies."""
+
+
+class Actor(nn.Module, ArchitectureHooks, ABC):
+    """What every actor is: the spec's masks and bounds as buffers, where its random draws come from (`noise`:
+    torch's global RNG, or a population's per-seed streams), the architecture's hooks (auxiliary loss, maintenance
+    schedule: `harl.models.auxiliary`), and one way to act in the envs (`act`)."""
+
+    net: nn.Module
 
     def __init__(self, spec: EnvSpec) -> None:
         super().__init__()
         self.n_agents = spec.n_agents
+        self.noise = NoiseSource()
         self.register_buffer("act_mask", torch.as_tensor(spec.act_mask, dtype=torch.float32))  # (N, A)
         self.register_buffer("act_low", torch.as_tensor(spec.act_low, dtype=torch.float32))  # (N, A)
         self.register_buffer("act_high", torch.as_tensor(spec.act_high, dtype=torch.float32))  # (N, A)
+
+    @abstractmethod
+    def act(
+        self, obs: torch.Tensor, avail: torch.Tensor | None, exploration: Exploration
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feed-forward: every agent's action (B, N, ·) on obs (B, N, O) (`avail`: discrete policies' masks
+        (B, N, A)), exploring as `exploration` says, and its log-prob (B, N) where the policy has one (None:
+        deterministic and greedy policies)."""
+
+    @classmethod
+    def population(cls, members: Sequence[Self], rngs: Sequence[torch.Generator]) -> Self:
+        """One actor of P members (one per seed, each built alone under its seed) for their P·n virtual agents,
+        seed-major (see `harl.models.population`), seed s drawing its actions' randomness from `rngs[s]`."""
+        actor = copy.deepcopy(members[0])
+        actor._tile(len(members))
+        actor.net = population_net([m.net for m in members])
+        actor.noise = NoiseSource(rngs)
+        return actor
 
     def _tile(self, seeds: int) -> None:
         """Serve `seeds` copies of its agents as virtual agents, seed-major (a population's masks and bounds)."""
@@ -85,25 +132,12 @@ class OnPolicyActor(Actor, ABC):
         self.recurrent = model_cfg.recurrent
         self.net = build_agent_net(arch, actor_net_spec(spec, spec.act_dim_max, model_cfg), arch_cfg)
 
-    @classmethod
-    def population(cls, members: Sequence[OnPolicyActor]) -> OnPolicyActor:
-        """One actor of P members (one per seed, each built alone under its seed) for their P·n virtual agents,
-        seed-major (see `harl.models.population`)."""
-        actor = copy.deepcopy(members[0])
-        actor._tile(len(members))
-        actor.net = population_net([m.net for m in members])
-        return actor
-
     @abstractmethod
     def _sample(
-        self,
-        out: torch.Tensor,
-        avail: torch.Tensor | None,
-        deterministic: bool,
-        rngs: Sequence[torch.Generator] | None = None,
+        self, out: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions (..., N, action_shape) and log-probs (..., N) of every agent from network outputs (..., N, A),
-        drawn from the global RNG, or from one generator per seed of a population (its agents in equal blocks)."""
+        drawn from `noise` (the global RNG, or one stream per seed of a population: its agents in equal blocks)."""
 
     @abstractmethod
     def _evaluate(
@@ -133,18 +167,13 @@ class OnPolicyActor(Actor, ABC):
         return self._distribution(obs, avail)
 
     def act(
-        self,
-        obs: torch.Tensor,
-        avail: torch.Tensor | None = None,
-        deterministic: bool = False,
-        rngs: Sequence[torch.Generator] | None = None,
+        self, obs: torch.Tensor, avail: torch.Tensor | None, exploration: Exploration
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed-forward: sample (or take the mode of) every agent's policy on obs (B, N, O), from the global RNG
-        or from one generator per seed of a population.
+        """Feed-forward: sample (`exploration.sample`) or take the mode of every agent's policy on obs (B, N, O).
 
         Returns actions (B, N, action_shape) and log-probs (B, N).
         """
-        return self._sample(self.net(obs, None), avail, deterministic, rngs)
+        return self._sample(self.net(obs, None), avail, not exploration.sample)
 
     def evaluate(
         self,
@@ -199,17 +228,16 @@ class OnPolicyActor(Actor, ABC):
         self,
         obs: torch.Tensor,
         hidden: torch.Tensor,
-        avail: torch.Tensor | None = None,
-        deterministic: bool = False,
-        rngs: Sequence[torch.Generator] | None = None,
+        avail: torch.Tensor | None,
+        exploration: Exploration,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Recurrent: one step of every agent's policy from hidden states (B, N, H) on obs (B, N, O), drawn from the
-        global RNG or from one generator per seed of a population.
+        """Recurrent: one step of every agent's policy from hidden states (B, N, H) on obs (B, N, O), sampled
+        (`exploration.sample`) or each policy's mode.
 
         Returns actions (B, N, action_shape), log-probs (B, N) and the next hidden states (B, N, H).
         """
         out, hidden = self.net(obs.unsqueeze(0), hidden)  # (1, B, N, A), (B, N, H)
-        actions, log_probs = self._sample(out[0], avail, deterministic, rngs)
+        actions, log_probs = self._sample(out[0], avail, not exploration.sample)
         return actions, log_probs, hidden
 
     def evaluate_sequence(
@@ -250,8 +278,8 @@ class GaussianActor(OnPolicyActor):
         )
 
     @classmethod
-    def population(cls, members: Sequence[OnPolicyActor]) -> OnPolicyActor:
-        actor = super().population(members)
+    def population(cls, members: Sequence[Self], rngs: Sequence[torch.Generator]) -> Self:
+        actor = super().population(members, rngs)
         actor.log_std = population_agent_param([m.log_std for m in members if isinstance(m, GaussianActor)])
         return actor
 
@@ -264,18 +292,14 @@ class GaussianActor(OnPolicyActor):
         return GaussianPolicies(*self._params(obs, None), self.act_mask)
 
     def _sample(
-        self,
-        mean: torch.Tensor,
-        avail: torch.Tensor | None,
-        deterministic: bool,
-        rngs: Sequence[torch.Generator] | None = None,
+        self, mean: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         log_std = self.log_std(None)  # (N, A)
         # log N(mean + std * noise; mean, std) = -noise^2 / 2 - log_std - log(2 pi) / 2, over each agent's own dims
         log_norm = ((log_std + 0.5 * LOG_2PI) * self.act_mask).sum(-1)  # (N,)
         if deterministic:
             return mean * self.act_mask, (-log_norm).expand(mean.shape[:-1])
-        noise = torch.randn_like(mean) if rngs is None else per_seed_randn(mean, rngs)  # (..., N, A)
+        noise = self.noise.randn_like(mean)  # (..., N, A)
         actions = torch.addcmul(mean, log_std.exp(), noise) * self.act_mask
         return actions, (noise.square() * self.act_mask).sum(-1).mul(-0.5) - log_norm
 
@@ -324,21 +348,14 @@ class CategoricalActor(OnPolicyActor):
         return F.log_softmax(logits, dim=-1)
 
     def _sample(
-        self,
-        logits: torch.Tensor,
-        avail: torch.Tensor | None,
-        deterministic: bool,
-        rngs: Sequence[torch.Generator] | None = None,
+        self, logits: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions (..., N, 1) int64 and their log-probs (..., N)."""
         log_p = self._log_probs_all(logits, avail, None)
         if deterministic:
             actions = log_p.argmax(-1, keepdim=True)
-        elif rngs is None:  # invalid rows are replaced on the device and reported once per update
-            flat = sampleable_probs(log_p.exp()).reshape(-1, log_p.shape[-1])
-            actions = torch.multinomial(flat, 1).view(*log_p.shape[:-1], 1)
-        else:
-            actions = per_seed_multinomial(sampleable_probs(log_p.exp()), rngs)
+        else:  # invalid rows are replaced on the device and reported once per update
+            actions = self.noise.multinomial(sampleable_probs(log_p.exp()))
         return actions, log_p.gather(-1, actions).squeeze(-1)
 
     def _evaluate(
