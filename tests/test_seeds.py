@@ -245,6 +245,27 @@ def test_a_seed_of_a_batched_kaleidoscope_run_is_its_solo_run(algo, tmp_path):
             torch.testing.assert_close(value, expected, atol=1e-5, rtol=0)
 
 
+SEPS = ["--arch", "seps", "--n_clusters", "2", "--partition", "0,1,1"]  # a given partition: no pre-training
+
+
+@pytest.mark.parametrize("case", ["mappo-matrix", "hasac-matrix", "happo-hopper"])
+def test_a_seed_of_a_batched_seps_run_is_its_solo_run(case, tmp_path):
+    """SePS with a given partition: each seed's per-group layers and (Hopper's Gaussian policies) per-group
+    log-stds are its own rows of the population's."""
+    algo, env = case.split("-")
+    if env == "hopper":
+        cut = HOPPER_RECURRENT.index("--recurrent")
+        feed_forward = HOPPER_RECURRENT[:cut] + HOPPER_RECURRENT[cut + 6 :]
+        common = ["--algo", algo, *SEPS, *feed_forward, "--n_workers", "0", *epochs(algo)]
+    elif algo in OFF_POLICY:
+        common = ["--algo", algo, *SEPS, *OFF_POLICY_TINY, "--num_env_steps", "90"]
+    else:
+        common = ["--algo", algo, *SEPS, *TINY, *epochs(algo), "--num_env_steps", "90"]
+    assert train_main([*common, "--seed", "4", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
+    assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
+    assert_same_run(seed_folders(tmp_path / "batched")[5], seed_folders(tmp_path / "solo")[5])
+
+
 def test_a_batched_off_policy_run_resumes_with_every_seeds_replay_buffer(tmp_path):
     tiny = [arg if prev != "--buffer_size" else "300" for prev, arg in zip(["", *OFF_POLICY_TINY], OFF_POLICY_TINY)]
     common = ["--algo", "hasac", "--arch", "fups_id", *tiny, "--seeds", "2", "--save_interval", "45"]

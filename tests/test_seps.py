@@ -162,9 +162,10 @@ def test_option_bounds():
         SEPS.pretrain.run(env=TypedAgentsEnv([0, 1, 0, 1], 2), arch_cfg=SePSConfig(n_clusters=5), seed=0, device=CPU)
 
 
-def test_seed_batching_is_refused_in_one_line():
-    with pytest.raises(ConfigError, match=r"^--seeds 2 with --arch seps: its pre-training learns a partition per seed"):
+def test_seed_batching_needs_a_given_partition():
+    with pytest.raises(ConfigError, match=r"^--seeds 2 with --arch seps: its pre-training learns each seed's own "):
         build_config("mappo", "seps", "matrix", {"seeds": "2"}, use_tuned=False)
+    build_config("mappo", "seps", "matrix", {"seeds": "2", "partition": "0,0,1,1"}, use_tuned=False)
 
 
 # ---------------------------------------------------------------------------------------------- through the CLI
@@ -242,7 +243,7 @@ BAD = [
     (["--partition", "0,1,3,0"], "arch.partition [0, 1, 3, 0] names group 3, but arch.n_clusters is 2"),
     (["--pretrain_steps", "0"], "arch.pretrain_steps must be >= 1, got 0"),
     (["--pretrain_steps", "100"], "--num_env_steps 60 would train nothing: --arch seps's pre-training takes 100"),
-    (["--seeds", "2"], "--seeds 2 with --arch seps: its pre-training learns a partition per seed"),
+    (["--seeds", "2"], "--seeds 2 with --arch seps: its pre-training learns each seed's own partition; give "),
 ]
 
 

@@ -217,10 +217,14 @@ def population_net(members: Sequence[nn.Module]) -> nn.Module:
     return population_network(members)
 
 
-def population_agent_param(members: Sequence[AgentParam]) -> AgentParam:
+def population_agent_param(members: Sequence[nn.Module]) -> nn.Module:
     """The members' state-independent values (one member per seed) for their P·n virtual agents, seed-major:
-    per-agent rows stacked (P·n, width), shared rows one per seed (P, width)."""
+    an `AgentParam`'s per-agent rows stacked (P·n, width), shared rows one per seed (P, width); a module that
+    stacks its members itself (`ComposedNet`, e.g. SePS's per-group rows) by its own `population`."""
     first = members[0]
+    if isinstance(first, ComposedNet):
+        return type(first).population(members)
+    assert isinstance(first, AgentParam)
     param = AgentParam(len(members) * first.n_agents, first.value.shape[-1], 0.0, per_agent=True)
     param.value = stacked_parameter([m.value for m in members])
     return param

@@ -42,6 +42,7 @@ before training starts; their encoder is trained on CPU with a data loader, this
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -52,6 +53,7 @@ from harl.config import bounded, check_bounds
 from harl.errors import ConfigError, UserError, shown
 from harl.models.agent_mlp import AgentMLP, LayerParams, agent_rows, orthogonal_stack
 from harl.models.net_spec import NetSpec
+from harl.models.population import stacked_parameter
 from harl.registry import ArchEntry, Pretrained, Pretraining, register_architecture
 from harl.utils.rng import isolated_rng
 
@@ -175,12 +177,25 @@ class GroupedAgentParam(GroupedModule):
     def __init__(self, groups: torch.Tensor, n_groups: int, width: int, init_value: float) -> None:
         super().__init__()
         self.n_agents = groups.numel()
-        self.value = nn.Parameter(torch.full((n_groups, width), float(init_value)))  # (G, width)
-        self.register_buffer("groups", groups.long().clone())  # (n_agents,)
+        self.value = nn.Parameter(torch.full((n_groups, width), float(init_value)))  # (G, width); (P, G, width)
+        self.register_buffer("groups", groups.long().clone())  # (n_agents,): rows of value.flatten(0, -2)
+
+    @classmethod
+    def population(cls, members: Sequence[GroupedAgentParam]) -> GroupedAgentParam:
+        """The members' rows (one member per seed) for their P·n virtual agents, seed-major: values (P, G, width)
+        (a `SeedParameter`: seed s's rows serve only seed s's agents), virtual agent s·n + i reading row
+        s·G + (agent i's group in seed s)."""
+        first = members[0]
+        n_groups, width = first.value.shape
+        groups = torch.cat([m.groups + s * n_groups for s, m in enumerate(members)])  # (P·n,)
+        population = cls(groups, len(members) * n_groups, width, 0.0)
+        population.value = stacked_parameter([m.value for m in members])  # (P, G, width)
+        return population
 
     def forward(self, agents: torch.Tensor | None = None) -> torch.Tensor:
         """Returns (k, width) for the selected agents (all when None)."""
-        return self.value[self.groups if agents is None else self.groups[agents]]
+        rows = self.value.reshape(-1, self.value.shape[-1])  # (G, width), a population's (P·G, width)
+        return rows[self.groups if agents is None else self.groups[agents]]
 
 
 def build_seps_net(*, spec: NetSpec, arch_cfg: SePSConfig) -> AgentMLP:
@@ -386,8 +401,14 @@ def pretrain(*, env, arch_cfg: SePSConfig, seed: int, device: torch.device) -> P
 
 
 def batched_seps(arch_cfg: SePSConfig) -> str | None:
-    """Each seed would pre-train on its own envs and learn its own partition: not batched yet."""
-    return "its pre-training learns a partition per seed on that seed's envs, not batched yet (run seeds separately)"
+    """A given partition (no pre-training) serves every seed of a population; a learned one would be each seed's
+    own, from its own pre-training: not batched."""
+    if arch_cfg.partition:
+        return None
+    return (
+        "its pre-training learns each seed's own partition; give --partition (e.g. 0,0,1) to train seeds with "
+        "that one as a batch, or run seeds separately"
+    )
 
 
 register_architecture(
