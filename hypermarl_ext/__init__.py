@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from harl.registry import ArchEntry, register_architecture
 from hypermarl_ext.architectures import (
-    batched_coupled,
     batched_hypermarl,
     build_agent_param,
     build_coupled_net,
@@ -71,7 +70,6 @@ register_architecture(
         build_net=build_coupled_net,
         build_agent_param=build_agent_param,
         shares_parameters=True,
-        batched_seeds=batched_coupled,
         description="HyperMARL ablation: the hypernetwork reads agent embedding and observation together",
     )
 )

@@ -150,8 +150,3 @@ def batched_hypermarl(arch_cfg: HyperMARLConfig) -> str | None:
     if arch_cfg.share_embedding:
         return "arch.share_embedding reads another network's embedding; set --share_embedding false"
     return None
-
-
-def batched_coupled(arch_cfg: CoupledHyperConfig) -> str | None:
-    """The coupled hypernetwork generates weights per sample, not as an `AgentMLP`'s layers."""
-    return "its networks generate weights per sample, which seeds cannot share one batch of yet; use hypermarl"

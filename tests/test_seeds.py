@@ -245,6 +245,18 @@ def test_a_seed_of_a_batched_kaleidoscope_run_is_its_solo_run(algo, tmp_path):
             torch.testing.assert_close(value, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("algo", ["mappo", "happo", "hasac"])
+def test_a_seed_of_a_batched_coupled_hypernetwork_run_is_its_solo_run(algo, tmp_path):
+    """`hypermarl_coupled` generates weights per sample: a population vmaps its members' whole forward over the
+    seed dimension (`ModulePopulation`), for all agents (MAPPO), one agent per seed (HAPPO's turns) and the
+    off-policy actor and per-agent selections of HASAC."""
+    setting = [*OFF_POLICY_TINY] if algo in OFF_POLICY else [*TINY, *epochs(algo)]
+    common = ["--algo", algo, "--arch", "hypermarl_coupled", *setting, "--num_env_steps", "90"]
+    assert train_main([*common, "--seed", "4", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
+    assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
+    assert_same_run(seed_folders(tmp_path / "batched")[5], seed_folders(tmp_path / "solo")[5])
+
+
 SEPS = ["--arch", "seps", "--n_clusters", "2", "--partition", "0,1,1"]  # a given partition: no pre-training
 
 

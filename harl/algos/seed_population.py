@@ -19,7 +19,7 @@ import torch
 
 from harl.config import ExperimentConfig
 from harl.models.agent_mlp import is_per_agent
-from harl.models.population import PopulationParams, member_view, stack_members
+from harl.models.population import StackedMembers, member_view, stack_members
 
 LearnerT = TypeVar("LearnerT")
 
@@ -110,7 +110,7 @@ def write_networks(population: torch.nn.Module, members: Sequence[torch.nn.Modul
         for member_param, row in zip(member_params, member_view(param, len(members)), strict=True):
             member_param.copy_(row)
     for module in population.modules():
-        if isinstance(module, PopulationParams):
+        if isinstance(module, StackedMembers):
             module.write_members()
 
 
@@ -121,5 +121,5 @@ def read_networks(population: torch.nn.Module, members: Sequence[torch.nn.Module
     for param, *member_params in zip(population.parameters(), *(m.parameters() for m in members), strict=True):
         member_view(param, len(members)).copy_(torch.stack([p.detach() for p in member_params]))
     for module in population.modules():
-        if isinstance(module, PopulationParams):
+        if isinstance(module, StackedMembers):
             module.read_members()

@@ -64,7 +64,52 @@ def member_view(param: torch.Tensor, n_seeds: int) -> torch.Tensor:
     return param.unflatten(0, (n_seeds, -1)) if is_per_agent(param) else param
 
 
-class PopulationParams(LayerParams):
+class StackedMembers(nn.Module):
+    """The tensors of P members (one per seed) of one module, stacked: parameters (`stacked`, by the members'
+    names `names`) and buffers (`member_buffer_k`, by `buffer_names`); the members are kept, not as submodules,
+    as templates (for `torch.func.functional_call`) and as each seed's solo view, into which `write_members`
+    writes the buffers (parameters: `harl.algos.seed_population.write_networks`) and from which `read_members`
+    stacks them."""
+
+    def stack(self, members: Sequence[nn.Module]) -> None:
+        """Stack `members`' tensors into this module (called once, from its constructor)."""
+        template = members[0]
+        self.n_seeds = len(members)
+        self._template = [template]  # not a submodule: its own tensors are replaced in every call
+        self._members = list(members)
+        self.names = [name for name, _ in template.named_parameters()]
+        self.stacked = nn.ParameterList(
+            [stacked_parameter([m.get_parameter(name) for m in members]) for name in self.names]
+        )
+        self.buffer_names = [name for name, _ in template.named_buffers()]
+        for k, name in enumerate(self.buffer_names):
+            self.register_buffer(f"member_buffer_{k}", stack_members([m.get_buffer(name) for m in members]))
+
+    def member_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Parameters and buffers by the members' names, each (P, ...) (views of the population's)."""
+        params = {name: member_view(p, self.n_seeds) for name, p in zip(self.names, self.stacked, strict=True)}
+        buffers = {name: self.member_buffer(name) for name in self.buffer_names}
+        return params, buffers
+
+    def member_buffer(self, name: str) -> torch.Tensor:
+        """(P, ...) the members' buffer `name`, stacked (the population's own copy, updated in place)."""
+        return self.get_buffer(f"member_buffer_{self.buffer_names.index(name)}")
+
+    @torch.no_grad()
+    def write_members(self) -> None:
+        """Each member's buffers: its seed's rows of the population's."""
+        for name in self.buffer_names:
+            for member, row in zip(self._members, self.member_buffer(name), strict=True):
+                member.get_buffer(name).copy_(row)
+
+    @torch.no_grad()
+    def read_members(self) -> None:
+        """The population's buffers stacked from its members' (after they were loaded)."""
+        for name in self.buffer_names:
+            self.member_buffer(name).copy_(stack_members([m.get_buffer(name) for m in self._members]))
+
+
+class PopulationParams(LayerParams, StackedMembers):
     """The layers of P members' `LayerParams` (one per seed), generated in one vmapped call.
 
     `layers(agents)` returns, per layer, weights (P·k, in, out) for per-agent layers or (P, in, out) for layers a
@@ -80,42 +125,14 @@ class PopulationParams(LayerParams):
 
     def __init__(self, members: Sequence[LayerParams], n_agents: int) -> None:
         super().__init__()
-        template = members[0]
-        self.n_seeds, self.n_agents = len(members), n_agents
-        self._template = [template]  # not a submodule: its own tensors are replaced in every call
-        self.names = [name for name, _ in template.named_parameters()]
-        self.stacked = nn.ParameterList(
-            [stacked_parameter([m.get_parameter(name) for m in members]) for name in self.names]
-        )
-        self.buffer_names = [name for name, _ in template.named_buffers()]
-        for k, name in enumerate(self.buffer_names):
-            self.register_buffer(f"member_buffer_{k}", stack_members([m.get_buffer(name) for m in members]))
-        self._members = list(members)  # not submodules: each seed's solo view (`write_members`, `read_members`)
+        self.stack(members)
+        self.n_agents = n_agents
         self._cache_key: tuple | None = None
         self._cached: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def member_buffer(self, name: str) -> torch.Tensor:
-        """(P, ...) the members' buffer `name`, stacked (the population's own copy, updated in place)."""
-        return self.get_buffer(f"member_buffer_{self.buffer_names.index(name)}")
-
-    @torch.no_grad()
-    def write_members(self) -> None:
-        """Each member's buffers: its seed's rows of the population's (parameters: `seed_population.write_networks`)."""
-        for k, name in enumerate(self.buffer_names):
-            rows = getattr(self, f"member_buffer_{k}")
-            for member, row in zip(self._members, rows, strict=True):
-                member.get_buffer(name).copy_(row)
-
-    @torch.no_grad()
-    def read_members(self) -> None:
-        """The population's buffers stacked from its members' (after they were loaded)."""
-        for k, name in enumerate(self.buffer_names):
-            getattr(self, f"member_buffer_{k}").copy_(stack_members([m.get_buffer(name) for m in self._members]))
-
     def _member_layers(self, local_agents: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Every member's layers in one vmapped call: per layer (P, k, in, out) or (P, in, out), and biases."""
-        params = {name: member_view(p, self.n_seeds) for name, p in zip(self.names, self.stacked, strict=True)}
-        buffers = {name: getattr(self, f"member_buffer_{k}") for k, name in enumerate(self.buffer_names)}
+        params, buffers = self.member_tensors()
         template = self._template[0]
 
         def member(p: dict, b: dict, agents: torch.Tensor | None):
@@ -139,8 +156,7 @@ class PopulationParams(LayerParams):
 
     def local_agents(self, agents: torch.Tensor) -> torch.Tensor:
         """(P, k) each seed's own agent indices of virtual agents (P·k,) given k per seed in seed order."""
-        offsets = torch.arange(self.n_seeds, device=agents.device).unsqueeze(1) * self.n_agents  # (P, 1)
-        return agents.view(self.n_seeds, -1) - offsets
+        return local_agents(agents, self.n_seeds, self.n_agents)
 
     def layers(self, agents: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if torch.is_grad_enabled():
@@ -166,6 +182,46 @@ class StacksItsMembers(Protocol):
     @classmethod
     def population_params(cls, members: Sequence[Any], n_agents: int) -> PopulationParams:
         """The population of its members (one per seed, each built alone under its seed)."""
+
+
+def local_agents(agents: torch.Tensor, n_seeds: int, n_agents: int) -> torch.Tensor:
+    """(P, k) each seed's own agent indices of virtual agents (P·k,) given k per seed in seed order."""
+    offsets = torch.arange(n_seeds, device=agents.device).unsqueeze(1) * n_agents  # (P, 1)
+    return agents.view(n_seeds, -1) - offsets
+
+
+class ModulePopulation(StackedMembers):
+    """P members (one per seed, each built alone under its seed) of a network whose `forward(x, agents)` maps
+    inputs (B, k, in) of the k selected agents (all when None) to (B, k, out), as one network of P·n virtual
+    agents, seed-major: its forward runs every member's on its own seed's agents in one `torch.func.vmap` over the
+    seed dimension (for networks whose weights are not an `AgentMLP`'s layers, e.g. ones generated per sample).
+
+    Args:
+        members: the seeds' networks (kept as templates and solo views).
+        n_agents: the agents each member serves.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], n_agents: int) -> None:
+        super().__init__()
+        self.stack(members)
+        self.n_agents = n_agents
+
+    def forward(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, P·k, in) for virtual agents `agents` (P·k,) (k per seed, in seed order; all when None) ->
+        (B, P·k, out)."""
+        params, buffers = self.member_tensors()
+        template = self._template[0]
+        per_seed = x.unflatten(1, (self.n_seeds, -1)).transpose(0, 1)  # (P, B, k, in)
+
+        def member(p: dict, b: dict, inputs: torch.Tensor, own: torch.Tensor | None) -> torch.Tensor:
+            return functional_call(template, (p, b), (inputs, own))
+
+        if agents is None:
+            out = vmap(member, in_dims=(0, 0, 0, None))(params, buffers, per_seed, None)
+        else:
+            own = local_agents(agents, self.n_seeds, self.n_agents)  # (P, k)
+            out = vmap(member, in_dims=(0, 0, 0, 0))(params, buffers, per_seed, own)
+        return out.transpose(0, 1).flatten(1, 2)  # (B, P·k, out)
 
 
 def population_network(members: Sequence[nn.Module]) -> AgentMLP:
