@@ -1,6 +1,7 @@
-"""What every registered environment does alike, through `harl-train`: an unknown scenario is refused in one line
-naming the valid ones (those `--list` shows), and without its optional extra an env says in one line what to
-install (or, needing none, trains). Env-specific behaviour stays in the per-env test files."""
+"""What every registered environment does alike: the same seed gives the same episodes (and the global torch RNG is
+left alone), and through `harl-train` an unknown scenario is refused in one line naming the valid ones (those
+`--list` shows), and without its optional extra an env says in one line what to install (or, needing none, trains).
+Env-specific behaviour stays in the per-env test files."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from harl.cli import train
-from harl.registry import all_environments
+from harl.experiment import build_config
+from harl.registry import all_environments, get_environment
 
 ENVS = sorted(all_environments())
 
@@ -55,8 +58,53 @@ print(json.dumps(results))
 """
 
 
+PACKAGES = {"mamujoco": "gymnasium_robotics", "mpe": "mpe2", "smacv2": "jaxmarl", "vmas": "vmas"}
+"""The package each optional env imports (its tests are skipped without it)."""
+
+SEED_FREE = {"matrix"}
+"""Envs whose observations do not depend on the seed (a stateless matrix game)."""
+
+
 def test_every_env_case_names_a_registered_env():
-    assert set(SCENARIO_KEY) | set(INSTALL) <= set(ENVS)
+    assert set(SCENARIO_KEY) | set(INSTALL) | set(PACKAGES) | SEED_FREE <= set(ENVS)
+
+
+def random_actions(spec, avail: torch.Tensor | None, n_envs: int, rng: torch.Generator) -> torch.Tensor:
+    """Uniform valid actions (E, N, A) for the spec: action indices among each agent's own available actions, or
+    points of each agent's own action box (padded dims zero)."""
+    mask = torch.as_tensor(spec.act_mask).bool()  # (N, A)
+    if spec.discrete:
+        valid = mask.expand(n_envs, *mask.shape) & (True if avail is None else avail.bool())
+        return torch.multinomial(valid.flatten(0, 1).float(), 1, generator=rng).view(n_envs, -1, 1)
+    low, high = torch.as_tensor(spec.act_low).float(), torch.as_tensor(spec.act_high).float()
+    return (low + torch.rand(n_envs, *mask.shape, generator=rng) * (high - low)) * mask
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_same_seed_same_episodes_and_global_rng_untouched(env):
+    """Each env with its default options, reset with a seed and stepped with the same valid random actions."""
+    if env in PACKAGES:
+        pytest.importorskip(PACKAGES[env])
+    cfg, _ = build_config("mappo", "nops", env, {}, use_tuned=False)
+
+    def rollout(seed: int) -> list[torch.Tensor]:
+        vec = get_environment(env).make(cfg.env, n_envs=2, seed=0, device="cpu")
+        out, rng = vec.reset(seed), torch.Generator().manual_seed(0)
+        outs = [out.obs, out.state]
+        for _ in range(4):
+            out = vec.step(random_actions(vec.spec, out.avail_actions, 2, rng))
+            outs += [out.obs, out.state, out.reward]
+        vec.close()
+        return outs
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first, second, other = rollout(7), rollout(7), rollout(8)
+    assert torch.equal(torch.rand(1), expected_next)  # the env drew from its own streams only
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    if env not in SEED_FREE:
+        assert not torch.equal(first[0], other[0])
 
 
 @pytest.mark.parametrize("env", ENVS)

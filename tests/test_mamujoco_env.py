@@ -142,18 +142,6 @@ def test_fallen_walker_is_terminated_not_truncated():
     assert terminated and not truncated
 
 
-def test_same_seed_same_observations():
-    def rollout(seed: int) -> np.ndarray:
-        env = _env(scenario="Ant", agent_conf="4x2")
-        rng = np.random.default_rng(0)
-        frames = [env.reset(seed)[0]]
-        frames += [env.step(_random_actions(env, rng))[0] for _ in range(3)]
-        return np.stack(frames)
-
-    np.testing.assert_array_equal(rollout(7), rollout(7))
-    assert not np.array_equal(rollout(7), rollout(8))
-
-
 def test_config_errors_list_valid_options():
     with pytest.raises(ConfigError, match=r"9\|8, 17x1"):
         MaMuJoCoConfig(scenario="Humanoid", agent_conf="3x3").validate()

@@ -58,21 +58,6 @@ def test_continuous_actions_are_clipped_to_bounds_and_reach_the_env():
     assert np.allclose(obs[:, :2], 0.0)  # (right - left) and (up - down) cancel: velocities stay zero
 
 
-def test_same_seed_same_episodes():
-    def rollout(seed: int) -> list[torch.Tensor]:
-        env = make(MpeConfig(max_cycles=4), n_envs=2, seed=0, device="cpu")
-        outs = [env.reset(seed).obs]
-        generator = torch.Generator().manual_seed(0)
-        for _ in range(6):
-            outs.append(env.step(torch.randint(0, 5, (2, 3, 1), generator=generator)).obs)
-        env.close()
-        return outs
-
-    first, second, other = rollout(5), rollout(5), rollout(6)
-    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
-    assert not torch.equal(first[0], other[0])
-
-
 @pytest.mark.parametrize("arch", ["nops", "fups_id"])
 @pytest.mark.parametrize(("scenario", "continuous"), [("simple_speaker_listener", "false"), ("simple_spread", "true")])
 def test_mappo_trains_on_mpe(scenario, continuous, arch, tmp_path):

@@ -111,18 +111,6 @@ def test_random_play_auto_resets_and_never_recompiles(env):
     assert env._smax.step._cache_size() == compiled
 
 
-def test_same_seed_same_games(env):
-    def rollout(seed: int) -> list[torch.Tensor]:
-        outs = [env.reset(seed).obs]
-        for _ in range(3):
-            outs.append(env.step(_stop()).obs)
-        return outs
-
-    first, second, other = rollout(11), rollout(11), rollout(12)
-    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
-    assert not torch.equal(first[0], other[0])
-
-
 def test_sc2_backend_says_what_to_install(monkeypatch):
     monkeypatch.delenv("SC2PATH", raising=False)
     with pytest.raises(UserError, match="StarCraft II") as error:

@@ -88,24 +88,6 @@ def test_batched_reset_only_touches_the_finished_envs(scenario):
             assert torch.allclose(agent.pos_shaping[mask], distance[mask])
 
 
-def test_same_seed_same_episodes_and_global_rng_untouched():
-    def rollout(seed: int) -> list[torch.Tensor]:
-        env = VmasVecEnv(VmasConfig(max_steps=4), 3, "cpu")
-        outs = [env.reset(seed).obs]
-        generator = torch.Generator().manual_seed(0)
-        for _ in range(6):
-            outs.append(env.step(torch.randint(0, 9, (3, 4, 1), generator=generator)).obs)
-        return outs
-
-    torch.manual_seed(123)
-    expected_next = torch.rand(1)
-    torch.manual_seed(123)
-    first, second, other = rollout(7), rollout(7), rollout(8)
-    assert torch.equal(torch.rand(1), expected_next)  # VMAS drew from its own streams only
-    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
-    assert not torch.equal(first[0], other[0])
-
-
 def test_agents_with_same_goal_is_at_most_n_agents():
     with pytest.raises(ConfigError, match="agents_with_same_goal"):
         VmasConfig(scenario="navigation", agents_with_same_goal=5).validate()
