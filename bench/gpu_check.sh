@@ -164,9 +164,11 @@ for env in matrix vmas; do
     for algo in mappo hasac; do
         for arch in "${ARCHS[@]}"; do
             while (($(jobs -rp | wc -l) >= JOBS)); do wait -n; done
+            arch_extra="" # a batch of seeds of seps trains with a given partition (both envs: 4 agents)
+            [[ $arch == seps && " ${algo_args[$algo]} $TRAIN_EXTRA " == *" --seeds "* ]] && arch_extra="--partition 0,0,1,1"
             # shellcheck disable=SC2086 # the *_args strings are option lists
             step $index "$algo-$arch-$env" train $((TRAIN_SECONDS + 90)) "$PY" examples/train.py --algo "$algo" \
-                --arch "$arch" ${env_args[$env]} "${common[@]}" ${algo_args[$algo]} $TRAIN_EXTRA &
+                --arch "$arch" ${env_args[$env]} "${common[@]}" ${algo_args[$algo]} $arch_extra $TRAIN_EXTRA &
             index=$((index + 1))
         done
     done
