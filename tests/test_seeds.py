@@ -132,9 +132,10 @@ def test_a_seed_of_a_batched_recurrent_run_is_its_solo_run(algo, arch, workers, 
 @pytest.mark.parametrize("recurrent", [False, True])
 def test_a_seed_of_a_batched_shared_critic_run_is_its_solo_run(recurrent, tmp_path):
     """`--critic shared`: each seed's one V(s) on its own states (feed-forward on the matrix game; recurrent on
-    Hopper, whose seeds' episodes end apart)."""
+    Hopper, whose seeds' episodes end apart), with the learning rates decaying linearly."""
     env = [*HOPPER_RECURRENT, "--n_workers", "0"] if recurrent else [*TINY, "--num_env_steps", "90"]
     common = ["--algo", "happo", "--arch", "hypermarl", *env, *epochs("happo"), "--critic", "shared"]
+    common += ["--use_linear_lr_decay", "true"]  # and HARL's learning-rate decay, per seed as solo
     assert train_main([*common, "--seed", "4", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
     assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
     assert_same_run(seed_folders(tmp_path / "batched")[5], seed_folders(tmp_path / "solo")[5])
@@ -278,6 +279,32 @@ def test_a_seed_of_a_batched_seps_run_is_its_solo_run(case, tmp_path):
     assert_same_run(seed_folders(tmp_path / "batched")[5], seed_folders(tmp_path / "solo")[5])
 
 
+@pytest.mark.parametrize("algo", ["mappo", "hatrpo"])
+def test_linear_lr_decay_follows_the_trained_steps_and_survives_a_checkpoint(algo):
+    """HARL's linear decay: before each rollout's update every optimiser runs at base × (1 − trained / total)
+    (HATRPO: its critic's only), the same for every seed of a population, and a learner loaded from a seed's
+    state continues the schedule. Three rollouts of 12 env steps in a run of 36: rates 1, 2/3, 1/3."""
+    learner, env = population(algo, "hypermarl", seeds=2, decay=True)
+    rates = []
+    for _ in range(3):
+        learner.train(filled_buffer(learner, env, torch.ones(4)))
+        rates.append({name: opt.param_groups[0]["lr"] for name, opt in learner.optimizers().items()})
+    bases = {name: lrs[0] for name, lrs in learner.base_lrs.items()}
+    assert set(bases) == ({"critic_optimizer"} if algo == "hatrpo" else {"actor_optimizer", "critic_optimizer"})
+    for k, rate in enumerate(rates):
+        for name, base in bases.items():
+            assert math.isclose(rate[name], base * (1 - k / 3)), (k, name)
+    member = learner.write_members()[1]
+    assert member.trained_steps == 36 and member.optimizers()["critic_optimizer"].param_groups[0]["lr"] == rates[2][
+        "critic_optimizer"
+    ]
+    solo, _ = population(algo, "hypermarl", seeds=1, decay=True)
+    solo.load_state_dict(member.state_dict())
+    assert solo.trained_steps == 36
+    solo.decay_learning_rates()
+    assert solo.critic_optimizer.param_groups[0]["lr"] == 0.0  # the run's budget is spent
+
+
 def test_a_batched_off_policy_run_resumes_with_every_seeds_replay_buffer(tmp_path):
     tiny = [arg if prev != "--buffer_size" else "300" for prev, arg in zip(["", *OFF_POLICY_TINY], OFF_POLICY_TINY)]
     common = ["--algo", "hasac", "--arch", "fups_id", *tiny, "--seeds", "2", "--save_interval", "45"]
@@ -294,10 +321,13 @@ def test_a_batched_off_policy_run_resumes_with_every_seeds_replay_buffer(tmp_pat
             torch.testing.assert_close(value, theirs["actor"][key], atol=1e-6, rtol=0)
 
 
-def population(algo: str, arch: str, seeds: int):
-    """A learner of `seeds` seeds and a matrix env of its seeds' envs side by side."""
+def population(algo: str, arch: str, seeds: int, decay: bool = False):
+    """A learner of `seeds` seeds and a matrix env of its seeds' envs side by side (`decay`: linear learning-rate
+    decay over a run of 36 env steps, three rollouts)."""
     overrides = {"run.seeds": str(seeds), "run.n_rollout_threads": "2", "env.n_agents": "3"}
     overrides.update({"algo.batch_size": "8"} if algo in OFF_POLICY else {"algo.episode_length": "6"})
+    if decay:
+        overrides.update({"algo.use_linear_lr_decay": "true", "run.num_env_steps": "36"})
     cfg, _ = build_config(algo, arch, "matrix", overrides, use_tuned=False)
     env = get_environment("matrix").make(cfg.env, n_envs=2 * seeds, seed=1, device="cpu")
     torch.manual_seed(1)

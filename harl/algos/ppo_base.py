@@ -67,6 +67,9 @@ class OnPolicyConfig:
     """Discount factor."""
     gae_lambda: float = bounded(0.95, ge=0, le=1)
     """GAE λ."""
+    use_linear_lr_decay: bool = False
+    """Decay every optimiser's learning rate linearly to 0 over the run (HARL's): before each rollout's update,
+    lr × (1 − env steps trained on so far / num_env_steps)."""
     critic: Literal["per_agent", "shared"] = "per_agent"
     """per_agent: every agent's value head V_i, built by the architecture (one per agent under nops; generated
     by a hypernetwork); shared: HARL's critic, one V(s) network on the global state for all agents (a plain MLP,
@@ -172,6 +175,8 @@ class ActorCriticLearner:
             self.rngs = [m.rng for m in self.members]  # each seed's minibatch and agent-order stream
         self.actor_optimizer = self.make_actor_optimizer()
         self.critic_optimizer = AgentAdam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=self.cfg.opti_eps)
+        self.base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers().items()}
+        self.trained_steps = 0  # each seed's env steps trained on so far (the learning rates' decay clock)
         self.value_norm = ValueNorm((self.n_agents,)).to(device) if self.cfg.use_valuenorm else None
         if self.members:
             self.read_members()
@@ -398,7 +403,11 @@ class ActorCriticLearner:
     def prepare(self, buffer: RolloutBuffer) -> Sequences:
         """The critic on the finished rollout, GAE, then the rollout as training sequences with advantages
         normalised over the whole batch; the architecture's schedules advance by the rollout's env steps."""
-        advance_networks(self.networks(), buffer.length * buffer.n_envs // self.seeds, self.run_steps)
+        steps = buffer.length * buffer.n_envs // self.seeds  # each seed's env steps in this rollout
+        if self.cfg.use_linear_lr_decay:
+            self.decay_learning_rates()
+        self.trained_steps += steps
+        advance_networks(self.networks(), steps, self.run_steps)
         self.evaluate_rollout(buffer)
         buffer.compute_gae(self.cfg.gamma, self.cfg.gae_lambda)
         advantages = buffer.advantages  # (T, E, N); a population's (T, P·E, n): normalised per seed
@@ -409,6 +418,14 @@ class ActorCriticLearner:
         return buffer.sequences(
             normalised.flatten(1, 2), centralised_critic=self.centralised_critic, layout=self.layout
         )
+
+    def decay_learning_rates(self) -> None:
+        """Every optimiser's learning rate at its base value × (1 − trained env steps / num_env_steps) (HARL's
+        linear decay, evaluated before each rollout's update: the first update runs at the base rates)."""
+        fraction = max(0.0, 1.0 - self.trained_steps / self.run_steps)
+        for name, optimizer in self.optimizers().items():
+            for group, base in zip(optimizer.param_groups, self.base_lrs[name], strict=True):
+                group["lr"] = base * fraction
 
     def evaluate_actions(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs and entropies (L, B, k) of the batch's actions along its sequences under the current actor."""
@@ -521,6 +538,11 @@ class ActorCriticLearner:
         members = self.write_networks()
         for name, optimizer in self.optimizers().items():
             write_optimizer(optimizer, [m.optimizers()[name] for m in members])
+            for member in members:  # the decayed learning rates (every seed's alike)
+                for own, group in zip(member.optimizers()[name].param_groups, optimizer.param_groups, strict=True):
+                    own["lr"] = group["lr"]
+        for member in members:
+            member.trained_steps = self.trained_steps
         if self.value_norm is not None:
             for s, member in enumerate(members):
                 for name, value in self.value_norm.state_dict().items():
@@ -535,6 +557,9 @@ class ActorCriticLearner:
         read_networks(self.critic, [m.critic for m in members])
         for name, optimizer in self.optimizers().items():
             read_optimizer(optimizer, [m.optimizers()[name] for m in members])
+            for group, own in zip(optimizer.param_groups, members[0].optimizers()[name].param_groups, strict=True):
+                group["lr"] = own["lr"]
+        self.trained_steps = members[0].trained_steps
         if self.value_norm is not None:
             for name, value in self.value_norm.state_dict().items():
                 own = [m.value_norm.get_buffer(name) for m in members]
@@ -558,6 +583,7 @@ class ActorCriticLearner:
             **{name: optimizer.state_dict() for name, optimizer in self.optimizers().items()},
             "value_norm": self.value_norm.state_dict() if self.value_norm is not None else None,
             "generator": self.rng.get_state(),
+            "trained_env_steps": self.trained_steps,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -574,6 +600,7 @@ class ActorCriticLearner:
         if self.value_norm is not None:
             self.value_norm.load_state_dict(state["value_norm"])
         self.rng.set_state(state["generator"])
+        self.trained_steps = state.get("trained_env_steps", 0)  # absent from checkpoints older than the decay
 
 
 class PolicyGradientLearner(ActorCriticLearner, ABC):
