@@ -22,7 +22,15 @@ from harl.config import (
     tuned_config_path,
 )
 from harl.errors import ConfigError, UserError, shown
-from harl.registry import ALGORITHMS, AlgoEntry, check_compatible, get_algorithm, get_architecture, get_environment
+from harl.registry import (
+    ALGORITHMS,
+    AlgoEntry,
+    RunSizes,
+    check_compatible,
+    get_algorithm,
+    get_architecture,
+    get_environment,
+)
 from harl.utils.memory import available_memory, format_bytes
 from harl.utils.run_lock import RunLock
 
@@ -211,13 +219,26 @@ def check_pretraining(cfg: ExperimentConfig) -> None:
         )
 
 
+def run_sizes(cfg: ExperimentConfig) -> RunSizes:
+    """What an env's memory estimate reads of the run: its sizes, its learner's rollout length and whether its
+    architecture keeps per-agent layers (their declarations)."""
+    return RunSizes(
+        n_envs=cfg.run.seeds * cfg.run.n_rollout_threads,
+        n_eval_envs=cfg.run.n_eval_rollout_threads,
+        seeds=cfg.run.seeds,
+        actor_width=cfg.model.hidden_sizes[-1],
+        agent_copies=not get_architecture(cfg.arch_name).shares_parameters,
+        rollout_length=cfg.algo.rollout_length(),
+    )
+
+
 def check_memory(cfg: ExperimentConfig) -> None:
     """Refuse a run whose env's `memory_estimate` (a lower bound) exceeds the memory its device has available."""
     estimate = get_environment(cfg.env_name).memory_estimate
     available = None if estimate is None else available_memory(cfg.run.device)  # None: cannot be told
     if estimate is None or available is None:
         return
-    parts = sorted(estimate(cfg).items(), key=lambda item: -item[1])
+    parts = sorted(estimate(cfg.env, run_sizes(cfg)).items(), key=lambda item: -item[1])
     need = sum(size for _, size in parts)
     if need > available:
         listed = ", ".join(f"{name} {format_bytes(size)}" for name, size in parts)

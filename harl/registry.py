@@ -134,6 +134,28 @@ class Pretraining:
 
 
 @dataclass(frozen=True)
+class RunSizes:
+    """What an env's memory estimate reads of a run besides the env's own options, gathered by generic code from the
+    run's config and its learner's and architecture's declarations (`harl.experiment.run_sizes`).
+
+    Attributes:
+        n_envs: training envs of every seed together.
+        n_eval_envs: evaluation envs.
+        seeds: seeds trained as one batch (each with its own networks and rollout buffer).
+        actor_width: features into the actor's output layer (the last hidden size).
+        agent_copies: the architecture keeps per-agent layers (it shares no parameters between agents).
+        rollout_length: vector steps an on-policy rollout buffer holds (0: the learner keeps none).
+    """
+
+    n_envs: int
+    n_eval_envs: int
+    seeds: int
+    actor_width: int
+    agent_copies: bool
+    rollout_length: int
+
+
+@dataclass(frozen=True)
 class EnvEntry:
     """An environment family.
 
@@ -147,9 +169,9 @@ class EnvEntry:
             `seed + s + k` as its solo run's where the env seeds envs one by one (`harl.envs.vector`).
         scenarios: `() -> list[str]`, the valid scenario names, for `--list` and error messages.
         description: one line for `--list`.
-        memory_estimate: `(experiment_cfg) -> {part: bytes}`, what a run of this config allocates at least on its
-            device, estimated from the config alone; a run that cannot fit is refused before allocating (None:
-            no estimate).
+        memory_estimate: `(env_cfg, sizes: RunSizes) -> {part: bytes}`, what a run allocates at least on its
+            device, estimated from the env's options and the run's sizes alone; a run that cannot fit is refused
+            before allocating (None: no estimate).
         action_type: `(env_cfg) -> "continuous" | "discrete"`, the actions an env of this config has, known
             without building it, so that options the actions rule out are refused before a run starts (None:
             checked once the env is built).
@@ -160,7 +182,7 @@ class EnvEntry:
     make: Callable[..., Any]
     scenarios: Callable[[], list[str]]
     description: str = ""
-    memory_estimate: Callable[[Any], dict[str, int]] | None = None
+    memory_estimate: Callable[[Any, RunSizes], dict[str, int]] | None = None
     action_type: Callable[[Any], str] | None = None
 
 

@@ -16,7 +16,7 @@ import torch
 from harl.buffers.rollout import RolloutBuffer
 from harl.cli import train
 from harl.envs.matrix import memory_estimate
-from harl.experiment import build_config
+from harl.experiment import build_config, run_sizes
 from harl.registry import ALGORITHMS, get_environment, load_extensions
 from harl.runners.base import build_learner
 
@@ -134,7 +134,7 @@ def test_memory_refusal_follows_the_available_memory(monkeypatch, capsys, tmp_pa
 def test_memory_estimate_is_a_lower_bound_of_what_a_run_allocates(algo, arch):
     sizes = {"n_agents": "6", "n_rollout_threads": "3", "n_eval_rollout_threads": "5", "episode_length": "4"}
     cfg, _ = build_config(algo, arch, "matrix", sizes)
-    parts = memory_estimate(cfg)
+    parts = memory_estimate(cfg.env, run_sizes(cfg))
     env = get_environment("matrix").make(cfg.env, n_envs=5, seed=0, device="cpu")
     learner = build_learner(cfg, env.spec, torch.device("cpu"))
     logits = learner.actor.net(env.reset(0).obs, None)  # (E, N, N) for the larger (evaluation) batch

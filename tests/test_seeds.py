@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from harl.cli import evaluate_cli, train, train_main
-from harl.experiment import build_config
+from harl.experiment import build_config, run_sizes
 from harl.registry import get_environment, load_extensions
 from harl.runners.base import build_learner
 from harl.utils.checkpoint import load_checkpoint
@@ -462,7 +462,7 @@ def test_a_batch_that_cannot_fit_is_refused_up_front(monkeypatch, capsys, tmp_pa
 
     argv = ["--algo", "mappo", "--arch", "nops", "--env", "matrix", "--n_agents", "64", "--log_dir", str(tmp_path)]
     solo, _ = build_config("mappo", "nops", "matrix", {"env.n_agents": "64"})
-    need = sum(get_environment("matrix").memory_estimate(solo).values())
+    need = sum(get_environment("matrix").memory_estimate(solo.env, run_sizes(solo)).values())
     monkeypatch.setattr(harl.experiment, "available_memory", lambda device: 2 * need)
     assert train([*argv, "--list_keys"]) == 0
     capsys.readouterr()

@@ -81,6 +81,11 @@ class OffPolicyConfig:
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"batch_size ({self.batch_size}) cannot exceed buffer_size ({self.buffer_size})")
 
+    def rollout_length(self) -> int:
+        """No rollout buffer: transitions go to the replay buffer, which sizes itself to the run (see
+        `ReplayLearner.make_buffer`)."""
+        return 0
+
     def check_run(self, cfg: ExperimentConfig, pretrained_steps: int | None) -> None:
         """Refuse (one line) a new run that would end before its first update: updates start once `warmup_steps`
         env steps (after the `pretrained_steps` of any pre-training of the architecture) are collected and the

@@ -87,6 +87,10 @@ class OnPolicyConfig:
         minibatches)."""
         return [self.critic_num_mini_batch]
 
+    def rollout_length(self) -> int:
+        """Vector steps its rollout buffer holds (what memory estimates read)."""
+        return self.episode_length
+
     def check_run(self, cfg: ExperimentConfig, pretrained_steps: int | None) -> None:
         """Refuse (one line) a run these settings cannot train: recurrent training (`model.recurrent`) with fewer
         training sequences than minibatches, or a population's (`--seeds N`) sequences padded (each seed draws its

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harl.config import ExperimentConfig, bounded, check_bounds
+from harl.config import bounded, check_bounds
 from harl.errors import ConfigError, shown
-from harl.registry import EnvEntry, get_algorithm, get_architecture, register_environment
+from harl.registry import EnvEntry, RunSizes, register_environment
 from harl.spec import EnvSpec, StepOutput
 
 GAMES = ("specialisation", "synchronisation")
@@ -110,32 +110,32 @@ def make(
     return MatrixGameVecEnv(env_cfg.game, env_cfg.n_agents, n_envs, device)
 
 
-def memory_estimate(cfg: ExperimentConfig) -> dict[str, int]:
-    """Bytes a run of `cfg` allocates at least, by part: the tensors that grow with n_agents², since each of
+def memory_estimate(env_cfg: MatrixConfig, sizes: RunSizes) -> dict[str, int]:
+    """Bytes a run of these games allocates at least, by part: the tensors that grow with n_agents², since each of
     the N agents chooses among N items. Only what every learner and architecture allocates is counted (e.g.
     not the training minibatch's logits, nor the per-agent weights a hypernetwork generates), so a run refused
     for it could not have fitted.
 
     - payoff counts: `payoffs` one-hot encodes the joint actions of the largest env batch: (E, N, N) int64;
     - action logits: the policy's output for that batch: (E, N, N) float32;
-    - actor output layers: the last layer maps hidden_sizes[-1] features to N logits, per agent (N copies)
-      for architectures that share no parameters; with its gradient and Adam's two moments, 4 floats each;
-    - rollout buffer (on-policy learners): observations, actions, log-probs, values, rewards, returns and
-      advantages of (episode_length, n_rollout_threads, N) float32 each.
+    - actor output layers: the last layer maps `actor_width` features to N logits, per agent (N copies) for
+      architectures that keep per-agent layers; with its gradient and Adam's two moments, 4 floats each;
+    - rollout buffer (learners that keep one): observations, actions, log-probs, values, rewards, returns and
+      advantages of (rollout_length, n_envs, N) float32 each.
 
-    A run of several seeds (`run.seeds`) holds every seed's training envs, output layers and rollout buffer.
+    A run of several seeds holds every seed's training envs, output layers and rollout buffer (`sizes` counts
+    them: its `n_envs` are every seed's).
     """
-    n, seeds = cfg.env.n_agents, cfg.run.seeds
-    envs = max(seeds * cfg.run.n_rollout_threads, cfg.run.n_eval_rollout_threads)
-    width = cfg.model.hidden_sizes[-1]
-    layers = seeds * width * n * (1 if get_architecture(cfg.arch_name).shares_parameters else n)
+    n = env_cfg.n_agents
+    envs = max(sizes.n_envs, sizes.n_eval_envs)
+    layers = sizes.seeds * sizes.actor_width * n * (n if sizes.agent_copies else 1)
     parts = {
         "payoff counts": envs * n * n * 8,
         "action logits": envs * n * n * 4,
         "actor output layers": layers * 4 * 4,
     }
-    if get_algorithm(cfg.algo_name).on_policy:
-        parts["rollout buffer"] = 7 * cfg.algo.episode_length * seeds * cfg.run.n_rollout_threads * n * 4
+    if sizes.rollout_length:
+        parts["rollout buffer"] = 7 * sizes.rollout_length * sizes.n_envs * n * 4
     return parts
 
 
