@@ -51,6 +51,7 @@ from that seed's own stream, so seed s of a population is its solo run.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -117,7 +118,28 @@ class _BinaryMask(torch.autograd.Function):
         return torch.tanh(grad)
 
 
-class MaskedParams(LayerParams, RegularisedPart):
+class ResetSchedule(ABC):
+    """The authors' reset clock: `advance` counts trained env steps and calls `reset` when `reset_interval` have
+    passed since the last reset and more than `reset_interval` remain in the run (a population's seeds train on the
+    same env steps, so one clock serves them all)."""
+
+    cfg: KaleidoscopeConfig
+    env_steps: int
+    last_reset: int
+
+    def advance(self, env_steps: int, run_env_steps: int) -> None:
+        self.env_steps += env_steps
+        interval = self.cfg.reset_interval
+        if interval > 0 and self.env_steps - self.last_reset > interval and run_env_steps - self.env_steps > interval:
+            self.reset()
+            self.last_reset = self.env_steps
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Revive entries every agent prunes."""
+
+
+class MaskedParams(LayerParams, ResetSchedule, RegularisedPart):
     """Shared layer weights seen through per-agent learnable masks (Kaleidoscope), with the diversity regulariser
     (`aux_loss`) and the periodic reset (`advance`), a `harl.models.auxiliary.RegularisedPart`.
 
@@ -215,15 +237,6 @@ class MaskedParams(LayerParams, RegularisedPart):
 
     # ------------------------------------------------------------------ the reset schedule
 
-    def advance(self, env_steps: int, run_env_steps: int) -> None:
-        """Count trained env steps; reset when `reset_interval` have passed since the last reset and more than
-        `reset_interval` remain in the run (the authors' schedule)."""
-        self.env_steps += env_steps
-        interval = self.cfg.reset_interval
-        if interval > 0 and self.env_steps - self.last_reset > interval and run_env_steps - self.env_steps > interval:
-            self.reset()
-            self.last_reset = self.env_steps
-
     @torch.no_grad()
     def reset(self) -> None:
         """Revive, with probability `reset_ratio`, each entry every agent prunes: a fresh shared weight and fresh
@@ -274,7 +287,7 @@ class MaskedParams(LayerParams, RegularisedPart):
         return values
 
 
-class PopulationMaskedParams(PopulationParams, RegularisedPart):
+class PopulationMaskedParams(PopulationParams, ResetSchedule, RegularisedPart):
     """The masked layers of P seeds (one `MaskedParams` member each, built alone under its seed), as one: layers are
     generated as `PopulationParams` does; the regulariser, its coefficient and running means are computed for all
     seeds at once but each from its own seed's masks and task loss; the reset schedule is shared (every seed trains
@@ -337,14 +350,6 @@ class PopulationMaskedParams(PopulationParams, RegularisedPart):
         mean_task, mean_term = means.unbind(1)
         coef = self.cfg.div_coef
         return torch.where(mean_term != 0, (coef * mean_task / mean_term).abs(), torch.full_like(mean_term, coef))
-
-    def advance(self, env_steps: int, run_env_steps: int) -> None:
-        """Every seed's schedule at once (`MaskedParams.advance`: the seeds train on the same env steps)."""
-        self.env_steps += env_steps
-        interval = self.cfg.reset_interval
-        if interval > 0 and self.env_steps - self.last_reset > interval and run_env_steps - self.env_steps > interval:
-            self.reset()
-            self.last_reset = self.env_steps
 
     @torch.no_grad()
     def reset(self) -> None:
