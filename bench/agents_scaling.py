@@ -51,7 +51,7 @@ def update_times(n_agents: int, batch: int, repeats: int, device: torch.device) 
     def step(actor: GaussianActor) -> float:
         start = time.perf_counter()
         actor.zero_grad(set_to_none=True)
-        log_probs, entropy = actor.evaluate(obs, actions)  # (B, N) each
+        log_probs, entropy = actor.log_probs_entropy(obs, actions)  # (B, N) each
         (log_probs.mean() + 0.01 * entropy.mean()).backward()
         if device.type == "cuda":
             torch.cuda.synchronize(device)

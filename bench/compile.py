@@ -67,7 +67,7 @@ def update_fn(algo: str, learner, spec):
 
     def ppo_actor_step() -> None:
         learner.actor.zero_grad()
-        log_probs, entropy = learner.actor.evaluate(obs, actions)
+        log_probs, entropy = learner.actor.log_probs_entropy(obs, actions)
         (log_probs.mean() + 0.01 * entropy.mean()).backward()
         learner.critic.zero_grad()
         learner.critic(torch.randn(BATCH, spec.state_dim)).mean().backward()

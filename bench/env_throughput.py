@@ -2,7 +2,7 @@
 
 For each env, prints side by side in one run:
 1. env-only stepping with random actions (random *available* actions for SMAX), the limit;
-2. the MAPPO training rollout (`OnPolicyRunner.collect()` and the learner's `evaluate_rollout`: policy
+2. the MAPPO training rollout (`OnPolicyRunner.collect()` and the learner's `value_rollout`: policy
    inference, value estimates and buffer writes) with the same env count, on the same device; for SMAX
    with feed-forward and with GRU policies and critics (the tuned SMAX configs are recurrent, as the paper's).
 Target on CPU: training ≥ 0.5× env-only, with one torch thread (`--torch_threads 1`, the default here; 0 takes
@@ -65,7 +65,7 @@ def training_rollout(cfg, vector_steps: int) -> float:
         runner = OnPolicyRunner(cfg, folder)
         start = time.perf_counter()
         runner.collect()
-        runner.learner.evaluate_rollout(runner.buffer)
+        runner.learner.value_rollout(runner.buffer)
         elapsed = time.perf_counter() - start
         runner.close()
     return vector_steps * cfg.run.n_rollout_threads / elapsed

@@ -66,7 +66,7 @@ def reference_fisher_product(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """HARL's Fisher-vector product: the KL's gradient graph built once, each product one backward through it
     (`out` unused: a forward of its own, as HARL's)."""
-    _, _, params = self.evaluate_policy(batch)
+    _, _, params = self.policy_terms(batch)
     kl = self.actor.kl(old_params, params, batch.agents).mean(0).sum()
     kl_grad = turn.grad(kl, create_graph=True)
 

@@ -86,7 +86,7 @@ def throughput(cfg, vector_steps: int, rounds: int) -> tuple[list[Window], list[
 
         def rollout() -> None:  # what an iteration does before training: collect, then the critic on the rollout
             runner.collect()
-            runner.learner.evaluate_rollout(runner.buffer)
+            runner.learner.value_rollout(runner.buffer)
 
         rollout()  # warm-up
         env_pids, runner_pids = getattr(env, "pids", []), getattr(runner.env, "pids", [])

@@ -133,7 +133,7 @@ def test_compiled_actor_matches_eager_with_inductor(inductor):
     grads = []
     for learner in (compiled, eager):
         learner.actor.zero_grad()
-        log_probs, entropy = learner.actor.evaluate(out.obs, a.actions)
+        log_probs, entropy = learner.actor.log_probs_entropy(out.obs, a.actions)
         (log_probs.sum() + entropy.sum()).backward()
         grads.append([p.grad.clone() for p in learner.actor.parameters()])
     for got, want in zip(*grads, strict=True):

@@ -482,8 +482,8 @@ def test_heterogeneous_agents_see_only_their_own_entries(arch):
     actions, log_probs = actor.act(obs, None, SAMPLE)
     assert torch.count_nonzero(actions * ~act_mask) == 0
     padded_noise = torch.randn_like(actions) * ~act_mask
-    torch.testing.assert_close(actor.evaluate(obs, actions + padded_noise)[0], log_probs)
-    entropy = actor.evaluate(obs, actions)[1][0]
+    torch.testing.assert_close(actor.log_probs_entropy(obs, actions + padded_noise)[0], log_probs)
+    entropy = actor.log_probs_entropy(obs, actions)[1][0]
     per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + actor.log_std()  # (3, 3)
     torch.testing.assert_close(entropy, (per_dim * act_mask).sum(-1))
 

@@ -163,7 +163,7 @@ def test_gaussian_log_prob_covers_own_dims_only():
     actor = GaussianActor(spec, get_architecture("nops"), model_cfg(), EmptyConfig())
     obs = torch.randn(6, 3, 5) * torch.as_tensor(spec.obs_mask)
     actions, log_probs = actor.act(obs, None, SAMPLE)
-    lp, entropy = actor.evaluate(obs, actions)
+    lp, entropy = actor.log_probs_entropy(obs, actions)
     torch.testing.assert_close(lp, log_probs)
     mean, log_std = actor._params(obs, None)
     for i, dims in enumerate(spec.act_dims):
@@ -180,7 +180,7 @@ def test_gaussian_deterministic_act_is_the_mean_with_its_density():
     actions, log_probs = actor.act(obs, None, GREEDY)
     mean, _ = actor._params(obs, None)
     torch.testing.assert_close(actions, mean * actor.act_mask)
-    torch.testing.assert_close(log_probs, actor.evaluate(obs, actions)[0])
+    torch.testing.assert_close(log_probs, actor.log_probs_entropy(obs, actions)[0])
 
 
 def test_masked_layer_norm_equals_layer_norm_of_real_entries():
@@ -207,7 +207,7 @@ def test_categorical_respects_own_actions_and_avail_masks():
     assert actions[:, 0].max() <= 1 and (actions[:, 2] == 0).all() and (actions[:, 1] != 0).all()
     probs = actor.distribution(obs, avail).probs
     torch.testing.assert_close(probs.sum(-1), torch.ones(500, 3))
-    _, entropy = actor.evaluate(obs, actions, avail)
+    _, entropy = actor.log_probs_entropy(obs, actions, avail)
     assert torch.isfinite(entropy).all() and (entropy[:, 2] == 0).all()
 
 

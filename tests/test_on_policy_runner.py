@@ -43,7 +43,7 @@ def test_rollout_values_and_time_limit_bootstraps(tmp_path, algo, n_workers, rec
     try:
         buffer, learner, gamma = runner.buffer, runner.learner, cfg.algo.gamma
         runner.collect()  # the second rollout starts mid-episode, from carried hidden states, and ends an episode
-        learner.evaluate_rollout(buffer)
+        learner.value_rollout(buffer)
         hidden = None if buffer.critic_carry is None else buffer.critic_carry.clone()  # (E, N, H) or None
         assert not recurrent or hidden.abs().sum() > 0
         outs = []
@@ -55,9 +55,9 @@ def test_rollout_values_and_time_limit_bootstraps(tmp_path, algo, n_workers, rec
 
         runner.env.step = recording
         runner.collect()
-        learner.evaluate_rollout(buffer)
+        learner.value_rollout(buffer)
         rewards = buffer.rewards.clone()
-        learner.evaluate_rollout(buffer)  # once per rollout: no second bootstrap
+        learner.value_rollout(buffer)  # once per rollout: no second bootstrap
         torch.testing.assert_close(buffer.rewards, rewards)
         for t in range(buffer.length):
             if recurrent and t % chunk == 0:

@@ -41,7 +41,7 @@ def test_agent_adam_on_a_deep_copied_actor_moves_only_the_selected_agent(arch):
     optimizer = AgentAdam(copied.parameters(), lr=0.1)
     obs = env.reset(0).obs  # (E, N, 1)
     actions, _ = copied.act(obs, None, SAMPLE)
-    log_probs, entropy = copied.evaluate(obs, actions)  # (E, N) each: every agent has a gradient
+    log_probs, entropy = copied.log_probs_entropy(obs, actions)  # (E, N) each: every agent has a gradient
     (-(log_probs + entropy).sum()).backward()
     k = 2
     optimizer.step(agents=torch.tensor([k]))

@@ -117,10 +117,12 @@ def test_shapes(arch, discrete):
     assert actions.shape == (5, 3, 1 if discrete else 2)
     assert log_probs.shape == (5, 3) and next_hidden.shape == (5, 3, 8)
     seq_actions = actions.unsqueeze(0).expand(4, -1, -1, -1)
-    log_probs, entropy = pi.evaluate_sequence(observations(env_spec, 4, 5), seq_actions, hidden, torch.zeros(4, 5))
+    log_probs, entropy = pi.sequence_log_probs_entropy(
+        observations(env_spec, 4, 5), seq_actions, hidden, torch.zeros(4, 5)
+    )
     assert log_probs.shape == entropy.shape == (4, 5, 3)
     agents = torch.tensor([2])
-    log_probs, _ = pi.evaluate_sequence(
+    log_probs, _ = pi.sequence_log_probs_entropy(
         observations(env_spec, 4, 5)[:, :, agents], seq_actions[:, :, agents], hidden[:, agents], None, None, agents
     )
     assert log_probs.shape == (4, 5, 1)
@@ -266,9 +268,9 @@ def test_chunked_evaluation_reproduces_rollout(algo, arch, tmp_path):
     try:
         learner, buffer = runner.learner, runner.buffer
         runner.collect()
-        learner.evaluate_rollout(buffer)
+        learner.value_rollout(buffer)
         runner.collect()  # the second rollout starts from carried-over hidden states
-        learner.evaluate_rollout(buffer)
+        learner.value_rollout(buffer)
         assert buffer.actor_hidden[0].abs().sum() > 0
         for j in range(1, buffer.actor_hidden.shape[0]):  # chunk starts right after an episode end hold zeros
             ended = buffer.dones[4 * j - 1].bool()
@@ -283,11 +285,11 @@ def test_chunked_evaluation_reproduces_rollout(algo, arch, tmp_path):
                 ratio = diagnostics["ratio"]
                 torch.testing.assert_close(ratio, torch.ones_like(ratio))
             one = seq.actor_batch(seq.all_chunks(), torch.tensor([1]))
-            log_probs = one.flat(learner.evaluate_actions(one)[0])
+            log_probs = one.flat(learner.batch_log_probs_entropy(one)[0])
             torch.testing.assert_close(log_probs, one.log_probs)
             assert log_probs.shape == (10 * 2, 1)
             for batch in seq.critic_minibatches(2, learner.rng):
-                values = learner.value_norm.denormalize(learner.evaluate_values(batch))
+                values = learner.value_norm.denormalize(learner.batch_values(batch))
                 torch.testing.assert_close(values, batch.values)
         (metrics,) = learner.train(buffer)  # one seed: one dict
         assert np.isfinite(metrics["losses/critic/value_loss"])

@@ -295,9 +295,10 @@ def test_linear_lr_decay_follows_the_trained_steps_and_survives_a_checkpoint(alg
         for name, base in bases.items():
             assert math.isclose(rate[name], base * (1 - k / 3)), (k, name)
     member = learner.write_members()[1]
-    assert member.trained_steps == 36 and member.optimizers()["critic_optimizer"].param_groups[0]["lr"] == rates[2][
-        "critic_optimizer"
-    ]
+    assert (
+        member.trained_steps == 36
+        and member.optimizers()["critic_optimizer"].param_groups[0]["lr"] == rates[2]["critic_optimizer"]
+    )
     solo, _ = population(algo, "hypermarl", seeds=1, decay=True)
     solo.load_state_dict(member.state_dict())
     assert solo.trained_steps == 36

@@ -59,14 +59,14 @@ def learner_and_batch(algo: str, arch: str, env_name: str, agent: int = 1, **ove
 
 
 class EvaluatePolicy(torch.nn.Module):
-    """The actor's `evaluate_policy` as a module's forward, for `torch.func.functional_call`."""
+    """The actor's `policy_terms` as a module's forward, for `torch.func.functional_call`."""
 
     def __init__(self, actor):
         super().__init__()
         self.actor = actor
 
     def forward(self, batch):
-        return self.actor.evaluate_policy(batch.obs, batch.actions, batch.avail, batch.agents)
+        return self.actor.policy_terms(batch.obs, batch.actions, batch.avail, batch.agents)
 
 
 def explicit_fisher(learner, batch, turn: TurnParameters) -> torch.Tensor:
@@ -101,13 +101,13 @@ def explicit_fisher(learner, batch, turn: TurnParameters) -> torch.Tensor:
 def test_conjugate_gradient_solves_the_damped_fisher_system(arch, env_name):
     learner, batch = learner_and_batch("hatrpo", arch, env_name)
     turn = TurnParameters([p for p in learner.actor.parameters() if p.requires_grad], batch.agents.tolist())
-    _, _, old_params = learner.evaluate_policy(batch)
+    _, _, old_params = learner.policy_terms(batch)
     fisher = explicit_fisher(learner, batch, turn)  # (D, D)
     damped = fisher + learner.cfg.cg_damping * torch.eye(len(fisher))
     product = learner.fisher_product(batch, turn, old_params.detach())
     v = torch.randn(1, len(fisher), generator=torch.Generator().manual_seed(0))  # (P, D), one seed
     torch.testing.assert_close(product(v)[0], damped @ v[0], rtol=1e-4, atol=1e-6)  # the Fisher-vector product
-    log_probs, _, _ = learner.evaluate_policy(batch)
+    log_probs, _, _ = learner.policy_terms(batch)
     g = turn.grad((torch.exp(log_probs - batch.log_probs) * batch.advantages).mean())  # (1, D)
     x = conjugate_gradient(product, g, iters=3 * g.shape[1])
     x, g = x[0], g[0]
@@ -139,10 +139,10 @@ def test_a_kept_step_improves_the_surrogate_within_the_trust_region(arch, env_na
     learner, batch = learner_and_batch("hatrpo", arch, env_name, kl_threshold="0.005")
     factor = torch.ones_like(batch.log_probs)
     with torch.no_grad():
-        old_log_probs, _, old_params = learner.evaluate_policy(batch)
+        old_log_probs, _, old_params = learner.policy_terms(batch)
     step = learner.trust_region_step(batch, factor, agents=[1])
     with torch.no_grad():
-        log_probs, _, params = learner.evaluate_policy(batch)
+        log_probs, _, params = learner.policy_terms(batch)
         kl = learner.actor.kl(old_params, params, batch.agents).mean(0)  # (1,): one seed
         gain = ((log_probs.exp() - old_log_probs.exp()) / batch.log_probs.exp() * batch.advantages).mean(0)
     assert step["step_fraction"] > 0 and 0 < kl <= 0.005

@@ -37,7 +37,7 @@ class A2CLearner(PolicyGradientLearner):
         return self.cfg.a2c_epoch
 
     def surrogate(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        log_probs, entropy = (batch.flat(x) for x in self.evaluate_actions(batch))  # (M, k)
+        log_probs, entropy = (batch.flat(x) for x in self.batch_log_probs_entropy(batch))  # (M, k)
         ratio = torch.exp(log_probs - batch.log_probs)
         with torch.no_grad():
             diagnostics = {"ratio": ratio.detach(), "approx_kl": (ratio - 1) - (log_probs - batch.log_probs)}

@@ -66,7 +66,7 @@ class SequentialUpdate(PolicyGradientLearner):
             everything = sequences.actor_batch(sequences.all_chunks(), agents)
             factors[agents] = everything.take(factor).mean(0)
             with torch.no_grad():
-                new_log_probs, _ = self.evaluate_actions(everything)  # (L, C, P)
+                new_log_probs, _ = self.batch_log_probs_entropy(everything)  # (L, C, P)
                 factor = factor * torch.exp(new_log_probs - sequences.log_probs[:, :, agents])
         actor_norms = self.seed_metrics({"losses/actor/grad_norm": torch.stack(grad_norms).mean(0)})
         for seed_metrics, agents_metrics, actor in zip(

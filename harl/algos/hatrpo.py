@@ -185,7 +185,7 @@ class HATRPO(ActorCriticLearner):
             for key, value in step.items():
                 stats.setdefault(key, torch.zeros(self.n_agents, device=self.device))[agents] = value
             with torch.no_grad():
-                new_log_probs, _ = self.evaluate_actions(batch)  # (L, C, P)
+                new_log_probs, _ = self.batch_log_probs_entropy(batch)  # (L, C, P)
                 factor = factor * torch.exp(new_log_probs - sequences.log_probs[:, :, agents])
         for seed_metrics, agent_metrics in zip(metrics, seed_agent_metrics(self.spec.agent_ids, stats), strict=True):
             seed_metrics.update(agent_metrics)
@@ -202,7 +202,7 @@ class HATRPO(ActorCriticLearner):
         log_probs, entropy, params = self.actor.policy_of(out, batch.actions, batch.avail, batch.agents)
         return batch.flat(log_probs), batch.flat(entropy), batch.flat(params)
 
-    def evaluate_policy(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def policy_terms(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probs and entropies (M, k) of the batch's actions and its agents' distribution parameters (M, k, D)
         at its real steps, under the current actor."""
         return self.policy_of(batch, self.outputs(batch))
@@ -284,7 +284,7 @@ class HATRPO(ActorCriticLearner):
             for _ in range(cfg.ls_step):
                 step_size = fraction.to(full_step.dtype)  # (P,); an accepted seed's stays, its candidate too
                 turn.assign(old + step_size.unsqueeze(1) * full_step)
-                candidate_log_probs, candidate_entropy, params = self.evaluate_policy(batch)
+                candidate_log_probs, candidate_entropy, params = self.policy_terms(batch)
                 improvement = surrogate(candidate_log_probs) - objective  # (P,)
                 kl = self.actor.kl(old_params, params, batch.agents).mean(0)  # (P,)
                 ok = (
@@ -305,7 +305,7 @@ class HATRPO(ActorCriticLearner):
                 fraction = torch.where(accepted, fraction, fraction * cfg.backtrack_coeff)
             else:  # a seed without an accepted candidate keeps its old policy
                 turn.assign(torch.where(accepted.unsqueeze(1), old + step_size.unsqueeze(1) * full_step, old))
-                stayed_log_probs, stayed_entropy, _ = self.evaluate_policy(batch)
+                stayed_log_probs, stayed_entropy, _ = self.policy_terms(batch)
                 log_probs = torch.where(accepted, log_probs, stayed_log_probs)
                 entropy = torch.where(accepted, entropy, stayed_entropy)
         step_fraction = torch.where(accepted, fraction, 0.0).to(expected.dtype)  # (P,)

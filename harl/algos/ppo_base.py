@@ -317,7 +317,7 @@ class ActorCriticLearner:
     # ------------------------------------------------------------------ after the rollout
 
     @torch.no_grad()
-    def evaluate_rollout(self, buffer: RolloutBuffer) -> None:
+    def value_rollout(self, buffer: RolloutBuffer) -> None:
         """The critic on a finished rollout: writes its values (at the rollout's steps and at the states after
         it) and the time-limit bootstraps into the buffer, once per rollout.
 
@@ -325,7 +325,7 @@ class ActorCriticLearner:
         states after it (a recurrent critic along them from its carried hidden states) rather than at every
         step, which keeps its cost off the path between env steps.
         """
-        if buffer.evaluated:
+        if buffer.has_values:
             return
         if self.recurrent:
             self._recurrent_rollout_values(buffer)
@@ -412,7 +412,7 @@ class ActorCriticLearner:
             self.decay_learning_rates()
         self.trained_steps += steps
         advance_networks(self.networks(), steps, self.run_steps)
-        self.evaluate_rollout(buffer)
+        self.value_rollout(buffer)
         buffer.compute_gae(self.cfg.gamma, self.cfg.gae_lambda)
         advantages = buffer.advantages  # (T, E, N); a population's (T, P·E, n): normalised per seed
         per_seed = advantages.unflatten(1, (self.seeds, -1)).transpose(0, 1).flatten(1)  # (P, T·E·n)
@@ -431,20 +431,20 @@ class ActorCriticLearner:
             for group, base in zip(optimizer.param_groups, self.base_lrs[name], strict=True):
                 group["lr"] = base * fraction
 
-    def evaluate_actions(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_log_probs_entropy(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs and entropies (L, B, k) of the batch's actions along its sequences under the current actor."""
         if self.recurrent:
-            return self.actor.evaluate_sequence(
+            return self.actor.sequence_log_probs_entropy(
                 batch.obs, batch.actions, batch.hidden, batch.resets, batch.avail, batch.agents
             )
         steps, size = batch.obs.shape[:2]
         avail = None if batch.avail is None else batch.avail.flatten(0, 1)
-        log_probs, entropy = self.actor.evaluate(
+        log_probs, entropy = self.actor.log_probs_entropy(
             batch.obs.flatten(0, 1), batch.actions.flatten(0, 1), avail, batch.agents
         )  # (L·B, k)
         return log_probs.view(steps, size, -1), entropy.view(steps, size, -1)
 
-    def evaluate_values(self, batch: CriticBatch) -> torch.Tensor:
+    def batch_values(self, batch: CriticBatch) -> torch.Tensor:
         """Normalised values (M, N) at the batch's real steps under the current critic."""
         if self.recurrent:
             values, _ = self.critic.forward_sequence(batch.inputs, batch.hidden, batch.resets)  # (L, B, N)
@@ -460,7 +460,7 @@ class ActorCriticLearner:
         losses, norms = [], []
         for _ in range(self.cfg.critic_epoch):
             for batch in sequences.critic_minibatches(self.cfg.critic_num_mini_batch, self.rngs):
-                values = self.evaluate_values(batch)  # (M, N)
+                values = self.batch_values(batch)  # (M, N)
                 targets, old_values = batch.returns, batch.values
                 if self.value_norm is not None:
                     targets, old_values = self.value_norm.normalize(targets), self.value_norm.normalize(old_values)
@@ -639,7 +639,7 @@ class PPOLearner(PolicyGradientLearner):
         return self.cfg.ppo_epoch
 
     def surrogate(self, batch: ActorBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        log_probs, entropy = (batch.flat(x) for x in self.evaluate_actions(batch))  # (M, k)
+        log_probs, entropy = (batch.flat(x) for x in self.batch_log_probs_entropy(batch))  # (M, k)
         old_log_probs, advantages = batch.log_probs, batch.advantages
         ratio = torch.exp(log_probs - old_log_probs)
         surrogate = torch.minimum(

@@ -68,7 +68,7 @@ class RolloutBuffer:
         self.next_state = torch.zeros(e, spec.state_dim, device=device)  # (E, S) after the rollout
         self.cuts: list[TimeLimitCut] = []
         self.step = 0
-        self.evaluated = False  # whether the learner has written the finished rollout's values
+        self.has_values = False  # whether the learner has written the finished rollout's values
 
     def insert(
         self,
@@ -119,12 +119,12 @@ class RolloutBuffer:
     ) -> None:
         """The critic's denormalised values (T+1, E, N) at the rollout's steps and at the states after it;
         recurrent learners also give its hidden states before every training chunk (⌈T/L⌉, E, N, H) and
-        those to carry into the next rollout (E, N, H). Marks the rollout `evaluated`."""
+        those to carry into the next rollout (E, N, H). Marks the rollout as holding its values (`has_values`)."""
         self.values.copy_(values)
         if chunk_hidden is not None:
             self.critic_hidden.copy_(chunk_hidden)
             self.critic_carry.copy_(carry)
-        self.evaluated = True
+        self.has_values = True
 
     def bootstrap(self, final_values: torch.Tensor, gamma: float) -> None:
         """Add γ·V(final state) to the rewards of the time-limit cuts; `final_values` (Σk, N) in `cuts`' order."""
@@ -136,7 +136,7 @@ class RolloutBuffer:
 
     def compute_gae(self, gamma: float, gae_lambda: float) -> None:
         """Generalised advantage estimation on the evaluated rollout (`values[T]`: V of the states after it)."""
-        assert self.evaluated, "compute_gae needs the rollout's values (set_values)"
+        assert self.has_values, "compute_gae needs the rollout's values (set_values)"
         gae = torch.zeros_like(self.values[-1])
         for t in reversed(range(self.length)):  # inherently sequential in time
             not_done = (1.0 - self.dones[t]).unsqueeze(-1)  # (E, 1)
@@ -166,7 +166,7 @@ class RolloutBuffer:
         """Start a new rollout (the critic's carried hidden states stay)."""
         self.step = 0
         self.cuts = []
-        self.evaluated = False
+        self.has_values = False
 
 
 @dataclass(frozen=True)

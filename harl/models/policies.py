@@ -123,8 +123,8 @@ class OnPolicyActor(Actor, ABC):
     """A stochastic policy of all agents on the architecture's network (MAPPO/HAPPO).
 
     Feed-forward actors take one observation per agent (`act`, `evaluate`); recurrent ones
-    (`model.recurrent`) take a hidden state per agent and sequences (`act_step`, `evaluate_sequence`).
-    Subclasses define their distribution on the network's outputs (`_sample`, `_evaluate`).
+    (`model.recurrent`) take a hidden state per agent and sequences (`act_step`, `sequence_log_probs_entropy`).
+    Subclasses define their distribution on the network's outputs (`_sample`, `_log_probs_entropy`).
     """
 
     def __init__(self, spec: EnvSpec, arch: ArchEntry, model_cfg: ModelConfig, arch_cfg) -> None:
@@ -140,7 +140,7 @@ class OnPolicyActor(Actor, ABC):
         drawn from `noise` (the global RNG, or one stream per seed of a population: its agents in equal blocks)."""
 
     @abstractmethod
-    def _evaluate(
+    def _log_probs_entropy(
         self, out: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs and entropies (..., k) of `actions` under the distributions of network outputs (..., k, A)."""
@@ -158,7 +158,7 @@ class OnPolicyActor(Actor, ABC):
     @abstractmethod
     def kl(self, old: torch.Tensor, new: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """KL(old ‖ new) (..., k) between two sets of the selected agents' distributions, each given by the
-        parameters (..., k, D) `evaluate_policy` returns, over each agent's own action dimensions or actions."""
+        parameters (..., k, D) `policy_terms` returns, over each agent's own action dimensions or actions."""
 
     def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> PolicyDistribution:
         """Every agent's action distribution on obs (B, N, O), for metrics (feed-forward actors only)."""
@@ -175,7 +175,7 @@ class OnPolicyActor(Actor, ABC):
         """
         return self._sample(self.net(obs, None), avail, not exploration.sample)
 
-    def evaluate(
+    def log_probs_entropy(
         self,
         obs: torch.Tensor,
         actions: torch.Tensor,
@@ -183,9 +183,9 @@ class OnPolicyActor(Actor, ABC):
         agents: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed-forward: log-probs and entropies (B, k) of `actions` (B, k, action_shape) under the current policy."""
-        return self._evaluate(self.net(obs, agents), actions, avail, agents)
+        return self._log_probs_entropy(self.net(obs, agents), actions, avail, agents)
 
-    def evaluate_policy(
+    def policy_terms(
         self,
         obs: torch.Tensor,
         actions: torch.Tensor,
@@ -196,7 +196,7 @@ class OnPolicyActor(Actor, ABC):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probs and entropies (L, B, k) of `actions` and the parameters (L, B, k, D) of the selected agents'
         distributions (what `kl` compares) along sequences of obs (L, B, k, O), from one network pass: recurrent
-        from hidden states (B, k, H) with `resets` (see `evaluate_sequence`), or feed-forward step by step."""
+        from hidden states (B, k, H) with `resets` (see `sequence_log_probs_entropy`), or feed-forward step by step."""
         return self.policy_of(self.outputs(obs, agents, hidden, resets), actions, avail, agents)
 
     def outputs(
@@ -206,7 +206,7 @@ class OnPolicyActor(Actor, ABC):
         hidden: torch.Tensor | None = None,
         resets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The network's outputs (L, B, k, A) along sequences of obs (L, B, k, O) (see `evaluate_policy`)."""
+        """The network's outputs (L, B, k, A) along sequences of obs (L, B, k, O) (see `policy_terms`)."""
         if self.recurrent:
             return self.net(obs, hidden, resets, agents)[0]
         return self.net(obs.flatten(0, 1), agents).unflatten(0, obs.shape[:2])  # (L, B, k, A)
@@ -214,9 +214,9 @@ class OnPolicyActor(Actor, ABC):
     def policy_of(
         self, out: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`evaluate_policy` from the network's outputs (..., k, A): log-probs and entropies (..., k) of `actions`
+        """`policy_terms` from the network's outputs (..., k, A): log-probs and entropies (..., k) of `actions`
         and the distributions' parameters (..., k, D)."""
-        log_probs, entropy = self._evaluate(out, actions, avail, agents)
+        log_probs, entropy = self._log_probs_entropy(out, actions, avail, agents)
         return log_probs, entropy, self.policy_params(out, avail, agents)
 
     def policy_params(self, out: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None) -> torch.Tensor:
@@ -240,7 +240,7 @@ class OnPolicyActor(Actor, ABC):
         actions, log_probs = self._sample(out[0], avail, not exploration.sample)
         return actions, log_probs, hidden
 
-    def evaluate_sequence(
+    def sequence_log_probs_entropy(
         self,
         obs: torch.Tensor,
         actions: torch.Tensor,
@@ -261,7 +261,7 @@ class OnPolicyActor(Actor, ABC):
             agents: the selected agents.
         """
         out, _ = self.net(obs, hidden, resets, agents)  # (L, B, k, A)
-        return self._evaluate(out, actions, avail, agents)
+        return self._log_probs_entropy(out, actions, avail, agents)
 
 
 class GaussianActor(OnPolicyActor):
@@ -303,7 +303,7 @@ class GaussianActor(OnPolicyActor):
         actions = torch.addcmul(mean, log_std.exp(), noise) * self.act_mask
         return actions, (noise.square() * self.act_mask).sum(-1).mul(-0.5) - log_norm
 
-    def _evaluate(
+    def _log_probs_entropy(
         self, mean: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         log_std = self.log_std(agents).expand_as(mean)  # (..., k, A)
@@ -358,7 +358,7 @@ class CategoricalActor(OnPolicyActor):
             actions = self.noise.multinomial(sampleable_probs(log_p.exp()))
         return actions, log_p.gather(-1, actions).squeeze(-1)
 
-    def _evaluate(
+    def _log_probs_entropy(
         self, logits: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None, agents: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         log_p = self._log_probs_all(logits, avail, agents)
