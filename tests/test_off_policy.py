@@ -302,7 +302,7 @@ def test_a_frozen_critics_min_q_is_the_autograd_min_in_value_and_action_gradient
     autograd gives them through `forward(...).min(-1)`, each sample's gradient through its minimum head only (rows
     gathered, as on the CPU, or masked, as on other devices); the fast backward is used exactly where its
     activation and layers allow, and an unfrozen critic still gets parameter gradients."""
-    monkeypatch.setattr(off_policy_models, "gathers_rows", lambda device, seeds: gather)
+    monkeypatch.setattr(off_policy_models, "gathers_rows", lambda device: gather)
     torch.manual_seed(0)
     spec = toy_spec(act_dims=(3, 1, 2))
     cfg = default_config("hasac", "nops", "mamujoco")

@@ -410,11 +410,11 @@ class JointQCritic(nn.Module):
         return value
 
 
-def gathers_rows(device: torch.device, seeds: int) -> bool:
-    """Whether `_FrozenMinQ`'s backward gathers each head's rows (on the CPU, where it halves the work, for one seed)
-    rather than masking them (elsewhere: the number of rows would be read back from the device in every actor step;
-    for a population: each seed's rows differ, and masking keeps the seeds in one batched product)."""
-    return device.type == "cpu" and seeds == 1
+def gathers_rows(device: torch.device) -> bool:
+    """Whether `_FrozenMinQ`'s backward gathers each head's rows (on the CPU, where it halves the work; a
+    population's seeds each padded to the largest count, so they stay one batched product) rather than masking them
+    (elsewhere: the number of rows would be read back from the device in every actor step)."""
+    return device.type == "cpu"
 
 
 class _FrozenMinQ(torch.autograd.Function):
@@ -455,22 +455,27 @@ class _FrozenMinQ(torch.autograd.Function):
         outputs, weights = saved[: len(saved) // 2], saved[len(saved) // 2 :]
         slope = ACTIVATION_SLOPES[ctx.activation]
         grad_joint = grad_value.new_zeros(seeds, grad_value.shape[1], action_weight.shape[2])  # (P, B, ΣA)
-        gather = gathers_rows(head.device, seeds)
+        gather = gathers_rows(head.device)
         for k in range(action_weight.shape[1]):
-            if gather:  # one seed: only the rows whose minimum is head k
-                rows = (head[0] == k).nonzero().squeeze(1)  # (r,)
-                if rows.numel() == 0:
+            if gather:  # only the rows whose minimum is head k: each seed's first, in order, padded to the most
+                mine = head == k  # (P, B)
+                counts = mine.sum(1)  # (P,)
+                most = int(counts.max())
+                if most == 0:
                     continue
-                grad = grad_value[:, rows].unsqueeze(-1)  # (1, r, 1)
-                head_outputs = [out[:, k].index_select(1, rows) for out in outputs]  # (1, r, H_l) each
+                rows = torch.argsort((~mine).to(torch.uint8), dim=1, stable=True)[:, :most]  # (P, r)
+                valid = torch.arange(most, device=rows.device) < counts.unsqueeze(1)  # (P, r): padding False
+                grad = torch.where(valid, grad_value.gather(1, rows), 0.0).unsqueeze(-1)  # (P, r, 1)
+                index = rows.unsqueeze(-1)  # (P, r, 1); the head's outputs gathered below: (P, r, H_l) each
+                head_outputs = [out[:, k].gather(1, index.expand(-1, -1, out.shape[-1])) for out in outputs]
             else:  # every row, the other heads' rows with gradient zero (no data-dependent size: no device sync)
                 grad = torch.where(head == k, grad_value, 0.0).unsqueeze(-1)  # (P, B, 1)
                 head_outputs = [out[:, k] for out in outputs]  # (P, B, H_l) each
             for weight, out in zip(reversed(weights), reversed(head_outputs), strict=True):
                 grad = slope(torch.bmm(grad, weight[:, k].transpose(1, 2)), out)  # (P, r or B, H_l)
             grad_actions = torch.bmm(grad, action_weight[:, k].transpose(1, 2))  # (P, r or B, ΣA)
-            if gather:
-                grad_joint[0].index_copy_(0, rows, grad_actions[0])
+            if gather:  # a row belongs to one head: adding to its zeros writes it (padding adds zeros)
+                grad_joint.scatter_add_(1, index.expand(-1, -1, grad_actions.shape[-1]), grad_actions)
             else:
                 grad_joint += grad_actions
         return (grad_joint, None, None, None) + (None,) * (2 * len(weights))

@@ -3,11 +3,11 @@
 # HyperMARL, their default MaMuJoCo settings (HARL's: 20 envs x 200 steps per iteration; see
 # `harl-train --algo hatrpo --env mamujoco --list_keys`), seeds 1-3 of each method as one batched process
 # (--batch_seeds), WORKERS processes at a time with one torch thread each, envs in-process. STEPS is each seed's
-# budget (the quick start's is 22.5k; the default here, 60k, also shows the trend past it).
+# budget (the quick start's is 22.5k; the default here, 100k, also shows the trend past it).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 LOG=${LOG:-results/hatrpo_hopper}
-STEPS=${STEPS:-60000}
+STEPS=${STEPS:-100000}
 WORKERS=${WORKERS:-2}
 .venv/bin/python examples/sweep.py --algos hatrpo happo --archs nops hypermarl --env mamujoco \
     --scenarios "scenario=Hopper,agent_conf=3x1" --seeds 3 --batch_seeds --workers "$WORKERS" \
