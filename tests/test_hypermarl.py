@@ -216,7 +216,9 @@ def test_shared_embedding_is_owned_by_the_actor_optimiser(tmp_path):
     from harl.algos.base import OnPolicyLearner
     from harl.experiment import build_config
 
-    cfg, _ = build_config("mappo", "hypermarl", "mamujoco", {"share_embedding": "true", "hidden_sizes": "16"})
+    cfg, _ = build_config(
+        "mappo", "hypermarl", "mamujoco", {"share_embedding": "true", "hidden_sizes": "16"}, use_tuned=False
+    )
     learner = ALGORITHMS["mappo"].learner_cls(spec, cfg, get_architecture("hypermarl"), torch.device("cpu"))
     assert isinstance(learner, OnPolicyLearner)
     actor_params, critic_params = generated_params(learner.actor), generated_params(learner.critic)
