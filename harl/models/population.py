@@ -6,7 +6,7 @@ exactly as a solo run builds it; the population then stacks the members' tensors
 
 - a per-agent tensor (n, ...) of every member becomes rows s·n .. s·n+n-1 of one (P·n, ...) tensor, still
   tagged per agent (`AgentParameter`), so per-agent optimiser steps, step counts and clipping see P·n agents;
-- any other trainable tensor (a shared network's weights, a hypernetwork's rngs) becomes a
+- any other trainable tensor (a shared network's weights, a hypernetwork's generators) becomes a
   (P, ...) `SeedParameter`: row s is seed s's and serves only seed s's virtual agents. Clipping takes its
   norm per seed (`harl.optim.clip_grad_norm_agentwise`); Adam is elementwise, so it needs nothing more.
 

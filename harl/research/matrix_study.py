@@ -79,7 +79,7 @@ class Method:
     Attributes:
         label: the row name.
         arch: the registered architecture.
-        key: the name `--methods` takes (default: `arch`); it also seeds the row's random rngs.
+        key: the name `--methods` takes (default: `arch`); it also seeds the row's random streams.
         shared_hidden: True: one hidden layer of `width`·n units (a shared network); False: `width` units
             per agent's (possibly generated) network.
         hyper_mlp: an MLP hypernetwork, sized by the study's `--embedding_dim` / `--hypernet_hidden` when given.
