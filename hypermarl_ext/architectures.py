@@ -35,7 +35,7 @@ from harl.models.net_spec import NetSpec
 from harl.registry import AlgoEntry, get_architecture
 from hypermarl_ext.config import CoupledHyperConfig, HyperMARLConfig, LinearHyperConfig
 from hypermarl_ext.coupled import CoupledHyperMLP
-from hypermarl_ext.hypernet import LinearHyperParams, MLPHyperParams
+from hypermarl_ext.hypernet import LinearHyperParams, MLPHyperParams, MLPHyperPopulation
 
 ROLES = ("actor", "critic")
 
@@ -105,9 +105,10 @@ def build_coupled_net(*, spec: NetSpec, arch_cfg: CoupledHyperConfig) -> nn.Modu
     )
 
 
-def generated_params(network: nn.Module) -> MLPHyperParams:
-    """The one MLP hypernetwork inside an actor's or critic's network (feed-forward or recurrent head)."""
-    found = [m for m in network.modules() if isinstance(m, MLPHyperParams)]
+def generated_params(network: nn.Module) -> MLPHyperParams | MLPHyperPopulation:
+    """The one MLP hypernetwork inside an actor's or critic's network (feed-forward or recurrent head), or the
+    population of them inside a population's network (`--seeds`)."""
+    found = [m for m in network.modules() if isinstance(m, (MLPHyperParams, MLPHyperPopulation))]
     if len(found) != 1:
         raise ValueError(f"expected one MLP hypernetwork in {type(network).__name__}, found {len(found)}")
     return found[0]
@@ -119,12 +120,18 @@ def link_hypermarl_networks(actor: nn.Module, critic: nn.Module, arch_cfg: Hyper
     Learners call this after building both networks and before making their optimisers.
     """
     if arch_cfg.share_embedding:
-        if not any(isinstance(m, MLPHyperParams) for m in critic.modules()):
+        if not any(isinstance(m, (MLPHyperParams, MLPHyperPopulation)) for m in critic.modules()):
             raise UserError(
                 "arch.share_embedding needs a critic generated per agent, and --critic shared builds one plain V(s); "
                 "set --share_embedding false or --critic per_agent"
             )
-        generated_params(critic).read_embedding_of(generated_params(actor))
+        reader, owner = generated_params(critic), generated_params(actor)
+        if isinstance(reader, MLPHyperPopulation) and isinstance(owner, MLPHyperPopulation):
+            reader.read_embedding_of(owner)
+        elif isinstance(reader, MLPHyperParams) and isinstance(owner, MLPHyperParams):
+            reader.read_embedding_of(owner)
+        else:
+            raise ValueError("share_embedding links a solo actor to a solo critic, or a population to a population")
 
 
 def supports_hypermarl(algo: AlgoEntry, arch_cfg: HyperMARLConfig) -> str | None:
@@ -142,11 +149,3 @@ def build_agent_param(
 ) -> AgentParam:
     """Per-agent state-independent parameters for generated roles, shared ones for FuPS+ID roles."""
     return AgentParam(n_agents, width, init_value, per_agent=generates(role, arch_cfg))
-
-
-def batched_hypermarl(arch_cfg: HyperMARLConfig) -> str | None:
-    """`share_embedding` makes the critic's hypernetwork read the actor's embedding tensor, which a population's
-    members cannot each point at their own seed's."""
-    if arch_cfg.share_embedding:
-        return "arch.share_embedding reads another network's embedding; set --share_embedding false"
-    return None

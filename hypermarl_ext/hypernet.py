@@ -66,13 +66,16 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, vmap
 
 from harl.models.agent_mlp import LayerParams, activation_gain, agent_rows, mark_per_agent, orthogonal_stack
+from harl.models.population import PopulationParams, member_view
 
 PINV_RTOL = 1e-2
 """Singular values of the initial features below this fraction of the largest are ignored by the paper init."""
@@ -383,6 +386,7 @@ class MLPHyperParams(HyperParams):
         super().__init__(role)
         self.embedding = AgentEmbedding(n_agents, embedding_dim, embedding, embedding_gain)
         self._read_embedding: list[AgentEmbedding] = []  # the actor's embedding, when read (share_embedding)
+        self._population_embedding: torch.Tensor | None = None  # (n, E) a population's seed rows, while it calls
         self.n_layers, self.trunk_kind = len(dims), trunk
         if trunk == "per_head":
             self.generators = GeneratorMLPs(2 * len(dims), self.embedding.dim, hidden_dims, init)
@@ -403,9 +407,26 @@ class MLPHyperParams(HyperParams):
 
     def context(self, agents: torch.Tensor | None) -> torch.Tensor:
         """(k, E) the selected agents' contexts: this network's embedding, or the one it reads."""
+        if self._population_embedding is not None:
+            return agent_rows(self._population_embedding, agents)
         if self._read_embedding:
             return self._read_embedding[0](agents).detach()
         return self.embedding(agents)
+
+    @contextmanager
+    def reading(self, embedding: torch.Tensor) -> Iterator[None]:
+        """Within the block, read `embedding` (n, E) (one seed's rows of a population's read embedding, see
+        `MLPHyperPopulation`) in place of the embedding this member reads on its own."""
+        self._population_embedding = embedding
+        try:
+            yield
+        finally:
+            self._population_embedding = None
+
+    @classmethod
+    def population_params(cls, members: Sequence[MLPHyperParams], n_agents: int) -> MLPHyperPopulation:
+        """The population of P seeds' hypernetworks (`harl.models.population.StacksItsMembers`)."""
+        return MLPHyperPopulation(members, n_agents)
 
     def read_embedding_of(self, owner: MLPHyperParams) -> None:
         """Read `owner`'s embedding tensor from now on instead of an own one (`share_embedding`).
@@ -429,6 +450,50 @@ class MLPHyperParams(HyperParams):
         if self._read_embedding:  # the owner (the actor) reports the shared embedding
             return {}
         return embedding_diagnostics(self, self.embedding, self.role)
+
+
+class MLPHyperPopulation(PopulationParams):
+    """P seeds' `MLPHyperParams` generating every seed's layers in one vmapped call (`PopulationParams`); with
+    `share_embedding`, each seed's critic generators read that seed's rows of the actor population's embedding
+    (detached, as a solo critic reads its actor's), never another seed's.
+
+    Args:
+        members: one hypernetwork per seed, each built alone under its seed.
+        n_agents: the agents each member serves.
+    """
+
+    def __init__(self, members: Sequence[MLPHyperParams], n_agents: int) -> None:
+        super().__init__(members, n_agents)
+        self._read_embedding: list[MLPHyperPopulation] = []  # the actor population, when read (share_embedding)
+
+    def seed_embeddings(self) -> torch.Tensor:
+        """(P, n, E) every seed's learned agent embeddings (a view of the population's parameter)."""
+        return member_view(self.stacked[self.names.index("embedding.weight")], self.n_seeds)
+
+    def read_embedding_of(self, owner: MLPHyperPopulation) -> None:
+        """Read each seed's embedding from `owner` (the actor's population) from now on; its members already read
+        their own actor members' (`MLPHyperParams.read_embedding_of`), which stay their solo views."""
+        if owner.seed_embeddings().shape[1:] != self._template[0].context(None).shape:
+            raise ValueError("shared embeddings need the same number of agents and embedding size")
+        self._read_embedding = [owner]
+        self._cache_key = None
+
+    def sources(self) -> list[torch.Tensor]:
+        return [*super().sources(), *(owner.seed_embeddings() for owner in self._read_embedding)]
+
+    def _member_layers(self, local_agents: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if not self._read_embedding:
+            return super()._member_layers(local_agents)
+        params, buffers = self.member_tensors()
+        template = self._template[0]
+        embeddings = self._read_embedding[0].seed_embeddings().detach()  # (P, n, E)
+
+        def member(p: dict, b: dict, embedding: torch.Tensor, agents: torch.Tensor | None):
+            with template.reading(embedding):
+                return functional_call(template, (p, b), (agents,))
+
+        agent_dim = None if local_agents is None else 0
+        return vmap(member, in_dims=(0, 0, 0, agent_dim))(params, buffers, embeddings, local_agents)
 
 
 class LinearHyperParams(HyperParams):

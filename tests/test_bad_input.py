@@ -64,7 +64,6 @@ BAD_VALUES = [
     (MAPPO, ["--seeds", "-3"], "run.seeds must be > 0, got -3"),
     (MAPPO, ["--seeds", "1.5"], "run.seeds expects an integer, got '1.5'"),
     (MAPPO, ["--seed", "2147483647", "--seeds", "2"], "reaches seed 2147483648, past the largest seed 2147483647"),
-    (HYPER, ["--seeds", "2", "--share_embedding", "true", "--generate", "both"], "arch.share_embedding reads another"),
     (
         MAPPO,
         ["--seeds", "2", "--model.recurrent", "true", "--episode_length", "10", "--data_chunk_length", "4"],

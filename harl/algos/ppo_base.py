@@ -176,6 +176,7 @@ class ActorCriticLearner:
             )
             self.actor = ON_POLICY_ACTORS[actor_kind].population([m.actor for m in self.members], self.action_rngs)
             self.critic = AgentValueCritic.population([m.critic for m in self.members])
+            arch.link_networks(self.actor, self.critic, cfg.arch)  # each seed's critic to its seed's actor
             self.rngs = [m.rng for m in self.members]  # each seed's minibatch and agent-order stream
         self.actor_optimizer = self.make_actor_optimizer()
         self.critic_optimizer = AgentAdam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=self.cfg.opti_eps)

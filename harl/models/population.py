@@ -158,11 +158,14 @@ class PopulationParams(LayerParams, StackedMembers):
         """(P, k) each seed's own agent indices of virtual agents (P·k,) given k per seed in seed order."""
         return local_agents(agents, self.n_seeds, self.n_agents)
 
+    def sources(self) -> list[torch.Tensor]:
+        """Every tensor the generated layers depend on (the cache is valid while none of them changes)."""
+        return [*self.stacked, *self.buffers()]
+
     def layers(self, agents: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if torch.is_grad_enabled():
             return self.forward(agents)
-        sources = [*self.stacked, *self.buffers()]
-        key = tuple((t.data_ptr(), t._version) for t in sources)
+        key = tuple((t.data_ptr(), t._version) for t in self.sources())
         if key != self._cache_key:
             self._cache_key, self._cached = key, self.forward(None)
         if agents is None:
