@@ -12,6 +12,7 @@ SIGINT / SIGTERM end it after the current iteration with a checkpoint at the ste
 from __future__ import annotations
 
 import copy
+import dataclasses
 import signal
 import sys
 from collections.abc import Callable
@@ -25,7 +26,15 @@ from harl.config import ExperimentConfig, read_yaml
 from harl.errors import UserError
 from harl.evaluation import evaluate
 from harl.experiment import build_config, check_env_compatible, config_from_dict, run_folder, run_folder_base
-from harl.registry import ALGORITHMS, ARCHITECTURES, all_environments, get_algorithm, get_environment, load_extensions
+from harl.registry import (
+    ALGORITHMS,
+    ARCHITECTURES,
+    all_environments,
+    get_algorithm,
+    get_architecture,
+    get_environment,
+    load_extensions,
+)
 from harl.runners import runner_for
 from harl.runners.base import Runner, build_learner, resolve_device, seed_configs
 from harl.runners.progress import Progress, summary, write_learning_curve
@@ -209,15 +218,22 @@ def resume_run(run_dir: Path, overrides: dict[str, str]) -> int:
 
 
 def batch_config(seed_cfgs: list[ExperimentConfig], folders: list[Path]) -> ExperimentConfig:
-    """The config of a batched run from its seeds' saved configs: the first seed's, over consecutive seeds."""
+    """The config of a batched run from its seeds' saved configs: the first seed's, over consecutive seeds, with each
+    seed's own architecture options where its pre-training learned them (`Pretraining.learned`)."""
     first = seed_cfgs[0]
+    pretraining = get_architecture(first.arch_name).pretrain
+    learned = () if pretraining is None else pretraining.learned
     for index, (seed_cfg, folder) in enumerate(zip(seed_cfgs, folders, strict=True)):
         if seed_cfg.run.seed != first.run.seed + index:
             raise UserError(f"{folder} holds seed {seed_cfg.run.seed}, not {first.run.seed + index}: not this batch's")
-        if member_config(first, index).to_dict() != {**seed_cfg.to_dict()}:
+        expected = member_config(first, index)
+        expected.arch = dataclasses.replace(expected.arch, **{name: getattr(seed_cfg.arch, name) for name in learned})
+        if expected.to_dict() != seed_cfg.to_dict():
             raise UserError(f"{folder}'s config differs from its batch's other seeds beyond the seed")
     cfg = copy.deepcopy(first)
     cfg.run.seeds = len(seed_cfgs)
+    if any(seed_cfg.arch != first.arch for seed_cfg in seed_cfgs):
+        cfg.seed_archs = [copy.deepcopy(seed_cfg.arch) for seed_cfg in seed_cfgs]
     return cfg
 
 

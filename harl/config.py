@@ -267,6 +267,10 @@ class ExperimentConfig:
     env: Any
     model: ModelConfig
     arch: Any
+    seed_archs: list[Any] | None = None
+    """A batched run's (`run.seeds` > 1) architecture options per seed where its seeds learned their own (what an
+    architecture's pre-training fills in, e.g. SePS partitions: `Pretraining.learned`); None: every seed's are
+    `arch`. Not a section: each seed's saved config holds its own options."""
 
     def validate(self) -> None:
         for section in SECTIONS:

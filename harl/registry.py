@@ -123,14 +123,19 @@ class Pretraining:
         env_steps: `(arch_cfg, n_envs) -> int`, the env steps it will take with these options on `n_envs` training
             envs (0: nothing left to learn, e.g. options that already hold its result); read before a run starts,
             to refuse a budget it would use up.
-        run: `(*, env, arch_cfg, seed, device) -> Pretrained | None`, run it on the run's vectorised training env
-            (`harl.envs.vector`; the runner resets it afterwards), deterministically for `seed`, leaving the global
-            random streams as it found them; None when the options already hold its result. Bad options it can
-            only judge on the env (e.g. against the number of agents) raise `harl.errors.UserError`.
+        run: `(*, env, arch_cfg, seeds, device) -> list[Pretrained] | None`, run it on the run's vectorised
+            training env (`harl.envs.vector`; the runner resets it afterwards), which holds the envs of `seeds` side
+            by side (seed-major: one seed for a solo run, P for a batched one), and return each seed's result, as a
+            solo run of that seed would learn it, deterministically for its seed and leaving the global random
+            streams as it found them; None when the options already hold its result. Bad options it can only judge
+            on the env (e.g. against the number of agents) raise `harl.errors.UserError`.
+        learned: the options it fills in (`Pretrained.arch_cfg`): the seeds of a batched run may differ in them
+            and in nothing else.
     """
 
     env_steps: Callable[[Any, int], int]
-    run: Callable[..., Pretrained | None]
+    run: Callable[..., list[Pretrained] | None]
+    learned: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from harl.cli import evaluate_cli, train, train_main
+from harl.config import read_yaml
 from harl.experiment import build_config, run_sizes
 from harl.registry import get_environment, load_extensions
 from harl.runners.base import build_learner
@@ -291,6 +292,29 @@ def test_a_seed_of_a_batched_seps_run_is_its_solo_run(case, tmp_path):
     assert train_main([*common, "--seed", "4", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
     assert train_main([*common, "--seed", "5", "--log_dir", str(tmp_path / "solo")]) == 0
     assert_same_run(seed_folders(tmp_path / "batched")[5], seed_folders(tmp_path / "solo")[5])
+
+
+def test_a_batched_seps_run_learns_each_seeds_partition_and_resumes_with_them(tmp_path, capsys):
+    """SePS without a given partition: each seed pre-trains on its own envs and clusters from its own seed (seeds 3
+    and 4 learn different partitions here), is its solo run, and a resume rebuilds every seed's own groups."""
+    common = ["--algo", "mappo", "--arch", "seps", "--n_clusters", "2", "--pretrain_steps", "30", *TINY]
+    common += [*epochs("mappo"), "--num_env_steps", "90", "--save_interval", "60"]
+    assert train_main([*common, "--seed", "3", "--seeds", "2", "--log_dir", str(tmp_path / "batched")]) == 0
+    out = capsys.readouterr().out
+    assert "seed 3: seps pre-training: 30 env steps" in out and "seed 4: seps pre-training: 30 env steps" in out
+    assert train_main([*common, "--seed", "4", "--log_dir", str(tmp_path / "solo")]) == 0
+    batched, solo = seed_folders(tmp_path / "batched"), seed_folders(tmp_path / "solo")
+    partitions = {seed: read_yaml(folder / "config.yaml")["arch"]["partition"] for seed, folder in batched.items()}
+    assert partitions[4] == read_yaml(solo[4] / "config.yaml")["arch"]["partition"]
+    assert partitions[3] != partitions[4]
+    assert_same_run(batched[4], solo[4])
+    capsys.readouterr()
+    assert train_main(["--resume", str(batched[3]), "--num_env_steps", "150"]) == 0
+    assert "pre-training" not in capsys.readouterr().out
+    for seed, folder in batched.items():
+        saved = load_checkpoint(folder)
+        assert saved["runner"]["env_steps"] >= 150 and saved["config"]["arch"]["partition"] == partitions[seed]
+        assert saved["learner"]["actor"]["net.params.groups"].tolist() == partitions[seed]
 
 
 @pytest.mark.parametrize("algo", ["mappo", "hatrpo"])

@@ -25,10 +25,13 @@ LearnerT = TypeVar("LearnerT")
 
 
 def member_config(cfg: ExperimentConfig, index: int) -> ExperimentConfig:
-    """The solo config of a population's seed `index`: `run.seed` + index, one seed."""
+    """The solo config of a population's seed `index`: `run.seed` + index, one seed, its own architecture options
+    where the seeds learned their own (`ExperimentConfig.seed_archs`)."""
     member = copy.deepcopy(cfg)
     member.run.seed = cfg.run.seed + index
     member.run.seeds = 1
+    if cfg.seed_archs is not None:
+        member.arch, member.seed_archs = copy.deepcopy(cfg.seed_archs[index]), None
     return member
 
 

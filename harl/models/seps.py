@@ -19,7 +19,10 @@ so all agents still run in one batched matmul per layer. State-independent log-s
 How the networks learn the partition: the partition is an option, `partition` (one group per agent). The
 pre-training hook runs before the learner is built and returns the options with the learned partition; the run's
 config (its `config.yaml` and every checkpoint's `config`) then holds it, so `--resume` and `harl-evaluate`
-rebuild the same grouped networks from the saved config and never pre-train again. Every grouped network also
+rebuild the same grouped networks from the saved config and never pre-train again. A batch of seeds (`--seeds N`)
+collects every seed's transitions in one pass over their envs (seed s's actions from a generator seeded with s),
+then trains each seed's encoder and runs its k-means from its own seed: each seed learns its solo run's partition
+(`ExperimentConfig.seed_archs` holds them; each seed's folder its own). Every grouped network also
 keeps it as a buffer (`groups`, in its state dict). A `partition` given by the user is used as is (no
 pre-training). A network built outside a run without a partition (e.g. a learner built directly in a script)
 places agent i in group i mod n_clusters until given one.
@@ -232,34 +235,46 @@ class Transitions:
 
 
 @torch.no_grad()
-def collect_random(env, vector_steps: int, seed: int, device: torch.device) -> Transitions:
-    """Step `env` (a `harl.envs.vector` VecEnv) `vector_steps` times with uniformly random actions over each
-    agent's own (available) actions or action box, from a reset with `seed`; draws from the global generator."""
+def collect_random(env, vector_steps: int, seeds: Sequence[int], device: torch.device) -> list[Transitions]:
+    """Step `env` (a `harl.envs.vector` VecEnv of the envs of `seeds`, side by side, seed-major) `vector_steps` times
+    with uniformly random actions over each agent's own (available) actions or action box, from a reset with
+    `seeds[0] + RESET_SEED_OFFSET` (each seed's envs start as its solo run's would); seed s's actions are drawn from
+    a generator seeded with s. Returns each seed's transitions."""
     spec = env.spec
     n, a = spec.n_agents, spec.act_dim_max
+    envs_per_seed = env.n_envs // len(seeds)
+    rngs = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
     act_mask = torch.as_tensor(spec.act_mask, device=device)  # (N, A) bool
     low = torch.as_tensor(spec.act_low, dtype=torch.float32, device=device)  # (N, A)
     high = torch.as_tensor(spec.act_high, dtype=torch.float32, device=device)
     inputs, targets = [], []
-    out = env.reset(seed)
+    out = env.reset(seeds[0] + RESET_SEED_OFFSET)
     for _ in range(vector_steps):
-        obs = out.obs.to(device)  # (E, N, O)
+        obs = out.obs.to(device)  # (P·E, N, O)
         if spec.discrete:
             valid = act_mask.expand(obs.shape[0], n, a)
             if out.avail_actions is not None:
                 valid = valid & out.avail_actions.to(device).bool()
-            choice = torch.multinomial(valid.flatten(0, 1).float(), 1).view(-1, n)  # (E, N)
-            env_actions = choice.unsqueeze(-1)  # (E, N, 1) indices
-            actions = F.one_hot(choice, a).float()  # (E, N, A)
+            weights = valid.float().unflatten(0, (len(seeds), envs_per_seed)).flatten(1, 2)  # (P, E·N, A)
+            choice = torch.cat(
+                [torch.multinomial(w, 1, generator=rng).view(-1, n) for w, rng in zip(weights, rngs)]
+            )  # (P·E, N)
+            env_actions = choice.unsqueeze(-1)  # (P·E, N, 1) indices
+            actions = F.one_hot(choice, a).float()  # (P·E, N, A)
         else:
-            actions = (2 * torch.rand(obs.shape[0], n, a, device=device) - 1) * act_mask  # (E, N, A) in [-1, 1]
+            uniform = torch.cat([torch.rand(envs_per_seed, n, a, device=device, generator=rng) for rng in rngs])
+            actions = (2 * uniform - 1) * act_mask  # (P·E, N, A) in [-1, 1]
             env_actions = (low + (actions + 1) * (high - low) / 2) * act_mask  # within each agent's bounds
         out = env.step(env_actions)
-        inputs.append(torch.cat([obs, actions], -1))  # (E, N, O + A)
-        targets.append(torch.cat([out.final_obs.to(device), out.reward.to(device).unsqueeze(-1)], -1))  # (E, N, O+1)
-    inputs_all, targets_all = torch.stack(inputs), torch.stack(targets)  # (S, E, N, ·)
-    agent = torch.arange(n, device=device).expand(inputs_all.shape[:3])  # (S, E, N)
-    return Transitions(agent.reshape(-1), inputs_all.flatten(0, 2), targets_all.flatten(0, 2))
+        inputs.append(torch.cat([obs, actions], -1))  # (P·E, N, O + A)
+        targets.append(torch.cat([out.final_obs.to(device), out.reward.to(device).unsqueeze(-1)], -1))  # (P·E, N, O+1)
+    inputs_all, targets_all = torch.stack(inputs), torch.stack(targets)  # (S, P·E, N, ·)
+    agent = torch.arange(n, device=device).expand(inputs_all.shape[0], envs_per_seed, n)  # (S, E, N)
+    blocks = [slice(k * envs_per_seed, (k + 1) * envs_per_seed) for k in range(len(seeds))]
+    return [
+        Transitions(agent.reshape(-1), inputs_all[:, rows].flatten(0, 2), targets_all[:, rows].flatten(0, 2))
+        for rows in blocks
+    ]
 
 
 class AgentEncoder(nn.Module):
@@ -368,47 +383,42 @@ def pretrain_steps(arch_cfg: SePSConfig, n_envs: int) -> int:
     return 0 if arch_cfg.partition else math.ceil(arch_cfg.pretrain_steps / n_envs) * n_envs
 
 
-def pretrain(*, env, arch_cfg: SePSConfig, seed: int, device: torch.device) -> Pretrained | None:
-    """Learn the partition on `env` (see the module docstring); None when `arch_cfg` already holds one."""
+def pretrain(*, env, arch_cfg: SePSConfig, seeds: Sequence[int], device: torch.device) -> list[Pretrained] | None:
+    """Learn each seed's partition on its envs of `env` (see the module docstring): the transitions of all seeds
+    are collected in one pass, then each seed's encoder and k-means run from its own seed; None when `arch_cfg`
+    already holds a partition."""
     if arch_cfg.partition:
         return None
     spec = env.spec
     check_cluster_count(arch_cfg, spec.n_agents)
-    vector_steps = pretrain_steps(arch_cfg, env.n_envs) // env.n_envs
-    with isolated_rng(seed, device):
-        data = collect_random(env, vector_steps, seed + RESET_SEED_OFFSET, device)
-        means, loss = train_encoder(data, spec.n_agents, arch_cfg)
-        labels = kmeans(means.cpu(), arch_cfg.n_clusters, arch_cfg.kmeans_restarts).tolist()
-    steps = vector_steps * env.n_envs
-    groups = ", ".join(
-        f"{g}: {' '.join(a for a, label in zip(spec.agent_ids, labels) if label == g)}"
-        for g in range(arch_cfg.n_clusters)
-        if g in labels
-    )
-    return Pretrained(
-        arch_cfg=replace(arch_cfg, partition=labels),
-        env_steps=steps,
-        metrics={
-            "pretrain/env_steps": float(steps),
-            "pretrain/encoder_loss": loss,
-            "pretrain/groups": len(set(labels)),
-        },
-        summary=(
-            f"seps pre-training: {steps:,} env steps of random actions, encoder loss {loss:.4g} per transition; "
-            f"partition {labels} (groups {groups})"
-        ),
-    )
-
-
-def batched_seps(arch_cfg: SePSConfig) -> str | None:
-    """A given partition (no pre-training) serves every seed of a population; a learned one would be each seed's
-    own, from its own pre-training: not batched."""
-    if arch_cfg.partition:
-        return None
-    return (
-        "its pre-training learns each seed's own partition; give --partition (e.g. 0,0,1) to train seeds with "
-        "that one as a batch, or run seeds separately"
-    )
+    envs_per_seed = env.n_envs // len(seeds)
+    steps = pretrain_steps(arch_cfg, envs_per_seed)
+    results = []
+    for seed, data in zip(seeds, collect_random(env, steps // envs_per_seed, seeds, device), strict=True):
+        with isolated_rng(seed, device):
+            means, loss = train_encoder(data, spec.n_agents, arch_cfg)
+            labels = kmeans(means.cpu(), arch_cfg.n_clusters, arch_cfg.kmeans_restarts).tolist()
+        groups = ", ".join(
+            f"{g}: {' '.join(a for a, label in zip(spec.agent_ids, labels) if label == g)}"
+            for g in range(arch_cfg.n_clusters)
+            if g in labels
+        )
+        results.append(
+            Pretrained(
+                arch_cfg=replace(arch_cfg, partition=labels),
+                env_steps=steps,
+                metrics={
+                    "pretrain/env_steps": float(steps),
+                    "pretrain/encoder_loss": loss,
+                    "pretrain/groups": len(set(labels)),
+                },
+                summary=(
+                    f"seps pre-training: {steps:,} env steps of random actions, encoder loss {loss:.4g} per "
+                    f"transition; partition {labels} (groups {groups})"
+                ),
+            )
+        )
+    return results
 
 
 register_architecture(
@@ -418,8 +428,7 @@ register_architecture(
         build_net=build_seps_net,
         build_agent_param=build_seps_agent_param,
         shares_parameters=True,
-        batched_seeds=batched_seps,
-        pretrain=Pretraining(env_steps=pretrain_steps, run=pretrain),
+        pretrain=Pretraining(env_steps=pretrain_steps, run=pretrain, learned=("partition",)),
         description="SePS: agents clustered by a pre-trained identity encoder, one network per group (--n_clusters)",
     )
 )

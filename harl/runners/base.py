@@ -144,7 +144,7 @@ class Runner(ABC):
         self.threads = run.torch_threads or training_threads(self.env.n_workers)  # see harl.utils.threads
         torch.set_num_threads(self.threads)
         self.pretrain_steps = 0  # env steps of the architecture's pre-training (see `pretrain`)
-        self.pretrain_metrics: dict[str, float] = {}
+        self.pretrain_metrics: list[dict[str, float]] = [{} for _ in range(run.seeds)]  # each seed's first row
         if checkpoints is None:
             cfg = self.cfg = self.pretrain(cfg)
         self.learner = build_learner(cfg, self.spec, self.device)
@@ -177,12 +177,17 @@ class Runner(ABC):
         pretraining = get_architecture(cfg.arch_name).pretrain
         if pretraining is None:
             return cfg
-        result = pretraining.run(env=self.env, arch_cfg=cfg.arch, seed=cfg.run.seed, device=self.device)
-        if result is None:
+        seeds = [cfg.run.seed + index for index in range(cfg.run.seeds)]
+        results = pretraining.run(env=self.env, arch_cfg=cfg.arch, seeds=seeds, device=self.device)
+        if results is None:
             return cfg
-        self.pretrain_steps, self.pretrain_metrics = result.env_steps, result.metrics
-        print(result.summary, flush=True)
-        return dataclasses.replace(cfg, arch=result.arch_cfg)
+        self.pretrain_steps = results[0].env_steps  # every seed's: the same options on as many envs
+        self.pretrain_metrics = [result.metrics for result in results]
+        for seed, result in zip(seeds, results, strict=True):
+            print(result.summary if len(seeds) == 1 else f"seed {seed}: {result.summary}", flush=True)
+        if len(seeds) == 1:
+            return dataclasses.replace(cfg, arch=results[0].arch_cfg)
+        return dataclasses.replace(cfg, seed_archs=[result.arch_cfg for result in results])
 
     @property
     def warmup_end(self) -> int:
@@ -233,8 +238,8 @@ class Runner(ABC):
         print(f"torch threads: {self.threads} (see harl.utils.threads; --torch_threads overrides)")
         print("trainable parameters: " + ", ".join(f"{k.split('/')[1]} {v:,}" for k, v in counts.items()), flush=True)
         if self.iteration == 0:  # a new run (checkpoints are saved after iterations)
-            for seed_run in self.seed_runs:
-                seed_run.logger.log(self.env_steps, {**counts, **self.pretrain_metrics})
+            for seed_run, pretrained in zip(self.seed_runs, self.pretrain_metrics, strict=True):
+                seed_run.logger.log(self.env_steps, {**counts, **pretrained})
         start_time, start_steps = time.perf_counter(), self.env_steps
         try:
             deadline = start_time + run.time_limit_minutes * 60 if run.time_limit_minutes > 0 else math.inf
