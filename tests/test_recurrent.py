@@ -209,6 +209,7 @@ def test_shared_core_and_architecture_head(arch):
 def test_sequences_layout():
     env_spec = spec()
     buffer = RolloutBuffer(env_spec, 10, 3, torch.device("cpu"), hidden_size=2, chunk_length=4)
+    critic_hidden = torch.zeros(3, 3, 3, 2)  # (⌈T/L⌉, E, N, H), the learner's after a rollout
     dones = torch.zeros(10, 3)
     dones[5, 1] = dones[2, 0] = 1.0
     for t in range(10):
@@ -223,9 +224,9 @@ def test_sequences_layout():
             dones[t],
             code.view(3, 1, 1).expand(3, 3, 2),
         )
-        if t % 4 == 0:  # the critic's chunk-start hidden states are written by the learner after a rollout
-            buffer.critic_hidden[t // 4] = -code.view(3, 1, 1).expand(3, 3, 2)
-    seq = buffer.sequences(torch.zeros(10, 3, 3))
+        if t % 4 == 0:  # the critic's chunk-start hidden states, computed by the learner after a rollout
+            critic_hidden[t // 4] = -code.view(3, 1, 1).expand(3, 3, 2)
+    seq = buffer.sequences(torch.zeros(10, 3, 3), torch.zeros(10, 3, 3), torch.zeros(10, 3, 3), critic_hidden)
     assert seq.length == 4 and seq.n_chunks == 9  # ⌈10 / 4⌉ chunks per env
     for j in range(3):
         for e in range(3):
@@ -270,14 +271,16 @@ def test_chunked_evaluation_reproduces_rollout(algo, arch, tmp_path):
         runner.collect()
         learner.value_rollout(buffer)
         runner.collect()  # the second rollout starts from carried-over hidden states
-        learner.value_rollout(buffer)
+        carried = learner.critic_carry.clone()
+        critic_hidden = learner.value_rollout(buffer).chunk_hidden
         assert buffer.actor_hidden[0].abs().sum() > 0
         for j in range(1, buffer.actor_hidden.shape[0]):  # chunk starts right after an episode end hold zeros
             ended = buffer.dones[4 * j - 1].bool()
-            assert (buffer.actor_hidden[j][ended] == 0).all() and (buffer.critic_hidden[j][ended] == 0).all()
+            assert (buffer.actor_hidden[j][ended] == 0).all() and (critic_hidden[j][ended] == 0).all()
             assert (buffer.actor_hidden[j][~ended].abs().sum((-1, -2)) > 0).all()
         assert buffer.dones.sum() > 0
-        seq = learner.prepare(buffer)
+        learner.critic_carry = carried  # prepare values the rollout again, from the same carried states
+        seq = learner.prepare(buffer).sequences
         assert seq.valid is not None  # 10 steps in chunks of 4: padded
         with torch.no_grad():
             for batch in seq.actor_minibatches(2, learner.rng):

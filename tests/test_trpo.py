@@ -54,7 +54,7 @@ def learner_and_batch(algo: str, arch: str, env_name: str, agent: int = 1, **ove
     learner, env = make(algo, arch, env_name, **overrides)
     buffer = rollout(learner, env)
     env.close()
-    sequences = learner.prepare(buffer)
+    sequences = learner.prepare(buffer).sequences
     return learner, sequences.actor_batch(sequences.all_chunks(), torch.tensor([agent]))
 
 

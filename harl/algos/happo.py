@@ -24,8 +24,9 @@ class SequentialUpdate(PolicyGradientLearner):
     def train(self, buffer: RolloutBuffer) -> list[dict[str, float]]:
         # ALGO LOGIC: advantages, the critic, then agents in a random order with the running factor. A population
         # draws each seed's order from its own stream; turn j updates the j-th agent of every seed's order.
-        sequences = self.prepare(buffer)
-        metrics = self.train_critic(buffer, sequences)
+        prepared = self.prepare(buffer)
+        metrics = self.train_critic(prepared)
+        sequences = prepared.sequences
         n = self.spec.n_agents
         # (L, C, P): product of the earlier agents' ratios at every step of every sequence, per seed
         factor = torch.ones(sequences.length, sequences.n_chunks, self.seeds, device=self.device)

@@ -169,8 +169,9 @@ class HATRPO(ActorCriticLearner):
     def train(self, buffer: RolloutBuffer) -> list[dict[str, float]]:
         # ALGO LOGIC: advantages, the critic, then agents in a random order (each seed's own), each one
         # trust-region step on the whole rollout against the running correction factor.
-        sequences = self.prepare(buffer)
-        metrics = self.train_critic(buffer, sequences)
+        prepared = self.prepare(buffer)
+        metrics = self.train_critic(prepared)
+        sequences = prepared.sequences
         n = self.spec.n_agents
         factor = torch.ones(sequences.length, sequences.n_chunks, self.seeds, device=self.device)  # (L, C, P)
         orders = [torch.randperm(n, generator=rng).tolist() for rng in self.rngs]

@@ -16,8 +16,9 @@ class SimultaneousUpdate(PolicyGradientLearner):
 
     def train(self, buffer: RolloutBuffer) -> list[dict[str, float]]:
         # ALGO LOGIC: advantages, then the critic, then all actors together (every seed's, in a population).
-        sequences = self.prepare(buffer)
-        metrics = self.train_critic(buffer, sequences)
+        prepared = self.prepare(buffer)
+        metrics = self.train_critic(prepared)
+        sequences = prepared.sequences
         sums: dict[str, torch.Tensor] = {}  # (N,) each, summed over the updates
         grad_norms, own_norms, updates = [], [], 0
         for _ in range(self.actor_epochs):

@@ -16,9 +16,10 @@ from typing import Literal, cast
 import torch
 import torch.nn.functional as F
 
+from harl.algos.advantages import Prepared, RolloutValues, bootstrapped_rewards, gae
 from harl.algos.base import ActOutput, CollectionSchedule, network_diagnostics
 from harl.algos.seed_population import build_members, read_networks, read_optimizer, write_networks, write_optimizer
-from harl.buffers.rollout import ActorBatch, CriticBatch, RolloutBuffer, Sequences
+from harl.buffers.rollout import ActorBatch, CriticBatch, RolloutBuffer
 from harl.config import ExperimentConfig, bounded, check_bounds
 from harl.errors import ConfigError
 from harl.metrics.gradients import GradientStats
@@ -188,6 +189,7 @@ class ActorCriticLearner:
         self.grad_stats = GradientStats(self.seeds) if cfg.run.grad_stats else None
         self.recurrent = cfg.model.recurrent
         self.hidden_size = cfg.model.rnn_hidden_size if self.recurrent else 0  # 0: no hidden states
+        self.critic_carry: torch.Tensor | None = None  # (E, N, H) recurrent critic states carried between rollouts
         self.chunk_length = self.cfg.data_chunk_length if self.recurrent else 1
         self.schedule = CollectionSchedule(steps_per_iteration=self.cfg.episode_length)
 
@@ -318,39 +320,35 @@ class ActorCriticLearner:
     # ------------------------------------------------------------------ after the rollout
 
     @torch.no_grad()
-    def value_rollout(self, buffer: RolloutBuffer) -> None:
-        """The critic on a finished rollout: writes its values (at the rollout's steps and at the states after
-        it) and the time-limit bootstraps into the buffer, once per rollout.
+    def value_rollout(self, buffer: RolloutBuffer) -> RolloutValues:
+        """The critic on a finished rollout: its values at the rollout's steps and at the states after it, and at
+        the final states of its time-limit cuts (a recurrent critic's: also its hidden states before every
+        training chunk, and those it carries into the next rollout, `critic_carry`).
 
         The critic's weights do not change during a rollout, so it is evaluated once on all the rollout's
         states after it (a recurrent critic along them from its carried hidden states) rather than at every
         step, which keeps its cost off the path between env steps.
         """
-        if buffer.has_values:
-            return
         if self.recurrent:
-            self._recurrent_rollout_values(buffer)
-            return
+            return self._recurrent_rollout_values(buffer)
         t, e, inputs_of = buffer.length, buffer.n_envs, self.critic.inputs
         if self.seeds > 1:
-            self._population_rollout_values(buffer)
-            return
+            return self._population_rollout_values(buffer)
         finals = [inputs_of(cut.final_obs, cut.final_state) for cut in buffer.cuts]  # (k_i, S) or (k_i, N, O)
         rollout = inputs_of(buffer.obs, buffer.state).flatten(0, 1)  # (T·E, S) or (T·E, N, O)
         inputs = torch.cat([rollout, inputs_of(buffer.next_obs, buffer.next_state), *finals])  # (T·E + E + Σk, ...)
         values = torch.cat([self.values(chunk)[0] for chunk in inputs.split(VALUE_CHUNK)])  # (T·E + E + Σk, N)
-        buffer.set_values(values[: (t + 1) * e].view(t + 1, e, -1))
-        buffer.bootstrap(values[(t + 1) * e :], self.cfg.gamma)
+        cut_values = values[(t + 1) * e :] if buffer.cuts else None  # (Σk, N)
+        return RolloutValues(values[: (t + 1) * e].view(t + 1, e, -1), cut_values)
 
-    def _population_rollout_values(self, buffer: RolloutBuffer) -> None:
+    def _population_rollout_values(self, buffer: RolloutBuffer) -> RolloutValues:
         """A population's critic on its rollout: every seed's envs at every step in one call per step block, and a
         time-limit cut's final inputs where they stand among all envs (each env is valued by its own seed)."""
         e, inputs_of = buffer.n_envs, self.critic.inputs
         inputs = torch.cat([inputs_of(buffer.obs, buffer.state), inputs_of(buffer.next_obs, buffer.next_state)[None]])
         steps_per_call = max(1, VALUE_CHUNK // e)  # (T+1, P·E, ...) in blocks of steps -> (T+1, P·E, n)
-        buffer.set_values(torch.cat([self._seed_values(block, env_dim=1) for block in inputs.split(steps_per_call)]))
-        if buffer.cuts:
-            buffer.bootstrap(self._population_cut_values(buffer), self.cfg.gamma)
+        values = torch.cat([self._seed_values(block, env_dim=1) for block in inputs.split(steps_per_call)])
+        return RolloutValues(values, self._population_cut_values(buffer) if buffer.cuts else None)
 
     def _population_cut_values(self, buffer: RolloutBuffer, hiddens: torch.Tensor | None = None) -> torch.Tensor:
         """(Σk, n) a population's values of its time-limit cuts' final inputs, each valued where it stands among
@@ -364,16 +362,18 @@ class ActorCriticLearner:
             finals.append(self.values(dense, hidden)[0][cut.envs])  # (k, n)
         return torch.cat(finals)
 
-    def _recurrent_rollout_values(self, buffer: RolloutBuffer) -> None:
+    def _recurrent_rollout_values(self, buffer: RolloutBuffer) -> RolloutValues:
         """Recurrent critics: the critic runs along the rollout's states and the states after it from the hidden
         states carried into the rollout, zeroed after every episode end, as it would have step by step. The
-        buffer gets the hidden states the training chunks start from and those before the next rollout; a cut
-        at step t is valued on its final state from the hidden state after step t."""
+        result holds the hidden states the training chunks start from, and `critic_carry` those before the next
+        rollout; a cut at step t is valued on its final state from the hidden state after step t."""
         t, e, chunk, inputs_of = buffer.length, buffer.n_envs, buffer.chunk_length, self.critic.inputs
         after = inputs_of(buffer.next_obs, buffer.next_state)  # (E, S) or (E, N, O)
         inputs = torch.cat([inputs_of(buffer.obs, buffer.state), after.unsqueeze(0)])  # (T+1, E, ...)
         resets = torch.cat([torch.zeros_like(buffer.dones[:1]), buffer.dones])  # (T+1, E): zero after an end
-        carried = buffer.critic_carry  # (E, N, H)
+        if self.critic_carry is None:  # the first rollout starts from zeros
+            self.critic_carry = torch.zeros(e, buffer.n_agents, self.hidden_size, device=self.device)
+        carried = self.critic_carry  # (E, N, H)
         seed_envs = e // self.seeds  # a population's calls take the same envs of every seed
         envs_per_call = max(1, VALUE_CHUNK // ((t + 1) * self.seeds))
         firsts = torch.arange(self.seeds, device=self.device).unsqueeze(1) * seed_envs  # (P, 1)
@@ -395,34 +395,46 @@ class ActorCriticLearner:
         starts = range(chunk, t, chunk)  # the chunks' first steps after step 0
         previous = torch.tensor([s - 1 for s in starts] + [t - 1], device=self.device)  # (⌈T/L⌉,)
         before = reset_hidden(hiddens[previous], buffer.dones[previous])  # (⌈T/L⌉, E, N, H)
-        buffer.set_values(values, chunk_hidden=torch.cat([carried.unsqueeze(0), before[:-1]]), carry=before[-1])
+        chunk_hidden = torch.cat([carried.unsqueeze(0), before[:-1]])  # (⌈T/L⌉, E, N, H)
+        self.critic_carry = before[-1]
+        cut_values = None
         if buffer.cuts and self.seeds > 1:
-            buffer.bootstrap(self._population_cut_values(buffer, hiddens), self.cfg.gamma)
+            cut_values = self._population_cut_values(buffer, hiddens)
         elif buffer.cuts:
             finals = torch.cat([inputs_of(cut.final_obs, cut.final_state) for cut in buffer.cuts])  # (Σk, ...)
             final_hidden = torch.cat([hiddens[cut.step, cut.envs] for cut in buffer.cuts])  # (Σk, N, H)
-            buffer.bootstrap(self.values(finals, final_hidden)[0], self.cfg.gamma)
+            cut_values = self.values(finals, final_hidden)[0]
+        return RolloutValues(values, cut_values, chunk_hidden)
 
     # ------------------------------------------------------------------ learning
 
-    def prepare(self, buffer: RolloutBuffer) -> Sequences:
-        """The critic on the finished rollout, GAE, then the rollout as training sequences with advantages
-        normalised over the whole batch; the architecture's schedules advance by the rollout's env steps."""
+    def prepare(self, buffer: RolloutBuffer) -> Prepared:
+        """The learner's one step between a finished rollout and its update: the critic on the rollout, the
+        time-limit bootstraps, GAE, then the rollout as training sequences with advantages normalised over each
+        seed's batch; the architecture's schedules advance by the rollout's env steps."""
         steps = buffer.length * buffer.n_envs // self.seeds  # each seed's env steps in this rollout
         if self.cfg.use_linear_lr_decay:
             self.decay_learning_rates()
         self.trained_steps += steps
         advance_networks(self.networks(), steps, self.run_steps)
-        self.value_rollout(buffer)
-        buffer.compute_gae(self.cfg.gamma, self.cfg.gae_lambda)
-        advantages = buffer.advantages  # (T, E, N); a population's (T, P·E, n): normalised per seed
+        rollout = self.value_rollout(buffer)
+        rewards = bootstrapped_rewards(buffer.rewards, buffer.cuts, rollout.cut_values, self.cfg.gamma)
+        # (T, E, N) each; a population's (T, P·E, n): advantages normalised per seed
+        advantages, returns = gae(rewards, rollout.values, buffer.dones, self.cfg.gamma, self.cfg.gae_lambda)
         per_seed = advantages.unflatten(1, (self.seeds, -1)).transpose(0, 1).flatten(1)  # (P, T·E·n)
         mean, std = per_seed.mean(1), per_seed.std(1)  # (P,)
         normalised = (per_seed - mean[:, None]) / (std[:, None] + 1e-5)
         normalised = normalised.view(self.seeds, advantages.shape[0], -1, *advantages.shape[2:]).transpose(0, 1)
-        return buffer.sequences(
-            normalised.flatten(1, 2), centralised_critic=self.centralised_critic, layout=self.layout
+        values = rollout.values[:-1]  # (T, E, N)
+        sequences = buffer.sequences(
+            normalised.flatten(1, 2),
+            values,
+            returns,
+            rollout.chunk_hidden,
+            centralised_critic=self.centralised_critic,
+            layout=self.layout,
         )
+        return Prepared(sequences, values, returns)
 
     def decay_learning_rates(self) -> None:
         """Every optimiser's learning rate at its base value × (1 − trained env steps / num_env_steps) (HARL's
@@ -453,9 +465,10 @@ class ActorCriticLearner:
             values = self.critic(batch.inputs.flatten(0, 1)).view(*batch.inputs.shape[:2], -1)  # (L, B, N)
         return batch.flat(values)
 
-    def train_critic(self, buffer: RolloutBuffer, sequences: Sequences) -> list[dict[str, float]]:
+    def train_critic(self, prepared: Prepared) -> list[dict[str, float]]:
         """Clipped, Huber value loss on (normalised) returns for every agent's value head; one metrics dict per seed."""
-        returns = self.layout.to_agents(buffer.returns, env_dim=1).flatten(0, 1)  # (T·E, N): a seed's E envs
+        sequences = prepared.sequences
+        returns = self.layout.to_agents(prepared.returns, env_dim=1).flatten(0, 1)  # (T·E, N): a seed's E envs
         if self.value_norm is not None:
             self.value_norm.update(returns)
         losses, norms = [], []
@@ -480,8 +493,8 @@ class ActorCriticLearner:
             {
                 "losses/critic/value_loss": torch.stack(losses).mean(0),
                 "losses/critic/grad_norm": torch.stack(norms).mean(0),
-                "values/mean_value": per_seed(buffer.values[:-1]),
-                "values/mean_return": per_seed(buffer.returns),
+                "values/mean_value": per_seed(prepared.values),
+                "values/mean_return": per_seed(prepared.returns),
             }
         )
 

@@ -1,4 +1,4 @@
-"""Preallocated on-policy rollout storage with GAE, agents as a tensor dimension, and its training sequences."""
+"""Preallocated on-policy rollout storage, agents as a tensor dimension, and its training sequences."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ class RolloutBuffer:
     """T steps of n_envs environments, all agents at once, on the training device.
 
     The runner writes it (`reset`, `insert` at every vector step, `finish` with the states after the
-    rollout); the learner evaluates its critic on the finished rollout and writes the values through
-    `set_values` and the time-limit bootstraps through `bootstrap`, which adds γ·V(final state) to the
-    reward of every step where an episode was cut by a time limit (`insert`'s `truncated`); `dones`
-    therefore cut GAE at every episode end.
+    rollout) and hands it to the learner, which reads it and computes the rest in one step
+    (`PPOLearner.prepare`: the critic's values, γ·V(final state) added to the reward of every step where a time
+    limit cut an episode (`cuts`; `dones` end GAE at every episode end), GAE) and cuts it into training
+    sequences with them (`sequences`).
 
     Recurrent learners train on chunks of `chunk_length` consecutive steps of one env (see `Sequences`);
-    for them the buffer keeps the actor's and the critic's hidden states at the first step of every chunk.
+    for them the buffer keeps the actor's hidden states at the first step of every chunk.
 
     Args:
         spec: the environment's spec.
@@ -53,22 +53,15 @@ class RolloutBuffer:
         action_dtype = torch.long if spec.discrete else torch.float32
         self.actions = torch.zeros(t, e, n, spec.action_shape, dtype=action_dtype, device=device)  # (T, E, N, A)
         self.log_probs = torch.zeros(t, e, n, device=device)  # (T, E, N)
-        self.values = torch.zeros(t + 1, e, n, device=device)  # (T+1, E, N), denormalised
         self.rewards = torch.zeros(t, e, n, device=device)  # (T, E, N)
         self.dones = torch.zeros(t, e, device=device)  # (T, E): episode ended after step t
-        self.returns = torch.zeros(t, e, n, device=device)  # (T, E, N)
-        self.advantages = torch.zeros(t, e, n, device=device)  # (T, E, N)
         chunks = math.ceil(t / self.chunk_length)
-        # (⌈T/L⌉, E, N, H): hidden states before the first step of every chunk (recurrent learners only)
+        # (⌈T/L⌉, E, N, H): the actor's hidden states before the first step of every chunk (recurrent learners only)
         self.actor_hidden = torch.zeros(chunks, e, n, hidden_size, device=device) if hidden_size else None
-        self.critic_hidden = torch.zeros(chunks, e, n, hidden_size, device=device) if hidden_size else None
-        # (E, N, H): the critic's hidden states carried from one rollout into the next (recurrent learners only)
-        self.critic_carry = torch.zeros(e, n, hidden_size, device=device) if hidden_size else None
         self.next_obs = torch.zeros(e, n, spec.obs_dim_max, device=device)  # (E, N, O) after the rollout
         self.next_state = torch.zeros(e, spec.state_dim, device=device)  # (E, S) after the rollout
         self.cuts: list[TimeLimitCut] = []
         self.step = 0
-        self.has_values = False  # whether the learner has written the finished rollout's values
 
     def insert(
         self,
@@ -89,8 +82,8 @@ class RolloutBuffer:
         the actor's hidden states (E, N, H) the step started from. `truncated` (E,) marks the envs whose
         episode a time limit cut at this step (not terminated), `final_obs` (E, N, O) and `final_state`
         (E, S) the observations and states they ended in, for the learner's bootstrap; `any_truncated`, when the
-        env knows it on the host (`StepOutput.any_truncated`), spares reading `truncated`. The critic's side,
-        `values` and `critic_hidden`, is written after the rollout, when the critic is evaluated on all of it."""
+        env knows it on the host (`StepOutput.any_truncated`), spares reading `truncated`. The critic's side is
+        the learner's, computed after the rollout on all of it."""
         t = self.step
         if any_truncated is None and truncated is not None:
             any_truncated = bool(truncated.any())
@@ -111,62 +104,32 @@ class RolloutBuffer:
         self.next_obs.copy_(next_obs)
         self.next_state.copy_(next_state)
 
-    def set_values(
-        self,
-        values: torch.Tensor,
-        chunk_hidden: torch.Tensor | None = None,
-        carry: torch.Tensor | None = None,
-    ) -> None:
-        """The critic's denormalised values (T+1, E, N) at the rollout's steps and at the states after it;
-        recurrent learners also give its hidden states before every training chunk (⌈T/L⌉, E, N, H) and
-        those to carry into the next rollout (E, N, H). Marks the rollout as holding its values (`has_values`)."""
-        self.values.copy_(values)
-        if chunk_hidden is not None:
-            self.critic_hidden.copy_(chunk_hidden)
-            self.critic_carry.copy_(carry)
-        self.has_values = True
-
-    def bootstrap(self, final_values: torch.Tensor, gamma: float) -> None:
-        """Add γ·V(final state) to the rewards of the time-limit cuts; `final_values` (Σk, N) in `cuts`' order."""
-        offset = 0
-        for cut in self.cuts:
-            k = len(cut.envs)
-            self.rewards[cut.step, cut.envs] += gamma * final_values[offset : offset + k]
-            offset += k
-
-    def compute_gae(self, gamma: float, gae_lambda: float) -> None:
-        """Generalised advantage estimation on the evaluated rollout (`values[T]`: V of the states after it)."""
-        assert self.has_values, "compute_gae needs the rollout's values (set_values)"
-        gae = torch.zeros_like(self.values[-1])
-        for t in reversed(range(self.length)):  # inherently sequential in time
-            not_done = (1.0 - self.dones[t]).unsqueeze(-1)  # (E, 1)
-            delta = self.rewards[t] + gamma * self.values[t + 1] * not_done - self.values[t]
-            gae = delta + gamma * gae_lambda * not_done * gae
-            self.advantages[t] = gae
-        self.returns.copy_(self.advantages + self.values[:-1])
-
     def flat(self, name: str) -> torch.Tensor | None:
         """A stored field with (T, E) merged into one batch dimension."""
         value = getattr(self, name)
         if value is None:
             return None
-        if name == "values":
-            value = value[:-1]
         return value.reshape(self.length * self.n_envs, *value.shape[2:])
 
     def sequences(
-        self, advantages: torch.Tensor, centralised_critic: bool = True, layout: SeedLayout | None = None
+        self,
+        advantages: torch.Tensor,
+        values: torch.Tensor,
+        returns: torch.Tensor,
+        critic_hidden: torch.Tensor | None = None,
+        centralised_critic: bool = True,
+        layout: SeedLayout | None = None,
     ) -> Sequences:
-        """The rollout as training sequences of `chunk_length` steps, with the learner's advantages (T, E, N);
-        the critic reads the states (centralised) or every agent's own observation. With a population's
-        `layout`, the sequences hold its virtual agents (see `Sequences`)."""
-        return Sequences(self, advantages, centralised_critic, layout)
+        """The rollout as training sequences of `chunk_length` steps, with the learner's advantages, values at
+        collection and returns (T, E, N each) and, for recurrent critics, its hidden states before every chunk
+        (⌈T/L⌉, E, N, H); the critic reads the states (centralised) or every agent's own observation. With a
+        population's `layout`, the sequences hold its virtual agents (see `Sequences`)."""
+        return Sequences(self, advantages, values, returns, critic_hidden, centralised_critic, layout)
 
     def reset(self) -> None:
-        """Start a new rollout (the critic's carried hidden states stay)."""
+        """Start a new rollout."""
         self.step = 0
         self.cuts = []
-        self.has_values = False
 
 
 @dataclass(frozen=True)
@@ -272,6 +235,9 @@ class Sequences:
         self,
         buffer: RolloutBuffer,
         advantages: torch.Tensor,
+        values: torch.Tensor,
+        returns: torch.Tensor,
+        critic_hidden: torch.Tensor | None = None,
         centralised_critic: bool = True,
         layout: SeedLayout | None = None,
     ) -> None:
@@ -293,15 +259,16 @@ class Sequences:
         self.avail = None if buffer.avail is None else agents_layout(buffer.avail)  # (L, C, N, A)
         self.actions = agents_layout(buffer.actions)  # (L, C, N, action_shape)
         self.log_probs = agents_layout(buffer.log_probs)  # (L, C, N)
-        self.values = agents_layout(buffer.values[:-1])  # (L, C, N)
-        self.returns = agents_layout(buffer.returns)  # (L, C, N)
+        self.values = agents_layout(values)  # (L, C, N)
+        self.returns = agents_layout(returns)  # (L, C, N)
         self.advantages = agents_layout(advantages)  # (L, C, N)
         self.actor_hidden = self.critic_hidden = self.resets = None
         if buffer.actor_hidden is not None:
             assert self.seeds == 1 or not self._pad, "a population's sequences cannot be padded (check_seeds)"
             # (C, N, H): the hidden states before every chunk (a population's: of its virtual agents)
             self.actor_hidden = layout.to_agents(buffer.actor_hidden, env_dim=1).flatten(0, 1)
-            self.critic_hidden = layout.to_agents(buffer.critic_hidden, env_dim=1).flatten(0, 1)
+            assert critic_hidden is not None, "recurrent sequences need the critic's hidden states before every chunk"
+            self.critic_hidden = layout.to_agents(critic_hidden, env_dim=1).flatten(0, 1)
             starts = torch.zeros_like(buffer.dones)  # (T, E): an episode starts at step t
             starts[1:] = buffer.dones[:-1]
             self.resets = self._layout(layout.states_to_seeds(starts, 1))  # (L, C), a population's (L, C, P)

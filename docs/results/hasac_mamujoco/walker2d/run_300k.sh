@@ -25,7 +25,13 @@ resume() {  # arch seed
     .venv/bin/python examples/train.py --resume "$folder" --num_env_steps "$STEPS" --time_limit_minutes "$MINUTES" \
         > "$LOG/hasac-$1-seed$2-300k.log" 2>&1
 }
-(resume hypermarl 1; resume hypermarl 2; resume hypermarl 3; resume nops 1; resume nops 2) &
-(on_policy happo hypermarl; on_policy happo nops; on_policy mappo hypermarl; on_policy mappo fups_id;
- on_policy mappo nops; resume nops 3) &
-wait
+lane_a() { resume hypermarl 1; resume hypermarl 2; resume hypermarl 3; resume nops 1; resume nops 2; }
+lane_b() {
+    on_policy happo hypermarl; on_policy happo nops; on_policy mappo hypermarl; on_policy mappo fups_id
+    on_policy mappo nops; resume nops 3
+}
+case "${1:-both}" in  # a lane alone (e.g. started when a core frees up), or both side by side
+    a) lane_a ;;
+    b) lane_b ;;
+    *) lane_a & lane_b & wait ;;
+esac
