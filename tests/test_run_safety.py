@@ -275,6 +275,53 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(where, 
     assert_logs_agree(run_dir)
 
 
+def test_a_full_disk_at_the_last_log_write_still_closes_every_seed_and_the_env_workers(tmp_path, capsys, monkeypatch):
+    """The runner's close: a log whose last row cannot be written (the disk filled at the end) does not keep the
+    other seed's log, the evaluators or the env worker processes open, and the run ends in one line."""
+    import multiprocessing
+
+    from harl.utils.logger import RunLogger
+
+    write_row = RunLogger.write_row
+
+    def full_at_close(self):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    closed = []
+    original_close = RunLogger.close
+
+    def close(self):
+        try:
+            monkeypatch.setattr(RunLogger, "write_row", full_at_close)
+            original_close(self)
+        finally:
+            monkeypatch.setattr(RunLogger, "write_row", write_row)
+            closed.append(self.csv_path.parent)
+
+    monkeypatch.setattr(RunLogger, "close", close)
+    log_dir = tmp_path / "results"
+    tiny = TINY_MAMUJOCO[: TINY_MAMUJOCO.index("--n_workers")] + TINY_MAMUJOCO[TINY_MAMUJOCO.index("--n_workers") + 2 :]
+    argv = [
+        "--algo",
+        "mappo",
+        "--arch",
+        "nops",
+        "--env",
+        "mamujoco",
+        "--scenario",
+        "Hopper",
+        "--agent_conf",
+        "3x1",
+        *tiny,
+    ]
+    argv += ["--n_workers", "1", "--episode_length", "10", "--num_env_steps", "40", "--seeds", "2"]
+    assert train([*argv, "--log_dir", str(log_dir)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: no space left on the device of ")
+    assert sorted(closed) == sorted(log_dir.glob("*/*/*/*/seed-*"))  # both logs: the second after the first failed
+    assert not multiprocessing.active_children()  # the env's worker process was closed too
+
+
 class Payload:
     """Unpickling this runs a shell command."""
 

@@ -397,10 +397,17 @@ class Runner(ABC):
         ]
 
     def close(self) -> None:
-        for seed_run in self.seed_runs:
-            seed_run.logger.close()
-            seed_run.evaluator.close()
-        self.env.close()
+        """Close every seed's log and evaluator, then the envs (their worker processes), each even when one before
+        it fails (e.g. a log's last write on a full disk); the first failure is raised once all are closed."""
+        closers = [close for run in self.seed_runs for close in (run.logger.close, run.evaluator.close)]
+        first: Exception | None = None
+        for close in [*closers, self.env.close]:
+            try:
+                close()
+            except Exception as err:  # kept, and raised once the rest are closed
+                first = first or err
+        if first is not None:
+            raise first
 
 
 def seed_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:

@@ -120,5 +120,8 @@ class RunLogger:
         self.writer.add_text(tag, text)
 
     def close(self) -> None:
-        self.write_row()
-        self.writer.close()
+        """Write the pending row and close the TensorBoard writer (closed even when the row cannot be written)."""
+        try:
+            self.write_row()
+        finally:
+            self.writer.close()
