@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from harl.envs.mamujoco import MaMuJoCoConfig, MaMuJoCoEnv
-from harl.envs.vector import SerialVecEnv, SubprocVecEnv, make_vec_env
+from harl.envs.vector import DeviceStaging, SerialVecEnv, SubprocVecEnv, make_vec_env
 from harl.errors import EnvWorkerError, UserError
 from harl.spec import EnvSpec, StepOutput
 from harl.utils.threads import auto_env_workers
@@ -272,3 +272,33 @@ def test_an_env_entrys_declared_action_type_is_the_built_envs(env, overrides):
         assert entry.action_type(cfg.env) == built.spec.action_type
     finally:
         built.close()
+
+
+def test_device_staging_sends_what_the_device_needs_in_one_buffer():
+    """The packing behind the one host-to-device copy per step (`DeviceStaging`; pinned and non-blocking on CUDA):
+    every field comes back with its values, dtype and shape from one 8-byte aligned buffer, None is left out, and a
+    new layout (here avail actions appearing) is planned afresh."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "obs": rng.standard_normal((4, 3, 5)).astype(np.float32),
+        "state": rng.standard_normal((4, 7)).astype(np.float32),
+        "avail_actions": None,
+        "reward": rng.standard_normal((4, 3)).astype(np.float32),
+        "terminated": np.array([True, False, False, True]),
+        "truncated": np.array([False, True, False, False]),
+        "final_obs": rng.standard_normal((4, 3, 5)).astype(np.float32),
+        "final_state": rng.standard_normal((4, 7)).astype(np.float32),
+    }
+    staging = DeviceStaging(torch.device("cpu"), pin=False)
+    for avail in (None, rng.random((4, 3, 2)) > 0.5):
+        arrays["avail_actions"] = avail
+        out = staging.send(arrays)
+        for name, array in arrays.items():
+            if array is None:
+                assert name not in out
+            else:
+                assert out[name].dtype == torch.from_numpy(array).dtype and torch.equal(
+                    out[name], torch.from_numpy(array)
+                )
+        sizes = [-(-a.nbytes // 8) * 8 for a in arrays.values() if a is not None]
+        assert staging._host.numel() == sum(sizes)  # one buffer for every field

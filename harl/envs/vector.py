@@ -15,6 +15,7 @@ seed `seed + s` seeds its env k.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import signal
 import time
@@ -84,9 +85,10 @@ class _Batch:
             info=info,
         )
 
-    def to_step_output(self, device: torch.device) -> StepOutput:
-        """Wrap the arrays as CPU tensors (no copy), then move them to `device` once if it is not the CPU."""
-        out = StepOutput(
+    def to_step_output(self, staging: DeviceStaging) -> StepOutput:
+        """Wrap the arrays as CPU tensors (no copy); for another device, what it needs is sent there in one copy
+        (`staging`), while the episode statistics and info, read on the host, stay there."""
+        host = StepOutput(
             obs=torch.from_numpy(self.obs),
             state=torch.from_numpy(self.state),
             avail_actions=None if self.avail_actions is None else torch.from_numpy(self.avail_actions),
@@ -100,22 +102,75 @@ class _Batch:
             info={k: torch.from_numpy(v) for k, v in self.info.items()},
             any_truncated=bool(self.truncated.any()),  # numpy, on the host already
         )
-        if device.type == "cpu":
-            return out
-        return StepOutput(
-            obs=out.obs.to(device),
-            state=out.state.to(device),
-            avail_actions=None if out.avail_actions is None else out.avail_actions.to(device),
-            reward=out.reward.to(device),
-            terminated=out.terminated.to(device),
-            truncated=out.truncated.to(device),
-            final_obs=out.final_obs.to(device),
-            final_state=out.final_state.to(device),
-            episode_return=out.episode_return,  # episode statistics are read on the host: they stay there
-            episode_length=out.episode_length,
-            info=out.info,
-            any_truncated=out.any_truncated,
+        if staging.device.type == "cpu":
+            return host
+        sent = staging.send({name: getattr(self, name) for name in DeviceStaging.FIELDS})
+        return dataclasses.replace(
+            host,
+            obs=sent["obs"],
+            state=sent["state"],
+            avail_actions=sent.get("avail_actions"),
+            reward=sent["reward"],
+            terminated=sent["terminated"],
+            truncated=sent["truncated"],
+            final_obs=sent["final_obs"],
+            final_state=sent["final_state"],
         )
+
+
+class DeviceStaging:
+    """Sends the part of a step the training device needs (`FIELDS`) in one host-to-device copy: the arrays are
+    packed into one host buffer (pinned on CUDA, each field at an 8-byte aligned offset) that is copied with
+    `non_blocking`, and the device gets views of the copy. The buffer is reused step after step: before refilling
+    it, the host waits for the previous copy (recorded as a CUDA event; long finished by then, as the step's
+    actions were computed from its result), so a copy in flight is never overwritten.
+
+    Args:
+        device: the training device.
+        pin: page-lock the host buffer (needed for copies that do not block the host; CUDA only).
+    """
+
+    FIELDS: Final = ("obs", "state", "avail_actions", "reward", "terminated", "truncated", "final_obs", "final_state")
+
+    def __init__(self, device: torch.device, pin: bool | None = None) -> None:
+        self.device = device
+        self.pin = device.type == "cuda" if pin is None else pin
+        self._key: tuple | None = None
+        self._layout: list[tuple[str, int, int, torch.dtype, tuple[int, ...]]] = []  # name, offset, bytes, ...
+        self._host = torch.empty(0, dtype=torch.uint8)
+        self._copied: Any = None  # the CUDA event of the last copy
+
+    def send(self, arrays: dict[str, np.ndarray | None]) -> dict[str, torch.Tensor]:
+        """The given arrays (but those that are None) on the device, from one copy."""
+        present = {name: array for name, array in arrays.items() if array is not None}
+        key = tuple((name, array.dtype.str, array.shape) for name, array in present.items())
+        if key != self._key:
+            self._plan(present, key)
+        elif self._copied is not None:
+            self._copied.synchronize()  # the previous copy out of the host buffer is done
+        packed = self._host.numpy()  # a view of the (pinned) host buffer
+        for name, offset, size, _, _ in self._layout:
+            packed[offset : offset + size] = present[name].reshape(-1).view(np.uint8)
+        sent = self._host.to(self.device, non_blocking=self.pin)  # (bytes,) on the device
+        if self.device.type == "cuda":
+            self._copied = torch.cuda.Event()
+            self._copied.record()
+        return {
+            name: sent[offset : offset + size].view(dtype).view(shape)
+            for name, offset, size, dtype, shape in self._layout
+        }
+
+    def _plan(self, arrays: dict[str, np.ndarray], key: tuple) -> None:
+        """Lay the fields out in a new host buffer (after any copy out of the old one is done)."""
+        if self._copied is not None:
+            self._copied.synchronize()
+        self._layout, offset = [], 0
+        for name, array in arrays.items():
+            dtype = torch.from_numpy(array[:0]).dtype
+            self._layout.append((name, offset, array.nbytes, dtype, tuple(array.shape)))
+            offset += -(-array.nbytes // 8) * 8  # the next field 8-byte aligned
+        self._host = torch.empty(offset, dtype=torch.uint8, pin_memory=self.pin)
+        self._key = key
 
 
 def _scalar(value: Any) -> float | None:
@@ -234,17 +289,18 @@ class SerialVecEnv:
         self.n_envs = len(env_fns)
         self.n_workers = 0
         self.device = torch.device(device)
+        self._staging = DeviceStaging(self.device)
         self._offsets = seed_offsets(self.n_envs, seeds)
         self._closed = False
 
     def reset(self, seed: int) -> StepOutput:
         """Reset env k with `seed + k` (of a batch of seeds: see the module's docstring)."""
-        return self._group.reset([seed + offset for offset in self._offsets]).to_step_output(self.device)
+        return self._group.reset([seed + offset for offset in self._offsets]).to_step_output(self._staging)
 
     def step(self, actions: torch.Tensor) -> StepOutput:
         """Step with actions (n_envs, n_agents, action_shape), auto-resetting finished episodes."""
         batch = self._group.step(_actions_to_numpy(actions, self.n_envs, self.spec.n_agents))
-        return batch.to_step_output(self.device)
+        return batch.to_step_output(self._staging)
 
     def render(self) -> None:
         """Render env 0."""
@@ -367,6 +423,7 @@ class SubprocVecEnv:
         self.n_envs = len(env_fns)
         self.n_workers = n_workers
         self.device = torch.device(device)
+        self._staging = DeviceStaging(self.device)
         self._offsets = seed_offsets(self.n_envs, seeds)
         self._timeout = timeout
         n_chunks = n_workers + 1 if step_in_main else n_workers
@@ -478,7 +535,7 @@ class SubprocVecEnv:
     def _join(self, main: list[_Batch]) -> StepOutput:
         """The workers' answers, in env order, followed by the calling process's batch, as one StepOutput."""
         batches = [self._receive(index) for index in range(len(self._processes))]
-        return _Batch.concatenate(batches + main).to_step_output(self.device)
+        return _Batch.concatenate(batches + main).to_step_output(self._staging)
 
     def render(self) -> None:
         raise UserError("rendering needs in-process environments: use --n_workers 0")
