@@ -10,7 +10,8 @@
 #   2. the device tests: tests/test_devices.py and tests/test_optim.py with -x, then the smoke runs of every
 #      learner x architecture on the device (tests/test_smoke.py, matrix games and VMAS Dispersion);
 #   3. MAPPO and HASAC through the CLI (examples/train.py --device DEVICE) for every architecture, on the
-#      matrix games and on VMAS Dispersion, each for TRAIN_SECONDS (run.time_limit_minutes): env steps, SPS
+#      matrix games and on VMAS Dispersion, and with NoPS on MaMuJoCo Hopper (CPU-stepped envs: MAPPO's in 2
+#      worker processes, HASAC's in-process), each for TRAIN_SECONDS (run.time_limit_minutes): env steps, SPS
 #      and the final evaluation return;
 #   4. bench/peer_update.py (one quick round) and bench/seeds.py (one quick round for each of SEEDS_NS seeds:
 #      batched vs separate processes), on the device.
@@ -172,6 +173,17 @@ for env in matrix vmas; do
             index=$((index + 1))
         done
     done
+done
+# CPU-stepped envs (each step's device data in one pinned, non-blocking copy): MaMuJoCo Hopper in worker
+# processes (MAPPO) and in-process (HASAC)
+for algo in mappo hasac; do
+    while (($(jobs -rp | wc -l) >= JOBS)); do wait -n; done
+    workers_arg="--n_workers 0"
+    [[ $algo == mappo ]] && workers_arg="--n_workers 2"
+    # shellcheck disable=SC2086
+    step $index "$algo-nops-mamujoco" train $((TRAIN_SECONDS + 90)) "$PY" examples/train.py --algo "$algo" \
+        --arch nops --env mamujoco --scenario Hopper --agent_conf 3x1 $workers_arg "${common[@]}" ${algo_args[$algo]} $TRAIN_EXTRA &
+    index=$((index + 1))
 done
 wait
 
