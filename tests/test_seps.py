@@ -4,6 +4,8 @@ saves, resumes and evaluates from its saved partition without pre-training again
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from harl.config import ModelConfig, read_yaml
 from harl.errors import ConfigError, UserError
 from harl.experiment import build_config
 from harl.models.net_spec import NetSpec
-from harl.models.seps import GroupedParams, SePSConfig, kmeans
+from harl.models.seps import GroupedParams, SePSConfig, cluster, kmeans, silhouette
 from harl.registry import ALGORITHMS, get_architecture, load_extensions
 from harl.spec import EnvSpec, StepOutput
 from harl.utils.checkpoint import load_checkpoint
@@ -85,6 +87,34 @@ def test_pretraining_recovers_the_agent_types(types):
     assert again == [result]  # deterministic for a seed
 
 
+def test_pretraining_chooses_the_number_of_groups_by_the_silhouette_score():
+    """`n_clusters` 0: the k in 2..N-1 of the highest silhouette score, saved in the options with the partition."""
+    types = [2, 0, 1, 1, 0, 2]
+    cfg = SePSConfig(n_clusters=0, pretrain_steps=640, encoder_lr=3e-3)
+    [result] = SEPS.pretrain.run(env=TypedAgentsEnv(types, 16), arch_cfg=cfg, seeds=[0], device=CPU)
+    assert result.arch_cfg.n_clusters == 3 and result.arch_cfg.partition == canonical(types)
+    assert "3 by the silhouette score" in result.summary
+
+
+def test_the_silhouette_score_against_its_definition():
+    points = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0], [9.0, 0.0], [9.0, 0.1]])
+    true, merged, alone = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 0, 1, 1, 1, 1]), torch.arange(6)
+    expected = []
+    for i, p in enumerate(points.tolist()):
+        mine = [q for q, label in zip(points.tolist(), true.tolist()) if label == true[i]]
+        a = sum(math.dist(p, q) for q in mine) / (len(mine) - 1)
+        b = min(
+            sum(math.dist(p, q) for q, label in zip(points.tolist(), true.tolist()) if label == other) / 2
+            for other in {0, 1, 2} - {int(true[i])}
+        )
+        expected.append((b - a) / max(a, b))
+    assert silhouette(points, true) == pytest.approx(sum(expected) / 6)
+    assert silhouette(points, true) > silhouette(points, merged)
+    assert silhouette(points, alone) == 0.0  # every point alone: 0 by definition
+    torch.manual_seed(0)
+    assert cluster(points, SePSConfig(n_clusters=0, kmeans_restarts=5)) == ([0, 0, 1, 1, 2, 2], 3)
+
+
 def test_pretraining_leaves_the_global_random_streams_alone():
     torch.manual_seed(5)
     expected = torch.rand(3)
@@ -154,10 +184,12 @@ def test_the_partition_is_in_the_state_dict_and_a_different_one_does_not_load():
 
 
 def test_option_bounds():
-    with pytest.raises(ConfigError, match=r"^arch\.n_clusters must be >= 1, got 0$"):
-        build_config("mappo", "seps", "matrix", {"n_clusters": "0"}, use_tuned=False)
+    with pytest.raises(ConfigError, match=r"^arch\.n_clusters must be >= 0, got -1$"):
+        build_config("mappo", "seps", "matrix", {"n_clusters": "-1"}, use_tuned=False)
     with pytest.raises(ConfigError, match=r"names group 2, but arch\.n_clusters is 2"):
         build_config("mappo", "seps", "matrix", {"partition": "0,1,2,0"}, use_tuned=False)
+    with pytest.raises(UserError, match=r"^--n_clusters 0 chooses between 2 and n_agents - 1 groups, and this envi"):
+        SEPS.pretrain.run(env=TypedAgentsEnv([0, 1], 2), arch_cfg=SePSConfig(n_clusters=0), seeds=[0], device=CPU)
     with pytest.raises(UserError, match=r"this environment has 4 agents; use at most 4 groups"):
         SEPS.pretrain.run(env=TypedAgentsEnv([0, 1, 0, 1], 2), arch_cfg=SePSConfig(n_clusters=5), seeds=[0], device=CPU)
 
@@ -243,7 +275,9 @@ def test_off_policy_warmup_starts_after_the_pretraining():
 
 
 BAD = [
-    (["--n_clusters", "0"], "arch.n_clusters must be >= 1, got 0"),
+    (["--n_clusters", "-1"], "arch.n_clusters must be >= 0, got -1"),
+    (["--n_clusters", "0", "--partition", "0,1,0,1"], "arch.n_clusters 0 lets the pre-training choose the number"),
+    (["--n_clusters", "0", "--seeds", "2"], "--seeds 2 with --arch seps: with --n_clusters 0 each seed's pre-training"),
     (["--n_clusters", "5"], "--n_clusters 5: this environment has 4 agents; use at most 4 groups"),
     (["--partition", "0,1,0"], "--partition 0,1,0 gives 3 agents a group; this environment has 4 agents"),
     (["--partition", "0,1,3,0"], "arch.partition [0, 1, 3, 0] names group 3, but arch.n_clusters is 2"),

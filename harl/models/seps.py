@@ -9,7 +9,10 @@ A new run first pre-trains (the registry entry's `pretrain` hook, called by the 
    (o, a, z), z a sample of agent i's code; the loss is the summed squared error of the prediction plus
    `kl_weight` times the KL divergence of the codes from N(0, I);
 3. k-means (k-means++ seeding, `kmeans_restarts` restarts, the lowest inertia kept) on the agents' means μ_i
-   partitions the agents into `n_clusters` groups, labelled in order of their first agent (agent 0 is in group 0).
+   partitions the agents into `n_clusters` groups, labelled in order of their first agent (agent 0 is in group 0);
+   with `n_clusters` 0, k-means runs for every k from 2 to n_agents − 1 and the k of the highest mean silhouette
+   score is kept (the authors' code chooses k when it is given none; this criterion and range are those of a public
+   port of their clustering code).
 
 Afterwards each group shares one network, with a one-hot agent id appended to its input (FuPS+ID within a group;
 `agent_id false`: plain sharing within a group, as the authors' code). The groups are a tensor dimension: every
@@ -34,12 +37,12 @@ architecture). Recurrent networks (`model.recurrent`) share their observation en
 (as under `fups_id`); their heads are grouped.
 
 Defaults are the authors' (github.com/uoe-agents/seps: a 64-unit encoder and decoder, 10 code features, Adam at
-3e-4, batches of 128, 10 epochs, KL weight 1e-4, 10 k-means restarts) except where said. Not reproduced: the
-authors choose the number of clusters by the Davies–Bouldin score when none is given (here `n_clusters` is always
-given); they collect the pre-training transitions with the policy being trained (their first network, initially
-near-uniform) during their first 5,000 updates (200,000 env steps at 8 envs × 5 steps) and train it meanwhile,
-where this pre-training uses a uniformly random policy (as the paper describes) for `pretrain_steps` env steps
-before training starts; their encoder is trained on CPU with a data loader, this one on the run's device.
+3e-4, batches of 128, 10 epochs, KL weight 1e-4, 10 k-means restarts) except where said; `n_clusters` defaults to 2
+(0 chooses it, as the authors' code does when given none, by the silhouette score). Not reproduced: they collect
+the pre-training transitions with the policy being trained (their first network, initially near-uniform) during
+their first 5,000 updates (200,000 env steps at 8 envs × 5 steps) and train it meanwhile, where this pre-training
+uses a uniformly random policy (as the paper describes) for `pretrain_steps` env steps before training starts; their
+encoder is trained on CPU with a data loader, this one on the run's device.
 """
 
 from __future__ import annotations
@@ -68,8 +71,10 @@ RESET_SEED_OFFSET = 104_729
 class SePSConfig:
     """Options of `seps`."""
 
-    n_clusters: int = bounded(2, ge=1)
-    """Number of groups k: each group of agents shares one network; at most the number of agents."""
+    n_clusters: int = bounded(2, ge=0)
+    """Number of groups k: each group of agents shares one network; at most the number of agents. 0: chosen by the
+    pre-training, the k in 2..n_agents−1 whose k-means partition has the highest mean silhouette score (needs at
+    least 3 agents and no given partition)."""
     partition: list[int] = bounded(default_factory=list, ge=0)
     """Each agent's group in [0, n_clusters), in agent order (e.g. 0,0,1,1). Empty: learned by pre-training (which
     numbers groups in order of their first agent), which a new run does first and then records here (the run's
@@ -98,6 +103,11 @@ class SePSConfig:
 
     def validate(self) -> None:
         check_bounds(self, "arch")
+        if self.partition and self.n_clusters == 0:
+            raise ConfigError(
+                "arch.n_clusters 0 lets the pre-training choose the number of groups, and a given arch.partition "
+                "skips the pre-training: give --n_clusters with --partition"
+            )
         if self.partition and max(self.partition) >= self.n_clusters:
             raise ConfigError(
                 f"arch.partition {shown(self.partition)} names group {max(self.partition)}, but arch.n_clusters is "
@@ -113,7 +123,7 @@ def agent_groups(arch_cfg: SePSConfig, n_agents: int) -> torch.Tensor:
     """
     check_cluster_count(arch_cfg, n_agents)
     if not arch_cfg.partition:
-        return torch.arange(n_agents) % arch_cfg.n_clusters
+        return torch.arange(n_agents) % max(arch_cfg.n_clusters, 1)
     if len(arch_cfg.partition) != n_agents:
         raise UserError(
             f"--partition {','.join(map(str, arch_cfg.partition))} gives {len(arch_cfg.partition)} agents a group; "
@@ -123,7 +133,12 @@ def agent_groups(arch_cfg: SePSConfig, n_agents: int) -> torch.Tensor:
 
 
 def check_cluster_count(arch_cfg: SePSConfig, n_agents: int) -> None:
-    """Refuse more groups than agents."""
+    """Refuse more groups than agents, and a number of groups to choose (`n_clusters` 0) among fewer than 3."""
+    if arch_cfg.n_clusters == 0 and n_agents < 3:
+        raise UserError(
+            f"--n_clusters 0 chooses between 2 and n_agents - 1 groups, and this environment has {n_agents} agents; "
+            "give --n_clusters"
+        )
     if arch_cfg.n_clusters > n_agents:
         raise UserError(
             f"--n_clusters {arch_cfg.n_clusters}: this environment has {n_agents} agents; use at most {n_agents} groups"
@@ -205,14 +220,19 @@ def build_seps_net(*, spec: NetSpec, arch_cfg: SePSConfig) -> AgentMLP:
     """An `AgentMLP` whose layers are `GroupedParams` over the partition (with a one-hot id when `agent_id`)."""
     groups = agent_groups(arch_cfg, spec.n_agents)
     dims, gains = spec.layers(extra_inputs=spec.n_agents if arch_cfg.agent_id else 0)
-    return spec.mlp(GroupedParams(groups, arch_cfg.n_clusters, dims, gains), arch_cfg.agent_id)
+    return spec.mlp(GroupedParams(groups, group_count(arch_cfg), dims, gains), arch_cfg.agent_id)
 
 
 def build_seps_agent_param(
     *, n_agents: int, width: int, init_value: float, role: str, arch_cfg: SePSConfig
 ) -> GroupedAgentParam:
     """One row per group: the agents of a group share their state-independent parameters as their network."""
-    return GroupedAgentParam(agent_groups(arch_cfg, n_agents), arch_cfg.n_clusters, width, init_value)
+    return GroupedAgentParam(agent_groups(arch_cfg, n_agents), group_count(arch_cfg), width, init_value)
+
+
+def group_count(arch_cfg: SePSConfig) -> int:
+    """The networks' number of groups: `n_clusters` (1 while it is still to be chosen by a pre-training)."""
+    return max(arch_cfg.n_clusters, 1)
 
 
 # ---------------------------------------------------------------------------------------------- pre-training
@@ -366,6 +386,38 @@ def kmeans(points: torch.Tensor, k: int, restarts: int, iterations: int = 300) -
     return rank[best]
 
 
+def cluster(points: torch.Tensor, arch_cfg: SePSConfig) -> tuple[list[int], int]:
+    """Labels of the agents' code means `points` (N, D) and the number of groups: k-means with `n_clusters` groups,
+    or, with `n_clusters` 0, the k in 2..N−1 of the highest mean silhouette score (the fewer groups on a tie). Draws
+    from the global generator."""
+    if arch_cfg.n_clusters:
+        return kmeans(points, arch_cfg.n_clusters, arch_cfg.kmeans_restarts).tolist(), arch_cfg.n_clusters
+    scored = []
+    for k in range(2, points.shape[0]):
+        labels = kmeans(points, k, arch_cfg.kmeans_restarts)
+        scored.append((silhouette(points, labels), -k, labels.tolist()))
+    _, minus_k, labels = max(scored, key=lambda item: (item[0], item[1]))
+    return labels, -minus_k
+
+
+def silhouette(points: torch.Tensor, labels: torch.Tensor) -> float:
+    """The mean silhouette score of a partition of points (N, D), in [-1, 1] (higher: tighter, better separated
+    clusters): point i's (b_i − a_i) / max(a_i, b_i), a_i its mean distance to the other points of its cluster, b_i
+    its smallest mean distance to the points of another cluster; 0 for a point alone in its cluster."""
+    points = points.double()
+    distances = torch.cdist(points, points)  # (N, N)
+    same = labels[:, None] == labels[None, :]  # (N, N)
+    sizes = same.sum(1)  # (N,) the size of each point's cluster
+    a = (distances * same).sum(1) / (sizes - 1).clamp(min=1)  # (N,) the diagonal adds 0
+    clusters = labels.unique()
+    member = labels[None, :] == clusters[:, None]  # (K, N)
+    mean_to = (distances @ member.double().T) / member.sum(1)  # (N, K) mean distance to each cluster's points
+    mean_to[member.T] = math.inf  # a point's own cluster is not "another"
+    b = mean_to.amin(1)  # (N,)
+    scores = torch.where(sizes > 1, (b - a) / torch.maximum(a, b).clamp(min=1e-12), torch.zeros_like(a))
+    return float(scores.mean())
+
+
 def kmeans_plus_plus(points: torch.Tensor, k: int) -> torch.Tensor:
     """k initial centres (k, D) from points (N, D): the first uniformly, each next one with probability
     proportional to its squared distance to the nearest chosen centre (uniformly once every point is chosen)."""
@@ -397,15 +449,15 @@ def pretrain(*, env, arch_cfg: SePSConfig, seeds: Sequence[int], device: torch.d
     for seed, data in zip(seeds, collect_random(env, steps // envs_per_seed, seeds, device), strict=True):
         with isolated_rng(seed, device):
             means, loss = train_encoder(data, spec.n_agents, arch_cfg)
-            labels = kmeans(means.cpu(), arch_cfg.n_clusters, arch_cfg.kmeans_restarts).tolist()
+            labels, k = cluster(means.cpu(), arch_cfg)
         groups = ", ".join(
             f"{g}: {' '.join(a for a, label in zip(spec.agent_ids, labels) if label == g)}"
-            for g in range(arch_cfg.n_clusters)
+            for g in range(k)
             if g in labels
         )
         results.append(
             Pretrained(
-                arch_cfg=replace(arch_cfg, partition=labels),
+                arch_cfg=replace(arch_cfg, n_clusters=k, partition=labels),
                 env_steps=steps,
                 metrics={
                     "pretrain/env_steps": float(steps),
@@ -414,11 +466,23 @@ def pretrain(*, env, arch_cfg: SePSConfig, seeds: Sequence[int], device: torch.d
                 },
                 summary=(
                     f"seps pre-training: {steps:,} env steps of random actions, encoder loss {loss:.4g} per "
-                    f"transition; partition {labels} (groups {groups})"
+                    f"transition; partition {labels} (groups {groups}"
+                    + (f"; {k} by the silhouette score)" if arch_cfg.n_clusters == 0 else ")")
                 ),
             )
         )
     return results
+
+
+def batched_seps(arch_cfg: SePSConfig) -> str | None:
+    """Seeds batch with their own partitions, not with numbers of groups of their own (`n_clusters` 0): one batch
+    stacks every seed's per-group layers, which needs one number of groups."""
+    if arch_cfg.n_clusters == 0:
+        return (
+            "with --n_clusters 0 each seed's pre-training may choose another number of groups, and one batch stacks "
+            "the seeds' per-group layers; give --n_clusters, or run the seeds separately"
+        )
+    return None
 
 
 register_architecture(
@@ -428,7 +492,8 @@ register_architecture(
         build_net=build_seps_net,
         build_agent_param=build_seps_agent_param,
         shares_parameters=True,
-        pretrain=Pretraining(env_steps=pretrain_steps, run=pretrain, learned=("partition",)),
+        batched_seeds=batched_seps,
+        pretrain=Pretraining(env_steps=pretrain_steps, run=pretrain, learned=("partition", "n_clusters")),
         description="SePS: agents clustered by a pre-trained identity encoder, one network per group (--n_clusters)",
     )
 )
