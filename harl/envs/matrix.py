@@ -120,8 +120,8 @@ def memory_estimate(env_cfg: MatrixConfig, sizes: RunSizes) -> dict[str, int]:
     - action logits: the policy's output for that batch: (E, N, N) float32;
     - actor output layers: the last layer maps `actor_width` features to N logits, per agent (N copies) for
       architectures that keep per-agent layers; with its gradient and Adam's two moments, 4 floats each;
-    - rollout buffer (learners that keep one): observations, actions, log-probs, values, rewards, returns and
-      advantages of (rollout_length, n_envs, N) float32 each.
+    - rollout buffer (learners that keep one): observations, actions, log-probs and rewards of (rollout_length,
+      n_envs, N) float32 each (the values, returns and advantages the learner computes from it come on top).
 
     A run of several seeds holds every seed's training envs, output layers and rollout buffer (`sizes` counts
     them: its `n_envs` are every seed's).
@@ -135,7 +135,7 @@ def memory_estimate(env_cfg: MatrixConfig, sizes: RunSizes) -> dict[str, int]:
         "actor output layers": layers * 4 * 4,
     }
     if sizes.rollout_length:
-        parts["rollout buffer"] = 7 * sizes.rollout_length * sizes.n_envs * n * 4
+        parts["rollout buffer"] = 4 * sizes.rollout_length * sizes.n_envs * n * 4
     return parts
 
 
