@@ -473,7 +473,7 @@ class MLPHyperPopulation(PopulationParams):
     def read_embedding_of(self, owner: MLPHyperPopulation) -> None:
         """Read each seed's embedding from `owner` (the actor's population) from now on; its members already read
         their own actor members' (`MLPHyperParams.read_embedding_of`), which stay their solo views."""
-        if owner.seed_embeddings().shape[1:] != self._template[0].context(None).shape:
+        if owner.seed_embeddings().shape[1:] != self._template[0]._read_embedding[0].weight.shape:
             raise ValueError("shared embeddings need the same number of agents and embedding size")
         self._read_embedding = [owner]
         self._cache_key = None
