@@ -178,6 +178,9 @@ def test_smacv2_hasac_tuned_configs_resolve(scenario, arch):
     assert sources[-1].endswith(f"tuned_configs/smacv2/{scenario}/{name}")
     assert cfg.algo.alpha == pytest.approx(0.001) and cfg.algo.n_step == 20 and cfg.algo.batch_size == 1000
     assert cfg.model.hidden_sizes == [256, 256] and cfg.model.feature_norm
+    # HyperMARL's actor lr is 10x smaller (its policies collapse at 3e-4: docs/results/hasac_smax_entropy/)
+    assert cfg.algo.lr == pytest.approx(3e-5 if arch == "hypermarl" else 3e-4)
+    assert cfg.algo.critic_lr == pytest.approx(5e-4)
 
 
 @pytest.mark.parametrize("algo", ["hasac", "masac"])
