@@ -3,7 +3,8 @@
 # on VMAS Navigation, different goals, the paper's tuned settings (harl/tuned_configs/vmas/navigation-<n>/: 600 envs
 # x 100 steps, 45 epochs of 30 minibatches, [256, 256] tanh, DiCo's SND_des from table 10), seeds 1-3 of each method
 # trained as one batched process (--batch_seeds), WORKERS processes at a time with one torch thread each.
-# AGENTS picks the team size (2, 4 or 8), STEPS the budget (the paper's: 1M), MINUTES a wall-clock cap per run.
+# AGENTS picks the team size (2, 4 or 8), STEPS the budget (the paper's: 1M), MINUTES a wall-clock cap per run,
+# ARCHS the methods (to split them over sweeps started at different times), PLOT=0 skips the plot.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 LOG=${LOG:-results/navigation}
@@ -11,8 +12,10 @@ AGENTS=${AGENTS:-4}
 STEPS=${STEPS:-1000000}
 MINUTES=${MINUTES:-0}
 WORKERS=${WORKERS:-2}
-.venv/bin/python examples/sweep.py --algos ippo --archs nops fups hypermarl dico --env vmas \
+ARCHS=${ARCHS:-nops fups hypermarl dico}
+PLOT=${PLOT:-1}
+.venv/bin/python examples/sweep.py --algos ippo --archs $ARCHS --env vmas \
     --scenarios "scenario=navigation,n_agents=$AGENTS" --seeds 3 --batch_seeds --workers "$WORKERS" \
     --exp_name "navigation-$AGENTS" --log_dir "$LOG" --num_env_steps "$STEPS" --time_limit_minutes "$MINUTES" \
     --torch_threads 1 --progress_bar false
-.venv/bin/python examples/plot.py "$LOG" --out "docs/results/navigation/agents-$AGENTS"
+[ "$PLOT" = 0 ] || .venv/bin/python examples/plot.py "$LOG" --out "docs/results/navigation/agents-$AGENTS"
