@@ -9,7 +9,6 @@ import torch
 from harl.cli import train_main
 from harl.config import ModelConfig
 from harl.errors import ConfigError
-from harl.experiment import build_config
 from harl.metrics import snd_of_actor
 from harl.models.dico import DiCoConfig, DiCoNet
 from harl.models.net_spec import NetSpec
@@ -200,15 +199,3 @@ def test_save_load_continue(tmp_path):
     obs, _ = collect_observations(policy, 32, seed=5, device=CPU)
     with torch.no_grad():
         assert team_snd(policy.learner.actor.net, obs) == pytest.approx(0.5, rel=0.05)
-
-
-@pytest.mark.parametrize(
-    ("n_agents", "target", "lr", "clip"), [(2, 1.2, 5e-5, 0.2), (4, -1.0, 2.5e-4, 0.1), (8, -1.0, 2.5e-4, 0.1)]
-)
-def test_navigation_tuned_configs(n_agents, target, lr, clip):
-    """The seed paper's appendix B: table 10's SND_des (different goals) and table 11's IPPO-DiCo clip and lr."""
-    cfg, sources = build_config("ippo", "dico", "vmas", {"scenario": "navigation", "n_agents": str(n_agents)})
-    assert sources[-1].endswith(f"tuned_configs/vmas/navigation-{n_agents}/ippo-dico.yaml")
-    assert cfg.arch.target_diversity == target and cfg.algo.clip_param == clip
-    assert cfg.algo.lr == pytest.approx(lr) and cfg.algo.critic_lr == pytest.approx(lr)
-    assert cfg.run.n_rollout_threads == 600 and cfg.model.hidden_sizes == [256, 256]

@@ -75,3 +75,60 @@ def test_ippo_tuned_configs_resolve(env, overrides, folder, arch, lr, clip, embe
     assert cfg.algo.clip_param == pytest.approx(clip)
     if embedding is not None:
         assert cfg.arch.embedding_dim == embedding
+
+
+# The seed paper's table 11 (IPPO, Navigation, 4 and 8 agents): (clip, lr) per goal setup and architecture, and
+# table 10's SND_des for DiCo; 2 agents from table 8 (clip 0.2, lr 5e-5) and table 10 (SND_des 1.2 / 0).
+NAVIGATION_TABLE_11 = {
+    (2, "different"): {"nops": (0.2, 5e-5), "fups": (0.2, 5e-5), "hypermarl": (0.2, 5e-5), "dico": (0.2, 5e-5, 1.2)},
+    (2, "same"): {"nops": (0.2, 5e-5), "fups": (0.2, 5e-5), "hypermarl": (0.2, 5e-5), "dico": (0.2, 5e-5, 0.0)},
+    (4, "same"): {"nops": (0.1, 5e-5), "fups": (0.2, 5e-5), "hypermarl": (0.1, 5e-5), "dico": (0.2, 5e-5, 0.0)},
+    (4, "different"): {"nops": (0.2, 5e-5), "fups": (0.2, 5e-5), "hypermarl": (0.1, 5e-5), "dico": (0.1, 2.5e-4, -1.0)},
+    (4, "mixed"): {"nops": (0.1, 5e-5), "fups": (0.2, 5e-5), "hypermarl": (0.1, 5e-5), "dico": (0.1, 5e-4, -1.0)},
+    (8, "same"): {"nops": (0.1, 5e-5), "fups": (0.2, 5e-5), "hypermarl": (0.2, 5e-5), "dico": (0.2, 5e-5, 0.0)},
+    (8, "different"): {"nops": (0.2, 5e-5), "fups": (0.1, 5e-5), "hypermarl": (0.1, 5e-5), "dico": (0.1, 2.5e-4, -1.0)},
+    (8, "mixed"): {"nops": (0.1, 5e-5), "fups": (0.1, 5e-5), "hypermarl": (0.1, 5e-5), "dico": (0.1, 2.5e-4, -1.0)},
+}
+GOAL_FOLDER = {"different": "", "same": "-same-goal", "mixed": "-mixed-goals"}
+
+
+NAVIGATION_CELLS = [(n, goals, arch) for (n, goals), cells in NAVIGATION_TABLE_11.items() for arch in cells]
+
+
+@pytest.mark.parametrize(("n_agents", "goals", "arch"), NAVIGATION_CELLS)
+def test_navigation_tuned_configs_follow_tables_10_and_11(n_agents, goals, arch):
+    """`--agents_with_same_goal` 1, n/2 or n picks the tuned folder of that goal setup (the paper's table 12), whose
+    values are the paper's for the architecture; the env it builds has that setup."""
+    sharing = {"different": 1, "same": n_agents, "mixed": n_agents // 2}[goals]
+    overrides = {"scenario": "navigation", "n_agents": str(n_agents), "agents_with_same_goal": str(sharing)}
+    cfg, sources = build_config("ippo", arch, "vmas", overrides)
+    assert f"tuned_configs/vmas/navigation-{n_agents}{GOAL_FOLDER[goals]}/ippo" in sources[-1]
+    assert cfg.env.agents_with_same_goal == sharing and cfg.env.n_agents == n_agents
+    clip, lr, *snd = NAVIGATION_TABLE_11[n_agents, goals][arch]
+    assert cfg.algo.clip_param == pytest.approx(clip)
+    assert cfg.algo.lr == pytest.approx(lr) and cfg.algo.critic_lr == pytest.approx(lr)
+    assert cfg.run.n_rollout_threads == 600 and cfg.model.hidden_sizes == [256, 256] and cfg.algo.gamma == 0.9
+    if arch == "dico":
+        assert cfg.arch.target_diversity == snd[0]
+    if arch == "hypermarl":
+        assert cfg.arch.embedding_dim == 4
+
+
+@pytest.mark.parametrize(
+    ("n_agents", "sharing", "split", "name"),
+    [
+        (4, 1, False, "navigation-4"),
+        (4, 4, False, "navigation-4-same-goal"),
+        (4, 2, False, "navigation-4-mixed-goals"),
+        (4, 2, True, "navigation-4-split-goals"),
+        (8, 3, False, "navigation-8-3-share-a-goal"),
+        (2, 2, False, "navigation-2-same-goal"),
+    ],
+)
+def test_navigation_scenario_names_its_goal_setup(n_agents, sharing, split, name):
+    """Runs of different goal setups never share a run folder (or a plot's curve)."""
+    config = get_environment("vmas").config_cls(
+        scenario="navigation", n_agents=n_agents, agents_with_same_goal=sharing, split_goals=split
+    )
+    config.validate()
+    assert config.scenario_name() == name

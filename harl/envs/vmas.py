@@ -120,8 +120,23 @@ class VmasConfig:
         }
 
     def scenario_name(self) -> str:
-        """e.g. "dispersion-4", "navigation-8" (the tuned-config folder)."""
-        return f"{self.scenario}-{self.n_agents}"
+        """The run folder's and tuned configs' scenario: "dispersion-4"; Navigation names its goal setup (the
+        paper's three, table 12): "navigation-8" (all goals different), "navigation-8-same-goal" (one common
+        goal), "navigation-8-mixed-goals" (the first n/2 agents share a goal); any other setup is named by its
+        options ("navigation-8-3-share-a-goal", "navigation-8-split-goals")."""
+        name = f"{self.scenario}-{self.n_agents}"
+        if self.scenario != "navigation":
+            return name
+        if self.split_goals:
+            return f"{name}-split-goals"
+        sharing = self.agents_with_same_goal
+        if sharing == 1:
+            return name
+        if sharing == self.n_agents:
+            return f"{name}-same-goal"
+        if 2 * sharing == self.n_agents:
+            return f"{name}-mixed-goals"
+        return f"{name}-{sharing}-share-a-goal"
 
 
 @functools.cache
