@@ -20,7 +20,9 @@ GOALS=${GOALS:-different}
 case "$GOALS" in
     different) SHARING=1 SUFFIX= ;;
     same) SHARING=$AGENTS SUFFIX=-same-goal ;;
-    mixed) SHARING=$((AGENTS / 2)) SUFFIX=-mixed-goals ;;
+    mixed) [ $((AGENTS % 2)) = 0 ] && [ "$AGENTS" -ge 4 ] \
+        || { echo "run.sh: GOALS=mixed needs an even AGENTS of at least 4 (half the team shares a goal), got $AGENTS" >&2; exit 2; }
+        SHARING=$((AGENTS / 2)) SUFFIX=-mixed-goals ;;
     *) echo "run.sh: GOALS must be different, same or mixed, got '$GOALS'" >&2; exit 2 ;;
 esac
 .venv/bin/python examples/sweep.py --algos ippo --archs $ARCHS --env vmas \
